@@ -1,0 +1,38 @@
+"""The run's configuration: small dataclasses saved as JSON in the run directory."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+
+from edgetl.errors import ModelFileError
+
+
+@dataclass
+class TrainConfig:
+    data_dir: str
+    backbone: str = "mobilenetv2"
+    alpha: float | None = None
+    image_size: int = 224
+    weights: str = "imagenet"
+    epochs: int = 10
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    dropout: float = 0.2
+    hidden_units: int = 0
+    validation_fraction: float = 0.15
+    test_fraction: float = 0.15
+    patience: int = 5
+    seed: int = 42
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str, source: str) -> TrainConfig:
+        try:
+            raw = json.loads(text)
+            known = {f.name for f in fields(cls)}
+            return cls(**{key: value for key, value in raw.items() if key in known})
+        except (ValueError, TypeError) as error:
+            raise ModelFileError(f"{source}: the run config is damaged ({error})") from None

@@ -1,0 +1,47 @@
+"""A folder with one subfolder per class, as Keras' image_dataset_from_directory reads it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgetl.errors import DataError
+from edgetl.runtime.image import is_image_file
+
+
+@dataclass(frozen=True)
+class Example:
+    path: Path
+    label: int
+
+
+@dataclass(frozen=True)
+class LabelledImages:
+    root: Path
+    class_names: list[str]
+    examples: list[Example]
+
+
+def read_class_folders(root: Path) -> LabelledImages:
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"{root}: no such folder")
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder (expected one subfolder of images per class)")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise DataError(f"{root}: has no class subfolders (expected one subfolder of images per class)")
+    class_names: list[str] = []
+    examples: list[Example] = []
+    for class_dir in class_dirs:
+        files = sorted(p for p in class_dir.rglob("*") if is_image_file(p))
+        if not files:
+            continue
+        label = len(class_names)
+        class_names.append(class_dir.name)
+        examples.extend(Example(path, label) for path in files)
+    if not examples:
+        raise DataError(f"{root}: no image files in its class subfolders")
+    if len(class_names) < 2:
+        raise DataError(f"{root}: only one class with images ({class_names[0]}); a classifier needs two or more")
+    return LabelledImages(root, class_names, examples)

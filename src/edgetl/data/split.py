@@ -1,0 +1,80 @@
+"""A stratified, seeded train/validation/test split, saved with the run so later commands see the same test set."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgetl.data.folder import Example, LabelledImages
+from edgetl.errors import DataError, ModelFileError
+
+SUBSETS = ("train", "validation", "test")
+MIN_IMAGES_PER_CLASS = 3  # one each for train, validation and test
+
+
+@dataclass(frozen=True)
+class Split:
+    root: Path
+    class_names: list[str]
+    train: list[Example]
+    validation: list[Example]
+    test: list[Example]
+
+    def subset(self, name: str) -> list[Example]:
+        return {"train": self.train, "validation": self.validation, "test": self.test}[name]
+
+    def to_json(self) -> str:
+        def rows(examples: list[Example]) -> list[list]:
+            return [[example.path.relative_to(self.root).as_posix(), example.label] for example in examples]
+
+        document = {"root": str(self.root), "class_names": self.class_names}
+        document.update({name: rows(self.subset(name)) for name in SUBSETS})
+        return json.dumps(document, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str, source: str) -> Split:
+        try:
+            document = json.loads(text)
+            root = Path(document["root"])
+            subsets = {
+                name: [Example(root / relative, int(label)) for relative, label in document[name]]
+                for name in SUBSETS
+            }
+            return cls(root, list(document["class_names"]), **subsets)
+        except (ValueError, KeyError, TypeError) as error:
+            raise ModelFileError(f"{source}: the split is damaged ({error})") from None
+
+
+def stratified_split(
+    images: LabelledImages, validation_fraction: float, test_fraction: float, seed: int
+) -> Split:
+    """Split each class on its own so every subset holds every class in the same proportion."""
+    rng = random.Random(seed)
+    by_class: dict[int, list[Example]] = {label: [] for label in range(len(images.class_names))}
+    for example in images.examples:
+        by_class[example.label].append(example)
+    train: list[Example] = []
+    validation: list[Example] = []
+    test: list[Example] = []
+    for label, examples in by_class.items():
+        if len(examples) < MIN_IMAGES_PER_CLASS:
+            name = images.class_names[label]
+            raise DataError(
+                f"{images.root / name}: class '{name}' has {len(examples)} image(s); "
+                f"each class needs at least {MIN_IMAGES_PER_CLASS} (train, validation, test)"
+            )
+        shuffled = examples[:]
+        rng.shuffle(shuffled)
+        n_test = max(1, round(len(shuffled) * test_fraction))
+        n_validation = max(1, round(len(shuffled) * validation_fraction))
+        n_test = min(n_test, len(shuffled) - 2)
+        n_validation = min(n_validation, len(shuffled) - n_test - 1)
+        test.extend(shuffled[:n_test])
+        validation.extend(shuffled[n_test : n_test + n_validation])
+        train.extend(shuffled[n_test + n_validation :])
+    # Interleave classes so that a prefix (a calibration sample, a quick check) is still stratified.
+    for subset in (train, validation, test):
+        rng.shuffle(subset)
+    return Split(images.root, images.class_names, train, validation, test)

@@ -1,0 +1,24 @@
+"""Errors a user can cause. The CLI prints their message as one line and exits non-zero."""
+
+
+class EdgetlError(Exception):
+    """Base class: the message names the value received, what was expected and the fix."""
+
+
+class DataError(EdgetlError):
+    """A dataset folder, image or split is unusable."""
+
+
+class ModelFileError(EdgetlError):
+    """A model file or run directory is missing, damaged or of the wrong kind."""
+
+
+class MissingExtraError(EdgetlError):
+    """An optional dependency is not installed."""
+
+    def __init__(self, module: str, extra: str, purpose: str):
+        super().__init__(f"{purpose} needs the Python package '{module}': pip install \"edgetl[{extra}]\"")
+
+
+class WeightsError(EdgetlError):
+    """Pretrained weights could not be loaded (no network, bad file)."""

@@ -1,0 +1,1 @@
+"""Export formats, one module each, and the verification every export goes through."""

@@ -1,0 +1,1 @@
+"""Backbone registry, classification head and the preprocessing built into every model."""

@@ -1,0 +1,124 @@
+"""The run directory: the contract between `train`, `export` and `bench`.
+
+`train` writes model.keras, labels.txt, config.json, preprocessing.json, split.json, history.json and
+metrics.json; `export` adds exports/ and exports.json; every write is atomic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgetl.config import TrainConfig
+from edgetl.data.split import Split
+from edgetl.errors import ModelFileError
+from edgetl.runtime.metadata import ModelMetadata
+
+
+def atomic_write(path: Path, content: str | bytes) -> None:
+    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 would hide the file from other users
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def temporary_sibling(path: Path) -> Path:
+    """A free name beside `path` for tools that insist on writing a file themselves (Keras' save)."""
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(descriptor)
+    return Path(temporary)
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    @property
+    def model(self) -> Path:
+        return self.path / "model.keras"
+
+    @property
+    def labels(self) -> Path:
+        return self.path / "labels.txt"
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def preprocessing(self) -> Path:
+        return self.path / "preprocessing.json"
+
+    @property
+    def split(self) -> Path:
+        return self.path / "split.json"
+
+    @property
+    def history(self) -> Path:
+        return self.path / "history.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.path / "exports"
+
+    @property
+    def exports_index(self) -> Path:
+        return self.path / "exports.json"
+
+    def require_trained(self) -> None:
+        if not self.path.is_dir():
+            raise ModelFileError(f"{self.path}: no such run directory (create one with `edgetl train`)")
+        for needed in (self.model, self.preprocessing, self.split):
+            if not needed.is_file():
+                raise ModelFileError(f"{self.path}: not a finished edgetl run ({needed.name} is missing)")
+
+    def read_config(self) -> TrainConfig:
+        return TrainConfig.from_json(self.config.read_text(encoding="utf-8"), str(self.config))
+
+    def read_metadata(self) -> ModelMetadata:
+        return ModelMetadata.from_json(self.preprocessing.read_text(encoding="utf-8"), str(self.preprocessing))
+
+    def read_split(self) -> Split:
+        return Split.from_json(self.split.read_text(encoding="utf-8"), str(self.split))
+
+    def read_exports(self) -> list[dict]:
+        if not self.exports_index.is_file():
+            return []
+        try:
+            return json.loads(self.exports_index.read_text(encoding="utf-8"))
+        except ValueError as error:
+            raise ModelFileError(f"{self.exports_index}: damaged ({error})") from None
+
+    def load_model(self, safe_mode: bool = True):
+        """The Keras model; safe mode never runs code stored in the file."""
+        import keras
+
+        try:
+            return keras.saving.load_model(self.model, safe_mode=safe_mode)
+        except (ValueError, OSError, TypeError, KeyError) as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise ModelFileError(f"{self.model}: not a loadable Keras model ({reason})") from None

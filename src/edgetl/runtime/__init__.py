@@ -1,0 +1,1 @@
+"""On-device inference: numpy, pillow and a light runtime (LiteRT or onnxruntime). Never TensorFlow."""

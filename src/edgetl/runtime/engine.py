@@ -1,0 +1,67 @@
+"""The small interface every runtime backend offers, and the choice of backend for a model file."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from edgetl.errors import ModelFileError
+from edgetl.runtime.metadata import ModelMetadata
+
+
+class Engine:
+    """A loaded model: raw 0-255 RGB pixels in, class probabilities out."""
+
+    runtime: str = ""  # e.g. "ai-edge-litert 2.1.0"
+    device: str = "cpu"
+
+    def __init__(self, path: Path, metadata: ModelMetadata):
+        self.path = path
+        self.metadata = metadata
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.metadata.input_size
+
+    @property
+    def labels(self) -> list[str]:
+        return self.metadata.labels
+
+    @property
+    def input_dtype(self) -> str:
+        return "float32"
+
+    @property
+    def output_dtype(self) -> str:
+        return "float32"
+
+    def predict(self, pixels: np.ndarray) -> np.ndarray:
+        """(n, height, width, 3) pixels, uint8 or float 0-255 -> (n, classes) float32 probabilities."""
+        raise NotImplementedError
+
+
+def is_available(module: str) -> bool:
+    """Whether a module could be imported, without importing it (importing a runtime costs start-up time)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def open_engine(path: str | Path, runtime: str | None = None, threads: int | None = None) -> Engine:
+    """Load a .tflite file with LiteRT (or tflite-runtime) or an .onnx file with onnxruntime."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    suffix = path.suffix.lower()
+    if suffix == ".tflite":
+        from edgetl.runtime.litert import open_tflite
+
+        return open_tflite(path, runtime=runtime, threads=threads)
+    if suffix == ".onnx":
+        from edgetl.runtime.onnxrt import open_onnx
+
+        return open_onnx(path, threads=threads)
+    raise ModelFileError(f"{path}: unknown model format '{suffix}' (expected .tflite or .onnx)")

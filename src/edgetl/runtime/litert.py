@@ -1,0 +1,104 @@
+"""TFLite files on LiteRT (ai-edge-litert), or its predecessor tflite-runtime where that is what a board has."""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+
+from edgetl.errors import MissingExtraError, ModelFileError
+from edgetl.runtime.engine import Engine, is_available
+from edgetl.runtime.metadata import read_tflite_metadata
+
+# Import path of the Interpreter class and the distribution that provides it, in order of preference.
+TFLITE_RUNTIMES = {
+    "litert": ("ai_edge_litert.interpreter", "ai-edge-litert"),
+    "tflite-runtime": ("tflite_runtime.interpreter", "tflite-runtime"),
+}
+
+
+def _interpreter_class(runtime: str | None):
+    names = [runtime] if runtime else list(TFLITE_RUNTIMES)
+    for name in names:
+        if name not in TFLITE_RUNTIMES:
+            raise ModelFileError(f"--runtime {name}: unknown; choose one of {', '.join(TFLITE_RUNTIMES)}")
+        module_name, distribution = TFLITE_RUNTIMES[name]
+        if not is_available(module_name.split(".")[0]):
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:  # tflite-runtime 2.14 cannot import under NumPy 2
+            continue
+        try:
+            release = version(distribution)
+        except PackageNotFoundError:
+            release = "unknown"
+        return module.Interpreter, f"{distribution} {release}"
+    raise MissingExtraError("ai-edge-litert", "device", "running a .tflite file")
+
+
+def _quantize(values: np.ndarray, detail: dict) -> np.ndarray:
+    scales = detail["quantization_parameters"]["scales"]
+    zero_points = detail["quantization_parameters"]["zero_points"]
+    dtype = detail["dtype"]
+    if not np.issubdtype(dtype, np.integer):
+        return values.astype(dtype, copy=False)
+    info = np.iinfo(dtype)
+    quantized = np.round(values.astype(np.float32) / scales[0] + zero_points[0])
+    return np.clip(quantized, info.min, info.max).astype(dtype)
+
+
+def _dequantize(values: np.ndarray, detail: dict) -> np.ndarray:
+    if not np.issubdtype(values.dtype, np.integer):
+        return values.astype(np.float32, copy=False)
+    scales = detail["quantization_parameters"]["scales"]
+    zero_points = detail["quantization_parameters"]["zero_points"]
+    return (values.astype(np.float32) - zero_points[0]) * scales[0]
+
+
+class TFLiteEngine(Engine):
+    def __init__(self, path: Path, runtime: str | None = None, threads: int | None = None):
+        metadata = read_tflite_metadata(path)
+        if metadata is None:
+            raise ModelFileError(f"{path}: carries no edgetl metadata (labels, input size); export it with edgetl")
+        super().__init__(path, metadata)
+        interpreter_class, self.runtime = _interpreter_class(runtime)
+        try:
+            self.interpreter = interpreter_class(model_path=str(path), num_threads=threads)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as error:
+            raise ModelFileError(f"{path}: not a loadable TFLite model ({error})") from None
+        self.input_detail = self.interpreter.get_input_details()[0]
+        self.output_detail = self.interpreter.get_output_details()[0]
+        self._batch = int(self.input_detail["shape"][0])
+
+    @property
+    def input_dtype(self) -> str:
+        return np.dtype(self.input_detail["dtype"]).name
+
+    @property
+    def output_dtype(self) -> str:
+        return np.dtype(self.output_detail["dtype"]).name
+
+    def _resize_batch(self, batch: int) -> None:
+        if batch == self._batch:
+            return
+        shape = list(self.input_detail["shape"])
+        shape[0] = batch
+        self.interpreter.resize_tensor_input(self.input_detail["index"], shape)
+        self.interpreter.allocate_tensors()
+        self.input_detail = self.interpreter.get_input_details()[0]
+        self.output_detail = self.interpreter.get_output_details()[0]
+        self._batch = batch
+
+    def predict(self, pixels: np.ndarray) -> np.ndarray:
+        self._resize_batch(len(pixels))
+        self.interpreter.set_tensor(self.input_detail["index"], _quantize(pixels, self.input_detail))
+        self.interpreter.invoke()
+        return _dequantize(self.interpreter.get_tensor(self.output_detail["index"]), self.output_detail)
+
+
+def open_tflite(path: Path, runtime: str | None = None, threads: int | None = None) -> TFLiteEngine:
+    return TFLiteEngine(path, runtime=runtime, threads=threads)
