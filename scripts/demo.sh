@@ -10,8 +10,8 @@ if [ ! -d "$data" ]; then
   edgetl sample-data "$data"
 fi
 
-# No network here, so no ImageNet weights: MobileNetV2 (alpha 0.35) learns from scratch at 32x32 pixels.
-edgetl train "$data" --out "$run" --backbone mobilenetv2 --alpha 0.35 --image-size 32 \
+# No network here, so no ImageNet weights: MobileNetV2 (alpha 0.35) learns from scratch at 48x48 pixels.
+edgetl train "$data" --out "$run" --backbone mobilenetv2 --alpha 0.35 --image-size 48 \
   --weights none --epochs 40 --patience 8 --batch-size 32 --quiet --overwrite
 edgetl export "$run" --int8
 edgetl bench "$run" --json "$out/bench.json"

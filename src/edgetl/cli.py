@@ -131,9 +131,7 @@ def bench(run: Path, json_path: Path | None, runs: int, warmup: int, threads: in
     from edgetl.run import atomic_write
 
     rows = bench_run(run, runs=runs, warmup=warmup, threads=threads)
-    click.echo(
-        f"{'format':<16}{'size':>10}{'top-1':>8}{'agree':>8}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}  runtime"
-    )
+    click.echo(f"{'format':<16}{'size':>10}{'top-1':>8}{'agree':>8}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}  runtime")
     for row in rows:
         latency = row.latency
         click.echo(

@@ -35,7 +35,7 @@ def write_sample_data(out_dir: Path, per_class: int | None = None, image_size: i
     # Build beside the destination, then rename: an interrupted run never leaves half a dataset.
     staging = Path(tempfile.mkdtemp(prefix=".sample-", dir=out_dir.parent))
     try:
-        for index, (image, target) in enumerate(zip(digits.images, digits.target)):
+        for index, (image, target) in enumerate(zip(digits.images, digits.target, strict=True)):
             name = DIGIT_NAMES[int(target)]
             if per_class is not None and counts.get(name, 0) >= per_class:
                 continue

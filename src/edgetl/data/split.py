@@ -39,17 +39,14 @@ class Split:
             document = json.loads(text)
             root = Path(document["root"])
             subsets = {
-                name: [Example(root / relative, int(label)) for relative, label in document[name]]
-                for name in SUBSETS
+                name: [Example(root / relative, int(label)) for relative, label in document[name]] for name in SUBSETS
             }
             return cls(root, list(document["class_names"]), **subsets)
         except (ValueError, KeyError, TypeError) as error:
             raise ModelFileError(f"{source}: the split is damaged ({error})") from None
 
 
-def stratified_split(
-    images: LabelledImages, validation_fraction: float, test_fraction: float, seed: int
-) -> Split:
+def stratified_split(images: LabelledImages, validation_fraction: float, test_fraction: float, seed: int) -> Split:
     """Split each class on its own so every subset holds every class in the same proportion."""
     rng = random.Random(seed)
     by_class: dict[int, list[Example]] = {label: [] for label in range(len(images.class_names))}

@@ -13,9 +13,7 @@ from edgetl.runtime.metadata import Normalization
 
 # keras.applications' three preprocessing modes, expressed on raw 0-255 RGB pixels.
 TF_MODE = Normalization(mode="tf", scale=1 / 127.5, offset=-1.0)
-TORCH_MODE = Normalization(
-    mode="torch", scale=1 / 255.0, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)
-)
+TORCH_MODE = Normalization(mode="torch", scale=1 / 255.0, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 # caffe: RGB -> BGR, then the ImageNet mean (in BGR order) subtracted.
 CAFFE_MODE = Normalization(mode="caffe", mean=(103.939, 116.779, 123.68))
 # EfficientNet and ConvNeXt rescale inside keras' own model: they take raw pixels.
@@ -46,9 +44,7 @@ class BackboneSpec:
 BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
     for spec in (
-        BackboneSpec(
-            "mobilenetv2", "MobileNetV2", TF_MODE, 224, 32, alphas=(0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
-        ),
+        BackboneSpec("mobilenetv2", "MobileNetV2", TF_MODE, 224, 32, alphas=(0.35, 0.5, 0.75, 1.0, 1.3, 1.4)),
         BackboneSpec("xception", "Xception", TF_MODE, 299, 71),
         BackboneSpec("efficientnetb0", "EfficientNetB0", RAW_MODE, 224, 32),
         BackboneSpec("resnet50v2", "ResNet50V2", TF_MODE, 224, 32),

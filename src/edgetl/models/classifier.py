@@ -48,9 +48,7 @@ def preprocessing_layers(normalization: Normalization) -> list:
         layers.append((rescale, None))
     if normalization.mean != (0.0, 0.0, 0.0) or normalization.std != (1.0, 1.0, 1.0):
         variance = [s * s for s in normalization.std]
-        normalize = keras.layers.Normalization(
-            mean=list(normalization.mean), variance=variance, name="normalization"
-        )
+        normalize = keras.layers.Normalization(mean=list(normalization.mean), variance=variance, name="normalization")
         layers.append((normalize, None))
     return layers
 

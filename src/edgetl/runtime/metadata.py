@@ -69,7 +69,6 @@ class ModelMetadata:
             raise ModelFileError(f"{source}: edgetl metadata is damaged ({error})") from None
 
 
-
 def read_tflite_metadata(path: Path) -> ModelMetadata | None:
     """The metadata appended to a .tflite file, or None when it carries none."""
     try:

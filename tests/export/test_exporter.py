@@ -1,0 +1,88 @@
+"""The exported files: what they hold, what they carry, and how close they are to Keras."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def records(run):
+    return {r["format"]: r for r in json.loads((run / "exports.json").read_text())}
+
+
+def test_exports_json_describes_each_file(exported_run):
+    index = records(exported_run)
+    assert set(index) == {"tflite-float32", "tflite-int8", "onnx"}
+    for record in index.values():
+        payload = (exported_run / record["path"]).read_bytes()
+        assert record["size_bytes"] == len(payload)
+        assert record["sha256"] == hashlib.sha256(payload).hexdigest()
+        assert record["images"] == 10  # 9 per class, 15% -> 1 per class
+        assert 0.0 <= record["agreement"] <= 1.0
+
+
+def test_float_exports_match_keras(exported_run):
+    index = records(exported_run)
+    for name in ("tflite-float32", "onnx"):
+        assert index[name]["max_probability_diff"] < 1e-4, name
+        assert index[name]["input_dtype"] == "float32"
+
+
+def test_int8_file_holds_int8_tensors(exported_run):
+    from ai_edge_litert.interpreter import Interpreter
+
+    path = exported_run / "exports" / "model_int8.tflite"
+    interpreter = Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    assert interpreter.get_input_details()[0]["dtype"] == np.int8
+    assert interpreter.get_output_details()[0]["dtype"] == np.int8
+    scale = interpreter.get_input_details()[0]["quantization_parameters"]["scales"][0]
+    assert 0.9 < scale < 1.1  # raw 0-255 pixels map onto int8 almost losslessly
+    dtypes = [d["dtype"] for d in interpreter.get_tensor_details()]
+    floats = [d for d in dtypes if d == np.float32]
+    assert not floats, "a full-integer model has no float32 tensors"
+    assert sum(d == np.int8 for d in dtypes) > len(dtypes) / 2
+    index = records(exported_run)["tflite-int8"]
+    assert index["input_dtype"] == "int8" and index["output_dtype"] == "int8"
+    assert index["max_probability_diff"] < 0.1
+
+
+def test_metadata_travels_inside_the_files(exported_run):
+    from edgetl.runtime.engine import open_engine
+
+    labels = (exported_run / "labels.txt").read_text().split()
+    for filename in ("model_float32.tflite", "model_int8.tflite", "model.onnx"):
+        engine = open_engine(exported_run / "exports" / filename)
+        assert engine.labels == labels
+        assert engine.input_size == (32, 32)
+        assert engine.metadata.normalization.mode == "tf"
+        assert engine.metadata.model_format in {"tflite-float32", "tflite-int8", "onnx"}
+
+
+def test_onnx_graph_has_named_input_and_dynamic_batch(exported_run):
+    import onnx
+
+    model = onnx.load(str(exported_run / "exports" / "model.onnx"))
+    (graph_input,) = model.graph.input
+    (graph_output,) = model.graph.output
+    assert graph_input.name == "pixels" and graph_output.name == "probabilities"
+    batch = graph_input.type.tensor_type.shape.dim[0]
+    assert batch.dim_value == 0 and batch.dim_param  # symbolic, not fixed
+    assert {p.key for p in model.metadata_props} >= {"edgetl.json", "labels"}
+
+
+def test_runtime_batches_give_the_same_answer_as_single_images(exported_run, sample_dir):
+    from edgetl.runtime.engine import open_engine
+    from edgetl.runtime.image import load_images
+
+    paths = sorted((sample_dir / "two").iterdir())[:4]
+    pixels, _, _ = load_images(paths, (32, 32))
+    for filename in ("model_float32.tflite", "model_int8.tflite", "model.onnx"):
+        engine = open_engine(exported_run / "exports" / filename)
+        together = engine.predict(pixels)
+        one_by_one = np.concatenate([engine.predict(pixels[i : i + 1]) for i in range(len(pixels))])
+        np.testing.assert_allclose(together, one_by_one, atol=1e-5)
+        np.testing.assert_allclose(together.sum(axis=1), 1.0, atol=0.05)

@@ -1,0 +1,208 @@
+"""Every command through the CLI, as a user runs it: exit codes, one-line errors, files written."""
+
+import dataclasses
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgetl.cli import main
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code != 0
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_help_lists_the_commands():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("train", "export", "bench", "classify", "sample-data"):
+        assert command in result.output
+
+
+def test_sample_data_writes_class_folders(tmp_path):
+    result = invoke("sample-data", tmp_path / "digits", "--per-class", 4)
+    assert result.exit_code == 0, result.output
+    classes = sorted(p.name for p in (tmp_path / "digits").iterdir())
+    assert len(classes) == 10 and "seven" in classes
+    assert len(list((tmp_path / "digits" / "seven").glob("*.png"))) == 4
+    again = invoke("sample-data", tmp_path / "digits")
+    assert_one_line_error(again, "not empty")
+
+
+def test_train_refuses_bad_folders(tmp_path):
+    def train(data):
+        return invoke("train", data, "--out", tmp_path / "run", "--weights", "none")
+
+    missing = tmp_path / "missing"
+    assert_one_line_error(train(missing), str(missing), "no such folder")
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "x.png").write_bytes(b"x")
+    assert_one_line_error(train(flat), str(flat), "no class subfolders")
+    empty = tmp_path / "empty"
+    (empty / "cats").mkdir(parents=True)
+    (empty / "cats" / "notes.txt").write_text("no pictures here")
+    assert_one_line_error(train(empty), str(empty), "no image files")
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_refuses_a_class_with_one_image(sample_dir, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(sample_dir, data)
+    for extra in sorted((data / "nine").iterdir())[1:]:
+        extra.unlink()
+    result = invoke("train", data, "--out", tmp_path / "run", "--weights", "none", "--image-size", 32)
+    assert_one_line_error(result, "nine", "has 1 image")
+
+
+def test_train_refuses_bad_options(sample_dir, tmp_path):
+    common = ("train", sample_dir, "--out", tmp_path / "run", "--weights", "none")
+    assert_one_line_error(invoke(*common, "--backbone", "alexnet"), "unknown backbone 'alexnet'", "mobilenetv2")
+    assert_one_line_error(invoke(*common, "--alpha", 0.6), "--alpha 0.6", "0.35")
+    assert_one_line_error(invoke(*common, "--backbone", "xception", "--image-size", 32), "at least 71")
+    weights = invoke("train", sample_dir, "--out", tmp_path / "run", "--weights", tmp_path / "nope.h5")
+    assert_one_line_error(weights, "nope.h5", "no such file")
+
+
+@pytest.mark.slow
+def test_train_writes_the_run(trained_run):
+    for name in ("model.keras", "labels.txt", "config.json", "preprocessing.json", "split.json", "history.json"):
+        assert (trained_run / name).is_file(), name
+    labels = (trained_run / "labels.txt").read_text().split()
+    assert len(labels) == 10 and labels[0] == "eight"
+    split = json.loads((trained_run / "split.json").read_text())
+    assert len(split["train"]) + len(split["validation"]) + len(split["test"]) == 90
+    assert {label for _, label in split["test"]} == set(range(10))
+    config = json.loads((trained_run / "config.json").read_text())
+    assert config["backbone"] == "mobilenetv2" and config["alpha"] == 0.35 and config["image_size"] == 32
+    preprocessing = json.loads((trained_run / "preprocessing.json").read_text())
+    assert preprocessing["normalization"]["mode"] == "tf"
+    assert preprocessing["input_size"] == [32, 32]
+    history = json.loads((trained_run / "history.json").read_text())
+    assert len(history["stage1"]["loss"]) == 1
+
+
+@pytest.mark.slow
+def test_train_refuses_to_overwrite_a_run(trained_run, sample_dir):
+    result = invoke("train", sample_dir, "--out", trained_run, "--weights", "none", "--image-size", 32)
+    assert_one_line_error(result, "already holds a trained model", "--overwrite")
+
+
+@pytest.mark.slow
+def test_export_cli_writes_verified_files(trained_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    result = invoke("export", run, "--int8", "--calibration-samples", 20, "--min-agreement", 0)
+    assert result.exit_code == 0, result.output
+    for fmt in ("tflite-float32", "tflite-int8", "onnx"):
+        assert fmt in result.output
+    assert "int8/int8" in result.output
+    records = {r["format"]: r for r in json.loads((run / "exports.json").read_text())}
+    assert set(records) == {"tflite-float32", "tflite-int8", "onnx"}
+    assert (run / "exports" / "model_int8.tflite").stat().st_size == records["tflite-int8"]["size_bytes"]
+
+
+@pytest.mark.slow
+def test_export_fails_below_the_gate_and_keeps_the_file(trained_run, tmp_path, monkeypatch):
+    from edgetl.export import exporter
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    strict = dataclasses.replace(exporter.FORMATS["tflite-float32"], min_agreement=1.01)  # cannot be met
+    monkeypatch.setitem(exporter.FORMATS, "tflite-float32", strict)
+    result = invoke("export", run, "--no-onnx")
+    assert result.exit_code != 0
+    assert "tflite-float32 disagree with Keras too often" in result.output
+    assert (run / "exports" / "model_float32.tflite").is_file()
+    record = json.loads((run / "exports.json").read_text())[0]
+    assert record["passed"] is False and record["min_agreement"] == 1.01
+
+
+def test_export_refuses_a_damaged_run(tmp_path):
+    assert_one_line_error(invoke("export", tmp_path / "nowhere"), "no such run directory")
+    run = tmp_path / "run"
+    run.mkdir()
+    assert_one_line_error(invoke("export", run), "not a finished edgetl run", "model.keras")
+
+
+@pytest.mark.slow
+def test_export_refuses_a_model_file_that_is_not_a_model(trained_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / "model.keras").write_bytes(b"this is not a keras file")
+    assert_one_line_error(invoke("export", run), "model.keras", "not a loadable Keras model")
+
+
+@pytest.mark.slow
+def test_bench_cli_table_and_json(exported_run, tmp_path):
+    out = tmp_path / "bench.json"
+    result = invoke("bench", exported_run, "--json", out, "--runs", 5, "--warmup", 1)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())
+    assert [row["format"] for row in rows] == ["keras", "tflite-float32", "tflite-int8", "onnx"]
+    for row in rows:
+        assert set(row) >= {"format", "path", "size_bytes", "top1", "agreement", "latency_ms"}
+        latency = row["latency_ms"]
+        assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"]
+        assert 0.0 <= row["top1"] <= 1.0 and row["size_bytes"] > 0
+    by_format = {row["format"]: row for row in rows}
+    assert by_format["keras"]["agreement"] == 1.0
+    # A one-epoch model is nearly uniform, so agreement can hinge on 1e-7; exports.json holds the tight check.
+    assert by_format["tflite-float32"]["agreement"] >= 0.9 and by_format["onnx"]["agreement"] >= 0.9
+    assert by_format["tflite-int8"]["size_bytes"] < by_format["tflite-float32"]["size_bytes"] / 2
+
+
+def test_bench_refuses_a_missing_run(tmp_path):
+    assert_one_line_error(invoke("bench", tmp_path / "nothing"), "no such run directory")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("filename", ["model_int8.tflite", "model_float32.tflite", "model.onnx"])
+def test_classify_cli_json(exported_run, sample_dir, filename):
+    model = exported_run / "exports" / filename
+    images = sorted((sample_dir / "three").iterdir())[:2]
+    result = invoke("classify", model, *images, "--top-k", 2, "--json")
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    labels = (exported_run / "labels.txt").read_text().split()
+    assert [line["file"] for line in lines] == [str(p) for p in images]
+    for line in lines:
+        assert len(line["top"]) == 2 and {t["label"] for t in line["top"]} <= set(labels)
+        scores = [t["score"] for t in line["top"]]
+        assert scores == sorted(scores, reverse=True) and 0 <= scores[-1] <= scores[0] <= 1.0
+
+
+@pytest.mark.slow
+def test_classify_folder_and_bad_file(exported_run, sample_dir, tmp_path):
+    folder = tmp_path / "incoming"
+    shutil.copytree(sample_dir / "four", folder)
+    (folder / "corrupt.png").write_bytes(b"\x89PNG but not really")
+    result = CliRunner().invoke(main, ["classify", str(exported_run / "exports" / "model.onnx"), str(folder)])
+    assert result.exit_code == 1
+    good = [line for line in result.output.splitlines() if "error" not in line]
+    assert len(good) == 9
+    assert "corrupt.png: error:" in result.output
+
+
+def test_classify_refuses_a_file_that_is_not_a_model(tmp_path):
+    fake = tmp_path / "model.tflite"
+    fake.write_bytes(np.arange(100, dtype=np.uint8).tobytes())
+    image = tmp_path / "x.png"
+    image.write_bytes(b"")
+    assert_one_line_error(invoke("classify", fake, image), "model.tflite")
+    assert_one_line_error(invoke("classify", tmp_path / "model.pt", image), "no such model file")
+    other = tmp_path / "model.pt"
+    other.write_bytes(b"x")
+    assert_one_line_error(invoke("classify", other, image), "unknown model format '.pt'")
