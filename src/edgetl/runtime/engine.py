@@ -14,8 +14,10 @@ from edgetl.runtime.metadata import ModelMetadata
 class Engine:
     """A loaded model: raw 0-255 RGB pixels in, class probabilities out."""
 
-    runtime: str = ""  # e.g. "ai-edge-litert 2.1.0"
+    runtime: str = ""  # the package and its version, e.g. "ai-edge-litert 2.3.0"
+    provider: str = ""  # the delegate or execution provider that runs it, e.g. "XNNPACK", "CUDAExecutionProvider"
     device: str = "cpu"
+    threads: int | None = None  # None: the runtime's own default
 
     def __init__(self, path: Path, metadata: ModelMetadata):
         self.path = path

@@ -65,6 +65,9 @@ class TFLiteEngine(Engine):
             raise ModelFileError(f"{path}: carries no edgetl metadata (labels, input size); export it with edgetl")
         super().__init__(path, metadata)
         interpreter_class, self.runtime = _interpreter_class(runtime)
+        self.threads = threads
+        # LiteRT and tflite-runtime apply the XNNPACK delegate to CPU float and int8 kernels by default.
+        self.provider = "XNNPACK"
         try:
             self.interpreter = interpreter_class(model_path=str(path), num_threads=threads)
             self.interpreter.allocate_tensors()

@@ -35,8 +35,9 @@ class OnnxEngine(Engine):
             raise ModelFileError(f"{path}: carries no edgetl metadata (labels, input size); export it with edgetl")
         super().__init__(path, ModelMetadata.from_json(custom[METADATA_KEY], str(path)))
         self.runtime = f"onnxruntime {onnxruntime.__version__}"
-        provider = self.session.get_providers()[0]
-        self.device = "cuda" if provider == "CUDAExecutionProvider" else "cpu"
+        self.threads = threads
+        self.provider = self.session.get_providers()[0]
+        self.device = "cuda" if self.provider == "CUDAExecutionProvider" else "cpu"
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
 
