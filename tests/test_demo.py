@@ -40,3 +40,48 @@ def test_demo_learns_and_every_format_keeps_up(tmp_path):
     correct = sum(line.split("/")[-2] == line.split(": ")[1].split()[0] for line in classified)
     assert correct >= 4
     assert "demo took" in result.stdout
+
+    check_classify_matches_keras(out / "run", env)
+
+
+def check_classify_matches_keras(run: Path, env: dict) -> None:
+    """classify's probabilities, read from its JSON output, against Keras' own on the same test images."""
+    import numpy as np
+
+    from edgetl.run import RunDir
+    from edgetl.runtime.image import load_images
+
+    split = json.loads((run / "split.json").read_text())
+    images = [Path(split["root"]) / relative for relative, _ in split["test"][:60]]
+    labels = (run / "labels.txt").read_text().split()
+    pixels, kept, _ = load_images(images, (48, 48))
+    assert len(kept) == len(images)
+    keras_probabilities = RunDir(run).load_model().predict(pixels.astype("float32"), verbose=0)
+
+    def classify(filename: str) -> np.ndarray:
+        result = subprocess.run(
+            ["edgetl", "classify", str(run / "exports" / filename), *map(str, images), "--json", "--top-k", "10"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            stdin=subprocess.DEVNULL,
+        )
+        assert result.returncode == 0, result.stderr
+        rows = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [row["file"] for row in rows] == [str(p) for p in images]
+        probabilities = np.zeros((len(rows), len(labels)))
+        for i, row in enumerate(rows):
+            for entry in row["top"]:
+                probabilities[i, labels.index(entry["label"])] = entry["score"]
+        return probabilities
+
+    for filename in ("model_float32.tflite", "model.onnx"):
+        np.testing.assert_allclose(classify(filename), keras_probabilities, atol=1e-4, err_msg=filename)
+    int8 = classify("model_int8.tflite")
+    keras_top1 = keras_probabilities.argmax(axis=1)
+    ordered = np.sort(keras_probabilities, axis=1)
+    confident = ordered[:, -1] - ordered[:, -2] > 0.3  # int8 may only flip near-ties
+    assert confident.sum() >= 40
+    assert (int8.argmax(axis=1)[confident] == keras_top1[confident]).all()
+    assert np.mean(int8.argmax(axis=1) == keras_top1) >= 0.95

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -143,26 +144,98 @@ def bench(run: Path, json_path: Path | None, runs: int, warmup: int, threads: in
         click.echo(f"rows written to {json_path}")
 
 
+def _paths_from(inputs: tuple[str, ...]):
+    """The inputs, with `-` replaced by the paths read from standard input, one per line."""
+    for item in inputs:
+        if item == "-":
+            yield from (line.strip() for line in sys.stdin if line.strip())
+        else:
+            yield item
+
+
 @main.command()
 @click.argument("model", type=click.Path(path_type=Path))
-@click.argument("inputs", nargs=-1, required=True)
+@click.argument("inputs", nargs=-1)
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per image.")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=0.0, help='Below this top-1 score: "unknown".')
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per image and line.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV rows with a header.")
+@click.option("--watch", type=click.Path(file_okay=False, exists=True, path_type=Path), help="Classify new images.")
+@click.option("--runtime", type=click.Choice(["litert", "tflite-runtime", "tensorflow", "onnxruntime"]))
 @click.option("--threads", type=click.IntRange(min=1), default=None)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @reports_errors
-def classify(model: Path, inputs: tuple[str, ...], top_k: int, as_json: bool, threads: int | None) -> None:
-    """Classify images (files or folders) with an exported .tflite or .onnx MODEL. Needs no TensorFlow."""
-    from edgetl.runtime.classify import classify_files, expand_inputs
-    from edgetl.runtime.engine import open_engine
+def classify(
+    model: Path,
+    inputs: tuple[str, ...],
+    top_k: int,
+    threshold: float,
+    as_json: bool,
+    as_csv: bool,
+    watch: Path | None,
+    runtime: str | None,
+    threads: int | None,
+    batch_size: int,
+) -> None:
+    """Classify images with an exported .tflite or .onnx MODEL; needs no TensorFlow.
 
-    engine = open_engine(model, threads=threads)
-    results = classify_files(engine, expand_inputs(list(inputs)), k=min(top_k, len(engine.labels)))
-    for result in results:
-        if as_json:
-            click.echo(json.dumps(result.to_dict()))
-        elif result.error:
-            click.echo(f"{result.file}: error: {result.error}", err=True)
-        else:
-            click.echo(f"{result.file}: " + ", ".join(f"{label} {score:.3f}" for label, score in result.top))
-    if any(result.error for result in results):
+    INPUTS are files, folders (searched recursively), glob patterns, or - to read paths from standard input.
+    With --watch DIR, each image that lands in DIR is classified as it arrives, until interrupted.
+    Exits with status 1 if any image could not be classified.
+    """
+    from edgetl.runtime.classify import classify_stream, expand_inputs
+    from edgetl.runtime.engine import open_engine
+    from edgetl.runtime.output import csv_header, format_result
+
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv exclude each other")
+    if not inputs and watch is None:
+        raise click.UsageError("give images, folders or patterns to classify, - for standard input, or --watch DIR")
+    style = "json" if as_json else "csv" if as_csv else "text"
+    engine = open_engine(model, runtime=runtime, threads=threads)
+    k = min(top_k, len(engine.labels))
+    if style == "csv":
+        click.echo(csv_header(k))
+    failures = 0
+
+    def emit(results) -> None:
+        nonlocal failures
+        for result in results:
+            failures += result.error is not None
+            click.echo(format_result(result, style, k), err=style == "text" and result.error is not None)
+
+    emit(classify_stream(engine, expand_inputs(_paths_from(inputs)), k, threshold, batch_size))
+    if watch is not None:
+        from edgetl.runtime.watch import new_images
+
+        signal.signal(signal.SIGTERM, _interrupt)
+        click.echo(f"watching {watch} for new images (Ctrl-C to stop)", err=True)
+        try:
+            # Batches of one: a frame is answered as soon as it lands.
+            emit(classify_stream(engine, new_images(watch), k, threshold, batch_size=1))
+        except KeyboardInterrupt:
+            click.echo("stopped watching", err=True)
+    if failures:
         sys.exit(1)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+@main.command()
+def doctor() -> None:
+    """Say which runtimes can run models here, and for each that cannot, why and what to install."""
+    from edgetl.runtime.doctor import check_runtimes, machine_summary
+
+    click.echo(machine_summary())
+    checks = check_runtimes()
+    for check in checks:
+        state = "ok" if check.usable else "--"
+        release = check.version or "not installed"
+        click.echo(f"[{state}] {check.name:<15} {release:<14} {check.runs:<8} {check.detail}")
+        if check.fix:
+            click.echo(f"     fix: {check.fix}")
+    for suffix in (".tflite", ".onnx"):
+        if not any(check.usable for check in checks if check.runs == suffix):
+            raise click.ClickException(f"nothing here can run {suffix} files; see the fixes above")

@@ -2,41 +2,62 @@
 
 from __future__ import annotations
 
+import glob
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from edgetl.errors import DataError
 from edgetl.runtime.engine import Engine
-from edgetl.runtime.image import is_image_file, load_image
+from edgetl.runtime.image import is_image_file, load_images
+
+UNKNOWN = "unknown"
+GLOB_CHARACTERS = frozenset("*?[")
 
 
 @dataclass(frozen=True)
 class Classification:
     file: str
     top: list[tuple[str, float]] = field(default_factory=list)
+    label: str | None = None  # top-1, or "unknown" when its score is under the threshold
     error: str | None = None
 
     def to_dict(self) -> dict:
         if self.error is not None:
             return {"file": self.file, "error": self.error}
-        return {"file": self.file, "top": [{"label": label, "score": score} for label, score in self.top]}
+        return {
+            "file": self.file,
+            "label": self.label,
+            "top": [{"label": label, "score": score} for label, score in self.top],
+        }
 
 
-def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Files as given, folders as the image files below them (sorted), in the order given."""
-    paths: list[Path] = []
+@dataclass(frozen=True)
+class MissingInput:
+    """An input that named nothing to classify: reported per input, the others go on."""
+
+    text: str
+    reason: str
+
+
+def expand_inputs(inputs: Iterable[str]) -> Iterator[Path | MissingInput]:
+    """Files as given; folders as the image files below them (sorted); glob patterns expanded (sorted)."""
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if is_image_file(p))
             if not found:
-                raise DataError(f"{path}: folder holds no image files")
-            paths.extend(found)
+                yield MissingInput(item, "folder holds no image files")
+            yield from found
+        elif not path.exists() and GLOB_CHARACTERS & set(item):
+            matches = sorted(Path(match) for match in glob.glob(item, recursive=True))
+            files = [match for match in matches if match.is_file()]
+            if not files:
+                yield MissingInput(item, "no file matches this pattern")
+            yield from files
         else:
-            paths.append(path)
-    return paths
+            yield path  # a missing or unreadable file becomes a per-file error when it is decoded
 
 
 def top_k(probabilities: np.ndarray, labels: list[str], k: int) -> list[tuple[str, float]]:
@@ -44,15 +65,45 @@ def top_k(probabilities: np.ndarray, labels: list[str], k: int) -> list[tuple[st
     return [(labels[i], float(probabilities[i])) for i in order]
 
 
-def classify_files(engine: Engine, paths: list[Path], k: int = 3) -> list[Classification]:
-    """One result per file; a file that cannot be read gets an error result and the rest go on."""
-    results = []
-    for path in paths:
-        try:
-            pixels = load_image(path, engine.input_size, engine.metadata.resize)
-        except DataError as error:
-            results.append(Classification(str(path), error=str(error)))
-            continue
-        probabilities = engine.predict(pixels[np.newaxis])[0]
-        results.append(Classification(str(path), top_k(probabilities, engine.labels, k)))
-    return results
+def _batches(items: Iterable[Path | MissingInput], size: int) -> Iterator[list[Path | MissingInput]]:
+    batch: list[Path | MissingInput] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def classify_stream(
+    engine: Engine,
+    inputs: Iterable[Path | MissingInput],
+    k: int = 3,
+    threshold: float = 0.0,
+    batch_size: int = 16,
+) -> Iterator[Classification]:
+    """One result per input, in order, as soon as its batch is done; unreadable files get an error result."""
+    k = min(k, len(engine.labels))
+    for batch in _batches(inputs, batch_size):
+        paths = [item for item in batch if isinstance(item, Path)]
+        pixels, kept, errors = load_images(paths, engine.input_size, engine.metadata.resize)
+        probabilities = engine.predict(pixels) if len(pixels) else np.zeros((0, len(engine.labels)))
+        by_path_index = dict(zip(kept, probabilities, strict=True))
+        failed = iter(errors)
+        path_index = 0
+        for item in batch:
+            if isinstance(item, MissingInput):
+                yield Classification(item.text, error=f"{item.text}: {item.reason}")
+                continue
+            if path_index in by_path_index:
+                top = top_k(by_path_index[path_index], engine.labels, k)
+                label = top[0][0] if top[0][1] >= threshold else UNKNOWN
+                yield Classification(str(item), top, label)
+            else:
+                yield Classification(str(item), error=str(next(failed)))
+            path_index += 1
+
+
+def classify_files(engine: Engine, paths: list[Path], k: int = 3, threshold: float = 0.0) -> list[Classification]:
+    return list(classify_stream(engine, paths, k, threshold))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.errors import ModelFileError
+from edgetl.errors import EdgetlError, ModelFileError
 from edgetl.runtime.metadata import ModelMetadata
 
 
@@ -63,6 +63,8 @@ def open_engine(path: str | Path, runtime: str | None = None, threads: int | Non
 
         return open_tflite(path, runtime=runtime, threads=threads)
     if suffix == ".onnx":
+        if runtime not in (None, "onnxruntime"):
+            raise EdgetlError(f"--runtime {runtime}: {path.name} is an ONNX file, which runs on onnxruntime only")
         from edgetl.runtime.onnxrt import open_onnx
 
         return open_onnx(path, threads=threads)

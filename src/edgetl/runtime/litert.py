@@ -1,4 +1,8 @@
-"""TFLite files on LiteRT (ai-edge-litert), or its predecessor tflite-runtime where that is what a board has."""
+"""TFLite files on LiteRT (ai-edge-litert), else tflite-runtime, else TensorFlow's own interpreter.
+
+The first two are what a board has; TensorFlow is the last resort on a workstation that has nothing else,
+and is only imported when neither light runtime can be.
+"""
 
 from __future__ import annotations
 
@@ -8,34 +12,52 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.errors import MissingExtraError, ModelFileError
+from edgetl.errors import EdgetlError, MissingExtraError, ModelFileError
 from edgetl.runtime.engine import Engine, is_available
 from edgetl.runtime.metadata import read_tflite_metadata
+from edgetl.runtime.quiet import native_stderr_captured
 
-# Import path of the Interpreter class and the distribution that provides it, in order of preference.
+# Module holding the Interpreter class and the distribution that provides it, in order of preference.
 TFLITE_RUNTIMES = {
     "litert": ("ai_edge_litert.interpreter", "ai-edge-litert"),
     "tflite-runtime": ("tflite_runtime.interpreter", "tflite-runtime"),
+    "tensorflow": ("tensorflow.lite.python.interpreter", "tensorflow"),
 }
 
 
+def distribution_version(distribution: str) -> str:
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def import_interpreter(name: str):
+    """The Interpreter class of one runtime, or the ImportError that says why it cannot be had."""
+    module_name, _ = TFLITE_RUNTIMES[name]
+    if not is_available(module_name.split(".")[0]):
+        raise ImportError(f"{TFLITE_RUNTIMES[name][1]} is not installed")
+    return importlib.import_module(module_name).Interpreter
+
+
 def _interpreter_class(runtime: str | None):
-    names = [runtime] if runtime else list(TFLITE_RUNTIMES)
-    for name in names:
-        if name not in TFLITE_RUNTIMES:
-            raise ModelFileError(f"--runtime {name}: unknown; choose one of {', '.join(TFLITE_RUNTIMES)}")
-        module_name, distribution = TFLITE_RUNTIMES[name]
-        if not is_available(module_name.split(".")[0]):
-            continue
+    if runtime is not None and runtime not in TFLITE_RUNTIMES:
+        raise EdgetlError(f"--runtime {runtime}: not a TFLite runtime; choose one of {', '.join(TFLITE_RUNTIMES)}")
+    reasons = []
+    for name in [runtime] if runtime else list(TFLITE_RUNTIMES):
         try:
-            module = importlib.import_module(module_name)
-        except ImportError:  # tflite-runtime 2.14 cannot import under NumPy 2
+            interpreter = import_interpreter(name)
+        except ImportError as error:  # e.g. tflite-runtime 2.14 cannot import under NumPy 2
+            reasons.append(f"{name}: {str(error).splitlines()[0]}")
             continue
-        try:
-            release = version(distribution)
-        except PackageNotFoundError:
-            release = "unknown"
-        return module.Interpreter, f"{distribution} {release}"
+        distribution = TFLITE_RUNTIMES[name][1]
+        return interpreter, f"{distribution} {distribution_version(distribution)}"
+    if runtime:
+        distribution = TFLITE_RUNTIMES[runtime][1]
+        raise EdgetlError(
+            f"--runtime {runtime} cannot be used here ({reasons[0]}): pip install {distribution}, "
+            f"or leave --runtime out (see `edgetl doctor`)"
+        )
     raise MissingExtraError("ai-edge-litert", "device", "running a .tflite file")
 
 
@@ -69,8 +91,9 @@ class TFLiteEngine(Engine):
         # LiteRT and tflite-runtime apply the XNNPACK delegate to CPU float and int8 kernels by default.
         self.provider = "XNNPACK"
         try:
-            self.interpreter = interpreter_class(model_path=str(path), num_threads=threads)
-            self.interpreter.allocate_tensors()
+            with native_stderr_captured():
+                self.interpreter = interpreter_class(model_path=str(path), num_threads=threads)
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as error:
             raise ModelFileError(f"{path}: not a loadable TFLite model ({error})") from None
         self.input_detail = self.interpreter.get_input_details()[0]

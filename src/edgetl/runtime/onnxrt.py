@@ -25,9 +25,12 @@ class OnnxEngine(Engine):
             options.intra_op_num_threads = threads
         available = onnxruntime.get_available_providers()
         providers = [p for p in PREFERRED_PROVIDERS if p in available]
+        from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+        load_errors = (state.Fail, state.InvalidArgument, state.InvalidProtobuf, state.InvalidGraph, state.NoSuchFile)
         try:
             self.session = onnxruntime.InferenceSession(str(path), options, providers=providers)
-        except Exception as error:  # onnxruntime raises its own untyped Fail/InvalidGraph errors
+        except load_errors as error:
             first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise ModelFileError(f"{path}: not a loadable ONNX model ({first_line})") from None
         custom = self.session.get_modelmeta().custom_metadata_map
