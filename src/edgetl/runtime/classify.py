@@ -103,7 +103,3 @@ def classify_stream(
             else:
                 yield Classification(str(item), error=str(next(failed)))
             path_index += 1
-
-
-def classify_files(engine: Engine, paths: list[Path], k: int = 3, threshold: float = 0.0) -> list[Classification]:
-    return list(classify_stream(engine, paths, k, threshold))
