@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo-out
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint clean arm-board
 
 install: $(STAMP)
 
@@ -19,8 +19,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh $(DEMO_DIR)
 
+# The emulated aarch64 board for tests/arm is prepared (once, cached outside the repository) where the machine
+# allows it: root and binfmt_misc. Elsewhere those tests are skipped and say why.
 test: $(STAMP)
+	$(BIN)/python tests/arm/board.py prepare-if-possible
 	$(BIN)/python -m pytest
+
+arm-board: $(STAMP)
+	$(BIN)/python tests/arm/board.py prepare
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

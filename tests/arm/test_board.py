@@ -1,0 +1,93 @@
+"""edgetl's device path on aarch64: an emulated board (qemu-user + a Debian arm64 root, see board.py).
+
+Runs where the machine allows it (root, binfmt_misc) and `make test` has prepared the board; skipped, with the
+reason, elsewhere. Latencies measured here are emulated, not a board's.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.arm import board as arm
+
+pytestmark = [pytest.mark.slow, pytest.mark.arm]
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory):
+    reason = arm.why_not_possible()
+    if reason:
+        pytest.skip(f"no emulated ARM board: {reason}")
+    if not arm.is_ready():
+        pytest.skip(f"no emulated ARM board: not prepared in {arm.CACHE} (run `make arm-board`)")
+    started = arm.start(tmp_path_factory.mktemp("board"))
+    yield started
+    started.stop()
+    assert not any(mount.is_mount() for mount in (started.root / "proc", started.root / "sys", started.root / "dev"))
+
+
+@pytest.fixture(scope="module")
+def on_board(board, exported_run, sample_dir):
+    """The exported files and 30 test images copied into the board's /tmp; returns (host paths, board paths)."""
+    workdir = board.root / "tmp" / "edgetl-test"
+    shutil.rmtree(workdir, ignore_errors=True)
+    (workdir / "images").mkdir(parents=True)
+    for model in (exported_run / "exports").iterdir():
+        if model.is_file():
+            shutil.copy(model, workdir / model.name)
+    images = sorted(sample_dir.rglob("*.png"))[::3]
+    board_images = []
+    for index, image in enumerate(images):
+        name = f"{index:03d}_{image.parent.name}.png"
+        shutil.copy(image, workdir / "images" / name)
+        board_images.append(f"/tmp/edgetl-test/images/{name}")
+    yield images, board_images
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_the_board_is_aarch64_without_tensorflow(board):
+    probe = "import platform, importlib.util as u; print(platform.machine(), u.find_spec('tensorflow'))"
+    result = board.python("-c", probe)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["aarch64", "None"]
+
+
+@pytest.mark.parametrize("filename", ["model_int8.tflite", "model_float32.tflite", "model.onnx"])
+def test_classify_on_the_board_agrees_with_the_host(board, on_board, exported_run, filename):
+    from edgetl.runtime.engine import open_engine
+    from edgetl.runtime.image import load_images
+
+    host_images, board_images = on_board
+    engine = open_engine(exported_run / "exports" / filename)
+    pixels, _, _ = load_images(host_images, engine.input_size)
+    host = engine.predict(pixels)
+
+    result = board.python(
+        "-m",
+        "edgetl",
+        "classify",
+        f"/tmp/edgetl-test/{filename}",
+        *board_images,
+        "--json",
+        "--top-k",
+        str(len(engine.labels)),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["file"] for row in rows] == board_images
+    on_arm = np.zeros_like(host)
+    for i, row in enumerate(rows):
+        for entry in row["top"]:
+            on_arm[i, engine.labels.index(entry["label"])] = entry["score"]
+    agreement = float(np.mean(on_arm.argmax(axis=1) == host.argmax(axis=1)))
+    print(f"{filename}: top-1 agreement host/board {agreement:.3f}, max |p diff| {np.abs(on_arm - host).max():.2e}")
+    # Float kernels differ between x86 and ARM in the last bits, int8 requantisation by one step at most.
+    tolerance = 1e-4 if "int8" not in filename else 2 / 256
+    np.testing.assert_allclose(on_arm, host, atol=tolerance)
+    ordered = np.sort(host, axis=1)
+    clear = ordered[:, -1] - ordered[:, -2] > 2 * tolerance  # a near-tie may go either way on other hardware
+    assert (on_arm.argmax(axis=1)[clear] == host.argmax(axis=1)[clear]).all()
