@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-EXTRA_FORMATS = ["tflite-float32", "tflite-float16", "tflite-dynamic", "tflite-int8", "onnx-int8", "savedmodel"]
+EXTRA_FORMATS = ["tflite-float16", "tflite-dynamic", "tflite-int8", "onnx-int8", "savedmodel"]
 
 
 @pytest.fixture(scope="session")

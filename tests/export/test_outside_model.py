@@ -82,6 +82,14 @@ def test_plain_model_loads_safely_with_its_normalization(outside_data, tmp_path)
     expected = model.predict(pixels / 127.5 - 1.0, verbose=0)
     expected = np.exp(expected) / np.exp(expected).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(engine.predict(pixels), expected, atol=1e-5)
+    # The LiteRT quantizer path writes the same int8 file name, recorded with its quantizer.
+    result = invoke(*common, "--out", out, "--image-size", 32, "--normalization", "tf", "--formats", "tflite-int8",
+                    "--quantizer", "ai-edge", "--calibration-samples", 12, "--min-agreement", 0)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    records = {r["format"]: r for r in json.loads((out / "exports.json").read_text())}
+    assert set(records) == {"onnx", "tflite-int8"}  # the earlier export stays listed
+    assert records["tflite-int8"]["quantizer"] == "ai-edge" and records["tflite-int8"]["input_dtype"] == "int8"
+    assert records["tflite-int8"]["int8_op_share"] > 0.5
 
 
 def test_outside_model_needs_labels_and_images(tmp_path, outside_data):
