@@ -269,9 +269,10 @@ def export_source(source: ExportSource, formats: list[str], options: ExportOptio
             _append_trace(source.log_path, name, error)
             raise EdgetlError(f"{name} export failed: {_first_line(error)} (full log: {source.log_path})") from None
         destination = source.exports_dir / export_format.filename
-        with output_to(source.log_path):  # SavedModel export prints its endpoints and asset notes
+        # SavedModel export prints its endpoints, LiteRT announces its delegate: both belong in the log.
+        with output_to(source.log_path):
             size, sha256 = _write(export_format, converted, source, destination)
-        loaded = _load(export_format, destination)
+            loaded = _load(export_format, destination)
         probabilities = predict_in_batches(loaded.predict, verification.pixels)
         fidelity = compare(probabilities, keras_probabilities, verification.labels, source.metadata.labels)
         gate = export_format.min_agreement if options.min_agreement is None else options.min_agreement
