@@ -81,14 +81,14 @@ def main() -> None:
     print()
     print(
         f"{'model':<12}{'format':<22}{'images':>7}{'agree':>8}{'top-1':>8}{'keras':>8}{'d top-1':>9}"
-        f"{'max dp':>8}{'int8 ops':>9}{'in/out':>14}{'size KB':>10}"
+        f"{'max dp':>8}{'int8 ops':>9}  {'in/out':<16}{'size KB':>10}"
     )
     for name, label, r in rows:
         share = "-" if r.int8_op_share is None else f"{r.int8_op_share:.0%}"
         print(
             f"{name:<12}{label:<22}{r.images:>7}{r.agreement:>8.4f}{r.top1:>8.4f}{r.keras_top1:>8.4f}"
             f"{(r.top1 - r.keras_top1) * 100:>+8.2f}p{r.max_probability_diff:>8.4f}{share:>9}"
-            f"{r.input_dtype + '/' + r.output_dtype:>14}{r.size_bytes / 1024:>10.0f}"
+            f"  {r.input_dtype + '/' + r.output_dtype:<16}{r.size_bytes / 1024:>10.0f}"
         )
     print(f"\nruns kept in {out}")
 

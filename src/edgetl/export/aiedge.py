@@ -4,6 +4,11 @@ successor of the converter's post-training quantisation.
 It quantises an already converted float32 .tflite file with a recipe (here `static_wi8_ai8`: int8 per-channel
 weights, int8 activations calibrated on the same training images). Its input and output come out int8 (the
 input scale ~1, zero point -128, as with the converter), so it is offered with `--io-type int8` only.
+
+Measured with benchmarks/export_fidelity.py on the sample digits (269 test images, 300 calibration images), top-1
+agreement with Keras, converter vs ai-edge-quantizer 0.10: MobileNetV2 0.35/48 px 0.9814 vs 0.9777, Xception 71 px
+0.9926 vs 0.9963; both within 1 point of Keras' top-1 on both. Neither path is better on these models, so the
+converter stays the default (no extra dependency, and uint8/float32 I/O); this one is a choice, `--quantizer ai-edge`.
 """
 
 from __future__ import annotations
