@@ -130,7 +130,9 @@ def export(source: Path, formats: str | None, int8: bool, onnx: bool, **options)
         f"{'max dp':>8}  verdict"
     )
     for r in records:
-        verdict = "ok" if r.passed else f"FAILED (< {r.min_agreement:.2f})"
+        verdict = (
+            "ok" if r.passed else "FAILED" + (f" (< {r.min_agreement:.2f})" if r.agreement < r.min_agreement else "")
+        )
         share = "-" if r.int8_op_share is None else f"{r.int8_op_share:.0%}"
         click.echo(
             f"{r.format:<16}{r.size_bytes / 1024:>8.0f}KB  {r.input_dtype + '/' + r.output_dtype:<16}{share:>9}"
@@ -142,9 +144,10 @@ def export(source: Path, formats: str | None, int8: bool, onnx: bool, **options)
             click.echo(f"{r.format}: left in float: " + ", ".join(f"{op} x{n}" for op, n in r.float_ops.items()))
         if r.flipped_files:
             click.echo(f"{r.format}: {len(r.flipped_files)} test image(s) changed top-1 (listed in exports.json)")
-    failed = [r.format for r in records if not r.passed]
-    if failed:
-        raise click.ClickException(f"{', '.join(failed)} disagree with Keras too often; files kept for inspection")
+    reasons = [f"{r.format} disagree with Keras too often" for r in records if r.agreement < r.min_agreement]
+    reasons += [f"{r.format} is {problem}" for r in records for problem in r.problems]
+    if reasons:
+        raise click.ClickException("; ".join(reasons) + "; files kept for inspection")
 
 
 @main.command()

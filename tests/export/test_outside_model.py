@@ -123,3 +123,31 @@ def test_converter_failure_is_one_line_and_the_trace_goes_to_the_log(lambda_mode
     # What was done before the failure stays: the float32 file and its record.
     assert [r["format"] for r in json.loads((out / "exports.json").read_text())] == ["tflite-float32"]
     assert (out / "exports" / "model_float32.tflite").is_file()
+
+
+def test_int8_file_with_float_ops_fails_and_names_them(outside_data, tmp_path):
+    """The converter leaves an op without an int8 kernel in float even when only int8 kernels are allowed:
+    the written file is checked, the op named, the export failed, the file kept."""
+    import keras
+
+    from edgetl.data.folder import Example, read_class_folders
+    from edgetl.data.pipeline import decode_subset
+    from edgetl.export.exporter import ExportOptions, export_source
+    from edgetl.export.source import ExportSource
+    from edgetl.runtime.metadata import ModelMetadata, Normalization
+
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(4, 3)(keras.layers.Rescaling(1 / 255.0)(inputs))
+    x = keras.layers.Lambda(lambda t: keras.ops.sin(t))(x)  # TFLite's SIN has a float kernel only
+    outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    images = read_class_folders(outside_data / "images")
+    labels = images.class_names
+    examples = [Example(e.path, e.label) for e in images.examples]
+    metadata = ModelMetadata(labels=labels, input_size=(32, 32), normalization=Normalization(mode="raw"))
+    source = ExportSource(
+        tmp_path, keras.Model(inputs, outputs), metadata, decode_subset(examples, 32), examples, labels
+    )
+    (record,) = export_source(source, ["tflite-int8"], ExportOptions(calibration_samples=12, min_agreement=0.0))
+    assert record.float_ops == {"SIN": 1} and record.int8_op_share < 1.0
+    assert record.passed is False and "SIN x1 left in float" in record.problems[0]
+    assert (tmp_path / record.path).is_file()

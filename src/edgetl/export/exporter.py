@@ -144,6 +144,7 @@ class ExportRecord:
     float_ops: dict[str, int] = field(default_factory=dict)  # op name -> count of ops left in float
     calibration_images: int = 0
     quantizer: str = ""  # who quantised it: "converter", "ai-edge" or "onnxruntime"
+    problems: list[str] = field(default_factory=list)  # why it failed besides agreement (e.g. float ops in int8)
 
 
 def check_formats(formats: list[str]) -> None:
@@ -233,6 +234,19 @@ def _load(export_format: ExportFormat, destination: Path) -> _Loaded:
     return _Loaded(engine.predict, engine.input_dtype, engine.output_dtype, ops)
 
 
+# Files that promise integer-only kernels (what NPUs and microcontrollers need). The converter does NOT enforce it:
+# even with only TFLITE_BUILTINS_INT8 allowed, an op without an int8 kernel (e.g. SIN) is silently wrapped in
+# DEQUANTIZE/QUANTIZE and left in float, so the written file is checked instead. ONNX QDQ is mixed by design.
+INTEGER_ONLY_FORMATS = frozenset({"tflite-int8"})
+
+
+def _integer_only_problems(export_format: ExportFormat, ops: OpReport | None) -> list[str]:
+    if export_format.name not in INTEGER_ONLY_FORMATS or ops is None or not ops.float_ops:
+        return []
+    names = ", ".join(f"{op} x{count}" for op, count in ops.float_ops.items())
+    return [f"not integer-only: {names} left in float (no int8 kernel)"]
+
+
 def _quantizer(export_format: ExportFormat, options: ExportOptions) -> str:
     if export_format.name == "tflite-int8":
         return options.quantizer
@@ -276,6 +290,7 @@ def export_source(source: ExportSource, formats: list[str], options: ExportOptio
         probabilities = predict_in_batches(loaded.predict, verification.pixels)
         fidelity = compare(probabilities, keras_probabilities, verification.labels, source.metadata.labels)
         gate = export_format.min_agreement if options.min_agreement is None else options.min_agreement
+        problems = _integer_only_problems(export_format, loaded.ops)
         record = ExportRecord(
             format=name,
             path=str(destination.relative_to(source.root)),
@@ -290,13 +305,14 @@ def export_source(source: ExportSource, formats: list[str], options: ExportOptio
             max_probability_diff=fidelity.max_probability_diff,
             flipped_files=[str(verification.examples[i].path) for i in fidelity.flipped],
             min_agreement=gate,
-            passed=fidelity.agreement >= gate,
+            passed=fidelity.agreement >= gate and not problems,
             per_class_accuracy_change=fidelity.per_class_accuracy_change,
             operators=loaded.ops.operators if loaded.ops else None,
             int8_op_share=round(loaded.ops.int8_share, 4) if loaded.ops else None,
             float_ops=loaded.ops.float_ops if loaded.ops else {},
             calibration_images=len(calibration) if export_format.calibrated and calibration is not None else 0,
             quantizer=_quantizer(export_format, options),
+            problems=problems,
         )
         records[name] = asdict(record)
         # The index is rewritten after every file, so an interrupted export keeps what was done.

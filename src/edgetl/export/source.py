@@ -86,7 +86,8 @@ def load_keras_file(path: Path, trust_model: bool = False):
         raise ModelFileError(f"{path}: no such Keras model file")
     try:
         return keras.saving.load_model(path, safe_mode=not trust_model)
-    except (ValueError, OSError, TypeError, KeyError, AttributeError) as error:
+    # NotImplementedError: Keras cannot rebuild a Lambda layer whose output shape it cannot infer.
+    except (ValueError, OSError, TypeError, KeyError, AttributeError, NotImplementedError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if "safe_mode" in reason or "Lambda" in reason:
             raise ModelFileError(

@@ -62,8 +62,9 @@ def convert_int8(model, calibration_pixels: np.ndarray, io_type: str = "int8") -
     converter = _converter(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset
-    # Integer-only kernels: an op that cannot be quantised fails the conversion instead of silently
-    # falling back to float (Keras' own exporter adds SELECT_TF_OPS, wrong for an int8 edge target).
+    # Integer kernels only (Keras' own exporter adds SELECT_TF_OPS, wrong for an int8 edge target). This alone
+    # does not guarantee an integer-only file: an op without an int8 kernel is still left in float between
+    # DEQUANTIZE/QUANTIZE, so the exporter checks the written file's ops (tflite_op_report).
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = getattr(tf, io_type)
     converter.inference_output_type = getattr(tf, io_type)
