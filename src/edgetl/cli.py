@@ -93,8 +93,20 @@ def train(data: Path, out: Path, overwrite: bool, quiet: bool, **options) -> Non
 @click.option("--formats", default=None, help="Comma list, e.g. tflite-float16,tflite-int8,onnx (overrides the flags).")
 @click.option("--int8", is_flag=True, help="Also write full-integer int8 TFLite (and ONNX) files, calibrated.")
 @click.option("--onnx/--no-onnx", default=True, show_default=True, help="Also write an ONNX file.")
-@click.option("--io-type", type=click.Choice(["int8", "uint8", "float32"]), default="int8", show_default=True)
-@click.option("--quantizer", type=click.Choice(["converter", "ai-edge"]), default="converter", show_default=True)
+@click.option(
+    "--io-type",
+    type=click.Choice(["int8", "uint8", "float32"]),
+    default="int8",
+    show_default=True,
+    help="Input/output tensor type of the int8 TFLite file.",
+)
+@click.option(
+    "--quantizer",
+    type=click.Choice(["converter", "ai-edge"]),
+    default="converter",
+    show_default=True,
+    help="Who makes the int8 TFLite file: the TFLite converter or ai-edge-quantizer (int8 I/O only).",
+)
 @click.option("--opset", type=click.IntRange(min=13), default=17, show_default=True, help="ONNX opset.")
 @click.option("--calibration-samples", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option(

@@ -65,6 +65,8 @@ def test_trusted_lambda_model_exports_with_its_labels(lambda_model, outside_data
 
 
 def test_plain_model_loads_safely_with_its_normalization(outside_data, tmp_path):
+    import onnx
+
     from edgetl.runtime.engine import open_engine
 
     path = tmp_path / "plain.keras"
@@ -73,8 +75,10 @@ def test_plain_model_loads_safely_with_its_normalization(outside_data, tmp_path)
     common = ("export", path, "--labels", outside_data / "labels.txt", "--calibration", outside_data / "images")
     assert_one_line_error(invoke(*common), "input size is not fixed", "--image-size")
     out = tmp_path / "out"
-    result = invoke(*common, "--out", out, "--image-size", 32, "--normalization", "tf", "--formats", "onnx")
+    result = invoke(*common, "--out", out, "--image-size", 32, "--normalization", "tf", "--formats", "onnx",
+                    "--opset", 15)  # fmt: skip
     assert result.exit_code == 0, result.output
+    assert max(o.version for o in onnx.load(str(out / "exports" / "model.onnx")).opset_import if o.domain == "") == 15
     engine = open_engine(out / "exports" / "model.onnx")
     assert engine.metadata.normalization.mode == "tf" and engine.metadata.normalization.inside_model
     # The exported file takes raw pixels: the tf-mode scaling now sits in front of the notebook model.
