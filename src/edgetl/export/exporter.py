@@ -58,6 +58,11 @@ class ExportFormat:
     convert: Callable  # (keras model, ConversionInputs) -> bytes (tflite) or ModelProto (onnx) or model (savedmodel)
     min_agreement: float  # default verification gate: float formats must match Keras almost everywhere
     calibrated: bool = False  # needs calibration images
+    quantized_by: str = ""  # recorded as `quantizer`; "--quantizer" means the option chooses
+    # Promises integer-only kernels (what NPUs and microcontrollers need). The converter does NOT enforce it: even
+    # with only TFLITE_BUILTINS_INT8 allowed, an op without an int8 kernel (e.g. SIN) is silently left in float
+    # between DEQUANTIZE/QUANTIZE, so the written file is checked. ONNX QDQ graphs are mixed by design.
+    integer_only: bool = False
 
 
 def _tflite_float32(model, inputs: ConversionInputs):
@@ -112,11 +117,26 @@ FORMATS: dict[str, ExportFormat] = {
     f.name: f
     for f in (
         ExportFormat("tflite-float32", "model_float32.tflite", "tflite", _tflite_float32, 0.99),
-        ExportFormat("tflite-float16", "model_float16.tflite", "tflite", _tflite_float16, 0.99),
-        ExportFormat("tflite-dynamic", "model_dynamic.tflite", "tflite", _tflite_dynamic, 0.98),
-        ExportFormat("tflite-int8", "model_int8.tflite", "tflite", _tflite_int8, 0.90, calibrated=True),
+        ExportFormat(
+            "tflite-float16", "model_float16.tflite", "tflite", _tflite_float16, 0.99, quantized_by="converter"
+        ),
+        ExportFormat(
+            "tflite-dynamic", "model_dynamic.tflite", "tflite", _tflite_dynamic, 0.98, quantized_by="converter"
+        ),
+        ExportFormat(
+            "tflite-int8",
+            "model_int8.tflite",
+            "tflite",
+            _tflite_int8,
+            0.90,
+            calibrated=True,
+            quantized_by="--quantizer",
+            integer_only=True,
+        ),
         ExportFormat("onnx", "model.onnx", "onnx", _float_onnx, 0.99),
-        ExportFormat("onnx-int8", "model_int8.onnx", "onnx", _onnx_int8, 0.90, calibrated=True),
+        ExportFormat(
+            "onnx-int8", "model_int8.onnx", "onnx", _onnx_int8, 0.90, calibrated=True, quantized_by="onnxruntime"
+        ),
         ExportFormat("savedmodel", "saved_model", "savedmodel", _savedmodel, 0.99),
     )
 }
@@ -234,25 +254,15 @@ def _load(export_format: ExportFormat, destination: Path) -> _Loaded:
     return _Loaded(engine.predict, engine.input_dtype, engine.output_dtype, ops)
 
 
-# Files that promise integer-only kernels (what NPUs and microcontrollers need). The converter does NOT enforce it:
-# even with only TFLITE_BUILTINS_INT8 allowed, an op without an int8 kernel (e.g. SIN) is silently wrapped in
-# DEQUANTIZE/QUANTIZE and left in float, so the written file is checked instead. ONNX QDQ is mixed by design.
-INTEGER_ONLY_FORMATS = frozenset({"tflite-int8"})
-
-
 def _integer_only_problems(export_format: ExportFormat, ops: OpReport | None) -> list[str]:
-    if export_format.name not in INTEGER_ONLY_FORMATS or ops is None or not ops.float_ops:
+    if not export_format.integer_only or ops is None or not ops.float_ops:
         return []
     names = ", ".join(f"{op} x{count}" for op, count in ops.float_ops.items())
     return [f"not integer-only: {names} left in float (no int8 kernel)"]
 
 
 def _quantizer(export_format: ExportFormat, options: ExportOptions) -> str:
-    if export_format.name == "tflite-int8":
-        return options.quantizer
-    if export_format.name == "onnx-int8":
-        return "onnxruntime"
-    return "converter" if export_format.name in ("tflite-float16", "tflite-dynamic") else ""
+    return options.quantizer if export_format.quantized_by == "--quantizer" else export_format.quantized_by
 
 
 def export_source(source: ExportSource, formats: list[str], options: ExportOptions) -> list[ExportRecord]:
