@@ -106,11 +106,11 @@ def test_export_cli_writes_verified_files(trained_run, tmp_path):
     shutil.copytree(trained_run, run)
     result = invoke("export", run, "--int8", "--calibration-samples", 20, "--min-agreement", 0)
     assert result.exit_code == 0, result.output
-    for fmt in ("tflite-float32", "tflite-int8", "onnx"):
+    for fmt in ("tflite-float32", "tflite-int8", "onnx", "onnx-int8"):
         assert fmt in result.output
     assert "int8/int8" in result.output
     records = {r["format"]: r for r in json.loads((run / "exports.json").read_text())}
-    assert set(records) == {"tflite-float32", "tflite-int8", "onnx"}
+    assert set(records) == {"tflite-float32", "tflite-int8", "onnx", "onnx-int8"}
     assert (run / "exports" / "model_int8.tflite").stat().st_size == records["tflite-int8"]["size_bytes"]
 
 
@@ -128,6 +128,14 @@ def test_export_fails_below_the_gate_and_keeps_the_file(trained_run, tmp_path, m
     assert (run / "exports" / "model_float32.tflite").is_file()
     record = json.loads((run / "exports.json").read_text())[0]
     assert record["passed"] is False and record["min_agreement"] == 1.01
+
+
+def test_export_refuses_bad_format_options(tmp_path):
+    run = tmp_path / "run"
+    assert_one_line_error(invoke("export", run, "--formats", "tflite-int4"), "tflite-int4", "tflite-float16")
+    result = invoke("export", run, "--quantizer", "ai-edge", "--io-type", "uint8")
+    assert_one_line_error(result, "--io-type uint8", "--quantizer converter")
+    assert_one_line_error(invoke("export", run, "--labels", tmp_path / "l.txt"), "--labels", "Keras model file")
 
 
 def test_export_refuses_a_damaged_run(tmp_path):

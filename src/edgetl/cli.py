@@ -90,33 +90,77 @@ def train(data: Path, out: Path, overwrite: bool, quiet: bool, **options) -> Non
 
 
 @main.command()
-@click.argument("run", type=click.Path(path_type=Path))
-@click.option("--int8", is_flag=True, help="Also write a full-integer int8 TFLite file, calibrated on training images.")
+@click.argument("source", metavar="RUN|MODEL.keras", type=click.Path(path_type=Path))
+@click.option("--formats", default=None, help="Comma list, e.g. tflite-float16,tflite-int8,onnx (overrides the flags).")
+@click.option("--int8", is_flag=True, help="Also write full-integer int8 TFLite (and ONNX) files, calibrated.")
 @click.option("--onnx/--no-onnx", default=True, show_default=True, help="Also write an ONNX file.")
+@click.option(
+    "--io-type",
+    type=click.Choice(["int8", "uint8", "float32"]),
+    default="int8",
+    show_default=True,
+    help="Input/output tensor type of the int8 TFLite file.",
+)
+@click.option(
+    "--quantizer",
+    type=click.Choice(["converter", "ai-edge"]),
+    default="converter",
+    show_default=True,
+    help="Who makes the int8 TFLite file: the TFLite converter or ai-edge-quantizer (int8 I/O only).",
+)
+@click.option("--opset", type=click.IntRange(min=13), default=17, show_default=True, help="ONNX opset.")
 @click.option("--calibration-samples", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option(
     "--min-agreement",
     type=click.FloatRange(0, 1),
     default=None,
-    help="Fail an export whose top-1 agreement with Keras is lower (default 0.99 float, 0.90 int8).",
+    help="Fail an export whose top-1 agreement with Keras is lower (default per format: 0.99 float, 0.90 int8).",
 )
+@click.option("--labels", type=click.Path(path_type=Path), help="MODEL.keras only: class names, one per line.")
+@click.option("--calibration", type=click.Path(path_type=Path), help="MODEL.keras only: folder per class.")
+@click.option("--out", type=click.Path(path_type=Path), help="MODEL.keras only: output folder.")
+@click.option("--image-size", type=click.IntRange(min=8), default=None, help="MODEL.keras only, if not fixed.")
+@click.option(
+    "--normalization",
+    type=click.Choice(["raw", "tf", "torch", "caffe"]),
+    default="raw",
+    show_default=True,
+    help="MODEL.keras only: what input the model expects; edgetl prepends it so exports take raw pixels.",
+)
+@click.option("--trust-model", is_flag=True, help="Load the Keras file without safe mode (runs code stored in it).")
 @reports_errors
-def export(run: Path, int8: bool, onnx: bool, calibration_samples: int, min_agreement: float | None) -> None:
-    """Export RUN's model to TFLite (and int8, ONNX), then verify each file against Keras."""
-    from edgetl.export.exporter import export_run
+def export(source: Path, formats: str | None, int8: bool, onnx: bool, **options) -> None:
+    """Export RUN's model (or a Keras file) to TFLite, ONNX, SavedModel; verify each file against Keras."""
+    from edgetl.export.exporter import ExportOptions, default_formats, export_any
 
-    formats = ["tflite-float32"] + (["tflite-int8"] if int8 else []) + (["onnx"] if onnx else [])
-    records = export_run(run, formats, calibration_samples=calibration_samples, min_agreement=min_agreement)
-    click.echo(f"{'format':<16}{'size':>10}  {'in/out':<16}{'agreement':>10}{'top-1':>8}{'keras':>8}  verdict")
+    chosen = [name.strip() for name in formats.split(",") if name.strip()] if formats else default_formats(int8, onnx)
+    export_options = ExportOptions(
+        **{key: options.pop(key) for key in ("calibration_samples", "min_agreement", "io_type", "opset", "quantizer")}
+    )
+    root, records = export_any(source, chosen, export_options, **options)
+    click.echo(
+        f"{'format':<16}{'size':>10}  {'in/out':<16}{'int8 ops':>9}{'agreement':>10}{'top-1':>8}{'keras':>8}"
+        f"{'max dp':>8}  verdict"
+    )
     for r in records:
-        verdict = "ok" if r.passed else f"FAILED (< {r.min_agreement:.2f})"
-        click.echo(
-            f"{r.format:<16}{r.size_bytes / 1024:>8.0f}KB  {r.input_dtype + '/' + r.output_dtype:<16}"
-            f"{r.agreement:>10.4f}{r.top1:>8.4f}{r.keras_top1:>8.4f}  {verdict}   {Path(run) / r.path}"
+        verdict = (
+            "ok" if r.passed else "FAILED" + (f" (< {r.min_agreement:.2f})" if r.agreement < r.min_agreement else "")
         )
-    failed = [r.format for r in records if not r.passed]
-    if failed:
-        raise click.ClickException(f"{', '.join(failed)} disagree with Keras too often; files kept for inspection")
+        share = "-" if r.int8_op_share is None else f"{r.int8_op_share:.0%}"
+        click.echo(
+            f"{r.format:<16}{r.size_bytes / 1024:>8.0f}KB  {r.input_dtype + '/' + r.output_dtype:<16}{share:>9}"
+            f"{r.agreement:>10.4f}{r.top1:>8.4f}{r.keras_top1:>8.4f}{r.max_probability_diff:>8.4f}  {verdict}"
+            f"   {root / r.path}"
+        )
+    for r in records:
+        if r.format.endswith("int8") and r.float_ops:
+            click.echo(f"{r.format}: left in float: " + ", ".join(f"{op} x{n}" for op, n in r.float_ops.items()))
+        if r.flipped_files:
+            click.echo(f"{r.format}: {len(r.flipped_files)} test image(s) changed top-1 (listed in exports.json)")
+    reasons = [f"{r.format} disagree with Keras too often" for r in records if r.agreement < r.min_agreement]
+    reasons += [f"{r.format} is {problem}" for r in records for problem in r.problems]
+    if reasons:
+        raise click.ClickException("; ".join(reasons) + "; files kept for inspection")
 
 
 @main.command()

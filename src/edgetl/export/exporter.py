@@ -1,61 +1,143 @@
-"""`edgetl export`: convert a run's Keras model to each format, attach metadata, write atomically, verify."""
+"""`edgetl export`: convert a Keras model to each format, attach metadata, write atomically, verify against Keras.
+
+One registry (`FORMATS`) drives everything: the file name, the converter, whether it needs calibration images,
+how it is written and run, and the default agreement it must reach.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from edgetl.data.pipeline import decode_subset
-from edgetl.errors import DataError, EdgetlError
+from edgetl.errors import EdgetlError
+from edgetl.export.calibration import check_calibration, stratified_sample
 from edgetl.export.logs import output_to
 from edgetl.export.metadata import attach_to_onnx, attach_to_tflite
+from edgetl.export.source import ExportSource, from_run
+from edgetl.export.tflite import IO_TYPES, OpReport, tflite_op_report
 from edgetl.export.verify import compare, predict_in_batches
-from edgetl.run import RunDir, atomic_write
+from edgetl.run import atomic_write
 from edgetl.runtime.engine import open_engine
-from edgetl.runtime.metadata import ModelMetadata
 
 log = logging.getLogger(__name__)
+
+QUANTIZERS = ("converter", "ai-edge")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    calibration_samples: int = 200
+    min_agreement: float | None = None  # None: each format's own default
+    io_type: str = "int8"  # input/output type of the int8 TFLite file
+    opset: int = 17
+    quantizer: str = "converter"  # who makes the int8 TFLite file: the TFLite converter or ai-edge-quantizer
+
+
+@dataclass
+class ConversionInputs:
+    """Everything a converter may need besides the model; `cache` shares work between formats (the float
+    ONNX graph is the starting point of the int8 one)."""
+
+    options: ExportOptions
+    calibration: np.ndarray | None = None
+    cache: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ExportFormat:
     name: str
     filename: str
-    convert: Callable  # (keras model, calibration pixels) -> bytes or an ONNX ModelProto
+    kind: str  # "tflite", "onnx" or "savedmodel": how the result is written and run
+    convert: Callable  # (keras model, ConversionInputs) -> bytes (tflite) or ModelProto (onnx) or model (savedmodel)
     min_agreement: float  # default verification gate: float formats must match Keras almost everywhere
+    calibrated: bool = False  # needs calibration images
+    quantized_by: str = ""  # recorded as `quantizer`; "--quantizer" means the option chooses
+    # Promises integer-only kernels (what NPUs and microcontrollers need). The converter does NOT enforce it: even
+    # with only TFLITE_BUILTINS_INT8 allowed, an op without an int8 kernel (e.g. SIN) is silently left in float
+    # between DEQUANTIZE/QUANTIZE, so the written file is checked. ONNX QDQ graphs are mixed by design.
+    integer_only: bool = False
 
 
-def _tflite_float32(model, calibration):
+def _tflite_float32(model, inputs: ConversionInputs):
     from edgetl.export.tflite import convert_float32
 
-    return convert_float32(model, calibration)
+    return convert_float32(model)
 
 
-def _tflite_int8(model, calibration):
+def _tflite_float16(model, inputs: ConversionInputs):
+    from edgetl.export.tflite import convert_float16
+
+    return convert_float16(model)
+
+
+def _tflite_dynamic(model, inputs: ConversionInputs):
+    from edgetl.export.tflite import convert_dynamic
+
+    return convert_dynamic(model)
+
+
+def _tflite_int8(model, inputs: ConversionInputs):
+    if inputs.options.quantizer == "ai-edge":
+        from edgetl.export.aiedge import quantize_int8_ai_edge
+
+        return quantize_int8_ai_edge(model, inputs.calibration, inputs.options.io_type)
     from edgetl.export.tflite import convert_int8
 
-    return convert_int8(model, calibration)
+    return convert_int8(model, inputs.calibration, inputs.options.io_type)
 
 
-def _onnx(model, calibration):
+def _float_onnx(model, inputs: ConversionInputs):
     from edgetl.export.onnx import convert_onnx
 
-    return convert_onnx(model, calibration)
+    if "onnx" not in inputs.cache:
+        inputs.cache["onnx"] = convert_onnx(model, opset=inputs.options.opset)
+    copy = type(inputs.cache["onnx"])()
+    copy.CopyFrom(inputs.cache["onnx"])
+    return copy
+
+
+def _onnx_int8(model, inputs: ConversionInputs):
+    from edgetl.export.onnx import quantize_onnx_int8
+
+    return quantize_onnx_int8(_float_onnx(model, inputs), inputs.calibration)
+
+
+def _savedmodel(model, inputs: ConversionInputs):
+    return model  # written by write_savedmodel straight from the Keras model
 
 
 FORMATS: dict[str, ExportFormat] = {
     f.name: f
     for f in (
-        ExportFormat("tflite-float32", "model_float32.tflite", _tflite_float32, 0.99),
-        ExportFormat("tflite-int8", "model_int8.tflite", _tflite_int8, 0.90),
-        ExportFormat("onnx", "model.onnx", _onnx, 0.99),
+        ExportFormat("tflite-float32", "model_float32.tflite", "tflite", _tflite_float32, 0.99),
+        ExportFormat(
+            "tflite-float16", "model_float16.tflite", "tflite", _tflite_float16, 0.99, quantized_by="converter"
+        ),
+        ExportFormat(
+            "tflite-dynamic", "model_dynamic.tflite", "tflite", _tflite_dynamic, 0.98, quantized_by="converter"
+        ),
+        ExportFormat(
+            "tflite-int8",
+            "model_int8.tflite",
+            "tflite",
+            _tflite_int8,
+            0.90,
+            calibrated=True,
+            quantized_by="--quantizer",
+            integer_only=True,
+        ),
+        ExportFormat("onnx", "model.onnx", "onnx", _float_onnx, 0.99),
+        ExportFormat(
+            "onnx-int8", "model_int8.onnx", "onnx", _onnx_int8, 0.90, calibrated=True, quantized_by="onnxruntime"
+        ),
+        ExportFormat("savedmodel", "saved_model", "savedmodel", _savedmodel, 0.99),
     )
 }
 
@@ -76,23 +158,186 @@ class ExportRecord:
     flipped_files: list[str]
     min_agreement: float
     passed: bool
+    per_class_accuracy_change: dict[str, float] = field(default_factory=dict)
+    operators: int | None = None  # ops in the graph (TFLite) or compute nodes (ONNX); None for SavedModel
+    int8_op_share: float | None = None  # share of those that run on integer tensors only
+    float_ops: dict[str, int] = field(default_factory=dict)  # op name -> count of ops left in float
+    calibration_images: int = 0
+    quantizer: str = ""  # who quantised it: "converter", "ai-edge" or "onnxruntime"
+    problems: list[str] = field(default_factory=list)  # why it failed besides agreement (e.g. float ops in int8)
 
 
-def calibration_sample(run: RunDir, image_size: int, samples: int) -> np.ndarray:
-    """Up to `samples` training images; the split interleaves classes, so a prefix is stratified."""
-    split = run.read_split()
-    subset = decode_subset(split.train[:samples], image_size)
-    if len(subset.labels) == 0:
-        raise DataError(f"{split.root}: no training image could be decoded for int8 calibration")
+def check_formats(formats: list[str]) -> None:
+    unknown = [name for name in formats if name not in FORMATS]
+    if unknown:
+        raise EdgetlError(f"unknown export format '{unknown[0]}': choose from {', '.join(FORMATS)}")
+    if not formats:
+        raise EdgetlError(f"no export format given: choose from {', '.join(FORMATS)}")
+
+
+def check_options(options: ExportOptions) -> None:
+    if options.io_type not in IO_TYPES:
+        raise EdgetlError(f"--io-type {options.io_type}: unknown; choose one of {', '.join(IO_TYPES)}")
+    if options.quantizer not in QUANTIZERS:
+        raise EdgetlError(f"--quantizer {options.quantizer}: unknown; choose one of {', '.join(QUANTIZERS)}")
+    if options.quantizer == "ai-edge" and options.io_type != "int8":
+        raise EdgetlError(
+            f"--quantizer ai-edge writes int8 input and output; --io-type {options.io_type} needs --quantizer converter"
+        )
+
+
+def calibration_pixels(source: ExportSource, samples: int) -> np.ndarray:
+    """A stratified sample of the source's training images, decoded as in training and checked."""
+    chosen = stratified_sample(source.calibration_pool, samples, seed=source.seed)
+    subset = decode_subset(chosen, source.metadata.input_size[0], source.metadata.resize)
+    check_calibration(
+        subset,
+        source.class_names,
+        tuple(source.model.input_shape),
+        source.metadata.pixel_range,
+        f"calibration sample ({samples} requested)",
+    )
+    log.info("calibrating on %d images of %d classes", len(subset.labels), len(set(subset.labels.tolist())))
     return subset.pixels.astype(np.float32)
 
 
-def _serialise(format_name: str, converted, metadata: ModelMetadata) -> bytes:
-    tagged = replace(metadata, model_format=format_name)
-    if format_name == "onnx":
-        attach_to_onnx(converted, tagged)
-        return converted.SerializeToString()
-    return attach_to_tflite(converted, tagged)
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # TensorFlow's converter errors start with a location line; the reason is the first line mentioning "error".
+    for line in lines:
+        if "error" in line.lower() and len(line) > 20:
+            return line[:300]
+    return lines[0][:300] if lines else type(error).__name__
+
+
+def _write(export_format: ExportFormat, converted, source: ExportSource, destination: Path) -> tuple[int, str]:
+    """Write the converted model with its metadata; returns size and sha256 of what was written."""
+    metadata = replace(source.metadata, model_format=export_format.name)
+    if export_format.kind == "savedmodel":
+        from edgetl.export.savedmodel import directory_digest, write_savedmodel
+
+        write_savedmodel(converted, destination, metadata)
+        return directory_digest(destination)
+    if export_format.kind == "onnx":
+        attach_to_onnx(converted, metadata)
+        payload = converted.SerializeToString()
+    else:
+        payload = attach_to_tflite(converted, metadata)
+    atomic_write(destination, payload)
+    return len(payload), hashlib.sha256(payload).hexdigest()
+
+
+@dataclass
+class _Loaded:
+    predict: Callable[[np.ndarray], np.ndarray]
+    input_dtype: str
+    output_dtype: str
+    ops: OpReport | None
+
+
+def _load(export_format: ExportFormat, destination: Path) -> _Loaded:
+    """Open the written file the way its users will: LiteRT/onnxruntime engines, TensorFlow for SavedModel."""
+    if export_format.kind == "savedmodel":
+        from edgetl.export.savedmodel import savedmodel_predictor
+
+        return _Loaded(savedmodel_predictor(destination), "float32", "float32", None)
+    engine = open_engine(destination)
+    if export_format.kind == "onnx":
+        import onnx
+
+        from edgetl.export.onnx import onnx_op_report
+
+        ops = onnx_op_report(onnx.load(str(destination)))
+    else:
+        ops = tflite_op_report(destination)
+    return _Loaded(engine.predict, engine.input_dtype, engine.output_dtype, ops)
+
+
+def _integer_only_problems(export_format: ExportFormat, ops: OpReport | None) -> list[str]:
+    if not export_format.integer_only or ops is None or not ops.float_ops:
+        return []
+    names = ", ".join(f"{op} x{count}" for op, count in ops.float_ops.items())
+    return [f"not integer-only: {names} left in float (no int8 kernel)"]
+
+
+def _quantizer(export_format: ExportFormat, options: ExportOptions) -> str:
+    return options.quantizer if export_format.quantized_by == "--quantizer" else export_format.quantized_by
+
+
+def export_source(source: ExportSource, formats: list[str], options: ExportOptions) -> list[ExportRecord]:
+    """Convert, write and verify each format in turn; exports.json is rewritten after each file."""
+    check_formats(formats)
+    check_options(options)
+    verification = source.verification
+    model = source.model
+    keras_probabilities = predict_in_batches(
+        lambda x: model.predict(x, verbose=0), verification.pixels.astype(np.float32)
+    )
+    needs_calibration = any(FORMATS[name].calibrated for name in formats)
+    calibration = calibration_pixels(source, options.calibration_samples) if needs_calibration else None
+    inputs = ConversionInputs(options, calibration)
+
+    records = {record["format"]: record for record in source.read_exports()}
+    results = []
+    for name in formats:
+        export_format = FORMATS[name]
+        log.info("converting %s", name)
+        try:
+            with output_to(source.log_path):
+                converted = export_format.convert(model, inputs)
+        except EdgetlError:
+            raise
+        except Exception as error:  # converters raise anything from ConverterError to ValueError and RuntimeError
+            log.debug("%s conversion failed", name, exc_info=True)
+            _append_trace(source.log_path, name, error)
+            raise EdgetlError(f"{name} export failed: {_first_line(error)} (full log: {source.log_path})") from None
+        destination = source.exports_dir / export_format.filename
+        # SavedModel export prints its endpoints, LiteRT announces its delegate: both belong in the log.
+        with output_to(source.log_path):
+            size, sha256 = _write(export_format, converted, source, destination)
+            loaded = _load(export_format, destination)
+        probabilities = predict_in_batches(loaded.predict, verification.pixels)
+        fidelity = compare(probabilities, keras_probabilities, verification.labels, source.metadata.labels)
+        gate = export_format.min_agreement if options.min_agreement is None else options.min_agreement
+        problems = _integer_only_problems(export_format, loaded.ops)
+        record = ExportRecord(
+            format=name,
+            path=str(destination.relative_to(source.root)),
+            size_bytes=size,
+            sha256=sha256,
+            input_dtype=loaded.input_dtype,
+            output_dtype=loaded.output_dtype,
+            images=fidelity.images,
+            agreement=fidelity.agreement,
+            top1=fidelity.top1,
+            keras_top1=fidelity.keras_top1,
+            max_probability_diff=fidelity.max_probability_diff,
+            flipped_files=[str(verification.examples[i].path) for i in fidelity.flipped],
+            min_agreement=gate,
+            passed=fidelity.agreement >= gate and not problems,
+            per_class_accuracy_change=fidelity.per_class_accuracy_change,
+            operators=loaded.ops.operators if loaded.ops else None,
+            int8_op_share=round(loaded.ops.int8_share, 4) if loaded.ops else None,
+            float_ops=loaded.ops.float_ops if loaded.ops else {},
+            calibration_images=len(calibration) if export_format.calibrated and calibration is not None else 0,
+            quantizer=_quantizer(export_format, options),
+            problems=problems,
+        )
+        records[name] = asdict(record)
+        # The index is rewritten after every file, so an interrupted export keeps what was done.
+        atomic_write(source.exports_index, json.dumps(list(records.values()), indent=1))
+        results.append(record)
+    return results
+
+
+def _append_trace(log_path: Path, name: str, error: BaseException) -> None:
+    import traceback
+
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a", encoding="utf-8") as handle:
+        handle.write(f"\n--- {name} export failed ---\n")
+        handle.write("".join(traceback.format_exception(type(error), error, error.__traceback__)))
 
 
 def export_run(
@@ -100,61 +345,77 @@ def export_run(
     formats: list[str],
     calibration_samples: int = 200,
     min_agreement: float | None = None,
+    options: ExportOptions | None = None,
+    trust_model: bool = False,
 ) -> list[ExportRecord]:
-    run = RunDir(Path(run_path))
-    run.require_trained()
-    unknown = [name for name in formats if name not in FORMATS]
-    if unknown:
-        raise EdgetlError(f"unknown export format {unknown[0]}: choose from {', '.join(FORMATS)}")
-    metadata = run.read_metadata()
-    split = run.read_split()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    model = run.load_model()
-    image_size = metadata.input_size[0]
-    test = decode_subset(split.test, image_size)
-    if len(test.labels) == 0:
-        raise DataError(f"{split.root}: no test image could be decoded; cannot verify the exports")
-    test_pixels = test.pixels.astype(np.float32)
-    keras_probabilities = predict_in_batches(lambda x: model.predict(x, verbose=0), test_pixels)
-    calibration = calibration_sample(run, image_size, calibration_samples) if "tflite-int8" in formats else None
+    """Export a run directory's model (the source of `edgetl export RUN`)."""
+    check_formats(formats)
+    options = options or ExportOptions(calibration_samples=calibration_samples, min_agreement=min_agreement)
+    check_options(options)
+    return export_source(from_run(run_path, trust_model=trust_model), formats, options)
 
-    records = {record["format"]: record for record in run.read_exports()}
-    results = []
-    log_path = run.path / "logs" / "export.log"
-    for name in formats:
-        export_format = FORMATS[name]
-        log.info("converting %s", name)
-        try:
-            with output_to(log_path):
-                converted = export_format.convert(model, calibration)
-        except Exception as error:  # converters raise anything from ConverterError to ValueError
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise EdgetlError(f"{name} export failed: {reason} (full log: {log_path})") from None
-        payload = _serialise(name, converted, metadata)
-        destination = run.exports_dir / export_format.filename
-        atomic_write(destination, payload)
-        engine = open_engine(destination)
-        probabilities = predict_in_batches(engine.predict, test.pixels)
-        fidelity = compare(probabilities, keras_probabilities, test.labels)
-        gate = export_format.min_agreement if min_agreement is None else min_agreement
-        record = ExportRecord(
-            format=name,
-            path=str(destination.relative_to(run.path)),
-            size_bytes=len(payload),
-            sha256=hashlib.sha256(payload).hexdigest(),
-            input_dtype=engine.input_dtype,
-            output_dtype=engine.output_dtype,
-            images=fidelity.images,
-            agreement=fidelity.agreement,
-            top1=fidelity.top1,
-            keras_top1=fidelity.keras_top1,
-            max_probability_diff=fidelity.max_probability_diff,
-            flipped_files=[str(test.examples[i].path) for i in fidelity.flipped],
-            min_agreement=gate,
-            passed=fidelity.agreement >= gate,
+
+def export_keras_file(
+    model_path: Path,
+    formats: list[str],
+    labels_path: Path,
+    calibration_dir: Path,
+    options: ExportOptions,
+    out: Path | None = None,
+    image_size: int | None = None,
+    normalization: str = "raw",
+    trust_model: bool = False,
+) -> tuple[Path, list[ExportRecord]]:
+    """Export a Keras file edgetl did not train; returns the output folder and the records."""
+    from edgetl.export.source import from_keras_file
+
+    check_formats(formats)
+    check_options(options)
+    source = from_keras_file(model_path, labels_path, calibration_dir, out, image_size, normalization, trust_model)
+    return source.root, export_source(source, formats, options)
+
+
+def default_formats(int8: bool, onnx: bool) -> list[str]:
+    """What `edgetl export` writes without --formats: TFLite float32, ONNX, and with --int8 their int8 twins."""
+    formats = ["tflite-float32"] + (["tflite-int8"] if int8 else [])
+    if onnx:
+        formats += ["onnx"] + (["onnx-int8"] if int8 else [])
+    return formats
+
+
+EXTERNAL_ONLY = ("labels", "calibration", "out", "image_size")
+
+
+def export_any(
+    source: Path,
+    formats: list[str],
+    options: ExportOptions,
+    labels: Path | None = None,
+    calibration: Path | None = None,
+    out: Path | None = None,
+    image_size: int | None = None,
+    normalization: str = "raw",
+    trust_model: bool = False,
+) -> tuple[Path, list[ExportRecord]]:
+    """The `edgetl export` entry point: a run directory, or a Keras file with --labels and --calibration."""
+    source = Path(source)
+    if source.suffix.lower() in (".keras", ".h5") and not source.is_dir():
+        missing = [f"--{name}" for name, value in (("labels", labels), ("calibration", calibration)) if value is None]
+        if missing:
+            raise EdgetlError(
+                f"{source}: a Keras file from outside edgetl needs {' and '.join(missing)} "
+                f"(class names, one per line; a folder of images per class)"
+            )
+        return export_keras_file(
+            source, formats, labels, calibration, options, out, image_size, normalization, trust_model
         )
-        records[name] = asdict(record)
-        # The index is rewritten after every file, so an interrupted export keeps what was done.
-        atomic_write(run.exports_index, json.dumps(list(records.values()), indent=1))
-        results.append(record)
-    return results
+    given = [
+        f"--{name.replace('_', '-')}"
+        for name, value in zip(EXTERNAL_ONLY, (labels, calibration, out, image_size), strict=True)
+        if value is not None
+    ]
+    if given or normalization != "raw":
+        flag = given[0] if given else "--normalization"
+        raise EdgetlError(f"{flag} applies to a Keras model file, not to the run directory {source}; omit it")
+    records = export_run(source, formats, options=options, trust_model=trust_model)
+    return source, records

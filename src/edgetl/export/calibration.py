@@ -1,0 +1,73 @@
+"""The calibration set for int8: a stratified sample of real training images, checked against the model first."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from edgetl.data.folder import Example
+from edgetl.data.pipeline import DecodedSubset
+from edgetl.errors import DataError
+
+MIN_CALIBRATION_IMAGES = 10
+
+
+def stratified_sample(examples: list[Example], samples: int, seed: int = 0) -> list[Example]:
+    """Up to `samples` examples, taken round-robin from each class's own seeded shuffle, so every class gets
+    its share (classes with few images give all they have)."""
+    rng = random.Random(seed)
+    by_class: dict[int, list[Example]] = {}
+    for example in examples:
+        by_class.setdefault(example.label, []).append(example)
+    queues = []
+    for label in sorted(by_class):
+        members = by_class[label][:]
+        rng.shuffle(members)
+        queues.append(members)
+    chosen: list[Example] = []
+    depth = 0
+    while len(chosen) < samples and any(depth < len(queue) for queue in queues):
+        chosen.extend(queue[depth] for queue in queues if depth < len(queue))
+        depth += 1
+    return chosen[:samples]
+
+
+def check_calibration(
+    calibration: DecodedSubset,
+    class_names: list[str],
+    input_shape: tuple,
+    pixel_range: tuple[float, float],
+    source: str,
+) -> None:
+    """Refuse a calibration set that would give a quietly broken int8 file."""
+    count = len(calibration.labels)
+    if count < MIN_CALIBRATION_IMAGES:
+        raise DataError(
+            f"{source}: only {count} calibration image(s) could be decoded; int8 needs at least "
+            f"{MIN_CALIBRATION_IMAGES} real images (raise --calibration-samples or add images)"
+        )
+    missing = sorted(set(range(len(class_names))) - {int(label) for label in calibration.labels})
+    if missing:
+        names = ", ".join(class_names[i] for i in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise DataError(
+            f"{source}: the calibration sample has no image of class {names}; "
+            f"use --calibration-samples {len(class_names)} or more, and images of every class"
+        )
+    pixels = calibration.pixels
+    expected = tuple(int(d) for d in input_shape[1:] if d is not None)
+    if pixels.shape[1:] != expected:
+        raise DataError(f"{source}: calibration images are {pixels.shape[1:]}, the model takes {expected}")
+    if not np.issubdtype(pixels.dtype, np.number):
+        raise DataError(f"{source}: calibration pixels are {pixels.dtype}, the model takes numbers")
+    low, high = float(pixels.min()), float(pixels.max())
+    if low < pixel_range[0] or high > pixel_range[1]:
+        raise DataError(
+            f"{source}: calibration pixels span {low:g}..{high:g}, outside the model's input range "
+            f"{pixel_range[0]:g}..{pixel_range[1]:g}"
+        )
+    if high - low < 0.05 * (pixel_range[1] - pixel_range[0]):
+        raise DataError(
+            f"{source}: calibration pixels span only {low:g}..{high:g} of the model's {pixel_range[0]:g}.."
+            f"{pixel_range[1]:g}: blank or already-normalised images would calibrate the wrong range"
+        )

@@ -1,0 +1,199 @@
+"""What an export starts from: an edgetl run directory, or a Keras file edgetl did not train.
+
+Either way the exporter gets the same `ExportSource`: the model (taking raw 0-255 RGB pixels), its metadata,
+the images that verify the exports and the pool that calibration samples are drawn from.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from edgetl.data.folder import Example, read_class_folders
+from edgetl.data.pipeline import DecodedSubset, decode_subset
+from edgetl.errors import DataError, ModelFileError
+from edgetl.models.backbones import CAFFE_MODE, RAW_MODE, TF_MODE, TORCH_MODE
+from edgetl.run import RunDir
+from edgetl.runtime.metadata import ModelMetadata, Normalization
+
+log = logging.getLogger(__name__)
+
+# What an outside model expects as input; edgetl puts that step in front of it so every export takes raw pixels.
+NORMALIZATIONS: dict[str, Normalization] = {n.mode: n for n in (RAW_MODE, TF_MODE, TORCH_MODE, CAFFE_MODE)}
+
+
+@dataclass
+class ExportSource:
+    root: Path  # where exports/, exports.json and logs/ go
+    model: object  # a Keras model: raw 0-255 RGB float pixels in, probabilities out
+    metadata: ModelMetadata
+    verification: DecodedSubset  # images every export is compared with Keras on
+    calibration_pool: list[Example]  # images int8 calibration samples are drawn from
+    class_names: list[str]
+    seed: int = 0
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.root / "exports"
+
+    @property
+    def exports_index(self) -> Path:
+        return self.root / "exports.json"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "logs" / "export.log"
+
+    def read_exports(self) -> list[dict]:
+        if not self.exports_index.is_file():
+            return []
+        try:
+            return json.loads(self.exports_index.read_text(encoding="utf-8"))
+        except ValueError as error:
+            raise ModelFileError(f"{self.exports_index}: damaged ({error}); delete it to start afresh") from None
+
+
+def _decoded_or_fail(examples: list[Example], image_size: int, resize: str, what: str, where: Path) -> DecodedSubset:
+    subset = decode_subset(examples, image_size, resize)
+    if len(subset.labels) == 0:
+        raise DataError(f"{where}: no {what} image could be decoded; cannot verify the exports")
+    return subset
+
+
+def from_run(run_path: Path, trust_model: bool = False) -> ExportSource:
+    run = RunDir(Path(run_path))
+    run.require_trained()
+    metadata = run.read_metadata()
+    split = run.read_split()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    model = run.load_model(safe_mode=not trust_model)
+    test = _decoded_or_fail(split.test, metadata.input_size[0], metadata.resize, "test", split.root)
+    seed = run.read_config().seed if run.config.is_file() else 0
+    return ExportSource(run.path, model, metadata, test, split.train, split.class_names, seed)
+
+
+def load_keras_file(path: Path, trust_model: bool = False):
+    """Load a Keras file; in safe mode (the default) code stored in it (Lambda layers) is refused, not run."""
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such Keras model file")
+    try:
+        return keras.saving.load_model(path, safe_mode=not trust_model)
+    # NotImplementedError: Keras cannot rebuild a Lambda layer whose output shape it cannot infer.
+    except (ValueError, OSError, TypeError, KeyError, AttributeError, NotImplementedError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "safe_mode" in reason or "Lambda" in reason:
+            raise ModelFileError(
+                f"{path}: holds Python code (a Lambda layer) that safe mode will not run; pass --trust-model "
+                f"only if you trust where the file came from"
+            ) from None
+        raise ModelFileError(f"{path}: not a loadable Keras model ({reason[:200]})") from None
+
+
+def read_labels(path: Path) -> list[str]:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such labels file (one class name per line, in the model's output order)")
+    labels = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if len(labels) < 2:
+        raise DataError(f"{path}: holds {len(labels)} label(s); a classifier needs two or more, one per line")
+    if len(set(labels)) != len(labels):
+        raise DataError(f"{path}: a label appears twice; each line must name a different class")
+    return labels
+
+
+def _image_size(model, requested: int | None, path: Path) -> int:
+    shape = tuple(model.input_shape)
+    if len(shape) != 4 or shape[-1] != 3:
+        raise ModelFileError(f"{path}: takes input of shape {shape}; edgetl exports models of (batch, h, w, 3)")
+    height, width = shape[1:3]
+    if height is not None and width is not None:
+        if height != width:
+            raise ModelFileError(f"{path}: takes {height}x{width} images; edgetl handles square inputs")
+        if requested is not None and requested != height:
+            raise ModelFileError(f"--image-size {requested}: {path} takes {height}x{width} images (omit it)")
+        return int(height)
+    if requested is None:
+        raise ModelFileError(f"{path}: input size is not fixed in the model; give it with --image-size")
+    return requested
+
+
+def _raw_pixel_model(model, normalization: Normalization, image_size: int):
+    """Put the preprocessing the model expects in front of it, and a softmax behind it when it outputs
+    logits, so the exported files take raw pixels and give probabilities like edgetl's own."""
+    import keras
+
+    from edgetl.models.classifier import INPUT_NAME, preprocessing_layers
+
+    pixels = keras.Input((image_size, image_size, 3), dtype="float32", name=INPUT_NAME)
+    x = pixels
+    for layer, layer_weights in preprocessing_layers(normalization):
+        x = layer(x)
+        if layer_weights is not None:
+            layer.set_weights(layer_weights)
+    return keras.Model(pixels, model(x), name=f"edgetl_{model.name}")
+
+
+def _outputs_probabilities(model, pixels: np.ndarray) -> bool:
+    outputs = np.asarray(model.predict(pixels[:8].astype(np.float32), verbose=0))
+    return bool(np.all(outputs >= -1e-6) and np.allclose(outputs.sum(axis=1), 1.0, atol=1e-3))
+
+
+def from_keras_file(
+    model_path: Path,
+    labels_path: Path,
+    calibration_dir: Path,
+    out: Path | None = None,
+    image_size: int | None = None,
+    normalization: str = "raw",
+    trust_model: bool = False,
+) -> ExportSource:
+    """An outside model: `labels_path` names its outputs in order, `calibration_dir` (one folder per class,
+    named as in the labels) calibrates int8 and verifies every export."""
+    import keras
+
+    model_path = Path(model_path)
+    if normalization not in NORMALIZATIONS:
+        raise DataError(f"--normalization {normalization}: unknown; choose one of {', '.join(NORMALIZATIONS)}")
+    labels = read_labels(labels_path)
+    images = read_class_folders(calibration_dir)
+    unknown = [name for name in images.class_names if name not in labels]
+    if unknown:
+        raise DataError(
+            f"{calibration_dir}: folder '{unknown[0]}' is not a class in {labels_path}; name the folders as the labels"
+        )
+    # Folder order is alphabetical, the model's output order is the labels file's: relabel by name.
+    examples = [Example(e.path, labels.index(images.class_names[e.label])) for e in images.examples]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    loaded = load_keras_file(model_path, trust_model)
+    outputs = tuple(loaded.output_shape)
+    if len(outputs) != 2 or outputs[1] != len(labels):
+        raise ModelFileError(
+            f"{model_path}: outputs shape {outputs}, but {labels_path} names {len(labels)} classes; "
+            f"edgetl exports classifiers with one output per label"
+        )
+    size = _image_size(loaded, image_size, model_path)
+    spec = NORMALIZATIONS[normalization]
+    model = _raw_pixel_model(loaded, spec, size)
+    verification = _decoded_or_fail(examples, size, "bilinear", "calibration", Path(calibration_dir))
+    extra = {"source_model": model_path.name}
+    if not _outputs_probabilities(model, verification.pixels):
+        log.info("%s outputs logits; a softmax is added so every export gives probabilities", model_path)
+        model = keras.Model(model.input, keras.layers.Softmax(name="probabilities")(model.output))
+        extra["softmax_added"] = True
+    metadata = ModelMetadata(
+        labels=labels,
+        input_size=(size, size),
+        normalization=replace(spec, inside_model=True),
+        backbone=loaded.name,
+        extra=extra,
+    )
+    root = Path(out) if out is not None else model_path.with_name(f"{model_path.stem}-export")
+    return ExportSource(root, model, metadata, verification, examples, labels)
