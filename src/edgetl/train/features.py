@@ -11,11 +11,14 @@ from edgetl.data.pipeline import DecodedSubset, to_dataset
 POOL_LAYER_NAME = "pool"
 
 
-def backbone_features(model, subset: DecodedSubset, batch_size: int) -> np.ndarray:
+def backbone_features(model, subsets: list[DecodedSubset], batch_size: int) -> list[np.ndarray]:
+    """The pooled backbone output of each subset, from one extractor (one traced predict function)."""
     import keras
 
     extractor = keras.Model(model.inputs, model.get_layer(POOL_LAYER_NAME).output)
-    return np.asarray(extractor.predict(to_dataset(subset, batch_size), verbose=0), dtype=np.float32)
+    return [
+        np.asarray(extractor.predict(to_dataset(subset, batch_size), verbose=0), dtype=np.float32) for subset in subsets
+    ]
 
 
 def head_model(model):

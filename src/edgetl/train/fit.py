@@ -29,7 +29,14 @@ from edgetl.models.classifier import HeadConfig, build_classifier
 from edgetl.run import RunDir, atomic_write, temporary_sibling
 from edgetl.runtime.metadata import ModelMetadata
 from edgetl.train.augment import AugmentConfig
-from edgetl.train.checkpoint import TRAINING_DONE, CheckpointState, checkpoint_dir, read_state, save_checkpoint
+from edgetl.train.checkpoint import (
+    TRAINING_DONE,
+    CheckpointState,
+    checkpoint_dir,
+    load_checkpoint,
+    read_state,
+    save_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +207,7 @@ def run_training(
             head=HeadConfig(config.dropout, config.hidden_units),
         )
     if state is not None:
-        model.load_weights(checkpoint_dir(run) / state.weights)
+        load_checkpoint(run, model, state)
     history = state.history if state is not None else {"stage1": {}, "stage2": {}}
     stage, epoch = (state.stage, state.epoch) if state is not None else (1, 0)
     augment = AugmentConfig(

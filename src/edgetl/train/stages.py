@@ -80,8 +80,9 @@ def fit_stage1(plan: StagePlan, initial_epoch: int = 0) -> bool:
         return False
     if can_cache_features(plan):
         log.info("stage 1: computing the frozen backbone's features once, then training the head on them")
-        train_features = backbone_features(plan.model, plan.decoded["train"], config.batch_size)
-        validation_features = backbone_features(plan.model, plan.decoded["validation"], config.batch_size)
+        train_features, validation_features = backbone_features(
+            plan.model, [plan.decoded["train"], plan.decoded["validation"]], config.batch_size
+        )
         head = head_model(plan.model)
         _compile(head, config.learning_rate, plan.jit_compile)
         _fit(
