@@ -82,3 +82,12 @@ def test_augmenter_changes_pixels_and_zero_strength_leaves_layers_out():
     only_flip = build_augmenter(AugmentConfig("vertical", 0, 0, 0, 0, 0), seed=1)
     assert [layer.name for layer in only_flip.layers] == ["flip"]
     assert build_augmenter(AugmentConfig("none", 0, 0, 0, 0, 0), seed=1) is None
+
+
+def test_balanced_class_weight_evens_out_skewed_classes():
+    from edgetl.train.fit import balanced_class_weight
+
+    labels = np.asarray([0] * 8 + [1] * 2 + [2] * 2)
+    weights = balanced_class_weight(labels, 3)
+    assert weights == pytest.approx({0: 0.5, 1: 2.0, 2: 2.0})
+    assert sum(weights[label] for label in labels) == pytest.approx(len(labels))

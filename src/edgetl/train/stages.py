@@ -64,6 +64,7 @@ def _fit(plan: StagePlan, model, train_data, validation_data, stage: int, initia
         epochs=epochs,
         initial_epoch=initial_epoch,
         class_weight=plan.class_weight,
+        shuffle=False,  # the tf.data pipeline shuffles (seeded); Keras would only warn that it cannot
         callbacks=callbacks,
         verbose=2 if plan.verbose else 0,
     )
