@@ -93,7 +93,10 @@ def training_curves_png(history: dict[str, dict[str, list[float]]]) -> bytes:
 def prediction_grid_png(pixels: np.ndarray, true: np.ndarray, predicted: np.ndarray, class_names: list[str]) -> bytes:
     from matplotlib.figure import Figure
 
-    count = min(GRID_IMAGES, len(pixels))
+    # Mistakes first: they are what a reader looks at the grid for.
+    order = np.concatenate([np.flatnonzero(true != predicted), np.flatnonzero(true == predicted)])[:GRID_IMAGES]
+    pixels, true, predicted = pixels[order], true[order], predicted[order]
+    count = len(order)
     columns = min(5, max(1, count))
     rows = max(1, -(-count // columns))
     figure = Figure(figsize=(2.2 * columns, 2.4 * rows))
