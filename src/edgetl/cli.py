@@ -55,38 +55,82 @@ def sample_data(out_dir: Path, per_class: int | None) -> None:
 
 
 @main.command()
-@click.argument("data", type=click.Path(path_type=Path))
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Run directory to write.")
+@click.argument("data", required=False)
+@click.option("--out", "out", type=click.Path(path_type=Path), help="Run directory to write.")
+@click.option("--resume", "resume", type=click.Path(path_type=Path), help="Continue the interrupted run RUN.")
+@click.option(
+    "--layout",
+    type=click.Choice(["auto", "folder", "presplit", "csv", "npz", "tfds"]),
+    default="auto",
+    show_default=True,
+    help="How DATA is organised (auto recognises it).",
+)
+@click.option("--id-column", default=None, help="CSV layout: the column of image ids (guessed: id, filename, ...).")
+@click.option("--label-column", default=None, help="CSV layout: the column of labels (guessed: label, breed, ...).")
+@click.option("--images", default=None, help="CSV layout: the image folder inside DATA (default train/).")
 @click.option("--backbone", default="mobilenetv2", show_default=True, help="mobilenetv2, xception, ...")
 @click.option("--alpha", type=float, default=None, help="Width multiplier (MobileNetV2: 0.35 ... 1.4).")
 @click.option("--image-size", type=click.IntRange(min=32), default=224, show_default=True)
 @click.option(
     "--weights", default="imagenet", show_default=True, help="imagenet, none (train from scratch), or a file."
 )
-@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Stage 1 epochs.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True)
+@click.option("--hidden-units", type=click.IntRange(min=0), default=0, show_default=True, help="Hidden dense layer.")
 @click.option("--patience", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--fine-tune-epochs", type=click.IntRange(min=0), default=0, show_default=True, help="Stage 2 epochs.")
+@click.option("--fine-tune-layers", type=click.IntRange(min=1), default=None, help="Stage 2 unfreezes the top K.")
+@click.option("--fine-tune-from", default=None, help="Stage 2 unfreezes from this backbone layer up.")
+@click.option(
+    "--fine-tune-learning-rate", type=click.FloatRange(min=0, min_open=True), default=None, help="Default lr/10."
+)
+@click.option("--class-weight", type=click.Choice(["none", "balanced"]), default="none", show_default=True)
+@click.option("--augment", is_flag=True, help="Random flips, rotation, zoom, shifts, brightness, contrast.")
+@click.option(
+    "--flip",
+    type=click.Choice(["horizontal", "vertical", "horizontal_and_vertical", "none"]),
+    default="horizontal",
+    show_default=True,
+)
+@click.option("--rotation", type=click.FloatRange(0, 1), default=0.1, show_default=True, help="Fraction of a turn.")
+@click.option("--zoom", type=click.FloatRange(0, 1), default=0.1, show_default=True)
+@click.option("--translation", type=click.FloatRange(0, 1), default=0.1, show_default=True)
+@click.option("--brightness", type=click.FloatRange(0, 1), default=0.1, show_default=True)
+@click.option("--contrast", type=click.FloatRange(0, 1), default=0.1, show_default=True)
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace a model already in the run directory.")
 @click.option("--quiet", is_flag=True, help="No per-epoch progress.")
 @reports_errors
-def train(data: Path, out: Path, overwrite: bool, quiet: bool, **options) -> None:
-    """Train a classifier on DATA, a folder with one subfolder of images per class."""
+def train(data: str | None, out: Path | None, resume: Path | None, overwrite: bool, quiet: bool, **options) -> None:
+    """Train a classifier on DATA: class folders, train/valid/test folders, labels.csv + images, an .npz, or
+    tfds:NAME. `--resume RUN` continues an interrupted run instead."""
     from edgetl.config import TrainConfig
+    from edgetl.train.fit import resume as resume_run
     from edgetl.train.fit import train as train_run
 
-    config = TrainConfig(data_dir=str(data.resolve()), **options)
-    result = train_run(config, out, overwrite=overwrite, verbose=not quiet)
+    if resume is not None:
+        if data is not None or out is not None:
+            raise click.UsageError("--resume RUN takes no DATA or --out: the run remembers them")
+        result = resume_run(resume, verbose=not quiet)
+    else:
+        if data is None or out is None:
+            raise click.UsageError("give DATA and --out RUN (or --resume RUN)")
+        source = data if data.startswith("tfds:") else str(Path(data).resolve())
+        result = train_run(TrainConfig(data_dir=source, **options), out, overwrite=overwrite, verbose=not quiet)
+    config = result.run.read_config()
     counts = ", ".join(f"{name} {count}" for name, count in result.counts.items())
+    stages = " + ".join(f"{epochs}" for epochs in result.epochs.values() if epochs)
     click.echo(
-        f"trained {config.backbone} on {len(result.class_names)} classes ({counts} images"
-        f"{f', {result.skipped} skipped' if result.skipped else ''}) in {result.epochs_run} epochs, "
+        f"trained {config.backbone} on {len(result.class_names)} classes ({result.layout} layout; {counts} images) "
+        f"in {stages} epochs{' (stage 1 on cached features)' if result.feature_cache else ''}, "
         f"{result.seconds:.0f} s"
     )
+    if result.skipped:
+        click.echo(f"skipped {result.skipped} unreadable image file(s) (listed in {result.run.metrics})")
     click.echo(f"test accuracy {result.test_accuracy:.4f}")
-    click.echo(f"run written to {result.run.path}")
+    click.echo(f"run written to {result.run.path} (reports in {result.run.path / 'report'})")
 
 
 @main.command()

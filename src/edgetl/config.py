@@ -24,6 +24,25 @@ class TrainConfig:
     test_fraction: float = 0.15
     patience: int = 5
     seed: int = 42
+    # Where the data comes from: auto-detected unless given (folder, presplit, csv, npz, tfds); CSV overrides.
+    layout: str = "auto"
+    id_column: str | None = None
+    label_column: str | None = None
+    images: str | None = None
+    # Stage 2: the top of a pretrained backbone trains too, at a lower learning rate (default learning_rate / 10).
+    fine_tune_epochs: int = 0
+    fine_tune_layers: int | None = None
+    fine_tune_from: str | None = None
+    fine_tune_learning_rate: float | None = None
+    class_weight: str = "none"  # none | balanced
+    # Training-time augmentation (never in the saved model); a strength of 0 leaves that one out.
+    augment: bool = False
+    flip: str = "horizontal"
+    rotation: float = 0.1
+    zoom: float = 0.1
+    translation: float = 0.1
+    brightness: float = 0.1
+    contrast: float = 0.1
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)

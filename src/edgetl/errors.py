@@ -22,3 +22,7 @@ class MissingExtraError(EdgetlError):
 
 class WeightsError(EdgetlError):
     """Pretrained weights could not be loaded (no network, bad file)."""
+
+
+class TrainingInterrupted(EdgetlError):
+    """Training stopped (Ctrl-C); the run directory holds the last checkpoint to resume from."""

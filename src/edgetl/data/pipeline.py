@@ -32,8 +32,13 @@ def decode_subset(examples: list[Example], image_size: int, resize: str = "bilin
     return DecodedSubset(pixels, labels, kept_examples, errors)
 
 
-def to_dataset(subset: DecodedSubset, batch_size: int, shuffle_seed: int | None = None):
-    """A batched tf.data pipeline of float32 pixels (0-255) and integer labels."""
+def to_dataset(subset: DecodedSubset, batch_size: int, shuffle_seed: int | None = None, augmenter=None):
+    """A batched tf.data pipeline of float32 pixels (0-255) and integer labels.
+
+    The pixels were decoded once, in parallel, and stay in memory (the cache); `augmenter`, a Keras model of
+    random preprocessing layers, runs on each training batch inside tf.data, so it never becomes part of the
+    saved model.
+    """
     import tensorflow as tf
 
     dataset = tf.data.Dataset.from_tensor_slices((subset.pixels, subset.labels))
@@ -41,4 +46,6 @@ def to_dataset(subset: DecodedSubset, batch_size: int, shuffle_seed: int | None 
         dataset = dataset.shuffle(len(subset.labels), seed=shuffle_seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
     dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
+    if augmenter is not None:
+        dataset = dataset.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,171 @@
+"""The one Dataset description every layout produces, and what training and the run make of it.
+
+Layouts with image files (class folders, presplit folders, CSV) describe a `Split` of files. Layouts whose images
+are arrays (npz, tfds) hold them in memory; for those the run gets the test images and a calibration sample of
+training images written as PNG files, so that export and bench, which read files, see the same pictures.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import re
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgetl.data.folder import Example
+from edgetl.data.pipeline import DecodedSubset, decode_subset
+from edgetl.data.split import SUBSETS, Split
+from edgetl.errors import DataError
+
+CALIBRATION_IMAGES = 300  # training images written for an array layout: enough for int8 calibration
+
+
+@dataclass
+class ArrayImages:
+    """Images held in memory: uint8 RGB arrays (height, width, 3) at their own size, and integer labels."""
+
+    images: list[np.ndarray] | np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class Dataset:
+    """A labelled dataset split into train/validation/test, whatever layout it came in."""
+
+    layout: str
+    source: str
+    class_names: list[str]
+    split: Split | None = None  # layouts made of image files
+    arrays: dict[str, ArrayImages] = field(default_factory=dict)  # layouts made of arrays, keyed by subset
+
+    @property
+    def has_files(self) -> bool:
+        return self.split is not None
+
+    def counts(self) -> dict[str, int]:
+        if self.split is not None:
+            return {name: len(self.split.subset(name)) for name in SUBSETS}
+        return {name: len(self.arrays[name]) for name in SUBSETS}
+
+
+def stratified_pick(labels: list[int] | np.ndarray, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices (kept, picked): about `fraction` of each class picked, at least one of every class with two or more."""
+    rng = random.Random(seed)
+    by_class: dict[int, list[int]] = {}
+    for index, label in enumerate(labels):
+        by_class.setdefault(int(label), []).append(index)
+    kept: list[int] = []
+    picked: list[int] = []
+    for indices in by_class.values():
+        shuffled = indices[:]
+        rng.shuffle(shuffled)
+        count = min(max(1, round(len(shuffled) * fraction)), len(shuffled) - 1) if len(shuffled) > 1 else 0
+        picked.extend(shuffled[:count])
+        kept.extend(shuffled[count:])
+    rng.shuffle(kept)
+    rng.shuffle(picked)
+    return kept, picked
+
+
+def resize_array(image: np.ndarray, image_size: int) -> np.ndarray:
+    """Exactly what decoding the PNG of this array gives (same Pillow bilinear resize as `load_image`)."""
+    from PIL import Image
+
+    from edgetl.runtime.image import RESAMPLING
+
+    if image.shape[:2] == (image_size, image_size):
+        return np.asarray(image, dtype=np.uint8)
+    picture = Image.fromarray(np.asarray(image, dtype=np.uint8), mode="RGB")
+    return np.asarray(picture.resize((image_size, image_size), RESAMPLING["bilinear"]), dtype=np.uint8)
+
+
+def decode_dataset_subset(dataset: Dataset, name: str, image_size: int) -> DecodedSubset:
+    """Model-sized pixels of one subset; bad files are skipped (and logged) by `decode_subset`."""
+    if dataset.split is not None:
+        return decode_subset(dataset.split.subset(name), image_size)
+    subset = dataset.arrays[name]
+    pixels = np.zeros((len(subset), image_size, image_size, 3), dtype=np.uint8)
+    for index, image in enumerate(subset.images):
+        pixels[index] = resize_array(image, image_size)
+    return DecodedSubset(pixels, np.asarray(subset.labels, dtype=np.int32), [], [])
+
+
+def safe_folder_name(name: str) -> str:
+    """A class name as a folder name: no separators, no leading dot."""
+    cleaned = re.sub(r"[^\w.\- ]+", "_", name).strip().lstrip(".")
+    return cleaned or "class"
+
+
+def calibration_indices(labels: np.ndarray, limit: int, seed: int) -> list[int]:
+    """Up to `limit` indices taking the classes in turn, so any prefix is stratified too."""
+    rng = random.Random(seed)
+    by_class: dict[int, list[int]] = {}
+    for index, label in enumerate(labels):
+        by_class.setdefault(int(label), []).append(index)
+    for indices in by_class.values():
+        rng.shuffle(indices)
+    chosen: list[int] = []
+    round_index = 0
+    while len(chosen) < limit and any(round_index < len(v) for v in by_class.values()):
+        for label in sorted(by_class):
+            if round_index < len(by_class[label]) and len(chosen) < limit:
+                chosen.append(by_class[label][round_index])
+        round_index += 1
+    return chosen
+
+
+def write_array_files(dataset: Dataset, data_dir: Path, seed: int, calibration: int = CALIBRATION_IMAGES) -> Split:
+    """Write the test images and a stratified sample of training images as PNG files under `data_dir`.
+
+    The folder is built beside its final place and renamed, so an interrupted run never leaves half of it.
+    """
+    from PIL import Image
+
+    data_dir = Path(data_dir)
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    folders = [safe_folder_name(name) for name in dataset.class_names]
+    duplicates = [name for name, count in Counter(folders).items() if count > 1]
+    if duplicates:
+        folders = [f"{index:03d}_{name}" for index, name in enumerate(folders)]
+    staging = Path(tempfile.mkdtemp(prefix=".data-", dir=data_dir.parent))
+    chosen = {
+        "train": calibration_indices(dataset.arrays["train"].labels, calibration, seed),
+        "validation": [],
+        "test": list(range(len(dataset.arrays["test"]))),
+    }
+    rows: dict[str, list[Example]] = {}
+    try:
+        for subset, indices in chosen.items():
+            rows[subset] = []
+            images = dataset.arrays[subset]
+            for index in indices:
+                label = int(images.labels[index])
+                relative = Path(subset) / folders[label] / f"{index:06d}.png"
+                (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+                buffer = io.BytesIO()
+                Image.fromarray(np.asarray(images.images[index], dtype=np.uint8), mode="RGB").save(buffer, "PNG")
+                (staging / relative).write_bytes(buffer.getvalue())
+                rows[subset].append(Example(data_dir / relative, label))
+        if data_dir.exists():
+            shutil.rmtree(data_dir)
+        os.replace(staging, data_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return Split(data_dir, list(dataset.class_names), rows["train"], rows["validation"], rows["test"])
+
+
+def require_images(dataset: Dataset) -> None:
+    for name, count in dataset.counts().items():
+        if count == 0:
+            raise DataError(f"{dataset.source}: the {name} subset is empty; every class needs more images")

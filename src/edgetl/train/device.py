@@ -1,0 +1,61 @@
+"""Where training runs: the distribution strategy, mixed precision and XLA, chosen from the visible devices.
+
+Several GPUs on one machine: MirroredStrategy. TF_CONFIG set (several machines): MultiWorkerMirroredStrategy.
+Otherwise the default strategy. Mixed float16 and XLA only on GPUs, where they pay; on a CPU they cost accuracy
+or compile time for nothing. The output layer is float32 in every model (see models/classifier.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+# Strategy kind -> attribute of tf.distribute (None: the default strategy).
+STRATEGIES = {"default": None, "mirrored": "MirroredStrategy", "multi_worker": "MultiWorkerMirroredStrategy"}
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    strategy: str  # a key of STRATEGIES
+    gpus: int
+    mixed_precision: bool
+    jit_compile: bool
+
+
+def plan_devices(gpus: int, tf_config: str | None) -> DevicePlan:
+    if tf_config:
+        strategy = "multi_worker"
+    elif gpus > 1:
+        strategy = "mirrored"
+    else:
+        strategy = "default"
+    on_gpu = gpus > 0
+    return DevicePlan(strategy=strategy, gpus=gpus, mixed_precision=on_gpu, jit_compile=on_gpu)
+
+
+@dataclass
+class DeviceSetup:
+    plan: DevicePlan
+    strategy: object  # a tf.distribute.Strategy
+
+
+def set_up_devices() -> DeviceSetup:
+    """Look at the GPUs and TF_CONFIG, set the precision policy, and make the strategy to build the model in."""
+    import keras
+    import tensorflow as tf
+
+    plan = plan_devices(len(tf.config.list_physical_devices("GPU")), os.environ.get("TF_CONFIG"))
+    keras.mixed_precision.set_global_policy("mixed_float16" if plan.mixed_precision else "float32")
+    constructor = STRATEGIES[plan.strategy]
+    strategy = tf.distribute.get_strategy() if constructor is None else getattr(tf.distribute, constructor)()
+    log.info(
+        "devices: %d GPU(s), %s strategy, mixed precision %s, XLA %s",
+        plan.gpus,
+        plan.strategy,
+        "on" if plan.mixed_precision else "off",
+        "on" if plan.jit_compile else "off",
+    )
+    return DeviceSetup(plan, strategy)

@@ -1,0 +1,43 @@
+"""Stage 1 on cached features: with the backbone frozen and no augmentation, every epoch would push the same
+images through the same backbone. Compute its pooled output once, train the head on it, and the full model has
+the trained head, because the head model is made of the full model's own head layers (shared weights)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgetl.data.pipeline import DecodedSubset, to_dataset
+
+POOL_LAYER_NAME = "pool"
+
+
+def backbone_features(model, subsets: list[DecodedSubset], batch_size: int) -> list[np.ndarray]:
+    """The pooled backbone output of each subset, from one extractor (one traced predict function)."""
+    import keras
+
+    extractor = keras.Model(model.inputs, model.get_layer(POOL_LAYER_NAME).output)
+    return [
+        np.asarray(extractor.predict(to_dataset(subset, batch_size), verbose=0), dtype=np.float32) for subset in subsets
+    ]
+
+
+def head_model(model):
+    """A model from pooled features to probabilities made of `model`'s head layers (the ones after the pool)."""
+    import keras
+
+    names = [layer.name for layer in model.layers]
+    head_layers = model.layers[names.index(POOL_LAYER_NAME) + 1 :]
+    features = keras.Input(model.get_layer(POOL_LAYER_NAME).output.shape[1:], name="features")
+    x = features
+    for layer in head_layers:
+        x = layer(x)
+    return keras.Model(features, x, name="head")
+
+
+def features_dataset(features: np.ndarray, labels: np.ndarray, batch_size: int, shuffle_seed: int | None = None):
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices((features, labels))
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(labels), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

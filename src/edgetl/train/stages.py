@@ -1,0 +1,140 @@
+"""The two training stages. Each compiles what it trains, has its own early stopping (best weights restored)
+and reduce-on-plateau, and checkpoints the full model after every epoch."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from edgetl.config import TrainConfig
+from edgetl.data.pipeline import DecodedSubset, to_dataset
+from edgetl.models.finetune import unfreeze_top
+from edgetl.run import RunDir
+from edgetl.train.checkpoint import epoch_checkpoint
+from edgetl.train.features import backbone_features, features_dataset, head_model
+
+log = logging.getLogger(__name__)
+
+FINE_TUNE_LEARNING_RATE_FACTOR = 0.1
+
+
+@dataclass
+class StagePlan:
+    config: TrainConfig
+    run: RunDir
+    model: object  # the full keras.Model
+    decoded: dict[str, DecodedSubset]
+    history: dict[str, dict[str, list[float]]]
+    class_weight: dict[int, float] | None
+    augmenter: object | None  # keras.Sequential of random layers, applied in tf.data
+    jit_compile: bool
+    verbose: bool
+
+
+def _compile(model, learning_rate: float, jit_compile: bool) -> None:
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=jit_compile,
+    )
+
+
+def stage_callbacks(config: TrainConfig, verbose: bool) -> list:
+    import keras
+
+    return [
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.patience, restore_best_weights=True, verbose=int(verbose)
+        ),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.3, patience=max(1, config.patience // 2), verbose=int(verbose)
+        ),
+    ]
+
+
+def _fit(plan: StagePlan, model, train_data, validation_data, stage: int, initial_epoch: int, epochs: int) -> None:
+    checkpoint = epoch_checkpoint(plan.run, plan.model, stage, plan.history)
+    callbacks = [*stage_callbacks(plan.config, plan.verbose), checkpoint]
+    model.fit(
+        train_data,
+        validation_data=validation_data,
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        class_weight=plan.class_weight,
+        shuffle=False,  # the tf.data pipeline shuffles (seeded); Keras would only warn that it cannot
+        callbacks=callbacks,
+        verbose=2 if plan.verbose else 0,
+    )
+
+
+def can_cache_features(plan: StagePlan) -> bool:
+    return plan.config.weights != "none" and plan.augmenter is None
+
+
+def fit_stage1(plan: StagePlan, initial_epoch: int = 0) -> bool:
+    """Train the head (the whole network with --weights none). Returns whether backbone features were cached."""
+    config = plan.config
+    if initial_epoch >= config.epochs:
+        return False
+    if can_cache_features(plan):
+        log.info("stage 1: computing the frozen backbone's features once, then training the head on them")
+        train_features, validation_features = backbone_features(
+            plan.model, [plan.decoded["train"], plan.decoded["validation"]], config.batch_size
+        )
+        head = head_model(plan.model)
+        _compile(head, config.learning_rate, plan.jit_compile)
+        _fit(
+            plan,
+            head,
+            features_dataset(train_features, plan.decoded["train"].labels, config.batch_size, config.seed),
+            features_dataset(validation_features, plan.decoded["validation"].labels, config.batch_size),
+            stage=1,
+            initial_epoch=initial_epoch,
+            epochs=config.epochs,
+        )
+        return True
+    if config.weights != "none":
+        log.warning("stage 1: augmentation changes every image every epoch, so backbone features cannot be cached")
+    _compile(plan.model, config.learning_rate, plan.jit_compile)
+    _fit(
+        plan,
+        plan.model,
+        to_dataset(plan.decoded["train"], config.batch_size, shuffle_seed=config.seed, augmenter=plan.augmenter),
+        to_dataset(plan.decoded["validation"], config.batch_size),
+        stage=1,
+        initial_epoch=initial_epoch,
+        epochs=config.epochs,
+    )
+    return False
+
+
+def fine_tune_learning_rate(config: TrainConfig) -> float:
+    if config.fine_tune_learning_rate is not None:
+        return config.fine_tune_learning_rate
+    return config.learning_rate * FINE_TUNE_LEARNING_RATE_FACTOR
+
+
+def fit_stage2(plan: StagePlan, initial_epoch: int = 0) -> None:
+    """Unfreeze the top of the backbone (BatchNorm stays frozen) and train on, slower."""
+    config = plan.config
+    unfrozen = unfreeze_top(plan.model, config.fine_tune_layers, config.fine_tune_from)
+    learning_rate = fine_tune_learning_rate(config)
+    log.info(
+        "stage 2: fine-tuning %d backbone layers with weights (from %s) at learning rate %g",
+        len(unfrozen),
+        unfrozen[0] if unfrozen else "none",
+        learning_rate,
+    )
+    _compile(plan.model, learning_rate, plan.jit_compile)
+    _fit(
+        plan,
+        plan.model,
+        to_dataset(plan.decoded["train"], config.batch_size, shuffle_seed=config.seed + 1, augmenter=plan.augmenter),
+        to_dataset(plan.decoded["validation"], config.batch_size),
+        stage=2,
+        initial_epoch=initial_epoch,
+        epochs=config.fine_tune_epochs,
+    )

@@ -1,0 +1,93 @@
+"""Which layers train in each stage, and the head model used for cached stage-1 features."""
+
+import numpy as np
+import pytest
+
+from edgetl.errors import EdgetlError
+from edgetl.models.backbones import get_backbone
+from edgetl.models.classifier import HeadConfig, build_classifier
+from edgetl.models.finetune import first_unfrozen_index, unfreeze_top
+from edgetl.train.augment import AugmentConfig, build_augmenter
+from edgetl.train.features import head_model
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def pretrained_model(tmp_path_factory):
+    from edgetl.models.classifier import build_backbone
+
+    spec = get_backbone("mobilenetv2")
+    path = tmp_path_factory.mktemp("w") / "b.weights.h5"
+    build_backbone(spec, 32, 0.35, "none").save_weights(path)
+    return build_classifier(spec, 4, 32, 0.35, str(path), HeadConfig(dropout=0.2, hidden_units=8))
+
+
+def trainable_layers(backbone):
+    return {layer.name for layer in backbone.layers if layer.trainable and layer.weights}
+
+
+def test_stage1_trains_the_head_only(pretrained_model):
+    trainable = {w.path.split("/")[0] for w in pretrained_model.trainable_weights}
+    assert trainable == {"hidden", "probabilities"}
+
+
+def test_stage2_unfreezes_the_top_but_never_batchnorm(pretrained_model):
+    import keras
+
+    backbone = pretrained_model.get_layer("backbone")
+    layers = backbone.layers
+    unfrozen = unfreeze_top(pretrained_model, layers=10)
+    assert set(unfrozen) == trainable_layers(backbone)
+    top = layers[-10:]
+    expected = {layer.name for layer in top if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)}
+    assert set(unfrozen) == expected and "Conv_1" in expected
+    assert all(not layer.trainable for layer in layers[:-10])
+    norms = [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and all(not layer.trainable for layer in norms)
+
+    unfrozen = unfreeze_top(pretrained_model, from_layer="block_16_expand")
+    names = [layer.name for layer in layers]
+    start = names.index("block_16_expand")
+    assert "block_16_expand" in unfrozen and "block_15_expand" not in unfrozen
+    assert all(not layer.trainable for layer in layers[:start])
+    assert all(not layer.trainable for layer in norms)
+
+
+def test_fine_tune_choice_errors():
+    names = ["input", "conv", "bn", "relu"]
+    assert first_unfrozen_index(names, None, None) == 0
+    assert first_unfrozen_index(names, 2, None) == 2
+    assert first_unfrozen_index(names, 99, None) == 0
+    with pytest.raises(EdgetlError, match="--fine-tune-from block_99: no such layer"):
+        first_unfrozen_index(names, None, "block_99")
+    with pytest.raises(EdgetlError, match="pass only one"):
+        first_unfrozen_index(names, 2, "conv")
+
+
+def test_head_model_shares_the_full_models_head(pretrained_model):
+    head = head_model(pretrained_model)
+    features = np.ones((2, pretrained_model.get_layer("pool").output.shape[-1]), dtype="float32")
+    before = np.asarray(head(features))
+    kernel = pretrained_model.get_layer("probabilities").kernel
+    kernel.assign(kernel.numpy() * 2.0)
+    assert not np.allclose(np.asarray(head(features)), before)
+
+
+def test_augmenter_changes_pixels_and_zero_strength_leaves_layers_out():
+    pixels = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    augmenter = build_augmenter(AugmentConfig(), seed=1)
+    assert len(augmenter.layers) == 6
+    assert not np.allclose(np.asarray(augmenter(pixels, training=True)), pixels)
+    only_flip = build_augmenter(AugmentConfig("vertical", 0, 0, 0, 0, 0), seed=1)
+    assert [layer.name for layer in only_flip.layers] == ["flip"]
+    assert build_augmenter(AugmentConfig("none", 0, 0, 0, 0, 0), seed=1) is None
+
+
+def test_balanced_class_weight_evens_out_skewed_classes():
+    from edgetl.train.fit import balanced_class_weight
+
+    labels = np.asarray([0] * 8 + [1] * 2 + [2] * 2)
+    weights = balanced_class_weight(labels, 3)
+    assert weights == pytest.approx({0: 0.5, 1: 2.0, 2: 2.0})
+    assert sum(weights[label] for label in labels) == pytest.approx(len(labels))
