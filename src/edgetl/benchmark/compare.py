@@ -59,10 +59,12 @@ def differing_settings(rows: list[BenchRow]) -> dict[int, str]:
 
 def compare_results(paths: list[Path]) -> BenchReport:
     rows = [row for path in paths for row in load_rows(path)]
-    machines = dict.fromkeys(
-        f"{row.host} ({row.fingerprint.get('cpu', '?')}, {row.fingerprint.get('cores', '?')} cores, {row.device})"
-        for row in rows
-    )
-    title = f"edgetl bench compare: {len(machines)} machine(s): " + "; ".join(machines)
+    machines: dict[str, str] = {}
+    for row in rows:
+        facts = row.fingerprint
+        machines.setdefault(
+            row.host, f"{row.host} ({facts.get('cpu', '?')}, {facts.get('cores', '?')} cores, {row.device})"
+        )
+    title = f"edgetl bench compare: {len(machines)} machine(s): " + "; ".join(machines.values())
     overhead = max((row.harness_overhead_ms for row in rows), default=0.0)
     return BenchReport(rows, title, overhead, flags=differing_settings(rows))

@@ -28,7 +28,7 @@ def _peak_mb(row: BenchRow) -> str:
 # (heading, width, cell): one list drives the terminal table, the Markdown table and the order of CSV columns.
 COLUMNS: list[tuple[str, int, Callable[[BenchRow], str]]] = [
     ("format", 15, lambda r: r.format),
-    ("host", 10, lambda r: r.host),
+    ("host", 16, lambda r: r.host),
     ("device", 8, lambda r: r.device),
     ("thr", 4, _threads),
     ("size KB", 8, lambda r: f"{r.size_bytes / 1024:.0f}"),
