@@ -217,9 +217,9 @@ def _bench_in(host, remote_dir, facts, exports, images, settings, threads_values
     for raw, probability in zip(raw_rows, probabilities, strict=True):
         row = BenchRow.from_dict(raw, f"{host}:{remote_dir}/result.json")
         name = format_by_file.get(Path(row.path).name, row.format)
-        measured.append(
-            Measured(replace(row, format=name, host=host, device=facts.get("arch", row.device)), probability)
-        )
+        where = f"{host}:{remote_dir}/models/{Path(row.path).name}"
+        row = replace(row, format=name, path=where, host=host, device=facts.get("arch", row.device))
+        measured.append(Measured(row, probability))
     return measured
 
 
