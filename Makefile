@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo-out
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint clean sshd
 
 install: $(STAMP)
 
@@ -19,8 +19,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh $(DEMO_DIR)
 
-test: $(STAMP)
+test: $(STAMP) sshd
 	$(BIN)/python -m pytest
+
+# The remote-bench tests start an OpenSSH server on 127.0.0.1; install it on a fresh CI machine when we are root.
+sshd:
+	@if ! command -v /usr/sbin/sshd >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && apt-get install -y -qq openssh-server openssh-client >/dev/null) || \
+		echo "openssh-server could not be installed: the remote bench tests will be skipped"; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
