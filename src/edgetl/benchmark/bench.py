@@ -11,7 +11,6 @@ import os
 import platform
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,6 @@ import numpy as np
 from edgetl.benchmark.device import (
     MODEL_SUFFIXES,
     BenchSettings,
-    Measured,
     bench_model_files,
     cuda_available,
     fidelity,
@@ -28,7 +26,7 @@ from edgetl.benchmark.device import (
     top_k_accuracy,
 )
 from edgetl.benchmark.fingerprint import machine_fingerprint, peak_rss_bytes
-from edgetl.benchmark.result import BenchRow
+from edgetl.benchmark.result import BenchReport, BenchRow
 from edgetl.benchmark.timing import harness_overhead_ms, measure_latency, measure_throughput
 from edgetl.data.pipeline import decode_subset
 from edgetl.errors import DataError
@@ -37,15 +35,6 @@ from edgetl.run import RunDir
 log = logging.getLogger(__name__)
 
 REMOTE_SAMPLE_IMAGES = 50
-
-
-@dataclass
-class BenchReport:
-    rows: list[BenchRow]
-    title: str
-    harness_overhead_ms: float
-    flags: dict[int, str] = field(default_factory=dict)  # row index -> why it is not comparable with its peers
-    errors: list[str] = field(default_factory=list)  # boards that could not be benched, one line each
 
 
 def machine_title(fingerprint: dict, accelerators: list[str]) -> str:
@@ -181,19 +170,14 @@ def bench_run(
 
         sample = list(range(min(remote_images, len(test.labels))))
         images = [(test.examples[i].path, metadata.labels[test.labels[i]]) for i in sample]
-        for measured in _remote(bench_remotes, remotes, exports, images, settings, threads_values, ssh, errors):
-            reference = keras_probabilities[sample]
-            rows.append(measured.row.with_reference(*fidelity(measured.probabilities, reference)))
+        measured, failures = bench_remotes(list(remotes), exports, images, settings, threads_values, ssh)
+        errors += failures
+        # The boards decode the same files in the same order: compare them with Keras on that sample.
+        rows += [m.row.with_reference(*fidelity(m.probabilities, keras_probabilities[sample])) for m in measured]
     elif remotes:
         errors.append(f"{run.path}: no exported .tflite/.onnx file to bench on the boards; run `edgetl export` first")
     title = machine_title(machine_fingerprint(), accelerators)
     return BenchReport(rows, title, harness_overhead_ms(), errors=errors)
-
-
-def _remote(bench_remotes, remotes, exports, images, settings, threads_values, ssh, errors) -> list[Measured]:
-    measured, failures = bench_remotes(list(remotes), exports, images, settings, threads_values, ssh)
-    errors.extend(failures)
-    return measured
 
 
 def bench_files(
@@ -215,6 +199,7 @@ def bench_files(
 
         exports = [(default_format_name(Path(model)), Path(model)) for model in models]
         pairs = labelled_images(images)
-        rows += [m.row for m in _remote(bench_remotes, remotes, exports, pairs, settings, threads_values, ssh, errors)]
+        measured, errors = bench_remotes(list(remotes), exports, pairs, settings, threads_values, ssh)
+        rows += [m.row for m in measured]
     accelerators = ["onnxruntime CUDA"] if cuda_available() else []
     return BenchReport(rows, machine_title(machine_fingerprint(), accelerators), harness_overhead_ms(), errors=errors)

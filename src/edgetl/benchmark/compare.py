@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgetl.benchmark.bench import BenchReport
-from edgetl.benchmark.result import BenchRow
+from edgetl.benchmark.result import BenchReport, BenchRow
 from edgetl.errors import ModelFileError
 
 # The settings that must match for two rows of the same format to be compared figure for figure.

@@ -8,8 +8,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from edgetl.benchmark.bench import BenchReport
-from edgetl.benchmark.result import BenchRow
+from edgetl.benchmark.result import BenchReport, BenchRow
 from edgetl.run import atomic_write
 
 

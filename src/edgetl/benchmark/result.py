@@ -94,3 +94,12 @@ class BenchRow:
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ModelFileError(f"{source}: not an edgetl bench row ({type(error).__name__}: {error})") from None
+
+
+@dataclass
+class BenchReport:
+    rows: list[BenchRow]
+    title: str
+    harness_overhead_ms: float
+    flags: dict[int, str] = field(default_factory=dict)  # row index -> why it is not comparable with its peers
+    errors: list[str] = field(default_factory=list)  # boards that could not be benched, one line each
