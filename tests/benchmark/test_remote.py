@@ -73,3 +73,51 @@ def test_remote_errors_are_one_line_each(exported_run, loopback_ssh, tmp_path):
     assert f"Error: {host}: cannot connect over SSH" in unreachable.output
     # The local rows are still printed above the errors.
     assert "tflite-int8" in unreachable.output
+
+
+class FakeBoard:
+    """Stands in for `ssh`: answers the preflight with the given facts and records every remote command."""
+
+    def __init__(self, answer: str):
+        self.answer = answer
+        self.commands: list[str] = []
+
+    def __call__(self, host, command, ssh, timeout=None):
+        import subprocess
+
+        self.commands.append(command)
+        output = self.answer if "mktemp" in command else ""
+        return subprocess.CompletedProcess(["ssh", host, command], 0, output, "")
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ("python=3.11\nmissing=\ndir=/tmp/edgetl-bench.AbC123\narch=aarch64\nfree_kb=100\n", "only 0 MB free in"),
+        ("python=3.7\nmissing=\ndir=/tmp/edgetl-bench.AbC123\narch=armv7l\nfree_kb=9999999\n", "is Python 3.7"),
+        ("no-python\n", "no python3 on the board"),
+    ],
+)
+def test_board_without_space_or_a_recent_python_is_refused_and_cleaned(monkeypatch, tmp_path, answer, message):
+    from edgetl.benchmark import remote
+    from edgetl.benchmark.device import BenchSettings
+
+    board = FakeBoard(answer)
+    monkeypatch.setattr(remote, "_run_ssh", board)
+    model = tmp_path / "model.tflite"
+    model.write_bytes(b"\0" * 4096)
+    with pytest.raises(remote.RemoteError, match=message) as caught:
+        remote.bench_remote("pi@board", [("tflite", model)], [], BenchSettings(), [None], remote.SshSettings())
+    assert str(caught.value).startswith("pi@board: ") and "\n" not in str(caught.value)
+    if "dir=" in answer:  # the temporary directory is removed, with its name quoted
+        assert board.commands[-1] == "rm -rf -- /tmp/edgetl-bench.AbC123"
+    with pytest.raises(remote.RemoteError, match="expected user@host"):
+        remote.bench_remote("-oProxyCommand=evil", [], [], BenchSettings(), [None], remote.SshSettings())
+
+
+def test_preflight_quotes_the_interpreter():
+    from edgetl.benchmark.remote import _preflight_script
+
+    script = _preflight_script("/opt/my python/bin/python3; rm -rf ~", {".tflite"})
+    assert "'/opt/my python/bin/python3; rm -rf ~'" in script
+    assert "ai_edge_litert" in script and "onnxruntime" not in script

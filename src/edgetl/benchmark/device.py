@@ -39,6 +39,10 @@ RUNTIME_MODULES = {".tflite": ("ai_edge_litert.interpreter", "tflite_runtime.int
 CHILD_TIMEOUT_S = 3600
 
 
+class BenchOptionError(EdgetlError):
+    """A bench option has a value the bench cannot use."""
+
+
 @dataclass(frozen=True)
 class BenchSettings:
     runs: int = 100
@@ -327,9 +331,9 @@ def parse_threads(text: str | None) -> list[int | None]:
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise EdgetlError(f"--threads {text}: expected thread counts separated by commas, e.g. 1,2,4") from None
+        raise BenchOptionError(f"--threads {text}: expected thread counts separated by commas, e.g. 1,2,4") from None
     if not values or any(value < 1 for value in values):
-        raise EdgetlError(f"--threads {text}: expected positive thread counts, e.g. 1,2,4")
+        raise BenchOptionError(f"--threads {text}: expected positive thread counts, e.g. 1,2,4")
     return list(values)
 
 

@@ -164,6 +164,9 @@ def bench_remote(
     if not SAFE_REMOTE_DIR.match(remote_dir):
         raise RemoteError(f"{host}: unexpected answer while making a temporary directory ({_last_line(output)})")
     try:
+        version = tuple(int(part) for part in facts.get("python", "0.0").split(".") if part.isdigit())
+        if version < (3, 9):
+            raise RemoteError(f"{host}: {ssh.python} is Python {facts.get('python')}; the bench needs 3.9 or newer")
         if facts.get("missing"):
             raise RemoteError(
                 f"{host}: the board's {ssh.python} lacks {facts['missing'].replace(',', ', ')}; "
