@@ -227,16 +227,23 @@ def _bench_in(host, remote_dir, facts, exports, images, settings, threads_values
 
 
 def _copy(host: str, sources: list[str], destination: str, ssh: SshSettings) -> None:
-    try:
-        result = subprocess.run(
-            [*_base("scp", ssh), "-q", "-r", "--", *sources, destination],
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            timeout=ssh.command_timeout_s,
-        )
-    except subprocess.TimeoutExpired:
-        raise RemoteError(f"{host}: copying files took longer than {ssh.command_timeout_s} s") from None
+    # scp speaks SFTP by default; boards whose server has no SFTP subsystem (Dropbear) need the legacy protocol (-O).
+    for protocol in ([], ["-O"]):
+        try:
+            result = subprocess.run(
+                [*_base("scp", ssh), *protocol, "-q", "-r", "--", *sources, destination],
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
+                timeout=ssh.command_timeout_s,
+            )
+        except subprocess.TimeoutExpired:
+            raise RemoteError(f"{host}: copying files took longer than {ssh.command_timeout_s} s") from None
+        except FileNotFoundError:
+            raise RemoteError("the `scp` program is not installed here: install OpenSSH's client") from None
+        no_sftp = "subsystem request failed" in result.stderr or "Connection closed" in result.stderr
+        if result.returncode == 0 or not no_sftp:
+            break
     _check(host, result, "copying files")
 
 
