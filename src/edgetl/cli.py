@@ -177,6 +177,7 @@ def bench() -> None:
 @click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True, help="Timed batch-1 calls.")
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
 @click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True, help="Throughput batch size.")
+@click.option("--settle", is_flag=True, help="Repeat rounds of --runs calls until p50 and p90 stop moving.")
 @click.option("--threads", default=None, help="Threads for TFLite and ONNX; several give one row each: 1,2,4.")
 @click.option("--remote", "remotes", multiple=True, help="Also bench on this board over SSH (user@host; repeatable).")
 @click.option("--ssh-option", "ssh_options", multiple=True, help="Passed to ssh/scp as -o OPTION (repeatable).")
@@ -185,7 +186,7 @@ def bench() -> None:
 @bench_outputs
 @reports_errors
 def bench_run_command(
-    targets, images, runs, warmup, batch, threads, remotes, ssh_options, remote_python, remote_images, **options
+    targets, images, runs, warmup, batch, settle, threads, remotes, ssh_options, remote_python, remote_images, **options
 ):
     """Benchmark a RUN directory (Keras + every export) or exported .tflite/.onnx files (with --images, no
     TensorFlow needed): accuracy, agreement, latency, throughput, load time, memory, size."""
@@ -194,7 +195,7 @@ def bench_run_command(
     from edgetl.benchmark.remote import SshSettings
 
     outputs, gate_values = _split_bench_options(options)
-    settings = BenchSettings(runs=runs, warmup=warmup, batch=batch)
+    settings = BenchSettings(runs=runs, warmup=warmup, batch=batch, settle=settle)
     ssh = SshSettings(options=tuple(ssh_options), python=remote_python)
     threads_values = parse_threads(threads)
     if len(targets) == 1 and not targets[0].is_file():

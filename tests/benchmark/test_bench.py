@@ -197,3 +197,16 @@ def test_fingerprint_and_emulation_detection(tmp_path, monkeypatch):
     assert any("qemu-aarch64" in reason for reason in reasons)
     assert fingerprint.peak_rss_bytes() > 2**20
     assert not math.isnan(float(fingerprint.peak_rss_bytes()))
+
+
+def test_settling_repeats_rounds_until_p50_and_p90_stop_moving(monkeypatch):
+    from edgetl.benchmark import timing
+
+    rounds = iter([np.full(10, 5.0), np.full(10, 1.0), np.full(10, 1.0), np.full(10, 1.0), np.full(10, 1.0)])
+    monkeypatch.setattr(timing, "time_calls", lambda call, runs, warmup: next(rounds))
+    samples = timing.time_until_settled(lambda: None, runs=10, warmup=0)
+    # 5,1 moves p50 from 5 to 3; 5,1,1 moves it to 1; a fourth round leaves p50 (1) and p90 (5) where they were.
+    assert len(samples) == 40
+    steady = iter([np.full(10, 2.0)] * 3)
+    monkeypatch.setattr(timing, "time_calls", lambda call, runs, warmup: next(steady))
+    assert timing.measure_latency(lambda: None, runs=10, warmup=0, settle=True).runs == 20

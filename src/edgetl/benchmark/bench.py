@@ -75,7 +75,7 @@ def _keras_rows(run: RunDir, model, load_ms: float, test, settings: BenchSetting
         )
         timings = {}
         for name, call in (("keras", compiled), ("keras-predict", predict)):
-            latency = measure_latency(lambda call=call: call(single), settings.runs, settings.warmup)
+            latency = measure_latency(lambda call=call: call(single), settings.runs, settings.warmup, settings.settle)
             throughput_runs = max(3, settings.runs // 10)
             throughput = measure_throughput(lambda call=call: call(batch_pixels), settings.batch, throughput_runs)
             timings[name] = (latency, throughput)

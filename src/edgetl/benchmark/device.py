@@ -48,9 +48,11 @@ class BenchSettings:
     runs: int = 100
     warmup: int = 10
     batch: int = 32  # throughput batch; accuracy is computed in batches of this size too
+    settle: bool = False  # repeat rounds of `runs` calls until p50 and p90 stop moving
 
     def to_args(self) -> list[str]:
-        return ["--runs", str(self.runs), "--warmup", str(self.warmup), "--batch", str(self.batch)]
+        settle = ["--settle"] if self.settle else []
+        return ["--runs", str(self.runs), "--warmup", str(self.warmup), "--batch", str(self.batch), *settle]
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ def measure_file(
     load_ms = (time.perf_counter() - start) * 1000.0
     probabilities = predict_all(engine, pixels, settings.batch)
     single = pixels[:1]
-    latency = measure_latency(lambda: engine.predict(single), settings.runs, settings.warmup)
+    latency = measure_latency(lambda: engine.predict(single), settings.runs, settings.warmup, settings.settle)
     throughput = None
     batch_pixels = _batch_of(pixels, settings.batch)
     try:
@@ -347,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--settle", action="store_true")
     parser.add_argument("--threads", default=None)
     parser.add_argument("--provider", choices=("auto", "cpu"), default="cpu")
     parser.add_argument("--format", default=None)
@@ -355,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probabilities", type=Path, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    settings = BenchSettings(args.runs, args.warmup, args.batch)
+    settings = BenchSettings(args.runs, args.warmup, args.batch, args.settle)
     try:
         threads_values = parse_threads(args.threads)
         if args.pixels is not None:

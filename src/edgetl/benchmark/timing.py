@@ -50,9 +50,24 @@ def time_calls(call: Callable[[], object], runs: int, warmup: int) -> np.ndarray
     return samples * 1000.0
 
 
-def measure_latency(call: Callable[[], object], runs: int = 100, warmup: int = 10) -> Latency:
-    """Milliseconds per call of `call`, which must block until its result is ready."""
-    return Latency.from_samples(time_calls(call, runs, warmup))
+def time_until_settled(
+    call: Callable[[], object], runs: int, warmup: int, tolerance: float = 0.02, max_rounds: int = 10
+) -> np.ndarray:
+    """Rounds of `runs` calls until one more round moves neither p50 nor p90 by more than `tolerance` (relative)."""
+    samples = time_calls(call, runs, warmup)
+    for _ in range(max_rounds - 1):
+        before = np.percentile(samples, [50, 90])
+        samples = np.concatenate([samples, time_calls(call, runs, 0)])
+        if np.all(np.abs(np.percentile(samples, [50, 90]) - before) <= tolerance * before):
+            break
+    return samples
+
+
+def measure_latency(call: Callable[[], object], runs: int = 100, warmup: int = 10, settle: bool = False) -> Latency:
+    """Milliseconds per call of `call`, which must block until its result is ready; with `settle`, as many rounds
+    of `runs` calls as it takes for p50 and p90 to stop moving (at most ten)."""
+    samples = time_until_settled(call, runs, warmup) if settle else time_calls(call, runs, warmup)
+    return Latency.from_samples(samples)
 
 
 def _empty_call() -> None:
