@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from edgetl.benchmark import fingerprint
-from edgetl.benchmark.device import default_format_name, fidelity, labelled_images, top_k_accuracy
+from edgetl.benchmark.device import default_format_name, fidelity, top_k_accuracy
+from edgetl.benchmark.labelled import labelled_images
 from edgetl.benchmark.timing import Latency, harness_overhead_ms, time_calls
 from edgetl.cli import main
 from edgetl.errors import DataError

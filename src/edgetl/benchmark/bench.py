@@ -189,7 +189,8 @@ def bench_files(
     ssh=None,
 ) -> BenchReport:
     """The device bench of exported files on labelled images (no TensorFlow), here and on each remote board."""
-    from edgetl.benchmark.device import default_format_name, labelled_images
+    from edgetl.benchmark.device import default_format_name
+    from edgetl.benchmark.labelled import labelled_images
 
     settings = settings or BenchSettings()
     rows = [m.row for m in bench_model_files(models, images, settings, threads_values)]
