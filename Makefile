@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo-out
 
-.PHONY: install demo test lint clean arm-board
+.PHONY: install demo test lint clean sshd arm-board
 
 install: $(STAMP)
 
@@ -21,12 +21,19 @@ demo: $(STAMP)
 
 # The emulated aarch64 board for tests/arm is prepared (once, cached outside the repository) where the machine
 # allows it: root and binfmt_misc. Elsewhere those tests are skipped and say why.
-test: $(STAMP)
+test: $(STAMP) sshd
 	$(BIN)/python tests/arm/board.py prepare-if-possible
 	$(BIN)/python -m pytest
 
 arm-board: $(STAMP)
 	$(BIN)/python tests/arm/board.py prepare
+
+# The remote-bench tests start an OpenSSH server on 127.0.0.1; install it on a fresh CI machine when we are root.
+sshd:
+	@if ! command -v /usr/sbin/sshd >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && apt-get install -y -qq openssh-server openssh-client >/dev/null) || \
+		echo "openssh-server could not be installed: the remote bench tests will be skipped"; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -159,7 +159,7 @@ def test_bench_cli_table_and_json(exported_run, tmp_path):
     result = invoke("bench", exported_run, "--json", out, "--runs", 5, "--warmup", 1)
     assert result.exit_code == 0, result.output
     rows = json.loads(out.read_text())
-    assert [row["format"] for row in rows] == ["keras", "tflite-float32", "tflite-int8", "onnx"]
+    assert [row["format"] for row in rows] == ["keras", "keras-predict", "tflite-float32", "tflite-int8", "onnx"]
     for row in rows:
         assert set(row) >= {"format", "path", "size_bytes", "top1", "agreement", "latency_ms"}
         latency = row["latency_ms"]

@@ -32,7 +32,7 @@ def test_demo_learns_and_every_format_keeps_up(tmp_path):
     assert exports["tflite-int8"]["input_dtype"] == "int8"
     assert all(r["passed"] for r in exports.values())
     rows = {r["format"]: r for r in json.loads((out / "bench.json").read_text())}
-    assert set(rows) == {"keras", "tflite-float32", "tflite-int8", "onnx", "onnx-int8"}
+    assert set(rows) == {"keras", "keras-predict", "tflite-float32", "tflite-int8", "onnx", "onnx-int8"}
     assert rows["onnx"]["top1"] >= 0.90 and rows["keras"]["top1"] >= 0.90
 
     classified = [line for line in result.stdout.splitlines() if ".png: " in line]

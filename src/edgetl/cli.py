@@ -7,7 +7,6 @@ classify never imports TensorFlow.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import signal
 import sys
@@ -207,29 +206,107 @@ def export(source: Path, formats: str | None, int8: bool, onnx: bool, **options)
         raise click.ClickException("; ".join(reasons) + "; files kept for inspection")
 
 
-@main.command()
-@click.argument("run", type=click.Path(path_type=Path))
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write rows as JSON.")
-@click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads for TFLite and ONNX.")
-@reports_errors
-def bench(run: Path, json_path: Path | None, runs: int, warmup: int, threads: int | None) -> None:
-    """Benchmark the Keras model and every export of RUN: accuracy, agreement, latency, size."""
-    from edgetl.benchmark.bench import bench_run
-    from edgetl.run import atomic_write
+class BenchGroup(click.Group):
+    """`edgetl bench RUN ...` runs the default command; `edgetl bench compare ...` the subcommand."""
 
-    rows = bench_run(run, runs=runs, warmup=warmup, threads=threads)
-    click.echo(f"{'format':<16}{'size':>10}{'top-1':>8}{'agree':>8}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}  runtime")
-    for row in rows:
-        latency = row.latency
-        click.echo(
-            f"{row.format:<16}{row.size_bytes / 1024:>8.0f}KB{row.top1:>8.4f}{row.agreement:>8.4f}"
-            f"{latency.p50:>9.3f}{latency.p90:>9.3f}{latency.p99:>9.3f}  {row.runtime}"
-        )
-    if json_path is not None:
-        atomic_write(json_path, json.dumps([row.to_dict() for row in rows], indent=1))
-        click.echo(f"rows written to {json_path}")
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+def bench_outputs(command):
+    """The output and gate options `bench run` and `bench compare` share."""
+    file = click.Path(dir_okay=False, path_type=Path)
+    for option in reversed(
+        [
+            click.option("--json", "json_path", type=file, help="Write the rows as JSON."),
+            click.option("--csv", "csv_path", type=file, help="Write the rows as CSV."),
+            click.option("--markdown", "markdown_path", type=file, help="Write the table as Markdown."),
+            click.option("--plot", "plot_path", type=file, help="PNG: top-1 against p50 latency, marker ~ size."),
+            click.option("--max-accuracy-drop", type=click.FloatRange(min=0), help="Fail above this top-1 drop."),
+            click.option("--min-agreement", type=click.FloatRange(0, 1), help="Fail below this agreement."),
+            click.option("--max-p90-ms", type=click.FloatRange(min=0, min_open=True), help="Fail above this p90."),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def finish_bench(report, outputs: dict, gate_values: dict) -> None:
+    from edgetl.benchmark.gates import Gates, failed_gates
+    from edgetl.benchmark.report import format_table, write_outputs
+
+    click.echo(format_table(report))
+    for path in write_outputs(report, **outputs):
+        click.echo(f"written {path}")
+    problems = report.errors + failed_gates(report.rows, Gates(**gate_values))
+    for line in problems:
+        click.echo(f"Error: {line}" if line in report.errors else f"FAILED {line}", err=True)
+    if problems:
+        sys.exit(1)
+
+
+def _split_bench_options(options: dict) -> tuple[dict, dict]:
+    outputs = {key: options.pop(key) for key in ("json_path", "csv_path", "markdown_path", "plot_path")}
+    gate_values = {key: options.pop(key) for key in ("max_accuracy_drop", "min_agreement", "max_p90_ms")}
+    return outputs, gate_values
+
+
+@main.group(cls=BenchGroup)
+def bench() -> None:
+    """Benchmark formats side by side: `edgetl bench RUN`, `edgetl bench MODEL... --images DIR`,
+    `edgetl bench compare A.json B.json`."""
+
+
+@bench.command("run")
+@click.argument("targets", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--images", type=click.Path(path_type=Path), help="For model files: class subfolders or file,label CSV.")
+@click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True, help="Timed batch-1 calls.")
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True, help="Throughput batch size.")
+@click.option("--settle", is_flag=True, help="Repeat rounds of --runs calls until p50 and p90 stop moving.")
+@click.option("--threads", default=None, help="Threads for TFLite and ONNX; several give one row each: 1,2,4.")
+@click.option("--remote", "remotes", multiple=True, help="Also bench on this board over SSH (user@host; repeatable).")
+@click.option("--ssh-option", "ssh_options", multiple=True, help="Passed to ssh/scp as -o OPTION (repeatable).")
+@click.option("--remote-python", default="python3", show_default=True, help="The boards' Python interpreter.")
+@click.option("--remote-images", type=click.IntRange(min=1), default=50, show_default=True)
+@bench_outputs
+@reports_errors
+def bench_run_command(
+    targets, images, runs, warmup, batch, settle, threads, remotes, ssh_options, remote_python, remote_images, **options
+):
+    """Benchmark a RUN directory (Keras + every export) or exported .tflite/.onnx files (with --images, no
+    TensorFlow needed): accuracy, agreement, latency, throughput, load time, memory, size."""
+    from edgetl.benchmark.bench import bench_files, bench_run
+    from edgetl.benchmark.device import BenchSettings, parse_threads
+    from edgetl.benchmark.remote import SshSettings
+
+    outputs, gate_values = _split_bench_options(options)
+    settings = BenchSettings(runs=runs, warmup=warmup, batch=batch, settle=settle)
+    ssh = SshSettings(options=tuple(ssh_options), python=remote_python)
+    threads_values = parse_threads(threads)
+    if len(targets) == 1 and not targets[0].is_file():
+        if images is not None:
+            raise click.UsageError("--images is for model files; a run directory is benched on its own test split")
+        report = bench_run(targets[0], settings, threads_values, tuple(remotes), ssh, remote_images)
+    else:
+        if images is None:
+            raise click.UsageError("model files need --images DIR (class subfolders) or --images FILE.csv")
+        report = bench_files(list(targets), images, settings, threads_values, tuple(remotes), ssh)
+    finish_bench(report, outputs, gate_values)
+
+
+@bench.command("compare")
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
+@bench_outputs
+@reports_errors
+def bench_compare_command(results, **options):
+    """Merge `edgetl bench --json` files from several machines into one table; flag rows whose settings differ."""
+    from edgetl.benchmark.compare import compare_results
+
+    outputs, gate_values = _split_bench_options(options)
+    finish_bench(compare_results(list(results)), outputs, gate_values)
 
 
 def _paths_from(inputs: tuple[str, ...]):

@@ -1,100 +1,206 @@
-"""`edgetl bench RUN`: the Keras original and every exported file, side by side on the run's test split."""
+"""`edgetl bench RUN`: the Keras original and every exported file, side by side on the run's test split.
+
+Keras is measured in this process (TensorFlow is already loaded for it); every exported file in a fresh process
+through the device bench, with this run's decoded test pixels, so each row's load time and memory peak are its own.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+import platform
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 
-from edgetl.benchmark.timing import Latency, measure_latency
+from edgetl.benchmark.device import (
+    MODEL_SUFFIXES,
+    BenchSettings,
+    bench_model_files,
+    cuda_available,
+    fidelity,
+    measure_isolated,
+    row_settings,
+    top_k_accuracy,
+)
+from edgetl.benchmark.fingerprint import machine_fingerprint, peak_rss_bytes
+from edgetl.benchmark.result import BenchReport, BenchRow
+from edgetl.benchmark.timing import harness_overhead_ms, measure_latency, measure_throughput
 from edgetl.data.pipeline import decode_subset
 from edgetl.errors import DataError
-from edgetl.export.verify import predict_in_batches
 from edgetl.run import RunDir
-from edgetl.runtime.engine import open_engine
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class BenchRow:
-    format: str
-    path: str
-    size_bytes: int
-    top1: float
-    agreement: float
-    latency: Latency
-    runtime: str
-
-    def to_dict(self) -> dict:
-        return {
-            "format": self.format,
-            "path": self.path,
-            "size_bytes": self.size_bytes,
-            "top1": self.top1,
-            "agreement": self.agreement,
-            "latency_ms": self.latency.to_dict(),
-            "runtime": self.runtime,
-        }
+REMOTE_SAMPLE_IMAGES = 50
 
 
-def _keras_predictor(model):
-    """A compiled forward pass: what a serving stack runs, not model.predict's per-call overhead."""
+def machine_title(fingerprint: dict, accelerators: list[str]) -> str:
+    versions = fingerprint.get("versions", {})
+    runtimes = ", ".join(
+        f"{name} {versions[name]}"
+        for name in ("tensorflow", "ai-edge-litert", "tflite-runtime", "onnxruntime", "onnxruntime-gpu")
+        if name in versions
+    )
+    gpu = ", ".join(accelerators) if accelerators else "no GPU"
+    return (
+        f"edgetl bench on {fingerprint['cpu']}, {fingerprint['cores']} cores, {fingerprint['architecture']}, {gpu}"
+        f" | {runtimes}"
+    )
+
+
+def _keras_rows(run: RunDir, model, load_ms: float, test, settings: BenchSettings, tf_device: str, device: str):
+    """The tf.function row (what a serving stack runs) and the model.predict row (what a notebook runs)."""
     import tensorflow as tf
 
     forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    return lambda pixels: forward(tf.constant(pixels, dtype=tf.float32)).numpy()
+    threads = tf.config.threading.get_intra_op_parallelism_threads() or None
+    single = test.pixels[:1].astype(np.float32)
+    batch_pixels = np.resize(test.pixels, (settings.batch, *test.pixels.shape[1:])).astype(np.float32)
+    with tf.device(tf_device):
+
+        def compiled(pixels):
+            return forward(tf.constant(pixels, dtype=tf.float32)).numpy()
+
+        def predict(pixels):
+            return model.predict(pixels, batch_size=settings.batch, verbose=0)
+
+        probabilities = np.concatenate(
+            [
+                compiled(test.pixels[i : i + settings.batch].astype(np.float32))
+                for i in range(0, len(test.labels), settings.batch)
+            ]
+        )
+        timings = {}
+        for name, call in (("keras", compiled), ("keras-predict", predict)):
+            latency = measure_latency(lambda call=call: call(single), settings.runs, settings.warmup, settings.settle)
+            throughput_runs = max(3, settings.runs // 10)
+            throughput = measure_throughput(lambda call=call: call(batch_pixels), settings.batch, throughput_runs)
+            timings[name] = (latency, throughput)
+    runtime = f"tensorflow {tf.__version__}"
+    provider = tf_device.strip("/").replace("device:", "")
+    fingerprint = machine_fingerprint() | {"runtime": runtime, "provider": provider, "threads": threads}
+    top1, top5 = top_k_accuracy(probabilities, test.labels, 1), top_k_accuracy(probabilities, test.labels, 5)
+    overhead = harness_overhead_ms()
+    rows = [
+        BenchRow(
+            format=name,
+            path=str(run.model),
+            size_bytes=run.model.stat().st_size,
+            top1=top1,
+            top5=top5,
+            agreement=1.0,
+            max_probability_diff=0.0,
+            latency=latency,
+            throughput_ips=throughput,
+            batch=settings.batch,
+            threads=threads,
+            runtime=runtime,
+            provider=provider,
+            device=device,
+            load_ms=load_ms,
+            peak_rss_bytes=peak_rss_bytes(),
+            peak_rss_scope="process",
+            images=len(test.labels),
+            host="local",
+            harness_overhead_ms=overhead,
+            fingerprint=fingerprint,
+        )
+        for name, (latency, throughput) in timings.items()
+    ]
+    return rows, probabilities
 
 
-def bench_run(run_path: Path, runs: int = 100, warmup: int = 10, threads: int | None = None) -> list[BenchRow]:
+def bench_run(
+    run_path: Path,
+    settings: BenchSettings | None = None,
+    threads_values: list[int | None] | None = None,
+    remotes: tuple[str, ...] = (),
+    ssh=None,
+    remote_images: int = REMOTE_SAMPLE_IMAGES,
+) -> BenchReport:
+    """Keras (tf.function and model.predict) and every exported file of RUN, here and on each remote board."""
+    settings = settings or BenchSettings()
+    threads_values = threads_values or [None]
     run = RunDir(Path(run_path))
     run.require_trained()
     metadata = run.read_metadata()
     split = run.read_split()
-    test = decode_subset(split.test, metadata.input_size[0])
+    test = decode_subset(split.test, metadata.input_size[0], metadata.resize)
     if len(test.labels) == 0:
         raise DataError(f"{split.root}: no test image could be decoded")
-    single = test.pixels[:1]
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
+    start = time.perf_counter()
     model = run.load_model()
-    keras_predict = _keras_predictor(model)
-    keras_probabilities = predict_in_batches(keras_predict, test.pixels.astype(np.float32))
-    keras_predicted = keras_probabilities.argmax(axis=1)
-    single_float = single.astype(np.float32)
-    rows = [
-        BenchRow(
-            format="keras",
-            path=str(run.model),
-            size_bytes=run.model.stat().st_size,
-            top1=float(np.mean(keras_predicted == test.labels)),
-            agreement=1.0,
-            latency=measure_latency(lambda: keras_predict(single_float), runs, warmup),
-            runtime=f"tensorflow {tf.__version__}",
-        )
-    ]
+    load_ms = (time.perf_counter() - start) * 1000.0
+    accelerators = [gpu.name.replace("/physical_device:", "") for gpu in tf.config.list_physical_devices("GPU")]
+    rows, keras_probabilities = _keras_rows(run, model, load_ms, test, settings, "/CPU:0", platform.machine())
+    if accelerators:
+        gpu_rows, _ = _keras_rows(run, model, load_ms, test, settings, "/GPU:0", "gpu")
+        rows += gpu_rows
+    if cuda_available():
+        accelerators.append("onnxruntime CUDA")
+
+    exports = []
     for record in run.read_exports():
         path = run.path / record["path"]
-        if not path.is_file():
+        if not path.exists():
             log.warning("%s: listed in %s but missing; skipped", path, run.exports_index.name)
-            continue
-        engine = open_engine(path, threads=threads)
-        probabilities = predict_in_batches(engine.predict, test.pixels)
-        predicted = probabilities.argmax(axis=1)
-        rows.append(
-            BenchRow(
-                format=record["format"],
-                path=str(path),
-                size_bytes=path.stat().st_size,
-                top1=float(np.mean(predicted == test.labels)),
-                agreement=float(np.mean(predicted == keras_predicted)),
-                latency=measure_latency(lambda engine=engine: engine.predict(single), runs, warmup),
-                runtime=engine.runtime,
-            )
-        )
-    return rows
+        elif path.is_dir() or path.suffix.lower() not in MODEL_SUFFIXES:
+            log.info("%s: %s is not a single .tflite/.onnx file; not benched", path, record["format"])
+        else:
+            exports.append((record["format"], path))
+
+    with tempfile.TemporaryDirectory(prefix="edgetl-bench-") as scratch:
+        pixels_file = Path(scratch) / "test.npz"
+        np.savez(pixels_file, pixels=test.pixels, labels=test.labels)
+        for format_name, path in exports:
+            for threads, provider in row_settings(path, threads_values):
+                measured = measure_isolated(path, pixels_file, settings, threads, provider, format_name)
+                rows.append(measured.row.with_reference(*fidelity(measured.probabilities, keras_probabilities)))
+
+    errors: list[str] = []
+    if remotes and exports:
+        from edgetl.benchmark.remote import bench_remotes
+
+        sample = list(range(min(remote_images, len(test.labels))))
+        images = [(test.examples[i].path, metadata.labels[test.labels[i]]) for i in sample]
+        measured, failures = bench_remotes(list(remotes), exports, images, settings, threads_values, ssh)
+        errors += failures
+        # The boards decode the same files in the same order: compare them with Keras on that sample.
+        rows += [m.row.with_reference(*fidelity(m.probabilities, keras_probabilities[sample])) for m in measured]
+    elif remotes:
+        errors.append(f"{run.path}: no exported .tflite/.onnx file to bench on the boards; run `edgetl export` first")
+    title = machine_title(machine_fingerprint(), accelerators)
+    return BenchReport(rows, title, harness_overhead_ms(), errors=errors)
+
+
+def bench_files(
+    models: list[Path],
+    images: Path,
+    settings: BenchSettings | None = None,
+    threads_values: list[int | None] | None = None,
+    remotes: tuple[str, ...] = (),
+    ssh=None,
+) -> BenchReport:
+    """The device bench of exported files on labelled images (no TensorFlow), here and on each remote board."""
+    from edgetl.benchmark.device import default_format_name
+    from edgetl.benchmark.labelled import labelled_images
+
+    settings = settings or BenchSettings()
+    rows = [m.row for m in bench_model_files(models, images, settings, threads_values)]
+    errors: list[str] = []
+    if remotes:
+        from edgetl.benchmark.remote import bench_remotes
+
+        exports = [(default_format_name(Path(model)), Path(model)) for model in models]
+        pairs = labelled_images(images)
+        measured, errors = bench_remotes(list(remotes), exports, pairs, settings, threads_values, ssh)
+        rows += [m.row for m in measured]
+    accelerators = ["onnxruntime CUDA"] if cuda_available() else []
+    return BenchReport(rows, machine_title(machine_fingerprint(), accelerators), harness_overhead_ms(), errors=errors)

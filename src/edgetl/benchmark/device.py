@@ -1,0 +1,337 @@
+"""The device-side bench: exported .tflite/.onnx files on labelled images, with numpy, pillow and a runtime only.
+
+This module never imports TensorFlow, so a board can bench itself (`edgetl bench MODEL --images DIR`), and
+`edgetl bench RUN` uses it for every exported file. Each (file, threads, provider) is measured in a fresh
+process (`python -m edgetl.benchmark.device ... --in-process`), so its load time, memory peak and warm-up are
+its own and not those of whatever ran before it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgetl.benchmark.fingerprint import machine_fingerprint, peak_rss_bytes
+from edgetl.benchmark.labelled import decode_labelled
+from edgetl.benchmark.result import BenchRow
+from edgetl.benchmark.timing import harness_overhead_ms, measure_latency, measure_throughput
+from edgetl.errors import EdgetlError, ModelFileError
+from edgetl.runtime.engine import Engine, is_available, open_engine
+
+log = logging.getLogger(__name__)
+
+MODEL_SUFFIXES = (".tflite", ".onnx")
+# Modules a file's runtime lives in, imported before the load is timed: load time is the model's, not the import's.
+RUNTIME_MODULES = {".tflite": ("ai_edge_litert.interpreter", "tflite_runtime.interpreter"), ".onnx": ("onnxruntime",)}
+CHILD_TIMEOUT_S = 3600
+
+
+class BenchOptionError(EdgetlError):
+    """A bench option has a value the bench cannot use."""
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    runs: int = 100
+    warmup: int = 10
+    batch: int = 32  # throughput batch; accuracy is computed in batches of this size too
+    settle: bool = False  # repeat rounds of `runs` calls until p50 and p90 stop moving
+
+    def to_args(self) -> list[str]:
+        settle = ["--settle"] if self.settle else []
+        return ["--runs", str(self.runs), "--warmup", str(self.warmup), "--batch", str(self.batch), *settle]
+
+
+@dataclass(frozen=True)
+class Measured:
+    row: BenchRow
+    probabilities: np.ndarray  # (images, classes), in the order of the images
+
+
+def top_k_accuracy(probabilities: np.ndarray, labels: np.ndarray, k: int) -> float:
+    if len(labels) == 0:
+        return 0.0
+    k = min(k, probabilities.shape[1])
+    best = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    return float(np.mean(np.any(best == labels[:, None], axis=1)))
+
+
+def fidelity(probabilities: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    """Top-1 agreement with the reference probabilities and the largest absolute probability difference."""
+    agreement = float(np.mean(probabilities.argmax(axis=1) == reference.argmax(axis=1)))
+    return agreement, float(np.max(np.abs(probabilities - reference)))
+
+
+def predict_all(engine: Engine, pixels: np.ndarray, batch: int) -> np.ndarray:
+    return np.concatenate([engine.predict(pixels[start : start + batch]) for start in range(0, len(pixels), batch)])
+
+
+def _import_runtime(suffix: str) -> None:
+    for module in RUNTIME_MODULES.get(suffix, ()):
+        if is_available(module.split(".")[0]):
+            try:
+                importlib.import_module(module)
+                return
+            except ImportError:  # e.g. tflite-runtime 2.14 under NumPy 2; open_engine reports the real problem
+                continue
+
+
+def _use_cpu_only(engine: Engine) -> None:
+    """The CPU row of an ONNX file on a machine whose onnxruntime would pick CUDA."""
+    session = getattr(engine, "session", None)
+    if session is not None and engine.provider != "CPUExecutionProvider":
+        session.set_providers(["CPUExecutionProvider"])
+        engine.provider = session.get_providers()[0]
+        engine.device = "cpu"
+
+
+def _batch_of(pixels: np.ndarray, batch: int) -> np.ndarray:
+    return np.resize(pixels, (batch, *pixels.shape[1:])).astype(pixels.dtype, copy=False)
+
+
+def measure_file(
+    path: Path,
+    pixels: np.ndarray,
+    labels: np.ndarray,
+    settings: BenchSettings,
+    threads: int | None = None,
+    provider: str = "auto",
+    peak_rss_scope: str = "process",
+    format_name: str | None = None,
+) -> Measured:
+    """Load `path` and measure it in this process: accuracy, batch-1 latency, throughput, load time, memory."""
+    path = Path(path)
+    _import_runtime(path.suffix.lower())
+    start = time.perf_counter()
+    engine = open_engine(path, threads=threads)
+    if provider == "cpu":
+        _use_cpu_only(engine)
+    load_ms = (time.perf_counter() - start) * 1000.0
+    probabilities = predict_all(engine, pixels, settings.batch)
+    single = pixels[:1]
+    latency = measure_latency(lambda: engine.predict(single), settings.runs, settings.warmup, settings.settle)
+    throughput = None
+    batch_pixels = _batch_of(pixels, settings.batch)
+    try:
+        throughput = measure_throughput(
+            lambda: engine.predict(batch_pixels), settings.batch, max(3, settings.runs // 10), warmup=1
+        )
+    except (ValueError, RuntimeError) as error:  # a file fixed to batch 1: no throughput figure, not a failure
+        log.info("%s: no throughput at batch %d (%s)", path, settings.batch, error)
+    overhead = harness_overhead_ms()
+    fingerprint = machine_fingerprint() | {"runtime": engine.runtime, "provider": engine.provider, "threads": threads}
+    row = BenchRow(
+        format=format_name or default_format_name(path),
+        path=str(path),
+        size_bytes=path.stat().st_size,
+        top1=top_k_accuracy(probabilities, labels, 1),
+        top5=top_k_accuracy(probabilities, labels, 5),
+        agreement=None,
+        max_probability_diff=None,
+        latency=latency,
+        throughput_ips=throughput,
+        batch=settings.batch,
+        threads=threads,
+        runtime=engine.runtime,
+        provider=engine.provider,
+        device="cuda" if engine.device == "cuda" else platform.machine(),
+        load_ms=load_ms,
+        peak_rss_bytes=peak_rss_bytes(),
+        peak_rss_scope=peak_rss_scope,
+        images=len(labels),
+        host="local",
+        harness_overhead_ms=overhead,
+        fingerprint=fingerprint,
+    )
+    return Measured(row, probabilities)
+
+
+def default_format_name(path: Path) -> str:
+    """A format name for a bare file, as `edgetl export` names them: model_int8.tflite -> tflite-int8."""
+    suffix = path.suffix.lower().lstrip(".")
+    variants = ("float32", "float16", "dynamic", "int8") if suffix == "tflite" else ("int8",)
+    variant = next((v for v in variants if path.stem.lower().endswith(v)), None)
+    return f"{suffix}-{variant}" if variant else suffix
+
+
+def cuda_available() -> bool:
+    if not is_available("onnxruntime"):
+        return False
+    import onnxruntime
+
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
+def row_settings(path: Path, threads_values: list[int | None]) -> list[tuple[int | None, str]]:
+    """(threads, provider) pairs to measure a file with: one CPU row per thread count, plus CUDA where it exists."""
+    pairs = [(threads, "cpu") for threads in threads_values]
+    if path.suffix.lower() == ".onnx" and cuda_available():
+        pairs.append((None, "auto"))
+    return pairs
+
+
+def measure_isolated(
+    path: Path,
+    pixels_file: Path,
+    settings: BenchSettings,
+    threads: int | None,
+    provider: str,
+    format_name: str | None = None,
+) -> Measured:
+    """`measure_file` in a fresh Python process, so the peak memory and load time belong to this file alone."""
+    with tempfile.TemporaryDirectory(prefix="edgetl-bench-") as scratch:
+        out, probabilities_out = Path(scratch) / "row.json", Path(scratch) / "probabilities.npz"
+        command = [
+            sys.executable,
+            "-m",
+            "edgetl.benchmark.device",
+            str(path),
+            "--pixels",
+            str(pixels_file),
+            "--in-process",
+            "--provider",
+            provider,
+            "--out",
+            str(out),
+            "--probabilities",
+            str(probabilities_out),
+            *settings.to_args(),
+            *(["--threads", str(threads)] if threads else []),
+            *(["--format", format_name] if format_name else []),
+        ]
+        environment = os.environ | {"PYTHONPATH": _import_path()}
+        result = subprocess.run(command, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, env=environment)
+        if result.returncode != 0:
+            lines = [line for line in result.stderr.splitlines() if line.strip()]
+            raise ModelFileError(f"{path}: the bench process failed ({lines[-1] if lines else result.returncode})")
+        row = BenchRow.from_dict(json.loads(out.read_text(encoding="utf-8"))[0], str(out))
+        with np.load(probabilities_out) as stored:
+            probabilities = stored["row0"]
+    return Measured(row, probabilities)
+
+
+def _import_path() -> str:
+    """PYTHONPATH for a child: where this edgetl was imported from first, so it measures the same code."""
+    package_root = str(Path(__file__).resolve().parents[2])
+    inherited = os.environ.get("PYTHONPATH", "")
+    return os.pathsep.join([package_root, inherited]) if inherited else package_root
+
+
+def _model_files(models: list[Path]) -> list[Path]:
+    for model in models:
+        if not Path(model).is_file():
+            raise ModelFileError(f"{model}: no such model file")
+        if Path(model).suffix.lower() not in MODEL_SUFFIXES:
+            raise ModelFileError(f"{model}: the device bench runs .tflite and .onnx files, not '{Path(model).suffix}'")
+    return [Path(model) for model in models]
+
+
+def bench_model_files(
+    models: list[Path],
+    images: Path,
+    settings: BenchSettings,
+    threads_values: list[int | None] | None = None,
+    isolate: bool = True,
+) -> list[Measured]:
+    """Bench exported files on labelled images, without TensorFlow; one row per file x thread count (x provider)."""
+    models = _model_files(models)
+    threads_values = threads_values or [None]
+    measured = []
+    with tempfile.TemporaryDirectory(prefix="edgetl-bench-") as scratch:
+        decoded: dict[tuple, Path] = {}  # files of the same input size and labels share one decoded set
+        for model in models:
+            engine = open_engine(model)
+            key = (tuple(engine.input_size), tuple(engine.labels), engine.metadata.resize)
+            if key not in decoded:
+                pixels, labels = decode_labelled(images, engine.labels, engine.input_size, engine.metadata.resize)
+                decoded[key] = Path(scratch) / f"pixels{len(decoded)}.npz"
+                np.savez(decoded[key], pixels=pixels, labels=labels)
+            del engine
+            for threads, provider in row_settings(model, threads_values):
+                if isolate:
+                    measured.append(measure_isolated(model, decoded[key], settings, threads, provider))
+                else:
+                    with np.load(decoded[key]) as stored:
+                        pixels, labels = stored["pixels"], stored["labels"]
+                    measured.append(measure_file(model, pixels, labels, settings, threads, provider))
+    return measured
+
+
+def write_measured(measured: list[Measured], out: Path, probabilities_out: Path | None) -> None:
+    from edgetl.run import atomic_write
+
+    atomic_write(out, json.dumps([m.row.to_dict() for m in measured], indent=1))
+    if probabilities_out is not None:
+        import io
+
+        buffer = io.BytesIO()
+        np.savez(buffer, **{f"row{i}": m.probabilities for i, m in enumerate(measured)})
+        atomic_write(probabilities_out, buffer.getvalue())
+
+
+def parse_threads(text: str | None) -> list[int | None]:
+    if not text:
+        return [None]
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise BenchOptionError(f"--threads {text}: expected thread counts separated by commas, e.g. 1,2,4") from None
+    if not values or any(value < 1 for value in values):
+        raise BenchOptionError(f"--threads {text}: expected positive thread counts, e.g. 1,2,4")
+    return list(values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The worker entry point: what a fresh process per row and a remote board run."""
+    parser = argparse.ArgumentParser(prog="python -m edgetl.benchmark.device", description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", type=Path)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", type=Path, help="folder of class subfolders, or a CSV of file,label rows")
+    source.add_argument("--pixels", type=Path, help="an .npz of decoded pixels and label indices")
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--settle", action="store_true")
+    parser.add_argument("--threads", default=None)
+    parser.add_argument("--provider", choices=("auto", "cpu"), default="cpu")
+    parser.add_argument("--format", default=None)
+    parser.add_argument("--in-process", action="store_true", help="measure here, not in a fresh process per row")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--probabilities", type=Path, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    settings = BenchSettings(args.runs, args.warmup, args.batch, args.settle)
+    try:
+        threads_values = parse_threads(args.threads)
+        if args.pixels is not None:
+            with np.load(args.pixels) as stored:
+                pixels, labels = stored["pixels"], stored["labels"]
+            scope = "format" if args.in_process else "process"
+            measured = [
+                measure_file(model, pixels, labels, settings, threads, args.provider, scope, args.format)
+                for model in _model_files(args.models)
+                for threads in threads_values
+            ]
+        else:
+            measured = bench_model_files(args.models, args.images, settings, threads_values, not args.in_process)
+        write_measured(measured, args.out, args.probabilities)
+    except EdgetlError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

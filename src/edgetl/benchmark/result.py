@@ -1,0 +1,105 @@
+"""One row of the bench table, as measured and as stored in JSON. Imports nothing heavy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from edgetl.benchmark.timing import Latency
+from edgetl.errors import ModelFileError
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    format: str  # keras, keras-predict, tflite-float32, tflite-int8, onnx, ...
+    path: str
+    size_bytes: int
+    top1: float
+    top5: float
+    agreement: float | None  # share of images whose top-1 equals Keras' (None: no Keras reference)
+    max_probability_diff: float | None
+    latency: Latency  # batch 1, after warm-up
+    throughput_ips: float | None  # images per second at `batch` (None: the format has a fixed batch of 1)
+    batch: int
+    threads: int | None  # None: the runtime's own default
+    runtime: str
+    provider: str
+    device: str  # the architecture (uname -m) for CPU rows, "cuda" / "gpu" for accelerator rows
+    load_ms: float
+    peak_rss_bytes: int | None
+    peak_rss_scope: str  # "format": a fresh process per row; "process": the peak of a process shared by rows
+    images: int
+    host: str = ""  # "local" or the user@host a remote row came from
+    harness_overhead_ms: float = 0.0
+    fingerprint: dict = field(default_factory=dict)
+
+    @property
+    def emulated(self) -> bool:
+        return bool(self.fingerprint.get("emulated"))
+
+    def with_reference(self, agreement: float, max_probability_diff: float) -> BenchRow:
+        return replace(self, agreement=agreement, max_probability_diff=max_probability_diff)
+
+    def to_dict(self) -> dict:
+        return {
+            "format": self.format,
+            "path": self.path,
+            "size_bytes": self.size_bytes,
+            "top1": self.top1,
+            "top5": self.top5,
+            "agreement": self.agreement,
+            "latency_ms": self.latency.to_dict(),
+            "throughput_ips": self.throughput_ips,
+            "threads": self.threads,
+            "runtime": self.runtime,
+            "device": self.device,
+            "provider": self.provider,
+            "max_probability_diff": self.max_probability_diff,
+            "batch": self.batch,
+            "runs": self.latency.runs,
+            "load_ms": self.load_ms,
+            "peak_rss_bytes": self.peak_rss_bytes,
+            "peak_rss_scope": self.peak_rss_scope,
+            "images": self.images,
+            "host": self.host,
+            "harness_overhead_ms": self.harness_overhead_ms,
+            "emulated": self.emulated,
+            "fingerprint": self.fingerprint,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict, source: str = "bench JSON") -> BenchRow:
+        try:
+            return cls(
+                format=raw["format"],
+                path=raw["path"],
+                size_bytes=int(raw["size_bytes"]),
+                top1=float(raw["top1"]),
+                top5=float(raw.get("top5", raw["top1"])),
+                agreement=raw.get("agreement"),
+                max_probability_diff=raw.get("max_probability_diff"),
+                latency=Latency.from_dict(raw["latency_ms"], raw.get("runs", 0)),
+                throughput_ips=raw.get("throughput_ips"),
+                batch=int(raw.get("batch", 1)),
+                threads=raw.get("threads"),
+                runtime=raw["runtime"],
+                provider=raw.get("provider", ""),
+                device=raw.get("device", ""),
+                load_ms=float(raw.get("load_ms", 0.0)),
+                peak_rss_bytes=raw.get("peak_rss_bytes"),
+                peak_rss_scope=raw.get("peak_rss_scope", "process"),
+                images=int(raw.get("images", 0)),
+                host=raw.get("host", ""),
+                harness_overhead_ms=float(raw.get("harness_overhead_ms", 0.0)),
+                fingerprint=dict(raw.get("fingerprint", {})),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise ModelFileError(f"{source}: not an edgetl bench row ({type(error).__name__}: {error})") from None
+
+
+@dataclass
+class BenchReport:
+    rows: list[BenchRow]
+    title: str
+    harness_overhead_ms: float
+    flags: dict[int, str] = field(default_factory=dict)  # row index -> why it is not comparable with its peers
+    errors: list[str] = field(default_factory=list)  # boards that could not be benched, one line each
