@@ -41,10 +41,11 @@ def on_board(board, exported_run, sample_dir):
             shutil.copy(model, workdir / model.name)
     images = sorted(sample_dir.rglob("*.png"))[::3]
     board_images = []
-    for index, image in enumerate(images):
-        name = f"{index:03d}_{image.parent.name}.png"
-        shutil.copy(image, workdir / "images" / name)
-        board_images.append(f"/tmp/edgetl-test/images/{name}")
+    for image in images:
+        # Class subfolders, so the device-side bench reads the labels from them.
+        (workdir / "images" / image.parent.name).mkdir(exist_ok=True)
+        shutil.copy(image, workdir / "images" / image.parent.name / image.name)
+        board_images.append(f"/tmp/edgetl-test/images/{image.parent.name}/{image.name}")
     yield images, board_images
     shutil.rmtree(workdir, ignore_errors=True)
 
@@ -91,3 +92,49 @@ def test_classify_on_the_board_agrees_with_the_host(board, on_board, exported_ru
     ordered = np.sort(host, axis=1)
     clear = ordered[:, -1] - ordered[:, -2] > 2 * tolerance  # a near-tie may go either way on other hardware
     assert (on_arm.argmax(axis=1)[clear] == host.argmax(axis=1)[clear]).all()
+
+
+def test_device_bench_runs_on_the_board(board, on_board):
+    """The TensorFlow-free bench, run by the board itself; its rows say aarch64 and emulated."""
+    result = board.python(
+        "-m", "edgetl", "bench", "/tmp/edgetl-test/model_int8.tflite", "/tmp/edgetl-test/model.onnx",
+        "--images", "/tmp/edgetl-test/images", "--runs", "5", "--warmup", "1", "--batch", "4",
+        "--json", "/tmp/edgetl-test/bench.json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = json.loads((board.root / "tmp" / "edgetl-test" / "bench.json").read_text())
+    assert {row["format"] for row in rows} == {"tflite-int8", "onnx"}
+    for row in rows:
+        assert row["device"] == "aarch64" and row["emulated"] is True
+        assert row["images"] == len(on_board[0]) and 0.0 <= row["top1"] <= 1.0
+        assert row["latency_ms"]["p50"] > 0
+
+
+def test_bench_remote_from_the_host_lands_in_the_same_table(board, on_board, exported_run, tmp_path):
+    """`edgetl bench RUN --remote` over SSH to the board: host rows and aarch64 rows side by side."""
+    from click.testing import CliRunner
+
+    from edgetl.cli import main
+
+    out = tmp_path / "bench.json"
+    ssh_options = [
+        f"Port={board.port}", f"IdentityFile={board.user_key}", f"UserKnownHostsFile={board.known_hosts}",
+        "IdentitiesOnly=yes", "StrictHostKeyChecking=yes",
+    ]  # fmt: skip
+    arguments = ["bench", str(exported_run), "--remote", board.target, "--remote-images", "12", "--runs", "5"]
+    arguments += ["--warmup", "1", "--batch", "4", "--json", str(out)]
+    for option in ssh_options:
+        arguments += ["--ssh-option", option]
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())
+    on_arm = [row for row in rows if row["device"] == "aarch64"]
+    on_host = [row for row in rows if row["device"] != "aarch64"]
+    assert {row["format"] for row in on_arm} >= {"tflite-float32", "tflite-int8", "onnx"}
+    assert {row["format"] for row in on_host} >= {"keras", "tflite-int8"}
+    assert all(row["emulated"] is True for row in on_arm)
+    assert "aarch64" in result.output and "ran under emulation" in result.output
+    # The board's copy of each export agrees with Keras as well as the host's does, on the same images.
+    for row in on_arm:
+        if row["format"] in ("tflite-float32", "onnx"):
+            assert row["agreement"] == 1.0 or row["max_probability_diff"] < 1e-4
