@@ -7,7 +7,6 @@ through the device bench, with this run's decoded test pixels, so each row's loa
 from __future__ import annotations
 
 import logging
-import os
 import platform
 import tempfile
 import time
@@ -31,6 +30,7 @@ from edgetl.benchmark.timing import harness_overhead_ms, measure_latency, measur
 from edgetl.data.pipeline import decode_subset
 from edgetl.errors import DataError
 from edgetl.run import RunDir
+from edgetl.tfquiet import import_tensorflow_quietly
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def bench_run(
     if len(test.labels) == 0:
         raise DataError(f"{split.root}: no test image could be decoded")
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import_tensorflow_quietly()
     import tensorflow as tf
 
     start = time.perf_counter()

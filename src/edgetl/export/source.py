@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from edgetl.errors import DataError, ModelFileError
 from edgetl.models.backbones import CAFFE_MODE, RAW_MODE, TF_MODE, TORCH_MODE
 from edgetl.run import RunDir
 from edgetl.runtime.metadata import ModelMetadata, Normalization
+from edgetl.tfquiet import import_tensorflow_quietly
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def from_run(run_path: Path, trust_model: bool = False) -> ExportSource:
     run.require_trained()
     metadata = run.read_metadata()
     split = run.read_split()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import_tensorflow_quietly()
     model = run.load_model(safe_mode=not trust_model)
     test = _decoded_or_fail(split.test, metadata.input_size[0], metadata.resize, "test", split.root)
     seed = run.read_config().seed if run.config.is_file() else 0
@@ -171,7 +171,7 @@ def from_keras_file(
         )
     # Folder order is alphabetical, the model's output order is the labels file's: relabel by name.
     examples = [Example(e.path, labels.index(images.class_names[e.label])) for e in images.examples]
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import_tensorflow_quietly()
     loaded = load_keras_file(model_path, trust_model)
     outputs = tuple(loaded.output_shape)
     if len(outputs) != 2 or outputs[1] != len(labels):

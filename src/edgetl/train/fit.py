@@ -28,6 +28,7 @@ from edgetl.models.backbones import BackboneSpec, get_backbone
 from edgetl.models.classifier import HeadConfig, build_classifier
 from edgetl.run import RunDir, atomic_write, temporary_sibling
 from edgetl.runtime.metadata import ModelMetadata
+from edgetl.tfquiet import import_tensorflow_quietly
 from edgetl.train.augment import AugmentConfig
 from edgetl.train.checkpoint import (
     TRAINING_DONE,
@@ -188,7 +189,7 @@ def run_training(
     verbose: bool,
     started: float,
 ) -> TrainResult:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import_tensorflow_quietly()
     import keras
 
     from edgetl.train.augment import build_augmenter
