@@ -106,19 +106,38 @@ class RunDir:
         return Split.from_json(self.split.read_text(encoding="utf-8"), str(self.split))
 
     def read_exports(self) -> list[dict]:
-        if not self.exports_index.is_file():
-            return []
-        try:
-            return json.loads(self.exports_index.read_text(encoding="utf-8"))
-        except ValueError as error:
-            raise ModelFileError(f"{self.exports_index}: damaged ({error})") from None
+        return read_exports_index(self.exports_index)
 
     def load_model(self, safe_mode: bool = True):
         """The Keras model; safe mode never runs code stored in the file."""
-        import keras
+        return load_keras_model(self.model, trust_model=not safe_mode)
 
-        try:
-            return keras.saving.load_model(self.model, safe_mode=safe_mode)
-        except (ValueError, OSError, TypeError, KeyError) as error:
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise ModelFileError(f"{self.model}: not a loadable Keras model ({reason})") from None
+
+def read_exports_index(index: Path) -> list[dict]:
+    """The records `edgetl export` keeps in exports.json, or none before the first export."""
+    if not index.is_file():
+        return []
+    try:
+        return json.loads(index.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise ModelFileError(f"{index}: damaged ({error}); delete it to start afresh") from None
+
+
+def load_keras_model(path: Path, trust_model: bool = False):
+    """Load a Keras file; in safe mode (the default) code stored in it (Lambda layers) is refused, not run."""
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such Keras model file")
+    try:
+        return keras.saving.load_model(path, safe_mode=not trust_model)
+    # NotImplementedError: Keras cannot rebuild a Lambda layer whose output shape it cannot infer.
+    except (ValueError, OSError, TypeError, KeyError, AttributeError, NotImplementedError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "safe_mode" in reason or "Lambda" in reason:
+            raise ModelFileError(
+                f"{path}: holds Python code (a Lambda layer) that safe mode will not run; pass --trust-model "
+                f"only if you trust where the file came from"
+            ) from None
+        raise ModelFileError(f"{path}: not a loadable Keras model ({reason[:200]})") from None

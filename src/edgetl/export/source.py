@@ -6,7 +6,6 @@ the images that verify the exports and the pool that calibration samples are dra
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,7 +16,7 @@ from edgetl.data.folder import Example, read_class_folders
 from edgetl.data.pipeline import DecodedSubset, decode_subset
 from edgetl.errors import DataError, ModelFileError
 from edgetl.models.backbones import CAFFE_MODE, RAW_MODE, TF_MODE, TORCH_MODE
-from edgetl.run import RunDir
+from edgetl.run import RunDir, load_keras_model, read_exports_index
 from edgetl.runtime.metadata import ModelMetadata, Normalization
 from edgetl.tfquiet import import_tensorflow_quietly
 
@@ -50,12 +49,7 @@ class ExportSource:
         return self.root / "logs" / "export.log"
 
     def read_exports(self) -> list[dict]:
-        if not self.exports_index.is_file():
-            return []
-        try:
-            return json.loads(self.exports_index.read_text(encoding="utf-8"))
-        except ValueError as error:
-            raise ModelFileError(f"{self.exports_index}: damaged ({error}); delete it to start afresh") from None
+        return read_exports_index(self.exports_index)
 
 
 def _decoded_or_fail(examples: list[Example], image_size: int, resize: str, what: str, where: Path) -> DecodedSubset:
@@ -75,26 +69,6 @@ def from_run(run_path: Path, trust_model: bool = False) -> ExportSource:
     test = _decoded_or_fail(split.test, metadata.input_size[0], metadata.resize, "test", split.root)
     seed = run.read_config().seed if run.config.is_file() else 0
     return ExportSource(run.path, model, metadata, test, split.train, split.class_names, seed)
-
-
-def load_keras_file(path: Path, trust_model: bool = False):
-    """Load a Keras file; in safe mode (the default) code stored in it (Lambda layers) is refused, not run."""
-    import keras
-
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such Keras model file")
-    try:
-        return keras.saving.load_model(path, safe_mode=not trust_model)
-    # NotImplementedError: Keras cannot rebuild a Lambda layer whose output shape it cannot infer.
-    except (ValueError, OSError, TypeError, KeyError, AttributeError, NotImplementedError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        if "safe_mode" in reason or "Lambda" in reason:
-            raise ModelFileError(
-                f"{path}: holds Python code (a Lambda layer) that safe mode will not run; pass --trust-model "
-                f"only if you trust where the file came from"
-            ) from None
-        raise ModelFileError(f"{path}: not a loadable Keras model ({reason[:200]})") from None
 
 
 def read_labels(path: Path) -> list[str]:
@@ -172,7 +146,7 @@ def from_keras_file(
     # Folder order is alphabetical, the model's output order is the labels file's: relabel by name.
     examples = [Example(e.path, labels.index(images.class_names[e.label])) for e in images.examples]
     import_tensorflow_quietly()
-    loaded = load_keras_file(model_path, trust_model)
+    loaded = load_keras_model(model_path, trust_model)
     outputs = tuple(loaded.output_shape)
     if len(outputs) != 2 or outputs[1] != len(labels):
         raise ModelFileError(
