@@ -48,10 +48,6 @@ class Dataset:
     split: Split | None = None  # layouts made of image files
     arrays: dict[str, ArrayImages] = field(default_factory=dict)  # layouts made of arrays, keyed by subset
 
-    @property
-    def has_files(self) -> bool:
-        return self.split is not None
-
     def counts(self) -> dict[str, int]:
         if self.split is not None:
             return {name: len(self.split.subset(name)) for name in SUBSETS}

@@ -38,11 +38,12 @@ class ExportSource:
 
     @property
     def exports_dir(self) -> Path:
-        return self.root / "exports"
+        # An outside model's output folder is laid out like a run's exports part.
+        return RunDir(self.root).exports_dir
 
     @property
     def exports_index(self) -> Path:
-        return self.root / "exports.json"
+        return RunDir(self.root).exports_index
 
     @property
     def log_path(self) -> Path:

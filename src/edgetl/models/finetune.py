@@ -26,11 +26,6 @@ def first_unfrozen_index(layer_names: list[str], layers: int | None, from_layer:
     return 0
 
 
-def freeze_backbone(model) -> None:
-    """Stage 1: everything in the backbone frozen, the head trainable."""
-    model.get_layer(BACKBONE_LAYER_NAME).trainable = False
-
-
 def unfreeze_top(model, layers: int | None = None, from_layer: str | None = None) -> list[str]:
     """Stage 2: the top of the backbone trains, BatchNorm excepted. Returns the names of the layers that train."""
     import keras
