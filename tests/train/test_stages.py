@@ -3,12 +3,13 @@
 import numpy as np
 import pytest
 
+from edgetl.data.pipeline import DecodedSubset
 from edgetl.errors import EdgetlError
 from edgetl.models.backbones import get_backbone
 from edgetl.models.classifier import HeadConfig, build_classifier
 from edgetl.models.finetune import first_unfrozen_index, unfreeze_top
 from edgetl.train.augment import AugmentConfig, build_augmenter
-from edgetl.train.features import head_model
+from edgetl.train.features import EXTRACTION_BATCH, backbone_features, head_model
 
 pytestmark = pytest.mark.slow
 
@@ -72,6 +73,23 @@ def test_head_model_shares_the_full_models_head(pretrained_model):
     kernel = pretrained_model.get_layer("probabilities").kernel
     kernel.assign(kernel.numpy() * 2.0)
     assert not np.allclose(np.asarray(head(features)), before)
+
+
+def test_cached_features_then_head_give_the_full_models_output(pretrained_model):
+    rng = np.random.default_rng(0)
+    # More than one extraction slice, the last one short, and a subset of one image: one trace serves all.
+    sizes = (EXTRACTION_BATCH + 5, 1)
+    subsets = [
+        DecodedSubset(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), np.zeros(n, np.int32), [], [])
+        for n in sizes
+    ]
+    features = backbone_features(pretrained_model, subsets, batch_size=16)
+    assert [f.shape for f in features] == [(n, pretrained_model.get_layer("pool").output.shape[-1]) for n in sizes]
+    assert all(f.dtype == np.float32 for f in features)
+    head = head_model(pretrained_model)
+    for subset, subset_features in zip(subsets, features, strict=True):
+        expected = np.asarray(pretrained_model(subset.pixels.astype("float32"), training=False))
+        np.testing.assert_allclose(np.asarray(head(subset_features, training=False)), expected, atol=1e-5)
 
 
 def test_augmenter_changes_pixels_and_zero_strength_leaves_layers_out():
