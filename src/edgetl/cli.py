@@ -86,6 +86,12 @@ def sample_data(out_dir: Path, per_class: int | None) -> None:
     "--fine-tune-learning-rate", type=click.FloatRange(min=0, min_open=True), default=None, help="Default lr/10."
 )
 @click.option("--class-weight", type=click.Choice(["none", "balanced"]), default="none", show_default=True)
+@click.option(
+    "--feature-cache/--no-feature-cache",
+    default=True,
+    show_default=True,
+    help="Stage 1 without --augment: compute the frozen backbone's features once (kept in memory).",
+)
 @click.option("--augment", is_flag=True, help="Random flips, rotation, zoom, shifts, brightness, contrast.")
 @click.option(
     "--flip",
@@ -121,10 +127,11 @@ def train(data: str | None, out: Path | None, resume: Path | None, overwrite: bo
     config = result.run.read_config()
     counts = ", ".join(f"{name} {count}" for name, count in result.counts.items())
     stages = " + ".join(f"{epochs}" for epochs in result.epochs.values() if epochs)
+    timings = ", ".join(f"stage {name[-1]} {seconds:.1f} s" for name, seconds in result.stage_seconds.items())
     click.echo(
         f"trained {config.backbone} on {len(result.class_names)} classes ({result.layout} layout; {counts} images) "
         f"in {stages} epochs{' (stage 1 on cached features)' if result.feature_cache else ''}, "
-        f"{result.seconds:.0f} s"
+        f"{result.seconds:.0f} s" + (f" ({timings})" if timings else "")
     )
     if result.skipped:
         click.echo(f"skipped {result.skipped} unreadable image file(s) (listed in {result.run.metrics})")

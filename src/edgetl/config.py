@@ -35,6 +35,8 @@ class TrainConfig:
     fine_tune_from: str | None = None
     fine_tune_learning_rate: float | None = None
     class_weight: str = "none"  # none | balanced
+    # Stage 1 without augmentation trains the head on backbone features computed once (held in memory).
+    feature_cache: bool = True
     # Training-time augmentation (never in the saved model); a strength of 0 leaves that one out.
     augment: bool = False
     flip: str = "horizontal"

@@ -50,6 +50,7 @@ def test_two_stages_skip_a_bad_file_and_report(digits, backbone_weights, tmp_pat
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["skipped_count"] == 1 and "broken.png" in metrics["skipped"][0]
     assert metrics["feature_cache"] is True and metrics["epochs"] == {"stage1": 1, "stage2": 1}
+    assert set(metrics["stage_seconds"]) == {"stage1", "stage2"} and min(metrics["stage_seconds"].values()) > 0
     history = json.loads((run / "history.json").read_text())
     assert len(history["stage1"]["loss"]) == 1 and len(history["stage2"]["val_loss"]) == 1
     assert not (run / "checkpoint").exists()
@@ -121,6 +122,18 @@ def test_npz_with_augmentation_keeps_it_out_of_the_model(digits, backbone_weight
     decoded = decode_subset(split.test, SIZE)
     assert not decoded.skipped and list(decoded.labels) == [e.label for e in split.test]
     assert all(str(e.path).startswith(str(run / "data")) for e in split.test + split.train)
+
+
+def test_no_feature_cache_runs_stage1_through_the_backbone(digits, backbone_weights, tmp_path, caplog):
+    run = tmp_path / "run"
+    with caplog.at_level(logging.WARNING):
+        result = invoke("train", digits, "--out", run, *tiny_args(backbone_weights), "--no-feature-cache")
+    assert result.exit_code == 0, result.output
+    assert "cached features" not in result.output and "stage 1" in result.output
+    assert not any("cannot be cached" in record.getMessage() for record in caplog.records)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["feature_cache"] is False and list(metrics["stage_seconds"]) == ["stage1"]
+    assert json.loads((run / "config.json").read_text())["feature_cache"] is False
 
 
 def test_interrupted_run_resumes_from_the_last_epoch(digits, backbone_weights, tmp_path, monkeypatch):

@@ -56,6 +56,7 @@ class TrainResult:
     epochs: dict[str, int]  # epochs run per stage
     feature_cache: bool
     seconds: float
+    stage_seconds: dict[str, float]  # wall time of each stage trained in this process, tracing included
 
     @property
     def epochs_run(self) -> int:
@@ -230,13 +231,18 @@ def run_training(
         verbose=verbose,
     )
     feature_cache = False
+    stage_seconds: dict[str, float] = {}
     try:
         if stage == 1:
+            began = time.perf_counter()
             feature_cache = fit_stage1(plan, initial_epoch=epoch)
+            stage_seconds["stage1"] = time.perf_counter() - began
             stage, epoch = (2 if config.fine_tune_epochs else TRAINING_DONE), 0
             save_checkpoint(run, model, stage, epoch, history)
         if stage == 2:
+            began = time.perf_counter()
             fit_stage2(plan, initial_epoch=epoch)
+            stage_seconds["stage2"] = time.perf_counter() - began
             save_checkpoint(run, model, TRAINING_DONE, 0, history)
     except KeyboardInterrupt:
         saved = read_state(run)
@@ -249,7 +255,7 @@ def run_training(
             f"{run.path}: training interrupted; stage {saved.stage} epoch {saved.epoch} is saved: "
             f"continue with `edgetl train --resume {run.path}`"
         ) from None
-    return finish_run(config, run, model, dataset, decoded, history, feature_cache, started)
+    return finish_run(config, run, model, dataset, decoded, history, feature_cache, stage_seconds, started)
 
 
 def finish_run(
@@ -260,6 +266,7 @@ def finish_run(
     decoded: dict[str, DecodedSubset],
     history: dict,
     feature_cache: bool,
+    stage_seconds: dict[str, float],
     started: float,
 ) -> TrainResult:
     from edgetl.train.reports import write_reports
@@ -287,6 +294,7 @@ def finish_run(
                 "images": counts,
                 "epochs": epochs,
                 "feature_cache": feature_cache,
+                "stage_seconds": stage_seconds,
                 "skipped_count": len(skipped),
                 "skipped": skipped,
             },
@@ -311,4 +319,5 @@ def finish_run(
         epochs=epochs,
         feature_cache=feature_cache,
         seconds=time.perf_counter() - started,
+        stage_seconds=stage_seconds,
     )

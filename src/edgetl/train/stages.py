@@ -71,7 +71,7 @@ def _fit(plan: StagePlan, model, train_data, validation_data, stage: int, initia
 
 
 def can_cache_features(plan: StagePlan) -> bool:
-    return plan.config.weights != "none" and plan.augmenter is None
+    return plan.config.feature_cache and plan.config.weights != "none" and plan.augmenter is None
 
 
 def fit_stage1(plan: StagePlan, initial_epoch: int = 0) -> bool:
@@ -96,7 +96,7 @@ def fit_stage1(plan: StagePlan, initial_epoch: int = 0) -> bool:
             epochs=config.epochs,
         )
         return True
-    if config.weights != "none":
+    if config.feature_cache and config.weights != "none":  # so --augment is what prevents it
         log.warning("stage 1: augmentation changes every image every epoch, so backbone features cannot be cached")
     _compile(plan.model, config.learning_rate, plan.jit_compile)
     _fit(
