@@ -8,8 +8,9 @@ from edgetl.errors import EdgetlError
 from edgetl.models.backbones import get_backbone
 from edgetl.models.classifier import HeadConfig, build_classifier
 from edgetl.models.finetune import first_unfrozen_index, unfreeze_top
+from edgetl.train import features as features_module
 from edgetl.train.augment import AugmentConfig, build_augmenter
-from edgetl.train.features import EXTRACTION_BATCH, backbone_features, head_model
+from edgetl.train.features import backbone_features, head_model
 
 pytestmark = pytest.mark.slow
 
@@ -75,10 +76,11 @@ def test_head_model_shares_the_full_models_head(pretrained_model):
     assert not np.allclose(np.asarray(head(features)), before)
 
 
-def test_cached_features_then_head_give_the_full_models_output(pretrained_model):
+def test_cached_features_then_head_give_the_full_models_output(pretrained_model, monkeypatch):
     rng = np.random.default_rng(0)
-    # More than one extraction slice, the last one short, and a subset of one image: one trace serves all.
-    sizes = (EXTRACTION_BATCH + 5, 1)
+    # Slices of 16 images at 32 px: three slices, the last one short, and a subset of one image; one trace.
+    monkeypatch.setattr(features_module, "EXTRACTION_PIXELS", 16 * 32 * 32)
+    sizes = (37, 1)
     subsets = [
         DecodedSubset(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), np.zeros(n, np.int32), [], [])
         for n in sizes

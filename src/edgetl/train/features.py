@@ -10,7 +10,8 @@ from edgetl.data.pipeline import DecodedSubset, to_dataset
 
 POOL_LAYER_NAME = "pool"
 # Inference needs no gradients, so it can take larger batches than training: fewer steps, less per-step overhead.
-EXTRACTION_BATCH = 128
+# Slices hold about as many pixels as 128 images at 224 px (peak memory stays that of a 224 px batch of 128).
+EXTRACTION_PIXELS = 128 * 224 * 224
 
 
 def backbone_features(model, subsets: list[DecodedSubset], batch_size: int) -> list[np.ndarray]:
@@ -25,7 +26,8 @@ def backbone_features(model, subsets: list[DecodedSubset], batch_size: int) -> l
     import tensorflow as tf
 
     extractor = keras.Model(model.inputs, model.get_layer(POOL_LAYER_NAME).output)
-    chunk = max(batch_size, EXTRACTION_BATCH)
+    height, width = model.input_shape[1:3]
+    chunk = max(batch_size, EXTRACTION_PIXELS // (height * width))
     if model.distribute_strategy.num_replicas_in_sync > 1:
         return [np.asarray(extractor.predict(to_dataset(s, chunk), verbose=0), np.float32) for s in subsets]
     extract = tf.function(
