@@ -136,6 +136,23 @@ def test_no_feature_cache_runs_stage1_through_the_backbone(digits, backbone_weig
     assert json.loads((run / "config.json").read_text())["feature_cache"] is False
 
 
+def test_overwrite_leaves_nothing_of_the_previous_model(digits, backbone_weights, tmp_path):
+    run = tmp_path / "run"
+    assert invoke("train", digits, "--out", run, *tiny_args(backbone_weights)).exit_code == 0
+    # What `edgetl export` would have added for the first model.
+    (run / "exports").mkdir()
+    (run / "exports" / "model_float32.tflite").write_bytes(b"old model")
+    (run / "exports.json").write_text('[{"format": "tflite-float32", "path": "exports/model_float32.tflite"}]')
+    first_model = (run / "model.keras").stat().st_mtime_ns
+
+    result = invoke("train", digits, "--out", run, *tiny_args(backbone_weights), "--overwrite", "--dropout", 0.3)
+    assert result.exit_code == 0, result.output
+    assert not (run / "exports").exists() and not (run / "exports.json").exists()
+    assert (run / "model.keras").stat().st_mtime_ns != first_model
+    assert json.loads((run / "config.json").read_text())["dropout"] == 0.3
+    assert (run / "report" / "confusion_matrix.png").is_file() and (run / "metrics.json").is_file()
+
+
 def test_interrupted_run_resumes_from_the_last_epoch(digits, backbone_weights, tmp_path, monkeypatch):
     from edgetl.train import checkpoint
 

@@ -107,11 +107,14 @@ def check_output(run: RunDir, overwrite: bool) -> None:
 
 
 def clear_previous(run: RunDir) -> None:
-    """--overwrite: the old model goes first, so the folder never pairs it with the new run's files."""
+    """--overwrite: the old model goes first, so the folder never pairs it with the new run's files; then what was
+    made from it (exports, whose index goes before the files it lists; figures), which would describe another model."""
     run.model.unlink(missing_ok=True)
-    for name in (checkpoint_dir(run).name, REPORT_DIR, ARRAY_DATA_DIR):
-        if (run.path / name).is_dir():
-            shutil.rmtree(run.path / name)
+    for stale in (run.exports_index, run.metrics, run.history):
+        stale.unlink(missing_ok=True)
+    for folder in (checkpoint_dir(run), run.exports_dir, run.path / REPORT_DIR, run.path / ARRAY_DATA_DIR):
+        if folder.is_dir():
+            shutil.rmtree(folder)
 
 
 def decode_all(dataset: Dataset, image_size: int) -> dict[str, DecodedSubset]:
@@ -229,6 +232,7 @@ def run_training(
         augmenter=build_augmenter(augment, config.seed) if config.augment else None,
         jit_compile=devices.plan.jit_compile,
         verbose=verbose,
+        resumed=state,
     )
     feature_cache = False
     stage_seconds: dict[str, float] = {}
