@@ -154,18 +154,18 @@ def test_overwrite_leaves_nothing_of_the_previous_model(digits, backbone_weights
 
 
 def test_interrupted_run_resumes_from_the_last_epoch(digits, backbone_weights, tmp_path, monkeypatch):
-    from edgetl.train import checkpoint
+    from edgetl.train import callbacks
 
-    save = checkpoint.save_checkpoint
+    save = callbacks.save_checkpoint
 
-    def save_then_interrupt(run, model, stage, epoch, history):
-        state = save(run, model, stage, epoch, history)
+    def save_then_interrupt(run, model, stage, epoch, history, **saved):
+        state = save(run, model, stage, epoch, history, **saved)
         if (stage, epoch) == (1, 1):
             raise KeyboardInterrupt
         return state
 
     run = tmp_path / "run"
-    monkeypatch.setattr(checkpoint, "save_checkpoint", save_then_interrupt)
+    monkeypatch.setattr(callbacks, "save_checkpoint", save_then_interrupt)
     # Stage 1 on cached features keeps this test fast; stage 2 resumes through the same checkpoint code.
     args = ("train", digits, "--out", run, *tiny_args(backbone_weights), "--epochs", 3, "--patience", 5)
     interrupted = invoke(*args)
@@ -175,8 +175,12 @@ def test_interrupted_run_resumes_from_the_last_epoch(digits, backbone_weights, t
     assert not list(run.rglob(".*tmp")) and not list(run.rglob(".partial-*"))
     state = json.loads((run / "checkpoint" / "state.json").read_text())
     assert (state["stage"], state["epoch"]) == (1, 1) and len(state["history"]["stage1"]["loss"]) == 1
-    assert (run / "checkpoint" / state["weights"]).is_file()
-    monkeypatch.setattr(checkpoint, "save_checkpoint", save)
+    assert (run / "checkpoint" / state["weights"]).is_file() and state["best_weights"] == state["weights"]
+    assert state["callbacks"]["early_stopping"]["best_epoch"] == 0 and state["callbacks"]["early_stopping"]["wait"] == 0
+    with np.load(run / "checkpoint" / state["weights"]) as arrays:
+        assert "optimizer_0" in arrays.files and any(name.startswith("arr_") for name in arrays.files)
+        assert int(arrays["optimizer_0"]) == -(-len(json.loads((run / "split.json").read_text())["train"]) // 16)
+    monkeypatch.setattr(callbacks, "save_checkpoint", save)
 
     again = invoke(*args)
     assert again.exit_code == 1 and "interrupted run" in again.output and "--resume" in again.output

@@ -10,7 +10,8 @@ from edgetl.config import TrainConfig
 from edgetl.data.pipeline import DecodedSubset, to_dataset
 from edgetl.models.finetune import unfreeze_top
 from edgetl.run import RunDir
-from edgetl.train.checkpoint import epoch_checkpoint
+from edgetl.train.callbacks import stage_callbacks
+from edgetl.train.checkpoint import CheckpointState, load_optimizer
 from edgetl.train.features import backbone_features, features_dataset, head_model
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class StagePlan:
     augmenter: object | None  # keras.Sequential of random layers, applied in tf.data
     jit_compile: bool
     verbose: bool
+    resumed: CheckpointState | None = None  # the checkpoint an interrupted run continues from
 
 
 def _compile(model, learning_rate: float, jit_compile: bool, steps_per_execution: int = 1) -> None:
@@ -46,23 +48,14 @@ def _compile(model, learning_rate: float, jit_compile: bool, steps_per_execution
     )
 
 
-def stage_callbacks(config: TrainConfig, verbose: bool) -> list:
-    import keras
-
-    return [
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.patience, restore_best_weights=True, verbose=int(verbose)
-        ),
-        keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=0.3, patience=max(1, config.patience // 2), verbose=int(verbose)
-        ),
-    ]
-
-
-def _fit(plan: StagePlan, model, train_data, validation_data, stage: int, initial_epoch: int, epochs: int) -> None:
-    checkpoint = epoch_checkpoint(plan.run, plan.model, stage, plan.history)
-    callbacks = [*stage_callbacks(plan.config, plan.verbose), checkpoint]
-    model.fit(
+def _fit(plan: StagePlan, fitted, train_data, validation_data, stage: int, initial_epoch: int, epochs: int) -> None:
+    """Fit `fitted` (the full model, or the head on cached features); a stage resumed mid-way (initial_epoch > 0)
+    gets back its optimizer's state and its callbacks' counters."""
+    resumed = plan.resumed if initial_epoch > 0 else None
+    if resumed is not None:
+        load_optimizer(plan.run, fitted, resumed)
+    callbacks = stage_callbacks(plan.config, plan.run, plan.model, fitted, stage, plan.history, resumed, plan.verbose)
+    fitted.fit(
         train_data,
         validation_data=validation_data,
         epochs=epochs,

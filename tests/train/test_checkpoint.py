@@ -1,0 +1,130 @@
+"""Per-epoch checkpoints: what is saved while the backbone is frozen and after, and that loading restores it."""
+
+import numpy as np
+import pytest
+
+from edgetl.models.backbones import get_backbone
+from edgetl.models.classifier import HeadConfig, build_backbone, build_classifier
+from edgetl.run import RunDir
+from edgetl.train.checkpoint import checkpoint_dir, load_checkpoint, read_state, save_checkpoint
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    path = tmp_path_factory.mktemp("w") / "b.weights.h5"
+    build_backbone(get_backbone("mobilenetv2"), 32, 0.35, "none").save_weights(path)
+    return str(path)
+
+
+def classifier(weights: str):
+    return build_classifier(get_backbone("mobilenetv2"), 3, 32, 0.35, weights, HeadConfig(hidden_units=4))
+
+
+def scramble(model, rng) -> None:
+    for variable in model.weights:
+        variable.assign(rng.normal(size=variable.shape).astype("float32"))
+
+
+def saved_arrays(run: RunDir) -> dict[str, np.ndarray]:
+    with np.load(checkpoint_dir(run) / read_state(run).weights) as arrays:
+        return {key: arrays[key] for key in arrays.files}
+
+
+def test_frozen_backbone_checkpoints_only_the_rest_and_resume_restores_it(weights_file, tmp_path):
+    rng = np.random.default_rng(1)
+    run = RunDir(tmp_path / "run")
+    trained = classifier(weights_file)
+    for name in ("hidden", "probabilities"):
+        for variable in trained.get_layer(name).weights:
+            variable.assign(rng.normal(size=variable.shape).astype("float32"))
+    save_checkpoint(run, trained, 1, 3, {"stage1": {"loss": [1.0, 0.9, 0.8]}})
+
+    arrays = saved_arrays(run)
+    backbone_count = len(trained.get_layer("backbone").weights)
+    assert len(arrays) == len(trained.weights) - backbone_count and backbone_count > 100
+
+    resumed = classifier(weights_file)  # the backbone comes back from the same weights file
+    load_checkpoint(run, resumed, read_state(run))
+    for before, after in zip(trained.weights, resumed.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(before), np.asarray(after), err_msg=before.path)
+
+
+def test_trainable_backbone_checkpoints_everything(tmp_path):
+    rng = np.random.default_rng(2)
+    run = RunDir(tmp_path / "run")
+    trained = classifier("none")
+    assert trained.get_layer("backbone").trainable
+    scramble(trained, rng)
+    save_checkpoint(run, trained, 1, 1, {})
+    assert len(saved_arrays(run)) == len(trained.weights)
+
+    resumed = classifier("none")
+    load_checkpoint(run, resumed, read_state(run))
+    for before, after in zip(trained.weights, resumed.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(before), np.asarray(after), err_msg=before.path)
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_is_a_clear_error(tmp_path):
+    from edgetl.errors import ModelFileError
+
+    run = RunDir(tmp_path / "run")
+    save_checkpoint(run, classifier("none"), 1, 1, {})
+    other = build_classifier(get_backbone("mobilenetv2"), 5, 32, 0.35, "none", HeadConfig())
+    with pytest.raises(ModelFileError, match="checkpoint is damaged"):
+        load_checkpoint(run, other, read_state(run))
+
+
+def test_a_resumed_stage_gets_back_its_optimizer_counters_and_best_weights(tmp_path):
+    import keras
+
+    from edgetl.config import TrainConfig
+    from edgetl.train.callbacks import EARLY_STOPPING, REDUCE_LR, stage_callbacks
+    from edgetl.train.checkpoint import load_optimizer
+
+    rng = np.random.default_rng(3)
+    run = RunDir(tmp_path / "run")
+    config = TrainConfig(data_dir="unused", patience=4)
+
+    def compiled(model):
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+        model.optimizer.build(model.trainable_variables)
+        return model
+
+    # The interrupted process: epoch 2 was the best, epoch 4 the last one finished.
+    interrupted = compiled(classifier("none"))
+    scramble(interrupted, rng)
+    save_checkpoint(run, interrupted, 1, 2, {}, optimizer=interrupted.optimizer, best=True)
+    best = [np.asarray(v).copy() for v in interrupted.weights]
+    scramble(interrupted, rng)
+    for variable in interrupted.optimizer.variables:
+        variable.assign(rng.normal(size=variable.shape).astype("float32"))
+    counters = {
+        EARLY_STOPPING: {"best": 0.25, "wait": 2.0, "best_epoch": 1.0},
+        REDUCE_LR: {"best": 0.25, "wait": 1.0, "cooldown_counter": 0.0},
+    }
+    save_checkpoint(run, interrupted, 1, 4, {}, optimizer=interrupted.optimizer, callbacks=counters)
+    state = read_state(run)
+    assert state.best_weights == "stage1-epoch0002.npz" and state.weights == "stage1-epoch0004.npz"
+    assert sorted(p.name for p in checkpoint_dir(run).glob("*.npz")) == [state.best_weights, state.weights]
+
+    # The resuming process: a fresh model given the last epoch's weights, as `edgetl train --resume` does.
+    resumed = compiled(classifier("none"))
+    load_checkpoint(run, resumed, state)
+    load_optimizer(run, resumed, state)
+    for before, after in zip(interrupted.optimizer.variables, resumed.optimizer.variables, strict=True):
+        np.testing.assert_array_equal(np.asarray(before), np.asarray(after), err_msg=before.path)
+    early_stopping, reduce_lr, _ = stage_callbacks(config, run, resumed, resumed, 1, {}, state, verbose=False)
+    for callback in (early_stopping, reduce_lr):
+        callback.set_model(resumed)
+        callback.on_train_begin()
+    assert (early_stopping.best, early_stopping.wait, early_stopping.best_epoch) == (0.25, 2, 1)
+    assert (reduce_lr.best, reduce_lr.wait, reduce_lr.cooldown_counter) == (0.25, 1, 0)
+    for expected, restored in zip(best, early_stopping.best_weights, strict=True):
+        np.testing.assert_array_equal(expected, restored)
+    for before, after in zip(interrupted.weights, resumed.weights, strict=True):  # still the last epoch's
+        np.testing.assert_array_equal(np.asarray(before), np.asarray(after), err_msg=before.path)
