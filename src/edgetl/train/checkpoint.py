@@ -1,7 +1,7 @@
-"""A checkpoint after every epoch, so `edgetl train --resume RUN` continues where an interrupted run stopped, as
-if it never had: the model's weights, the optimizer's state (Adam's moments, its step and learning rate), the
-counters of early stopping and reduce-on-plateau, and the weights of the stage's best epoch so far (which early
-stopping restores at the end).
+"""A checkpoint after every epoch, so `edgetl train --resume RUN` continues where an interrupted run stopped: the
+model's weights, the optimizer's state (Adam's moments, its step and learning rate), the counters of early
+stopping and reduce-on-plateau, and the weights of the stage's best epoch so far (which early stopping restores at
+the end). Only the shuffling and dropout draws differ from a run that was never stopped.
 
 RUN/checkpoint/ holds the last completed epoch in a file named after its stage and epoch (and, when an earlier
 epoch was better, that epoch's file too), and state.json pointing at them. The files are written first
