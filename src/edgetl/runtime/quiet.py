@@ -12,7 +12,7 @@ from collections.abc import Iterator
 @contextlib.contextmanager
 def native_stderr_captured() -> Iterator[None]:
     """Hold file descriptor 2 in a temporary file while the block runs; replay it if the block fails, so a
-    crash still explains itself, and drop it otherwise."""
+    crash still explains itself, and drop it otherwise (also on Ctrl-C, which needs no explaining)."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
@@ -20,7 +20,7 @@ def native_stderr_captured() -> Iterator[None]:
         failed = False
         try:
             yield
-        except BaseException:
+        except Exception:
             failed = True
             raise
         finally:
