@@ -46,6 +46,7 @@ def temporary_sibling(path: Path) -> Path:
     """A free name beside `path` for tools that insist on writing a file themselves (Keras' save)."""
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
     os.close(descriptor)
+    os.chmod(temporary, 0o666 & ~_umask())  # the tool keeps mkstemp's 0600, which would hide the file from others
     return Path(temporary)
 
 

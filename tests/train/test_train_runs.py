@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -54,6 +55,9 @@ def test_two_stages_skip_a_bad_file_and_report(digits, backbone_weights, tmp_pat
     history = json.loads((run / "history.json").read_text())
     assert len(history["stage1"]["loss"]) == 1 and len(history["stage2"]["val_loss"]) == 1
     assert not (run / "checkpoint").exists()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (run / "model.keras").stat().st_mode & 0o777 == 0o666 & ~umask  # readable like the run's other files
 
     # Stage 2 touched only the top of the backbone, and no BatchNorm statistic or weight.
     model = keras.saving.load_model(run / "model.keras")
