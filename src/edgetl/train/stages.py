@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 FINE_TUNE_LEARNING_RATE_FACTOR = 0.1
 # A step of the head on cached features is microseconds of arithmetic and a millisecond of Python; running many
 # steps per call of the traced function removes most of that. Callbacks here act per epoch, so nothing is lost.
+# Keras 3.x cannot run several steps per call under MirroredStrategy (a placeholder of its loop is left unfed), so
+# with several replicas the head goes one step per call.
 HEAD_STEPS_PER_EXECUTION = 32
 
 
@@ -37,15 +39,17 @@ class StagePlan:
 
 
 def _compile(model, learning_rate: float, jit_compile: bool, steps_per_execution: int = 1) -> None:
+    """Compile in the strategy the model was built in: the optimizer's variables must be mirrored like its own."""
     import keras
 
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-        jit_compile=jit_compile,
-        steps_per_execution=steps_per_execution,
-    )
+    with model.distribute_strategy.scope():
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            jit_compile=jit_compile,
+            steps_per_execution=steps_per_execution,
+        )
 
 
 def _fit(plan: StagePlan, fitted, train_data, validation_data, stage: int, initial_epoch: int, epochs: int) -> None:
@@ -81,8 +85,12 @@ def fit_stage1(plan: StagePlan, initial_epoch: int = 0) -> bool:
         train_features, validation_features = backbone_features(
             plan.model, [plan.decoded["train"], plan.decoded["validation"]], config.batch_size
         )
-        head = head_model(plan.model)
-        _compile(head, config.learning_rate, plan.jit_compile, HEAD_STEPS_PER_EXECUTION)
+        # In the full model's strategy scope: its variables are mirrored over the replicas, and so the head's.
+        strategy = plan.model.distribute_strategy
+        steps_per_execution = HEAD_STEPS_PER_EXECUTION if strategy.num_replicas_in_sync == 1 else 1
+        with strategy.scope():
+            head = head_model(plan.model)
+        _compile(head, config.learning_rate, plan.jit_compile, steps_per_execution)
         _fit(
             plan,
             head,
