@@ -202,15 +202,19 @@ def run_training(
 
     keras.utils.set_random_seed(config.seed)
     devices = set_up_devices()
-    with devices.strategy.scope():
-        model = build_classifier(
+
+    def build(weights: str):
+        return build_classifier(
             spec,
             num_classes=len(dataset.class_names),
             image_size=config.image_size,
             alpha=config.alpha,
-            weights=config.weights,
+            weights=weights,
             head=HeadConfig(config.dropout, config.hidden_units),
         )
+
+    with devices.strategy.scope():
+        model = build(config.weights)
     if state is not None:
         load_checkpoint(run, model, state)
     history = state.history if state is not None else {"stage1": {}, "stage2": {}}
@@ -259,7 +263,20 @@ def run_training(
             f"{run.path}: training interrupted; stage {saved.stage} epoch {saved.epoch} is saved: "
             f"continue with `edgetl train --resume {run.path}`"
         ) from None
+    if devices.plan.mixed_precision:
+        model = float32_copy(model, build)
     return finish_run(config, run, model, dataset, decoded, history, feature_cache, stage_seconds, started)
+
+
+def float32_copy(model, build):
+    """The trained model with float32 layers. Mixed float16 speeds training up on GPUs, but the TFLite converter
+    cannot translate its casts, and CPUs and devices want float32; its variables are float32 already."""
+    import keras
+
+    keras.mixed_precision.set_global_policy("float32")
+    copy = build("none")  # the architecture only: the weights come from the trained model
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def finish_run(
