@@ -1,6 +1,7 @@
-"""The multi-GPU path without GPUs: MirroredStrategy over two logical CPU devices, in mixed float16, through the
-real `edgetl train` (cached stage 1, then stage 2) and `edgetl export`. It runs in a fresh process, because
-logical devices can only be made before TensorFlow starts."""
+"""The GPU paths without a GPU, through the real `edgetl train` (cached stage 1, then stage 2) and `edgetl export`:
+what set_up_devices plans for two GPUs (MirroredStrategy, here over two logical CPU devices, in mixed float16) and
+for one (mixed float16 and XLA). Each runs in a fresh process: logical devices can only be made before TensorFlow
+starts, and the precision policy is global."""
 
 from __future__ import annotations
 
@@ -14,48 +15,51 @@ from tests.train.conftest import SIZE
 
 pytestmark = pytest.mark.slow
 
-TRAIN_ON_TWO_REPLICAS = """
+TRAIN_AS_ON_GPUS = """
 import json, sys
 import tensorflow as tf
 
+data, weights, out, size, gpus = sys.argv[1:6]
+gpus = int(gpus)
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 from edgetl.train import device
 
-strategies = []
+planned = device.plan_devices(gpus, None)
+# XLA is left out with several replicas: on logical CPUs it cannot reach the other replica's variables.
+device.plan_devices = lambda found, tf_config: device.DevicePlan(
+    planned.strategy, gpus, planned.mixed_precision, planned.jit_compile and gpus == 1
+)
 Mirrored = tf.distribute.MirroredStrategy
-
-
-def two_cpus():
-    strategies.append(Mirrored(["/cpu:0", "/cpu:1"]))
-    return strategies[-1]
-
-
-# What set_up_devices would plan on a two-GPU machine (XLA left out: on a CPU it only adds compile time).
-device.plan_devices = lambda gpus, tf_config: device.DevicePlan("mirrored", 2, mixed_precision=True, jit_compile=False)
-tf.distribute.MirroredStrategy = two_cpus
+tf.distribute.MirroredStrategy = lambda: Mirrored(["/cpu:0", "/cpu:1"])
+setups = []
+set_up_devices = device.set_up_devices
+device.set_up_devices = lambda: setups.append(set_up_devices()) or setups[-1]
 
 from pathlib import Path
 from edgetl.config import TrainConfig
 from edgetl.train.fit import train
 
-data, weights, out, size = sys.argv[1:5]
 config = TrainConfig(data_dir=data, alpha=0.35, image_size=int(size), weights=weights, epochs=2, batch_size=16,
                      fine_tune_epochs=1, fine_tune_layers=10, seed=1)
 result = train(config, Path(out), verbose=False)
-print(json.dumps({"replicas": strategies[0].num_replicas_in_sync, "feature_cache": result.feature_cache,
-                  "epochs": result.epochs}))
+print(json.dumps({"plan": [planned.strategy, planned.mixed_precision, planned.jit_compile],
+                  "replicas": setups[0].strategy.num_replicas_in_sync,
+                  "feature_cache": result.feature_cache, "epochs": result.epochs}))
 """
 
 
-def test_two_replicas_in_mixed_precision_train_and_export_as_float32(digits, backbone_weights, tmp_path):
+@pytest.mark.parametrize(("gpus", "plan"), [(2, ["mirrored", True, True]), (1, ["default", True, True])])
+def test_gpu_plans_train_and_export_as_float32(digits, backbone_weights, tmp_path, gpus, plan):
+    """`gpus` is what the device plan is made for; the strategy then runs `gpus` replicas on the CPU."""
     run = tmp_path / "run"
-    command = [sys.executable, "-c", TRAIN_ON_TWO_REPLICAS, str(digits), str(backbone_weights), str(run), str(SIZE)]
-    trained = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    script = [sys.executable, "-c", TRAIN_AS_ON_GPUS, str(digits), str(backbone_weights), str(run), str(SIZE)]
+    trained = subprocess.run([*script, str(gpus)], capture_output=True, text=True, timeout=600)
     assert trained.returncode == 0, trained.stderr[-3000:]
     summary = json.loads(trained.stdout.strip().splitlines()[-1])
-    assert summary == {"replicas": 2, "feature_cache": True, "epochs": {"stage1": 2, "stage2": 1}}
+    assert summary["plan"] == plan and summary["replicas"] == gpus and summary["feature_cache"] is True
+    assert summary["epochs"] == {"stage1": 2, "stage2": 1}
 
     # The saved model is float32 throughout, so converters and CPUs take it as it is.
     check = (
