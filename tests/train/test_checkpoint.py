@@ -6,7 +6,7 @@ import pytest
 from edgetl.models.backbones import get_backbone
 from edgetl.models.classifier import HeadConfig, build_backbone, build_classifier
 from edgetl.run import RunDir
-from edgetl.train.checkpoint import checkpoint_dir, load_checkpoint, read_state, save_checkpoint
+from edgetl.train.checkpoint import changeable_weights, checkpoint_dir, load_checkpoint, read_state, save_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -25,8 +25,8 @@ def classifier(weights: str):
     return build_classifier(get_backbone("mobilenetv2"), 3, 32, 0.35, weights, HeadConfig(hidden_units=4))
 
 
-def scramble(model, rng) -> None:
-    for variable in model.weights:
+def scramble(variables, rng) -> None:
+    for variable in variables:
         variable.assign(rng.normal(size=variable.shape).astype("float32"))
 
 
@@ -59,7 +59,7 @@ def test_trainable_backbone_checkpoints_everything(tmp_path):
     run = RunDir(tmp_path / "run")
     trained = classifier("none")
     assert trained.get_layer("backbone").trainable
-    scramble(trained, rng)
+    scramble(trained.weights, rng)
     save_checkpoint(run, trained, 1, 1, {})
     assert len(saved_arrays(run)) == len(trained.weights)
 
@@ -97,10 +97,10 @@ def test_a_resumed_stage_gets_back_its_optimizer_counters_and_best_weights(tmp_p
 
     # The interrupted process: epoch 2 was the best, epoch 4 the last one finished.
     interrupted = compiled(classifier("none"))
-    scramble(interrupted, rng)
+    scramble(interrupted.weights, rng)
     save_checkpoint(run, interrupted, 1, 2, {}, optimizer=interrupted.optimizer, best=True)
     best = [np.asarray(v).copy() for v in interrupted.weights]
-    scramble(interrupted, rng)
+    scramble(interrupted.weights, rng)
     for variable in interrupted.optimizer.variables:
         variable.assign(rng.normal(size=variable.shape).astype("float32"))
     counters = {
@@ -128,3 +128,33 @@ def test_a_resumed_stage_gets_back_its_optimizer_counters_and_best_weights(tmp_p
         np.testing.assert_array_equal(expected, restored)
     for before, after in zip(interrupted.weights, resumed.weights, strict=True):  # still the last epoch's
         np.testing.assert_array_equal(np.asarray(before), np.asarray(after), err_msg=before.path)
+
+
+@pytest.mark.parametrize(("epoch", "wait"), [(4, 2), (10, 0)], ids=["out-of-patience", "all-epochs-run"])
+def test_a_stage_that_had_stopped_is_not_trained_again_and_ends_on_its_best_epoch(weights_file, tmp_path, epoch, wait):
+    """Interrupted after the stage's last epoch was saved but before the stage's end was: early stopping had run
+    out of patience (2) at epoch 4, or all 10 epochs had run. Resuming restores the best epoch (2) and goes on."""
+    from edgetl.config import TrainConfig
+    from edgetl.train.callbacks import EARLY_STOPPING
+    from edgetl.train.stages import StagePlan, fit_stage1
+
+    rng = np.random.default_rng(4)
+    run = RunDir(tmp_path / "run")
+    interrupted = classifier(weights_file)  # the backbone is frozen: training changes the rest
+    head_weights = list(changeable_weights(interrupted).values())
+    scramble(head_weights, rng)
+    save_checkpoint(run, interrupted, 1, 2, {}, best=True)
+    best = [np.asarray(v).copy() for v in interrupted.weights]
+    scramble(head_weights, rng)
+    counters = {EARLY_STOPPING: {"best": 0.5, "wait": float(wait), "best_epoch": 1.0}}
+    save_checkpoint(run, interrupted, 1, epoch, {}, callbacks=counters)
+
+    resumed = classifier(weights_file)
+    state = read_state(run)
+    load_checkpoint(run, resumed, state)
+    config = TrainConfig(data_dir="unused", weights=weights_file, epochs=10, patience=2)
+    # No data at all: training again would fail on the missing subsets.
+    plan = StagePlan(config, run, resumed, {}, {}, None, None, jit_compile=False, verbose=False, resumed=state)
+    assert fit_stage1(plan, initial_epoch=state.epoch) is True
+    for expected, variable in zip(best, resumed.weights, strict=True):
+        np.testing.assert_array_equal(expected, np.asarray(variable), err_msg=variable.path)

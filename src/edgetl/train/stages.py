@@ -10,8 +10,8 @@ from edgetl.config import TrainConfig
 from edgetl.data.pipeline import DecodedSubset, to_dataset
 from edgetl.models.finetune import unfreeze_top
 from edgetl.run import RunDir
-from edgetl.train.callbacks import stage_callbacks
-from edgetl.train.checkpoint import CheckpointState, load_optimizer
+from edgetl.train.callbacks import EARLY_STOPPING, stage_callbacks
+from edgetl.train.checkpoint import CheckpointState, load_checkpoint, load_optimizer
 from edgetl.train.features import backbone_features, features_dataset, head_model
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,20 @@ def _fit(plan: StagePlan, fitted, train_data, validation_data, stage: int, initi
     )
 
 
+def _stage_already_over(plan: StagePlan, initial_epoch: int, epochs: int) -> bool:
+    """Whether a resumed stage had stopped training (all its epochs run, or early stopping out of patience) before
+    the interruption; then all that is left of it is early stopping's restore of the best epoch, done here."""
+    resumed = plan.resumed
+    if initial_epoch == 0 or resumed is None:
+        return False
+    waited = resumed.callbacks.get(EARLY_STOPPING, {}).get("wait") or 0
+    if initial_epoch < epochs and waited < plan.config.patience:
+        return False
+    if resumed.best_weights is not None:
+        load_checkpoint(plan.run, plan.model, resumed, resumed.best_weights)
+    return True
+
+
 def can_cache_features(plan: StagePlan) -> bool:
     return plan.config.feature_cache and plan.config.weights != "none" and plan.augmenter is None
 
@@ -78,8 +92,8 @@ def can_cache_features(plan: StagePlan) -> bool:
 def fit_stage1(plan: StagePlan, initial_epoch: int = 0) -> bool:
     """Train the head (the whole network with --weights none). Returns whether backbone features were cached."""
     config = plan.config
-    if initial_epoch >= config.epochs:
-        return False
+    if _stage_already_over(plan, initial_epoch, config.epochs):
+        return can_cache_features(plan)
     if can_cache_features(plan):
         log.info("stage 1: computing the frozen backbone's features once, then training the head on them")
         train_features, validation_features = backbone_features(
@@ -125,6 +139,8 @@ def fine_tune_learning_rate(config: TrainConfig) -> float:
 def fit_stage2(plan: StagePlan, initial_epoch: int = 0) -> None:
     """Unfreeze the top of the backbone (BatchNorm stays frozen) and train on, slower."""
     config = plan.config
+    if _stage_already_over(plan, initial_epoch, config.fine_tune_epochs):
+        return
     unfrozen = unfreeze_top(plan.model, config.fine_tune_layers, config.fine_tune_from)
     learning_rate = fine_tune_learning_rate(config)
     log.info(
