@@ -30,6 +30,13 @@ def scramble(variables, rng) -> None:
         variable.assign(rng.normal(size=variable.shape).astype("float32"))
 
 
+def assert_same_values(expected, actual) -> None:
+    """Two lists of weights (variables or arrays), value for value."""
+    for before, after in zip(expected, actual, strict=True):
+        message = getattr(after, "path", "")
+        np.testing.assert_array_equal(np.asarray(before), np.asarray(after), err_msg=message)
+
+
 def saved_arrays(run: RunDir) -> dict[str, np.ndarray]:
     with np.load(checkpoint_dir(run) / read_state(run).weights) as arrays:
         return {key: arrays[key] for key in arrays.files}
@@ -50,8 +57,7 @@ def test_frozen_backbone_checkpoints_only_the_rest_and_resume_restores_it(weight
 
     resumed = classifier(weights_file)  # the backbone comes back from the same weights file
     load_checkpoint(run, resumed, read_state(run))
-    for before, after in zip(trained.weights, resumed.weights, strict=True):
-        np.testing.assert_array_equal(np.asarray(before), np.asarray(after), err_msg=before.path)
+    assert_same_values(trained.weights, resumed.weights)
 
 
 def test_trainable_backbone_checkpoints_everything(tmp_path):
@@ -65,8 +71,7 @@ def test_trainable_backbone_checkpoints_everything(tmp_path):
 
     resumed = classifier("none")
     load_checkpoint(run, resumed, read_state(run))
-    for before, after in zip(trained.weights, resumed.weights, strict=True):
-        np.testing.assert_array_equal(np.asarray(before), np.asarray(after), err_msg=before.path)
+    assert_same_values(trained.weights, resumed.weights)
 
 
 def test_a_checkpoint_that_does_not_fit_the_model_is_a_clear_error(tmp_path):
@@ -116,18 +121,15 @@ def test_a_resumed_stage_gets_back_its_optimizer_counters_and_best_weights(tmp_p
     resumed = compiled(classifier("none"))
     load_checkpoint(run, resumed, state)
     load_optimizer(run, resumed, state)
-    for before, after in zip(interrupted.optimizer.variables, resumed.optimizer.variables, strict=True):
-        np.testing.assert_array_equal(np.asarray(before), np.asarray(after), err_msg=before.path)
+    assert_same_values(interrupted.optimizer.variables, resumed.optimizer.variables)
     early_stopping, reduce_lr, _ = stage_callbacks(config, run, resumed, resumed, 1, {}, state, verbose=False)
     for callback in (early_stopping, reduce_lr):
         callback.set_model(resumed)
         callback.on_train_begin()
     assert (early_stopping.best, early_stopping.wait, early_stopping.best_epoch) == (0.25, 2, 1)
     assert (reduce_lr.best, reduce_lr.wait, reduce_lr.cooldown_counter) == (0.25, 1, 0)
-    for expected, restored in zip(best, early_stopping.best_weights, strict=True):
-        np.testing.assert_array_equal(expected, restored)
-    for before, after in zip(interrupted.weights, resumed.weights, strict=True):  # still the last epoch's
-        np.testing.assert_array_equal(np.asarray(before), np.asarray(after), err_msg=before.path)
+    assert_same_values(best, early_stopping.best_weights)
+    assert_same_values(interrupted.weights, resumed.weights)  # the model itself is still at the last epoch
 
 
 @pytest.mark.parametrize(("epoch", "wait"), [(4, 2), (10, 0)], ids=["out-of-patience", "all-epochs-run"])
@@ -156,5 +158,4 @@ def test_a_stage_that_had_stopped_is_not_trained_again_and_ends_on_its_best_epoc
     # No data at all: training again would fail on the missing subsets.
     plan = StagePlan(config, run, resumed, {}, {}, None, None, jit_compile=False, verbose=False, resumed=state)
     assert fit_stage1(plan, initial_epoch=state.epoch) is True
-    for expected, variable in zip(best, resumed.weights, strict=True):
-        np.testing.assert_array_equal(expected, np.asarray(variable), err_msg=variable.path)
+    assert_same_values(best, resumed.weights)
