@@ -111,3 +111,27 @@ def test_balanced_class_weight_evens_out_skewed_classes():
     weights = balanced_class_weight(labels, 3)
     assert weights == pytest.approx({0: 0.5, 1: 2.0, 2: 2.0})
     assert sum(weights[label] for label in labels) == pytest.approx(len(labels))
+
+
+def test_training_state_built_first_so_the_train_step_is_traced_once():
+    import keras
+
+    from edgetl.train.features import features_dataset
+    from edgetl.train.stages import _build_training_state
+
+    class CountingTraces(keras.Model):
+        traces = 0
+
+        def train_step(self, data):
+            self.traces += 1  # Python runs here only while TensorFlow traces the step
+            return super().train_step(data)
+
+    features = keras.Input((16,))
+    model = CountingTraces(features, keras.layers.Dense(3, activation="softmax")(features))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    rng = np.random.default_rng(0)
+    data = features_dataset(rng.random((40, 16), np.float32), rng.integers(0, 3, 40), batch_size=16, shuffle_seed=1)
+    _build_training_state(model, data)
+    assert model.optimizer.built and len(model.optimizer.variables) > 1
+    model.fit(data, epochs=2, shuffle=False, verbose=0)
+    assert model.traces == 1

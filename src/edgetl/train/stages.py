@@ -52,9 +52,23 @@ def _compile(model, learning_rate: float, jit_compile: bool, steps_per_execution
         )
 
 
+def _build_training_state(fitted, train_data) -> None:
+    """Create the optimizer's, the loss's and the metrics' variables now, from the data's shapes alone.
+
+    Without a tf.distribute strategy, Keras leaves them to the first trace of its train step; TensorFlow then
+    traces that step twice (once to lift the new variables out). Keras does this itself when a strategy is in
+    scope; the method is private, so a Keras without it only loses the time.
+    """
+    symbolic_build = getattr(fitted, "_symbolic_build", None)
+    if symbolic_build is not None:
+        with fitted.distribute_strategy.scope():
+            symbolic_build(data_batch=train_data.element_spec)
+
+
 def _fit(plan: StagePlan, fitted, train_data, validation_data, stage: int, initial_epoch: int, epochs: int) -> None:
     """Fit `fitted` (the full model, or the head on cached features); a stage resumed mid-way (initial_epoch > 0)
     gets back its optimizer's state and its callbacks' counters."""
+    _build_training_state(fitted, train_data)
     resumed = plan.resumed if initial_epoch > 0 else None
     if resumed is not None:
         load_optimizer(plan.run, fitted, resumed)
