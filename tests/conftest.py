@@ -13,13 +13,25 @@ IMAGE_SIZE = 32
 
 
 @pytest.fixture(scope="session")
-def sample_dir(tmp_path_factory) -> Path:
-    """10 digit classes x 9 real images, as PNG files in one folder per class."""
+def make_digits(tmp_path_factory):
+    """make_digits(n): a folder of 10 digit classes x n real images, PNG files in one folder per class (made once
+    for each n)."""
     from edgetl.data.sample import write_sample_data
 
-    root = tmp_path_factory.mktemp("sample") / "digits"
-    write_sample_data(root, per_class=9)
-    return root
+    made: dict[int, Path] = {}
+
+    def make(per_class: int) -> Path:
+        if per_class not in made:
+            made[per_class] = tmp_path_factory.mktemp(f"digits-{per_class}") / "digits"
+            write_sample_data(made[per_class], per_class=per_class)
+        return made[per_class]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def sample_dir(make_digits) -> Path:
+    return make_digits(9)
 
 
 @pytest.fixture(scope="session")

@@ -11,13 +11,8 @@ SIZE = 32
 
 
 @pytest.fixture(scope="session")
-def digits(tmp_path_factory) -> Path:
-    """10 classes x 6 real digit PNGs, one folder per class."""
-    from edgetl.data.sample import write_sample_data
-
-    root = tmp_path_factory.mktemp("train-data") / "digits"
-    write_sample_data(root, per_class=6)
-    return root
+def digits(make_digits) -> Path:
+    return make_digits(6)
 
 
 @pytest.fixture(scope="session")
