@@ -11,9 +11,11 @@ and validation features included.
 
 The target is cached stage 1 at least 5x faster than uncached over 5 epochs. Caching replaces five passes of
 the backbone over the data with one, so 5x is the ideal: it is passed only where a large inference batch costs
-less per image than a training batch of 32 does, by more than the one-off costs (about a second of graph tracing
-in each mode). The sizes show where that holds: at 48 px the one-off costs dominate the cached stage, at 224 px
-a training batch already runs the backbone about as efficiently as inference does.
+less per image than a training batch of 32 does, by more than the one-off costs (tracing, and the first pass's
+memory and graph set-up: about a second in the cached stage). The sizes show where that holds: at 48 px the
+one-off costs are most of the cached stage, at 224 px a training batch already runs the backbone about as
+efficiently as inference does. The ratio moves from run to run by up to 1x on a shared 2-core machine; more
+--repeats steady the medians.
 
     PYTHONPATH=src python benchmarks/train_throughput.py [--image-size 96 ...] [--repeats 3]
 """
