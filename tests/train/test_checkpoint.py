@@ -159,3 +159,33 @@ def test_a_stage_that_had_stopped_is_not_trained_again_and_ends_on_its_best_epoc
     plan = StagePlan(config, run, resumed, {}, {}, None, None, jit_compile=False, verbose=False, resumed=state)
     assert fit_stage1(plan, initial_epoch=state.epoch) is True
     assert_same_values(best, resumed.weights)
+
+
+def test_a_mixed_precision_optimizer_gets_back_its_loss_scale(tmp_path):
+    """On one GPU the optimizer is Keras' LossScaleOptimizer, already built when the resumed stage loads it."""
+    import keras
+
+    from edgetl.train.checkpoint import load_optimizer
+
+    def compiled():
+        model = classifier("none")
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+        model.optimizer.build(model.trainable_variables)  # as stages._build_training_state does before fit
+        return model
+
+    run = RunDir(tmp_path / "run")
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        interrupted = compiled()
+        assert isinstance(interrupted.optimizer, keras.optimizers.LossScaleOptimizer)
+        for index, variable in enumerate(interrupted.optimizer.variables):
+            variable.assign(np.full(variable.shape, index + 2).astype(variable.dtype))
+        save_checkpoint(run, interrupted, 1, 3, {}, optimizer=interrupted.optimizer)
+        resumed = compiled()
+        count = len(resumed.optimizer.variables)
+        load_optimizer(run, resumed, read_state(run))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert len(resumed.optimizer.variables) == count
+    assert_same_values(interrupted.optimizer.variables, resumed.optimizer.variables)
+    assert float(resumed.optimizer.dynamic_scale) == float(interrupted.optimizer.dynamic_scale) != 2.0**15

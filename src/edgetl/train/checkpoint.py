@@ -74,7 +74,10 @@ def load_checkpoint(run: RunDir, model, state: CheckpointState, name: str | None
 
 def load_optimizer(run: RunDir, fitted, state: CheckpointState) -> None:
     """Give the compiled model's optimizer the state it had at the end of the checkpointed epoch."""
-    fitted.optimizer.build(fitted.trainable_variables)
+    # Only if not built already: the mixed-precision LossScaleOptimizer would make a second loss scale, and the
+    # train step would use that one, not the one restored here.
+    if not fitted.optimizer.built:
+        fitted.optimizer.build(fitted.trainable_variables)
     _assign(run, state.weights, OPTIMIZER_KEY, fitted.optimizer.variables)
 
 
