@@ -10,10 +10,10 @@ from edgetl.data.pipeline import DecodedSubset, to_dataset
 
 POOL_LAYER_NAME = "pool"
 # Inference needs no gradients, so it can take larger batches than training: fewer steps, less per-step overhead.
-# But not too large: the first pass touches every byte of the slice's activations for the first time, and the
-# page faults of a slice of 128 images at 224 px cost about a second more than the slices cost to compute. On 2
-# cores the first pass was fastest at about 2.4 million pixels a slice (1,024 images at 48 px, 256 at 96 px, 47 at
-# 224 px, where the size hardly matters); the steady passes stay within 10% of the best there too.
+# But not too large: the first pass touches all of a slice's activation memory for the first time, and at small
+# sizes the page faults outweigh the compute (48 px, 3,119 images: 1.9 s in one slice, 0.9 s in slices of 1,024;
+# 96 px, 2,048 images: 2.5 s in slices of 700, 1.6 s in slices of 256). On 2 cores about 2.4 million pixels a
+# slice was best: 1,024 images at 48 px, 256 at 96 px, 47 at 224 px (where the size hardly matters).
 EXTRACTION_PIXELS = 256 * 96 * 96
 
 
