@@ -25,6 +25,16 @@ def classifier(weights: str):
     return build_classifier(get_backbone("mobilenetv2"), 3, 32, 0.35, weights, HeadConfig(hidden_units=4))
 
 
+def compiled_classifier():
+    """A from-scratch classifier compiled with its optimizer built, as stages._build_training_state leaves it."""
+    import keras
+
+    model = classifier("none")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
 def scramble(variables, rng) -> None:
     for variable in variables:
         variable.assign(rng.normal(size=variable.shape).astype("float32"))
@@ -85,7 +95,6 @@ def test_a_checkpoint_that_does_not_fit_the_model_is_a_clear_error(tmp_path):
 
 
 def test_a_resumed_stage_gets_back_its_optimizer_counters_and_best_weights(tmp_path):
-    import keras
 
     from edgetl.config import TrainConfig
     from edgetl.train.callbacks import EARLY_STOPPING, REDUCE_LR, stage_callbacks
@@ -95,13 +104,8 @@ def test_a_resumed_stage_gets_back_its_optimizer_counters_and_best_weights(tmp_p
     run = RunDir(tmp_path / "run")
     config = TrainConfig(data_dir="unused", patience=4)
 
-    def compiled(model):
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
-        model.optimizer.build(model.trainable_variables)
-        return model
-
     # The interrupted process: epoch 2 was the best, epoch 4 the last one finished.
-    interrupted = compiled(classifier("none"))
+    interrupted = compiled_classifier()
     scramble(interrupted.weights, rng)
     save_checkpoint(run, interrupted, 1, 2, {}, optimizer=interrupted.optimizer, best=True)
     best = [np.asarray(v).copy() for v in interrupted.weights]
@@ -118,7 +122,7 @@ def test_a_resumed_stage_gets_back_its_optimizer_counters_and_best_weights(tmp_p
     assert sorted(p.name for p in checkpoint_dir(run).glob("*.npz")) == [state.best_weights, state.weights]
 
     # The resuming process: a fresh model given the last epoch's weights, as `edgetl train --resume` does.
-    resumed = compiled(classifier("none"))
+    resumed = compiled_classifier()
     load_checkpoint(run, resumed, state)
     load_optimizer(run, resumed, state)
     assert_same_values(interrupted.optimizer.variables, resumed.optimizer.variables)
@@ -167,21 +171,15 @@ def test_a_mixed_precision_optimizer_gets_back_its_loss_scale(tmp_path):
 
     from edgetl.train.checkpoint import load_optimizer
 
-    def compiled():
-        model = classifier("none")
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
-        model.optimizer.build(model.trainable_variables)  # as stages._build_training_state does before fit
-        return model
-
     run = RunDir(tmp_path / "run")
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        interrupted = compiled()
+        interrupted = compiled_classifier()
         assert isinstance(interrupted.optimizer, keras.optimizers.LossScaleOptimizer)
         for index, variable in enumerate(interrupted.optimizer.variables):
             variable.assign(np.full(variable.shape, index + 2).astype(variable.dtype))
         save_checkpoint(run, interrupted, 1, 3, {}, optimizer=interrupted.optimizer)
-        resumed = compiled()
+        resumed = compiled_classifier()
         count = len(resumed.optimizer.variables)
         load_optimizer(run, resumed, read_state(run))
     finally:
