@@ -10,7 +10,7 @@ from edgetl.models.classifier import HeadConfig, build_classifier
 from edgetl.models.finetune import first_unfrozen_index, unfreeze_top
 from edgetl.train import features as features_module
 from edgetl.train.augment import AugmentConfig, build_augmenter
-from edgetl.train.features import backbone_features, head_model
+from edgetl.train.features import POOL_LAYER_NAME, backbone_features, head_model, inference_with_constant_weights
 
 pytestmark = pytest.mark.slow
 
@@ -92,6 +92,29 @@ def test_cached_features_then_head_give_the_full_models_output(pretrained_model,
     for subset, subset_features in zip(subsets, features, strict=True):
         expected = np.asarray(pretrained_model(subset.pixels.astype("float32"), training=False))
         np.testing.assert_allclose(np.asarray(head(subset_features, training=False)), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
+def test_features_are_computed_with_the_weights_as_graph_constants(pretrained_model, policy):
+    import keras
+
+    pixels = np.random.default_rng(1).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        # Built under the policy, as train() builds its model; the weights are the pretrained model's.
+        model = build_classifier(get_backbone("mobilenetv2"), 4, 32, 0.35, "none", HeadConfig(hidden_units=8))
+        model.set_weights(pretrained_model.get_weights())
+        extractor = keras.Model(model.inputs, model.get_layer(POOL_LAYER_NAME).output)
+        extract = inference_with_constant_weights(extractor)
+        expected = np.asarray(extractor(pixels, training=False), np.float32)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    # No variable is read: Grappler can fold the weights (the speed-up depends on it).
+    op_types = {op.type for op in extract.graph.get_operations()}
+    assert "ReadVariableOp" not in op_types and "Conv2D" in op_types
+    atol = 1e-5 if policy == "float32" else 1e-2 * np.abs(expected).max()
+    np.testing.assert_allclose(np.asarray(extract(pixels), np.float32), expected, atol=atol)
+    assert (np.asarray(extract(pixels)).dtype == np.float16) is (policy == "mixed_float16")
 
 
 def test_augmenter_changes_pixels_and_zero_strength_leaves_layers_out():

