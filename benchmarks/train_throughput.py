@@ -114,11 +114,13 @@ def main() -> None:
         data = scratch / "digits"
         write_sample_data(data)
         for size in sizes:
-            seconds[size] = {}
-            for name in RUNS:
-                runs = [measure(data, scratch, size, name, repeat, epochs) for repeat in range(arguments.repeats)]
-                seconds[size][name] = statistics.median(run["seconds"] for run in runs)
-                train_images = runs[0]["train_images"]
+            # Repeats interleave the three runs, so that a slow spell of the machine falls on all of them alike.
+            runs = [
+                {name: measure(data, scratch, size, name, repeat, epochs) for name in RUNS}
+                for repeat in range(arguments.repeats)
+            ]
+            seconds[size] = {name: statistics.median(run[name]["seconds"] for run in runs) for name in RUNS}
+            train_images = runs[0]["uncached"]["train_images"]
 
     images = train_images * epochs
     print(
