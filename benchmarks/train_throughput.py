@@ -3,19 +3,19 @@
 For each image size, real `edgetl train` runs (the library's `train()`: validation, callbacks and per-epoch
 checkpoints included), each in a fresh process as a user would start it, on the built-in sample digits: stage 1
 (frozen backbone, head only) with `--no-feature-cache` and with the feature cache, 5 epochs each, and a run adding
-5 epochs of stage 2 (top 30 backbone layers unfrozen). Every run is repeated and the median is shown.
+5 epochs of stage 2 (top 30 backbone layers unfrozen). Every run is repeated, the three in turn, and the median is shown.
 MobileNetV2 alpha 0.35, batch 32, CPU. A randomly initialised backbone saved as a local weights file stands in
-for ImageNet (no network here): the arithmetic, and so the time, is the same. Images/second counts training
+for ImageNet (no network here): the arithmetic, and so the time, is the same (also with the weights as graph
+constants: BatchNorm statistics like trained ones gave the same extraction time). Images/second counts training
 images x epochs over the stage's wall time from metrics.json, tracing and (when cached) computing the training
 and validation features included.
 
 The target is cached stage 1 at least 5x faster than uncached over 5 epochs. Caching replaces five passes of
-the backbone over the data with one, so 5x is the ideal: it is passed only where a large inference batch costs
-less per image than a training batch of 32 does, by more than the one-off costs (tracing, and the first pass's
-memory and graph set-up: about a second in the cached stage). The sizes show where that holds: at 48 px the
-one-off costs are most of the cached stage, at 224 px a training batch already runs the backbone about as
-efficiently as inference does. The ratio moves from run to run by up to 1x on a shared 2-core machine; more
---repeats steady the medians.
+the backbone over the data with one, and that one pass is cheaper per image than a training pass: it runs in
+large slices, and with the frozen weights as graph constants, which lets Grappler fold BatchNorm into the
+convolutions (features.inference_with_constant_weights). Against that stand one-off costs, tracing and the first
+pass's set-up, about 0.6 s of the cached stage, which weigh most at small sizes. The ratio moves from run to run
+on a shared 2-core machine; more --repeats steady the medians.
 
     PYTHONPATH=src python benchmarks/train_throughput.py [--image-size 96 ...] [--repeats 3]
 """
