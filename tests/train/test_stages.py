@@ -10,7 +10,13 @@ from edgetl.models.classifier import HeadConfig, build_classifier
 from edgetl.models.finetune import first_unfrozen_index, unfreeze_top
 from edgetl.train import features as features_module
 from edgetl.train.augment import AugmentConfig, build_augmenter
-from edgetl.train.features import POOL_LAYER_NAME, backbone_features, head_model, inference_with_constant_weights
+from edgetl.train.features import (
+    POOL_LAYER_NAME,
+    backbone_features,
+    head_model,
+    inference_function,
+    inference_with_constant_weights,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -76,10 +82,13 @@ def test_head_model_shares_the_full_models_head(pretrained_model):
     assert not np.allclose(np.asarray(head(features)), before)
 
 
-def test_cached_features_then_head_give_the_full_models_output(pretrained_model, monkeypatch):
+@pytest.mark.parametrize("constant_weights", [True, False])
+def test_cached_features_then_head_give_the_full_models_output(pretrained_model, monkeypatch, constant_weights):
     rng = np.random.default_rng(0)
     # Slices of 16 images at 32 px: three slices, the last one short, and a subset of one image; one trace.
     monkeypatch.setattr(features_module, "EXTRACTION_PIXELS", 16 * 32 * 32)
+    if not constant_weights:  # as for a backbone of more weights than pay to be constants
+        monkeypatch.setattr(features_module, "CONSTANT_WEIGHTS_MAX_BYTES", 0)
     sizes = (37, 1)
     subsets = [
         DecodedSubset(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), np.zeros(n, np.int32), [], [])
@@ -115,6 +124,21 @@ def test_features_are_computed_with_the_weights_as_graph_constants(pretrained_mo
     atol = 1e-5 if policy == "float32" else 1e-2 * np.abs(expected).max()
     np.testing.assert_allclose(np.asarray(extract(pixels), np.float32), expected, atol=atol)
     assert (np.asarray(extract(pixels)).dtype == np.float16) is (policy == "mixed_float16")
+
+
+def test_only_small_backbones_get_their_weights_as_constants(pretrained_model, monkeypatch):
+    import keras
+
+    extractor = keras.Model(pretrained_model.inputs, pretrained_model.get_layer(POOL_LAYER_NAME).output)
+    weight_bytes = sum(np.asarray(v).nbytes for v in extractor.weights)
+
+    def reads_variables() -> bool:
+        return "ReadVariableOp" in {op.type for op in inference_function(extractor).graph.get_operations()}
+
+    monkeypatch.setattr(features_module, "CONSTANT_WEIGHTS_MAX_BYTES", weight_bytes)
+    assert not reads_variables()
+    monkeypatch.setattr(features_module, "CONSTANT_WEIGHTS_MAX_BYTES", weight_bytes - 1)
+    assert reads_variables()
 
 
 def test_augmenter_changes_pixels_and_zero_strength_leaves_layers_out():
