@@ -95,7 +95,6 @@ def test_a_checkpoint_that_does_not_fit_the_model_is_a_clear_error(tmp_path):
 
 
 def test_a_resumed_stage_gets_back_its_optimizer_counters_and_best_weights(tmp_path):
-
     from edgetl.config import TrainConfig
     from edgetl.train.callbacks import EARLY_STOPPING, REDUCE_LR, stage_callbacks
     from edgetl.train.checkpoint import load_optimizer
