@@ -17,8 +17,8 @@ POOL_LAYER_NAME = "pool"
 EXTRACTION_PIXELS = 256 * 96 * 96
 # Weights as graph constants (below) speed up the pass, but every constant is copied as the function is traced
 # and first run. Measured on 2 cores at 96 px (EfficientNetB0 also at 224 px): MobileNetV2 (1.6-17 MB of weights)
-# and EfficientNetB0 (16 MB) pay nothing measurable for 17-35% less time per image; VGG16, Xception and ResNet50V2
-# (59-94 MB) pay 1.5-2.8 s once for 0-10%. Above this size the backbone runs on its variables.
+# and EfficientNetB0 (16 MB) pay at most 0.1 s once for 17-35% less time per image; VGG16, Xception and
+# ResNet50V2 (59-94 MB) pay 1.5-2.8 s once for 0-10%. Above this size the backbone runs on its variables.
 CONSTANT_WEIGHTS_MAX_BYTES = 32 * 2**20
 
 
