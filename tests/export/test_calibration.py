@@ -9,6 +9,7 @@ from edgetl.data.folder import Example
 from edgetl.data.pipeline import DecodedSubset
 from edgetl.errors import DataError
 from edgetl.export.calibration import check_calibration, stratified_sample
+from edgetl.export.verify import UNLABELLED
 
 CLASSES = ["cat", "dog", "owl"]
 
@@ -47,7 +48,7 @@ def test_a_good_sample_passes():
     ("calibration", "shape", "message"),
     [
         (subset([0, 1, 2] * 2), (None, 8, 8, 3), "only 6 calibration image(s)"),
-        (subset([0, 1] * 6), (None, 8, 8, 3), "no image of class owl"),
+        (subset([0, 1] * 6), (None, 8, 8, 3), "12 image(s) of 2 of the 3 classes, none of owl; add images"),
         (subset([0, 1, 2] * 4, low=-1, high=1), (None, 8, 8, 3), "outside the model's input range"),
         (subset([0, 1, 2] * 4, low=0, high=1), (None, 8, 8, 3), "already-normalised"),
         (subset([0, 1, 2] * 4, size=16), (None, 8, 8, 3), "the model takes (8, 8, 3)"),
@@ -57,3 +58,37 @@ def test_a_broken_sample_is_refused(calibration, shape, message):
     with pytest.raises(DataError) as raised:
         check(calibration, shape)
     assert message in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_unlabelled_images_need_no_class_coverage():
+    check(subset([UNLABELLED] * 12))
+    with pytest.raises(DataError, match="only 6 calibration image"):
+        check(subset([UNLABELLED] * 6))
+
+
+def test_a_plain_folder_calibrates_without_labels_and_class_folders_with_them(tmp_path):
+    from PIL import Image
+
+    from edgetl.export.source import read_calibration_folder
+
+    labels = ["cat", "dog"]
+    for relative in ("day1/a.png", "day1/deeper/b.png", "c.png", ".hidden/d.png"):
+        (tmp_path / "plain" / relative).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (4, 4)).save(tmp_path / "plain" / relative)
+    plain = read_calibration_folder(tmp_path / "plain", labels, Path("labels.txt"))
+    assert sorted(e.path.name for e in plain) == ["a.png", "b.png", "c.png"]
+    assert {e.label for e in plain} == {UNLABELLED}
+    for relative in ("dog/a.png", "cat/b.png", "cat/c.png"):
+        (tmp_path / "classes" / relative).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (4, 4)).save(tmp_path / "classes" / relative)
+    labelled = read_calibration_folder(tmp_path / "classes", labels, Path("labels.txt"))
+    assert sorted((e.path.name, e.label) for e in labelled) == [("a.png", 1), ("b.png", 0), ("c.png", 0)]
+    (tmp_path / "classes" / "owl").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "classes" / "owl" / "d.png")
+    with pytest.raises(DataError, match="folder 'owl' is not a class in labels.txt"):
+        read_calibration_folder(tmp_path / "classes", labels, Path("labels.txt"))
+    with pytest.raises(DataError, match="d.png: not a folder of images"):
+        read_calibration_folder(tmp_path / "classes" / "owl" / "d.png", labels, Path("labels.txt"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty: holds no image files"):
+        read_calibration_folder(tmp_path / "empty", labels, Path("labels.txt"))

@@ -45,3 +45,18 @@ def read_class_folders(root: Path) -> LabelledImages:
     if len(class_names) < 2:
         raise DataError(f"{root}: only one class with images ({class_names[0]}); a classifier needs two or more")
     return LabelledImages(root, class_names, examples)
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)
+
+
+def read_image_tree(root: Path) -> list[Path]:
+    """Every image file below `root` (any depth, hidden folders left out), sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder" if not root.exists() else f"{root}: not a folder of images")
+    files = sorted(p for p in root.rglob("*") if is_image_file(p) and not _hidden(p.relative_to(root)))
+    if not files:
+        raise DataError(f"{root}: holds no image files")
+    return files

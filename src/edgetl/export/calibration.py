@@ -9,6 +9,7 @@ import numpy as np
 from edgetl.data.folder import Example
 from edgetl.data.pipeline import DecodedSubset
 from edgetl.errors import DataError
+from edgetl.export.verify import UNLABELLED
 
 MIN_CALIBRATION_IMAGES = 10
 
@@ -47,13 +48,7 @@ def check_calibration(
             f"{source}: only {count} calibration image(s) could be decoded; int8 needs at least "
             f"{MIN_CALIBRATION_IMAGES} real images (raise --calibration-samples or add images)"
         )
-    missing = sorted(set(range(len(class_names))) - {int(label) for label in calibration.labels})
-    if missing:
-        names = ", ".join(class_names[i] for i in missing[:5]) + (" ..." if len(missing) > 5 else "")
-        raise DataError(
-            f"{source}: the calibration sample has no image of class {names}; "
-            f"use --calibration-samples {len(class_names)} or more, and images of every class"
-        )
+    _check_class_coverage(calibration, class_names, source)
     pixels = calibration.pixels
     expected = tuple(int(d) for d in input_shape[1:] if d is not None)
     if pixels.shape[1:] != expected:
@@ -71,3 +66,20 @@ def check_calibration(
             f"{source}: calibration pixels span only {low:g}..{high:g} of the model's {pixel_range[0]:g}.."
             f"{pixel_range[1]:g}: blank or already-normalised images would calibrate the wrong range"
         )
+
+
+def _check_class_coverage(calibration: DecodedSubset, class_names: list[str], source: str) -> None:
+    """Every class must be seen when the images have labels; a plain folder of images has none to check."""
+    labels = calibration.labels[calibration.labels != UNLABELLED]
+    if labels.size == 0:
+        return
+    missing = sorted(set(range(len(class_names))) - {int(label) for label in labels})
+    if not missing:
+        return
+    names = ", ".join(class_names[i] for i in missing[:8])
+    names += f" and {len(missing) - 8} more" if len(missing) > 8 else ""
+    counts = f"{len(labels)} image(s) of {len(class_names) - len(missing)} of the {len(class_names)} classes"
+    raise DataError(
+        f"{source}: {counts}, none of {names}; add images of those classes, or calibrate on a plain folder of "
+        f"images (no class subfolders), which needs no labels"
+    )

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.data.folder import Example, read_class_folders
+from edgetl.data.folder import Example, read_class_folders, read_image_tree
 from edgetl.data.pipeline import DecodedSubset, decode_subset
 from edgetl.errors import DataError, ModelFileError
+from edgetl.export.verify import UNLABELLED
 from edgetl.models.backbones import CAFFE_MODE, RAW_MODE, TF_MODE, TORCH_MODE
 from edgetl.run import RunDir, load_keras_model, read_exports_index
 from edgetl.runtime.metadata import ModelMetadata, Normalization
@@ -121,6 +122,23 @@ def _outputs_probabilities(model, pixels: np.ndarray) -> bool:
     return bool(np.all(outputs >= -1e-6) and np.allclose(outputs.sum(axis=1), 1.0, atol=1e-3))
 
 
+def read_calibration_folder(root: Path, labels: list[str], labels_path: Path) -> list[Example]:
+    """The images of `--calibration`: a folder per class named as the labels (then they are labelled and
+    verification measures accuracy too), or any folder of images with no class folders (then they are not)."""
+    class_dirs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")] if root.is_dir() else []
+    if not any(folder.name in labels for folder in class_dirs):
+        log.info("%s: no folder is named after a class; its images calibrate and verify without labels", root)
+        return [Example(path, UNLABELLED) for path in read_image_tree(root)]
+    images = read_class_folders(root)
+    unknown = [name for name in images.class_names if name not in labels]
+    if unknown:
+        raise DataError(
+            f"{root}: folder '{unknown[0]}' is not a class in {labels_path}; name the folders as the labels"
+        )
+    # Folder order is alphabetical, the model's output order is the labels file's: relabel by name.
+    return [Example(e.path, labels.index(images.class_names[e.label])) for e in images.examples]
+
+
 def from_keras_file(
     model_path: Path,
     labels_path: Path,
@@ -131,21 +149,14 @@ def from_keras_file(
     trust_model: bool = False,
 ) -> ExportSource:
     """An outside model: `labels_path` names its outputs in order, `calibration_dir` (one folder per class,
-    named as in the labels) calibrates int8 and verifies every export."""
+    named as in the labels, or a plain folder of images) calibrates int8 and verifies every export."""
     import keras
 
     model_path = Path(model_path)
     if normalization not in NORMALIZATIONS:
         raise DataError(f"--normalization {normalization}: unknown; choose one of {', '.join(NORMALIZATIONS)}")
     labels = read_labels(labels_path)
-    images = read_class_folders(calibration_dir)
-    unknown = [name for name in images.class_names if name not in labels]
-    if unknown:
-        raise DataError(
-            f"{calibration_dir}: folder '{unknown[0]}' is not a class in {labels_path}; name the folders as the labels"
-        )
-    # Folder order is alphabetical, the model's output order is the labels file's: relabel by name.
-    examples = [Example(e.path, labels.index(images.class_names[e.label])) for e in images.examples]
+    examples = read_calibration_folder(Path(calibration_dir), labels, labels_path)
     import_tensorflow_quietly()
     loaded = load_keras_model(model_path, trust_model)
     outputs = tuple(loaded.output_shape)

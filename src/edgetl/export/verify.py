@@ -6,21 +6,35 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# The label of an image whose class is not known (a plain folder of calibration images): agreement with Keras
+# and the probability error are measured on it, accuracy is not.
+UNLABELLED = -1
+# Keras' top probability from which a prediction counts as confident. Flips among near-uniform outputs (an
+# image of something the model was not trained on) say little; flips of confident predictions are what users see.
+CONFIDENT_PROBABILITY = 0.5
+
 
 @dataclass(frozen=True)
 class Fidelity:
     images: int
     agreement: float  # share of images whose top-1 class equals Keras'
-    top1: float  # accuracy of the exported model
-    keras_top1: float
+    top1: float | None  # accuracy of the exported model; None when no image has a label
+    keras_top1: float | None
     max_probability_diff: float
     flipped: list[int]  # indices of images whose top-1 changed
     per_class_accuracy_change: dict[str, float] = field(default_factory=dict)  # export minus Keras, per class
+    confident_images: int = 0  # images on which Keras' top probability is at least CONFIDENT_PROBABILITY
+    confident_agreement: float | None = None  # agreement on those; None when there are none
+    mean_probability_diff: float = 0.0  # per image the largest probability difference, averaged
 
 
 def predict_in_batches(predict, pixels: np.ndarray, batch_size: int = 32) -> np.ndarray:
     outputs = [predict(pixels[start : start + batch_size]) for start in range(0, len(pixels), batch_size)]
     return np.concatenate(outputs, axis=0)
+
+
+def _share(hits: np.ndarray) -> float | None:
+    return float(np.mean(hits)) if hits.size else None
 
 
 def compare(
@@ -31,19 +45,25 @@ def compare(
 ) -> Fidelity:
     predicted = probabilities.argmax(axis=1)
     keras_predicted = keras_probabilities.argmax(axis=1)
-    flipped = np.flatnonzero(predicted != keras_predicted)
+    agree = predicted == keras_predicted
+    labelled = labels != UNLABELLED
+    confident = keras_probabilities.max(axis=1) >= CONFIDENT_PROBABILITY
     per_class = {}
     for label, name in enumerate(class_names or []):
         members = labels == label
         if members.any():
             change = np.mean(predicted[members] == label) - np.mean(keras_predicted[members] == label)
             per_class[name] = round(float(change), 6)
+    difference = np.abs(probabilities - keras_probabilities).max(axis=1)
     return Fidelity(
         images=len(labels),
-        agreement=float(np.mean(predicted == keras_predicted)),
-        top1=float(np.mean(predicted == labels)),
-        keras_top1=float(np.mean(keras_predicted == labels)),
-        max_probability_diff=float(np.max(np.abs(probabilities - keras_probabilities))),
-        flipped=[int(i) for i in flipped],
+        agreement=float(np.mean(agree)),
+        top1=_share(predicted[labelled] == labels[labelled]),
+        keras_top1=_share(keras_predicted[labelled] == labels[labelled]),
+        max_probability_diff=float(difference.max()),
+        flipped=[int(i) for i in np.flatnonzero(~agree)],
         per_class_accuracy_change=per_class,
+        confident_images=int(confident.sum()),
+        confident_agreement=_share(agree[confident]),
+        mean_probability_diff=float(difference.mean()),
     )
