@@ -16,6 +16,7 @@ import click
 
 from edgetl import __version__
 from edgetl.errors import EdgetlError
+from edgetl.export.int8 import INT8_FALLBACKS
 
 
 def reports_errors(command):
@@ -158,6 +159,14 @@ def train(data: str | None, out: Path | None, resume: Path | None, overwrite: bo
     show_default=True,
     help="Who makes the int8 TFLite file: the TFLite converter or ai-edge-quantizer (int8 I/O only).",
 )
+@click.option(
+    "--int8-fallback",
+    type=click.Choice(INT8_FALLBACKS),
+    default=INT8_FALLBACKS[0],
+    show_default=True,
+    help="When no integer-only recipe reaches --min-agreement, may the most sensitive layers stay in float "
+    "(none: integer-only, for NPUs and Edge TPU).",
+)
 @click.option("--opset", type=click.IntRange(min=13), default=17, show_default=True, help="ONNX opset.")
 @click.option("--calibration-samples", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option(
@@ -167,7 +176,11 @@ def train(data: str | None, out: Path | None, resume: Path | None, overwrite: bo
     help="Fail an export whose top-1 agreement with Keras is lower (default per format: 0.99 float, 0.90 int8).",
 )
 @click.option("--labels", type=click.Path(path_type=Path), help="MODEL.keras only: class names, one per line.")
-@click.option("--calibration", type=click.Path(path_type=Path), help="MODEL.keras only: folder per class.")
+@click.option(
+    "--calibration",
+    type=click.Path(path_type=Path),
+    help="MODEL.keras only: images, a folder per class (named as the labels) or a plain folder (no labels).",
+)
 @click.option("--out", type=click.Path(path_type=Path), help="MODEL.keras only: output folder.")
 @click.option("--image-size", type=click.IntRange(min=8), default=None, help="MODEL.keras only, if not fixed.")
 @click.option(
@@ -185,12 +198,15 @@ def export(source: Path, formats: str | None, int8: bool, onnx: bool, **options)
 
     chosen = [name.strip() for name in formats.split(",") if name.strip()] if formats else default_formats(int8, onnx)
     export_options = ExportOptions(
-        **{key: options.pop(key) for key in ("calibration_samples", "min_agreement", "io_type", "opset", "quantizer")}
+        **{
+            key: options.pop(key)
+            for key in ("calibration_samples", "min_agreement", "io_type", "opset", "quantizer", "int8_fallback")
+        }
     )
     root, records = export_any(source, chosen, export_options, **options)
     click.echo(
-        f"{'format':<16}{'size':>10}  {'in/out':<16}{'int8 ops':>9}{'agreement':>10}{'top-1':>8}{'keras':>8}"
-        f"{'max dp':>8}  verdict"
+        f"{'format':<16}{'size':>10}  {'in/out':<16}{'int8 ops':>9}{'agreement':>10}{'confident':>10}{'top-1':>8}"
+        f"{'keras':>8}{'max dp':>8}  verdict"
     )
     for r in records:
         verdict = (
@@ -199,10 +215,13 @@ def export(source: Path, formats: str | None, int8: bool, onnx: bool, **options)
         share = "-" if r.int8_op_share is None else f"{r.int8_op_share:.0%}"
         click.echo(
             f"{r.format:<16}{r.size_bytes / 1024:>8.0f}KB  {r.input_dtype + '/' + r.output_dtype:<16}{share:>9}"
-            f"{r.agreement:>10.4f}{r.top1:>8.4f}{r.keras_top1:>8.4f}{r.max_probability_diff:>8.4f}  {verdict}"
-            f"   {root / r.path}"
+            f"{r.agreement:>10.4f}{_share(r.confident_agreement):>10}{_share(r.top1):>8}{_share(r.keras_top1):>8}"
+            f"{r.max_probability_diff:>8.4f}  {verdict}   {root / r.path}"
         )
     for r in records:
+        if len(r.attempts) > 1 or r.float_layers:
+            tried = ", ".join(f"{a['recipe']} {a['agreement']:.4f}" for a in r.attempts)
+            click.echo(f"{r.format}: tried {tried}; kept {r.recipe}{_fallback_cost(r)}")
         if r.format.endswith("int8") and r.float_ops:
             click.echo(f"{r.format}: left in float: " + ", ".join(f"{op} x{n}" for op, n in r.float_ops.items()))
         if r.flipped_files:
@@ -211,6 +230,23 @@ def export(source: Path, formats: str | None, int8: bool, onnx: bool, **options)
     reasons += [f"{r.format} is {problem}" for r in records for problem in r.problems]
     if reasons:
         raise click.ClickException("; ".join(reasons) + "; files kept for inspection")
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _fallback_cost(record) -> str:
+    """What keeping layers in float cost, against the best integer-only attempt."""
+    if not record.float_layers:
+        return ""
+    integer = [a for a in record.attempts if not a["float_layers"]]
+    best = max(integer, key=lambda a: a["agreement"])
+    size = (record.size_bytes - best["size_bytes"]) / best["size_bytes"]
+    return (
+        f" ({len(record.float_layers)} layer(s) in float: agreement {best['agreement']:.4f} -> "
+        f"{record.agreement:.4f}, size {size:+.0%})"
+    )
 
 
 class BenchGroup(click.Group):

@@ -132,6 +132,8 @@ def test_converter_failure_is_one_line_and_the_trace_goes_to_the_log(lambda_mode
 def test_int8_file_with_float_ops_fails_and_names_them(outside_data, tmp_path):
     """The converter leaves an op without an int8 kernel in float even when only int8 kernels are allowed:
     the written file is checked, the op named, the export failed, the file kept."""
+    from dataclasses import replace
+
     import keras
 
     from edgetl.data.folder import Example, read_class_folders
@@ -151,7 +153,11 @@ def test_int8_file_with_float_ops_fails_and_names_them(outside_data, tmp_path):
     source = ExportSource(
         tmp_path, keras.Model(inputs, outputs), metadata, decode_subset(examples, 32), examples, labels
     )
-    (record,) = export_source(source, ["tflite-int8"], ExportOptions(calibration_samples=12, min_agreement=0.0))
+    options = ExportOptions(calibration_samples=12, min_agreement=0.0, int8_fallback="none")
+    (record,) = export_source(source, ["tflite-int8"], options)
     assert record.float_ops == {"SIN": 1} and record.int8_op_share < 1.0
     assert record.passed is False and "SIN x1 left in float" in record.problems[0]
     assert (tmp_path / record.path).is_file()
+    # Where float islands are allowed (the default), the same file passes and still names what is in float.
+    (record,) = export_source(source, ["tflite-int8"], replace(options, int8_fallback="float"))
+    assert record.passed is True and record.problems == [] and record.float_ops == {"SIN": 1}

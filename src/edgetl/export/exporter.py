@@ -9,7 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -18,11 +22,13 @@ import numpy as np
 from edgetl.data.pipeline import decode_subset
 from edgetl.errors import EdgetlError
 from edgetl.export.calibration import check_calibration, stratified_sample
+from edgetl.export.int8 import INT8_FALLBACKS, Int8Recipe, LadderResult, Trial, climb, integer_rungs
 from edgetl.export.logs import output_to
 from edgetl.export.metadata import attach_to_onnx, attach_to_tflite
+from edgetl.export.onnx import CALIBRATION_METHODS as ONNX_CALIBRATION_METHODS
 from edgetl.export.source import ExportSource, from_run
 from edgetl.export.tflite import IO_TYPES, OpReport, tflite_op_report
-from edgetl.export.verify import compare, predict_in_batches
+from edgetl.export.verify import UNLABELLED, Fidelity, compare, predict_in_batches
 from edgetl.run import atomic_write
 from edgetl.runtime.engine import open_engine
 
@@ -38,16 +44,23 @@ class ExportOptions:
     io_type: str = "int8"  # input/output type of the int8 TFLite file
     opset: int = 17
     quantizer: str = "converter"  # who makes the int8 TFLite file: the TFLite converter or ai-edge-quantizer
+    int8_fallback: str = INT8_FALLBACKS[0]  # may int8 files keep their most sensitive layers in float
 
 
 @dataclass
 class ConversionInputs:
     """Everything a converter may need besides the model; `cache` shares work between formats (the float
-    ONNX graph is the starting point of the int8 one)."""
+    ONNX graph is the starting point of the int8 one). `calibration` holds every decoded calibration image;
+    an int8 `recipe` says how many of them to use, how, and which layers stay in float."""
 
     options: ExportOptions
-    calibration: np.ndarray | None = None
+    calibration: CalibrationImages | None = None
     cache: dict = field(default_factory=dict)
+    recipe: Int8Recipe | None = None
+
+    @property
+    def calibration_images(self) -> np.ndarray:
+        return self.calibration.take(self.recipe.calibration_images)
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,10 @@ class ExportFormat:
     # with only TFLITE_BUILTINS_INT8 allowed, an op without an int8 kernel (e.g. SIN) is silently left in float
     # between DEQUANTIZE/QUANTIZE, so the written file is checked. ONNX QDQ graphs are mixed by design.
     integer_only: bool = False
+    # Calibrated formats: the calibration methods the ladder tries, the default first.
+    calibration_methods: tuple[str, ...] = ("minmax",)
+    # Calibrated formats: (model, inputs) -> layer names, most sensitive to int8 first, for float fallback.
+    rank_layers: Callable | None = None
 
 
 def _tflite_float32(model, inputs: ConversionInputs):
@@ -87,26 +104,44 @@ def _tflite_int8(model, inputs: ConversionInputs):
     if inputs.options.quantizer == "ai-edge":
         from edgetl.export.aiedge import quantize_int8_ai_edge
 
-        return quantize_int8_ai_edge(model, inputs.calibration, inputs.options.io_type)
+        return quantize_int8_ai_edge(model, inputs.calibration_images, inputs.options.io_type)
     from edgetl.export.tflite import convert_int8
 
-    return convert_int8(model, inputs.calibration, inputs.options.io_type)
+    return convert_int8(model, inputs.calibration_images, inputs.options.io_type, inputs.recipe.float_layers)
 
 
-def _float_onnx(model, inputs: ConversionInputs):
+def _tflite_rank(model, inputs: ConversionInputs) -> list[str]:
+    if inputs.options.quantizer == "ai-edge":
+        return []  # ai-edge-quantizer's recipes take no float layers here
+    from edgetl.export.tflite import rank_int8_sensitivity
+
+    return rank_int8_sensitivity(model, inputs.calibration_images, inputs.options.io_type)
+
+
+def _onnx_rank(model, inputs: ConversionInputs) -> list[str]:
+    from edgetl.export.onnx import rank_onnx_int8_sensitivity
+
+    return rank_onnx_int8_sensitivity(_float_onnx(model, inputs), inputs.calibration_images, inputs.recipe.method)
+
+
+def _float_onnx(model, inputs: ConversionInputs, key: str = "onnx"):
+    """The float ONNX graph, converted once per `key`: the model as it is, or bias-corrected on a sample."""
     from edgetl.export.onnx import convert_onnx
 
-    if "onnx" not in inputs.cache:
-        inputs.cache["onnx"] = convert_onnx(model, opset=inputs.options.opset)
-    copy = type(inputs.cache["onnx"])()
-    copy.CopyFrom(inputs.cache["onnx"])
+    if key not in inputs.cache:
+        inputs.cache[key] = convert_onnx(model, opset=inputs.options.opset)
+    copy = type(inputs.cache[key])()
+    copy.CopyFrom(inputs.cache[key])
     return copy
 
 
 def _onnx_int8(model, inputs: ConversionInputs):
     from edgetl.export.onnx import quantize_onnx_int8
 
-    return quantize_onnx_int8(_float_onnx(model, inputs), inputs.calibration)
+    recipe = inputs.recipe
+    key = f"onnx-bias-corrected-{recipe.calibration_images}" if recipe.bias_correction else "onnx"
+    float_model = _float_onnx(model, inputs, key)
+    return quantize_onnx_int8(float_model, inputs.calibration_images, recipe.method, recipe.float_layers)
 
 
 def _savedmodel(model, inputs: ConversionInputs):
@@ -132,10 +167,19 @@ FORMATS: dict[str, ExportFormat] = {
             calibrated=True,
             quantized_by="--quantizer",
             integer_only=True,
+            rank_layers=_tflite_rank,
         ),
         ExportFormat("onnx", "model.onnx", "onnx", _float_onnx, 0.99),
         ExportFormat(
-            "onnx-int8", "model_int8.onnx", "onnx", _onnx_int8, 0.90, calibrated=True, quantized_by="onnxruntime"
+            "onnx-int8",
+            "model_int8.onnx",
+            "onnx",
+            _onnx_int8,
+            0.90,
+            calibrated=True,
+            quantized_by="onnxruntime",
+            calibration_methods=ONNX_CALIBRATION_METHODS,
+            rank_layers=_onnx_rank,
         ),
         ExportFormat("savedmodel", "saved_model", "savedmodel", _savedmodel, 0.99),
     )
@@ -152,8 +196,8 @@ class ExportRecord:
     output_dtype: str
     images: int
     agreement: float
-    top1: float
-    keras_top1: float
+    top1: float | None  # None when the verification images have no labels
+    keras_top1: float | None
     max_probability_diff: float
     flipped_files: list[str]
     min_agreement: float
@@ -165,6 +209,12 @@ class ExportRecord:
     calibration_images: int = 0
     quantizer: str = ""  # who quantised it: "converter", "ai-edge" or "onnxruntime"
     problems: list[str] = field(default_factory=list)  # why it failed besides agreement (e.g. float ops in int8)
+    confident_images: int = 0  # verification images on which Keras is confident (top probability >= 0.5)
+    confident_agreement: float | None = None  # agreement on those
+    mean_probability_diff: float = 0.0
+    recipe: str = ""  # int8: the recipe that made the file (see `attempts`)
+    float_layers: list[str] = field(default_factory=list)  # int8: layers kept in float by the fallback
+    attempts: list[dict] = field(default_factory=list)  # int8: every recipe tried, in order, with its agreement
 
 
 def check_formats(formats: list[str]) -> None:
@@ -180,25 +230,57 @@ def check_options(options: ExportOptions) -> None:
         raise EdgetlError(f"--io-type {options.io_type}: unknown; choose one of {', '.join(IO_TYPES)}")
     if options.quantizer not in QUANTIZERS:
         raise EdgetlError(f"--quantizer {options.quantizer}: unknown; choose one of {', '.join(QUANTIZERS)}")
+    if options.int8_fallback not in INT8_FALLBACKS:
+        raise EdgetlError(
+            f"--int8-fallback {options.int8_fallback}: unknown; choose one of {', '.join(INT8_FALLBACKS)}"
+        )
     if options.quantizer == "ai-edge" and options.io_type != "int8":
         raise EdgetlError(
             f"--quantizer ai-edge writes int8 input and output; --io-type {options.io_type} needs --quantizer converter"
         )
 
 
-def calibration_pixels(source: ExportSource, samples: int) -> np.ndarray:
-    """A stratified sample of the source's training images, decoded as in training and checked."""
-    chosen = stratified_sample(source.calibration_pool, samples, seed=source.seed)
-    subset = decode_subset(chosen, source.metadata.input_size[0], source.metadata.resize)
-    check_calibration(
-        subset,
-        source.class_names,
-        tuple(source.model.input_shape),
-        source.metadata.pixel_range,
-        f"calibration sample ({samples} requested)",
-    )
-    log.info("calibrating on %d images of %d classes", len(subset.labels), len(set(subset.labels.tolist())))
-    return subset.pixels.astype(np.float32)
+class CalibrationImages:
+    """The source's calibration pool in a seeded, stratified order, decoded as in training only as far as a
+    recipe asks (a later rung may want more images than the first); the first sample is checked."""
+
+    def __init__(self, source: ExportSource, samples: int) -> None:
+        self.source = source
+        pool = source.calibration_pool
+        classes = {example.label for example in pool if example.label != UNLABELLED}
+        if 0 < samples < len(classes):
+            raise EdgetlError(
+                f"--calibration-samples {samples}: fewer than the {len(classes)} classes of the calibration images; "
+                f"use {len(classes)} or more, so every class is seen"
+            )
+        self.order = stratified_sample(pool, len(pool), seed=source.seed)
+        self.pixels = np.zeros((0, *source.metadata.input_size, 3), np.float32)
+        self.decoded = 0  # how many of `order` were tried (some may not decode)
+        first = self._decode(samples)
+        check_calibration(
+            first,
+            source.class_names,
+            tuple(source.model.input_shape),
+            source.metadata.pixel_range,
+            f"calibration sample ({samples} of {len(pool)} images requested)",
+        )
+        log.info("calibrating on %d images", len(self.pixels))
+
+    @property
+    def available(self) -> int:
+        return len(self.source.calibration_pool)
+
+    def _decode(self, count: int):
+        chosen = self.order[self.decoded : self.decoded + count]
+        subset = decode_subset(chosen, self.source.metadata.input_size[0], self.source.metadata.resize)
+        self.decoded += len(chosen)
+        self.pixels = np.concatenate([self.pixels, subset.pixels.astype(np.float32)])
+        return subset
+
+    def take(self, count: int) -> np.ndarray:
+        if len(self.pixels) < count and self.decoded < len(self.order):
+            self._decode(count - len(self.pixels))
+        return self.pixels[:count]
 
 
 def _first_line(error: BaseException) -> str:
@@ -254,8 +336,9 @@ def _load(export_format: ExportFormat, destination: Path) -> _Loaded:
     return _Loaded(engine.predict, engine.input_dtype, engine.output_dtype, ops)
 
 
-def _integer_only_problems(export_format: ExportFormat, ops: OpReport | None) -> list[str]:
-    if not export_format.integer_only or ops is None or not ops.float_ops:
+def _integer_only_problems(export_format: ExportFormat, ops: OpReport | None, options: ExportOptions) -> list[str]:
+    """An integer-only format with ops left in float, unless float islands were allowed (`--int8-fallback float`)."""
+    if not export_format.integer_only or ops is None or not ops.float_ops or options.int8_fallback == "float":
         return []
     names = ", ".join(f"{op} x{count}" for op, count in ops.float_ops.items())
     return [f"not integer-only: {names} left in float (no int8 kernel)"]
@@ -265,65 +348,151 @@ def _quantizer(export_format: ExportFormat, options: ExportOptions) -> str:
     return options.quantizer if export_format.quantized_by == "--quantizer" else export_format.quantized_by
 
 
-def export_source(source: ExportSource, formats: list[str], options: ExportOptions) -> list[ExportRecord]:
-    """Convert, write and verify each format in turn; exports.json is rewritten after each file."""
-    check_formats(formats)
-    check_options(options)
-    verification = source.verification
-    model = source.model
-    keras_probabilities = predict_in_batches(
-        lambda x: model.predict(x, verbose=0), verification.pixels.astype(np.float32)
-    )
-    needs_calibration = any(FORMATS[name].calibrated for name in formats)
-    calibration = calibration_pixels(source, options.calibration_samples) if needs_calibration else None
-    inputs = ConversionInputs(options, calibration)
+@dataclass
+class _Verified:
+    """A file written and checked against Keras."""
 
-    records = {record["format"]: record for record in source.read_exports()}
-    results = []
-    for name in formats:
-        export_format = FORMATS[name]
-        log.info("converting %s", name)
+    path: Path
+    size: int
+    sha256: str
+    loaded: _Loaded
+    fidelity: Fidelity
+    problems: list[str]
+    passed: bool
+
+
+class _Exporter:
+    """One export call: the model's Keras predictions and the calibration images, shared by every format."""
+
+    def __init__(self, source: ExportSource, formats: list[str], options: ExportOptions) -> None:
+        self.source = source
+        self.options = options
+        self.keras_probabilities = predict_in_batches(
+            lambda x: source.model.predict(x, verbose=0), source.verification.pixels.astype(np.float32)
+        )
+        needs_calibration = any(FORMATS[name].calibrated for name in formats)
+        calibration = CalibrationImages(source, options.calibration_samples) if needs_calibration else None
+        self.inputs = ConversionInputs(options, calibration)
+
+    def convert(self, export_format: ExportFormat, inputs: ConversionInputs):
         try:
-            with output_to(source.log_path):
-                converted = export_format.convert(model, inputs)
+            with output_to(self.source.log_path):
+                return export_format.convert(self.source.model, inputs)
         except EdgetlError:
             raise
         except Exception as error:  # converters raise anything from ConverterError to ValueError and RuntimeError
-            log.debug("%s conversion failed", name, exc_info=True)
-            _append_trace(source.log_path, name, error)
-            raise EdgetlError(f"{name} export failed: {_first_line(error)} (full log: {source.log_path})") from None
-        destination = source.exports_dir / export_format.filename
+            log.debug("%s conversion failed", export_format.name, exc_info=True)
+            _append_trace(self.source.log_path, export_format.name, error)
+            raise EdgetlError(
+                f"{export_format.name} export failed: {_first_line(error)} (full log: {self.source.log_path})"
+            ) from None
+
+    @contextmanager
+    def bias_corrected(self, recipe: Int8Recipe, inputs: ConversionInputs) -> Iterator[None]:
+        if not recipe.bias_correction:
+            yield
+            return
+        from edgetl.export.bias_correction import bias_corrected
+
+        with output_to(self.source.log_path), bias_corrected(self.source.model, inputs.calibration_images):
+            yield
+
+    def verify(self, export_format: ExportFormat, converted, destination: Path, gate: float) -> _Verified:
         # SavedModel export prints its endpoints, LiteRT announces its delegate: both belong in the log.
-        with output_to(source.log_path):
-            size, sha256 = _write(export_format, converted, source, destination)
+        with output_to(self.source.log_path):
+            size, sha256 = _write(export_format, converted, self.source, destination)
             loaded = _load(export_format, destination)
-        probabilities = predict_in_batches(loaded.predict, verification.pixels)
-        fidelity = compare(probabilities, keras_probabilities, verification.labels, source.metadata.labels)
-        gate = export_format.min_agreement if options.min_agreement is None else options.min_agreement
-        problems = _integer_only_problems(export_format, loaded.ops)
-        record = ExportRecord(
+        probabilities = predict_in_batches(loaded.predict, self.source.verification.pixels)
+        verification = self.source.verification
+        fidelity = compare(probabilities, self.keras_probabilities, verification.labels, self.source.metadata.labels)
+        problems = _integer_only_problems(export_format, loaded.ops, self.options)
+        passed = fidelity.agreement >= gate and not problems
+        return _Verified(destination, size, sha256, loaded, fidelity, problems, passed)
+
+    def export_int8(
+        self, export_format: ExportFormat, destination: Path, gate: float
+    ) -> tuple[_Verified, LadderResult]:
+        """Climb the recipe ladder; every attempt is written beside the destination, the chosen one moved there."""
+        available = self.inputs.calibration.available
+        rungs = integer_rungs(self.options.calibration_samples, available, export_format.calibration_methods)
+        float_allowed = self.options.int8_fallback == "float" and export_format.rank_layers is not None
+        attempts_dir = Path(
+            tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".attempts", dir=destination.parent)
+        )
+        try:
+
+            def attempt(recipe: Int8Recipe) -> Trial:
+                inputs = replace(self.inputs, recipe=recipe)
+                with self.bias_corrected(recipe, inputs):
+                    converted = self.convert(export_format, inputs)
+                path = attempts_dir / f"{len(os.listdir(attempts_dir))}{destination.suffix}"
+                verified = self.verify(export_format, converted, path, gate)
+                return Trial(verified.fidelity, verified.passed, verified.size, verified)
+
+            def rank(recipe: Int8Recipe) -> list[str]:
+                with output_to(self.source.log_path):
+                    return export_format.rank_layers(self.source.model, replace(self.inputs, recipe=recipe))
+
+            result = climb(rungs, attempt, rank if float_allowed else None)
+            chosen: _Verified = result.chosen.kept
+            os.replace(chosen.path, destination)
+            return replace(chosen, path=destination), result
+        finally:
+            shutil.rmtree(attempts_dir, ignore_errors=True)
+
+    def export(self, name: str) -> ExportRecord:
+        export_format = FORMATS[name]
+        source = self.source
+        destination = source.exports_dir / export_format.filename
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        gate = export_format.min_agreement if self.options.min_agreement is None else self.options.min_agreement
+        log.info("converting %s", name)
+        ladder = None
+        if export_format.calibrated:
+            verified, ladder = self.export_int8(export_format, destination, gate)
+        else:
+            verified = self.verify(export_format, self.convert(export_format, self.inputs), destination, gate)
+        fidelity, ops = verified.fidelity, verified.loaded.ops
+        return ExportRecord(
             format=name,
             path=str(destination.relative_to(source.root)),
-            size_bytes=size,
-            sha256=sha256,
-            input_dtype=loaded.input_dtype,
-            output_dtype=loaded.output_dtype,
+            size_bytes=verified.size,
+            sha256=verified.sha256,
+            input_dtype=verified.loaded.input_dtype,
+            output_dtype=verified.loaded.output_dtype,
             images=fidelity.images,
             agreement=fidelity.agreement,
             top1=fidelity.top1,
             keras_top1=fidelity.keras_top1,
             max_probability_diff=fidelity.max_probability_diff,
-            flipped_files=[str(verification.examples[i].path) for i in fidelity.flipped],
+            flipped_files=[str(source.verification.examples[i].path) for i in fidelity.flipped],
             min_agreement=gate,
-            passed=fidelity.agreement >= gate and not problems,
+            passed=verified.passed,
             per_class_accuracy_change=fidelity.per_class_accuracy_change,
-            operators=loaded.ops.operators if loaded.ops else None,
-            int8_op_share=round(loaded.ops.int8_share, 4) if loaded.ops else None,
-            float_ops=loaded.ops.float_ops if loaded.ops else {},
-            calibration_images=len(calibration) if export_format.calibrated and calibration is not None else 0,
-            quantizer=_quantizer(export_format, options),
-            problems=problems,
+            operators=ops.operators if ops else None,
+            int8_op_share=round(ops.int8_share, 4) if ops else None,
+            float_ops=ops.float_ops if ops else {},
+            calibration_images=ladder.recipe.calibration_images if ladder else 0,
+            quantizer=_quantizer(export_format, self.options),
+            problems=verified.problems,
+            confident_images=fidelity.confident_images,
+            confident_agreement=fidelity.confident_agreement,
+            mean_probability_diff=round(fidelity.mean_probability_diff, 6),
+            recipe=ladder.recipe.name if ladder else "",
+            float_layers=list(ladder.recipe.float_layers) if ladder else [],
+            attempts=[asdict(attempt) for attempt in ladder.attempts] if ladder else [],
         )
+
+
+def export_source(source: ExportSource, formats: list[str], options: ExportOptions) -> list[ExportRecord]:
+    """Convert, write and verify each format in turn; exports.json is rewritten after each file."""
+    check_formats(formats)
+    check_options(options)
+    exporter = _Exporter(source, formats, options)
+    records = {record["format"]: record for record in source.read_exports()}
+    results = []
+    for name in formats:
+        record = exporter.export(name)
         records[name] = asdict(record)
         # The index is rewritten after every file, so an interrupted export keeps what was done.
         atomic_write(source.exports_index, json.dumps(list(records.values()), indent=1))

@@ -61,7 +61,7 @@ def _interpreter_class(runtime: str | None):
     raise MissingExtraError("ai-edge-litert", "device", "running a .tflite file")
 
 
-def _quantize(values: np.ndarray, detail: dict) -> np.ndarray:
+def quantize_input(values: np.ndarray, detail: dict) -> np.ndarray:
     scales = detail["quantization_parameters"]["scales"]
     zero_points = detail["quantization_parameters"]["zero_points"]
     dtype = detail["dtype"]
@@ -72,7 +72,7 @@ def _quantize(values: np.ndarray, detail: dict) -> np.ndarray:
     return np.clip(quantized, info.min, info.max).astype(dtype)
 
 
-def _dequantize(values: np.ndarray, detail: dict) -> np.ndarray:
+def dequantize_output(values: np.ndarray, detail: dict) -> np.ndarray:
     if not np.issubdtype(values.dtype, np.integer):
         return values.astype(np.float32, copy=False)
     scales = detail["quantization_parameters"]["scales"]
@@ -121,9 +121,9 @@ class TFLiteEngine(Engine):
 
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         self._resize_batch(len(pixels))
-        self.interpreter.set_tensor(self.input_detail["index"], _quantize(pixels, self.input_detail))
+        self.interpreter.set_tensor(self.input_detail["index"], quantize_input(pixels, self.input_detail))
         self.interpreter.invoke()
-        return _dequantize(self.interpreter.get_tensor(self.output_detail["index"]), self.output_detail)
+        return dequantize_output(self.interpreter.get_tensor(self.output_detail["index"]), self.output_detail)
 
 
 def open_tflite(path: Path, runtime: str | None = None, threads: int | None = None) -> TFLiteEngine:

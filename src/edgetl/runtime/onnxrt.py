@@ -11,6 +11,38 @@ from edgetl.runtime.engine import Engine
 from edgetl.runtime.metadata import METADATA_KEY, ModelMetadata
 
 PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+# onnxruntime's x86-64 kernels for uint8 activations times int8 weights add pairs of products in 16 bits
+# (VPMADDUBSW), which saturates on large activations unless the CPU has VNNI; this session option makes them
+# exact, at some speed. The instruction sets that add in 32 bits, as /proc/cpuinfo names them:
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni")
+PRECISE_INT8_OPTION = "session.x64quantprecision"
+
+
+def x86_without_vnni(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """True on an x86-64 Linux CPU whose int8 dot products saturate (no VNNI)."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return bool(flags) and not any(flag in flags for flag in VNNI_FLAGS)
+
+
+def session_options(threads: int | None = None):
+    """onnxruntime session options as edgetl runs every ONNX file: quiet, exact int8 kernels on x86 without VNNI."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    if x86_without_vnni():
+        options.add_session_config_entry(PRECISE_INT8_OPTION, "1")
+    return options
 
 
 class OnnxEngine(Engine):
@@ -19,10 +51,8 @@ class OnnxEngine(Engine):
             import onnxruntime
         except ImportError:
             raise MissingExtraError("onnxruntime", "device", "running an .onnx file") from None
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = threads
+        options = session_options(threads)
+        self.precise_int8 = x86_without_vnni()
         available = onnxruntime.get_available_providers()
         providers = [p for p in PREFERRED_PROVIDERS if p in available]
         from onnxruntime.capi import onnxruntime_pybind11_state as state

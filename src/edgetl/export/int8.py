@@ -1,0 +1,143 @@
+"""Accuracy-aware int8: recipes are tried in order until a file reaches its agreement gate.
+
+The ladder climbs from the cheapest recipe to the costliest: the requested calibration sample with bias
+correction (export/bias_correction.py), the same without it, more calibration images, then other calibration
+methods where the quantiser has them (all integer-only), and finally, when float islands are allowed
+(`--int8-fallback float`), the most sensitive layers kept in float, a few more at each rung. Every attempt is
+recorded; the first that passes is kept, or, when none does, the one closest to Keras.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the CLI reads INT8_FALLBACKS from here, so nothing heavier is imported
+    from edgetl.export.verify import Fidelity
+
+log = logging.getLogger(__name__)
+
+INT8_FALLBACKS = ("float", "none")  # float islands allowed, or integer-only (NPUs, Edge TPU)
+# How many of the most sensitive layers are kept in float at each fallback rung.
+FLOAT_LAYER_STEPS = (1, 2, 4, 8, 16)
+# More calibration images are tried as one rung: this many times the requested sample, as far as the pool allows.
+MORE_CALIBRATION_FACTOR = 3
+
+
+@dataclass(frozen=True)
+class Int8Recipe:
+    calibration_images: int
+    method: str  # calibration method, as the quantiser names it
+    bias_correction: bool = True
+    float_layers: tuple[str, ...] = ()  # layers (TFLite tensors, ONNX nodes) kept in float
+
+    @property
+    def name(self) -> str:
+        name = f"{self.method}-{self.calibration_images}" + ("+bias" if self.bias_correction else "")
+        return name + (f"+float{len(self.float_layers)}" if self.float_layers else "")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One recipe tried: what it was, how close the file came to Keras, what it cost."""
+
+    recipe: str
+    method: str
+    calibration_images: int
+    bias_correction: bool
+    float_layers: list[str]
+    agreement: float
+    confident_agreement: float | None
+    mean_probability_diff: float
+    size_bytes: int
+    passed: bool
+    seconds: float
+
+
+@dataclass
+class Trial:
+    """What trying a recipe gave: the fidelity, whether the file passed, and whatever the caller needs to keep
+    it (the converted model)."""
+
+    fidelity: Fidelity
+    passed: bool
+    size_bytes: int
+    kept: object = None
+
+
+@dataclass
+class LadderResult:
+    chosen: Trial
+    recipe: Int8Recipe
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+def integer_rungs(samples: int, pool_size: int, methods: Sequence[str]) -> list[Int8Recipe]:
+    """The integer-only rungs: the first method on the requested sample with bias correction and without, on a
+    larger sample, then each other method on the larger sample."""
+    first = min(samples, pool_size)
+    more = min(pool_size, samples * MORE_CALIBRATION_FACTOR)
+    rungs = [Int8Recipe(first, methods[0]), Int8Recipe(first, methods[0], bias_correction=False)]
+    if more > first:
+        rungs.append(Int8Recipe(more, methods[0]))
+    rungs += [Int8Recipe(more, method) for method in methods[1:]]
+    return rungs
+
+
+def _better(candidate: Trial, best: Trial | None) -> bool:
+    """A passing file beats a failing one; then the one agreeing more with Keras."""
+    if best is None:
+        return True
+    return (candidate.passed, candidate.fidelity.agreement) > (best.passed, best.fidelity.agreement)
+
+
+def climb(
+    rungs: list[Int8Recipe],
+    attempt: Callable[[Int8Recipe], Trial],
+    rank_layers: Callable[[Int8Recipe], list[str]] | None,
+) -> LadderResult:
+    """Try `rungs` in order, then (with `rank_layers`, which orders layers most sensitive first for a recipe)
+    the best integer recipe with more and more layers in float; stop at the first file that passes."""
+    attempts: list[Attempt] = []
+    best: tuple[Trial, Int8Recipe] | None = None
+
+    def run(recipe: Int8Recipe) -> Trial:
+        nonlocal best
+        started = time.perf_counter()
+        trial = attempt(recipe)
+        fidelity = trial.fidelity
+        attempts.append(
+            Attempt(
+                recipe=recipe.name,
+                method=recipe.method,
+                calibration_images=recipe.calibration_images,
+                bias_correction=recipe.bias_correction,
+                float_layers=list(recipe.float_layers),
+                agreement=fidelity.agreement,
+                confident_agreement=fidelity.confident_agreement,
+                mean_probability_diff=round(fidelity.mean_probability_diff, 6),
+                size_bytes=trial.size_bytes,
+                passed=trial.passed,
+                seconds=round(time.perf_counter() - started, 2),
+            )
+        )
+        verdict = "passed" if trial.passed else "failed"
+        log.info("int8 recipe %s: agreement %.4f, %s", recipe.name, fidelity.agreement, verdict)
+        if _better(trial, best[0] if best else None):
+            best = (trial, recipe)
+        return trial
+
+    for recipe in rungs:
+        if run(recipe).passed:
+            return LadderResult(best[0], best[1], attempts)
+    # Float islands start from the best integer recipe without bias correction: a correction made for a layer's
+    # int8 rounding is an error once that layer stays in float.
+    base = replace(best[1], bias_correction=False)
+    ranked = rank_layers(base) if rank_layers is not None else []
+    for count in sorted({min(count, len(ranked)) for count in FLOAT_LAYER_STEPS if ranked}):
+        if run(replace(base, float_layers=tuple(ranked[:count]))).passed:
+            break
+    return LadderResult(best[0], best[1], attempts)

@@ -1,0 +1,77 @@
+"""The int8 recipe ladder: the order it tries recipes in, where it stops, and what it keeps."""
+
+import pytest
+
+from edgetl.export.int8 import FLOAT_LAYER_STEPS, Int8Recipe, Trial, climb, integer_rungs
+from edgetl.export.verify import Fidelity
+
+LAYERS = [f"layer{i}" for i in range(40)]
+INTEGER = ["minmax-200+bias", "minmax-200", "minmax-600+bias", "percentile-600+bias", "entropy-600+bias"]
+
+
+def fidelity(agreement: float) -> Fidelity:
+    return Fidelity(100, agreement, None, None, 0.5, [], confident_agreement=agreement, mean_probability_diff=0.1)
+
+
+def ladder(agreements: dict[str, float], gate: float, rank=True):
+    """Climb with recipes whose agreement is looked up by name (0.5 when not listed)."""
+    tried = []
+
+    def attempt(recipe: Int8Recipe) -> Trial:
+        tried.append(recipe.name)
+        agreement = agreements.get(recipe.name, 0.5)
+        return Trial(fidelity(agreement), agreement >= gate, 1000 + len(recipe.float_layers), recipe.name)
+
+    rungs = integer_rungs(200, 1000, ("minmax", "percentile", "entropy"))
+    result = climb(rungs, attempt, (lambda recipe: LAYERS) if rank else None)
+    return result, tried
+
+
+def test_integer_rungs_calibrate_on_more_images_then_other_methods():
+    names = [r.name for r in integer_rungs(200, 1000, ("minmax", "percentile", "entropy"))]
+    assert names == ["minmax-200+bias", "minmax-200", "minmax-600+bias", "percentile-600+bias", "entropy-600+bias"]
+    # A pool no larger than the sample: no "more images" rung, every method on what there is.
+    names = [r.name for r in integer_rungs(200, 150, ("minmax", "percentile"))]
+    assert names == ["minmax-150+bias", "minmax-150", "percentile-150+bias"]
+
+
+def test_the_first_recipe_that_passes_is_kept_and_nothing_after_it_is_tried():
+    result, tried = ladder({"minmax-200+bias": 0.8, "minmax-200": 0.95}, gate=0.9)
+    assert tried == ["minmax-200+bias", "minmax-200"]
+    assert result.recipe.name == "minmax-200" and result.chosen.kept == "minmax-200"
+    assert [(a.recipe, a.passed) for a in result.attempts] == [("minmax-200+bias", False), ("minmax-200", True)]
+    assert result.attempts[1].agreement == 0.95 and result.attempts[1].float_layers == []
+    assert result.attempts[1].bias_correction is False
+
+
+def test_float_fallback_keeps_more_and_more_layers_in_float():
+    result, tried = ladder({"percentile-600+bias": 0.85, "percentile-600+float4": 0.93}, gate=0.9)
+    # Float islands start from the best integer recipe, without bias correction.
+    assert tried == INTEGER + ["percentile-600+float1", "percentile-600+float2", "percentile-600+float4"]
+    assert result.recipe.float_layers == tuple(LAYERS[:4]) and result.chosen.passed
+    assert result.attempts[-1].float_layers == LAYERS[:4]
+
+
+def test_when_nothing_passes_the_closest_file_is_kept():
+    result, tried = ladder({"minmax-200": 0.88, "minmax-200+float16": 0.87}, gate=0.99)
+    assert len(tried) == len(INTEGER) + len(FLOAT_LAYER_STEPS)
+    assert result.recipe.name == "minmax-200" and not result.chosen.passed
+    assert not any(a.passed for a in result.attempts)
+
+
+def test_integer_only_never_keeps_a_layer_in_float():
+    result, tried = ladder({"minmax-600+bias": 0.88}, gate=0.99, rank=False)
+    assert tried == INTEGER
+    assert result.recipe.name == "minmax-600+bias" and result.recipe.float_layers == ()
+
+
+@pytest.mark.parametrize("layers", [[], ["only"]])
+def test_few_rankable_layers_are_tried_once_each(layers):
+    tried = []
+
+    def attempt(recipe):
+        tried.append(recipe.name)
+        return Trial(fidelity(0.5), False, 1, None)
+
+    climb([Int8Recipe(10, "minmax")], attempt, lambda recipe: layers)
+    assert tried == ["minmax-10+bias"] + (["minmax-10+float1"] if layers else [])

