@@ -75,3 +75,25 @@ def test_few_rankable_layers_are_tried_once_each(layers):
 
     climb([Int8Recipe(10, "minmax")], attempt, lambda recipe: layers)
     assert tried == ["minmax-10+bias"] + (["minmax-10+float1"] if layers else [])
+
+
+def test_float_islands_keep_bias_correction_where_the_quantiser_can_leave_those_layers_out():
+    tried = []
+
+    def attempt(recipe):
+        tried.append(recipe.name)
+        return Trial(fidelity(0.5), False, 1, None)
+
+    climb([Int8Recipe(10, "minmax")], attempt, lambda recipe: ["a", "b"], float_layers_keep_bias_correction=True)
+    assert tried == ["minmax-10+bias", "minmax-10+bias+float1", "minmax-10+bias+float2"]
+
+
+def test_a_converted_tensor_name_names_the_keras_layers_fused_into_it():
+    from edgetl.export.exporter import _names_layer
+
+    name = (
+        "m_1/mobilenetv2_1/expanded_conv_depthwise_relu_1/Relu6;m_1/mobilenetv2_1/expanded_conv_depthwise_1/depthwise"
+    )
+    assert _names_layer(name, "expanded_conv_depthwise")
+    assert not _names_layer(name, "expanded_conv") and not _names_layer(name, "expanded_conv_project")
+    assert _names_layer("Conv1/convolution", "Conv1") and not _names_layer("Conv1/convolution", "Conv")

@@ -14,7 +14,7 @@ symmetric int8, scale max|w| / 127.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -66,7 +66,7 @@ def _rounding_error(kernel: np.ndarray, channel_scale: np.ndarray, depthwise: bo
     return (np.clip(np.round(folded / scale), -INT8_MAX, INT8_MAX) * scale - folded).astype(np.float32)
 
 
-def _correctable_layers(model) -> list[_Correctable]:
+def _correctable_layers(model, keep_float: Callable[[str], bool]) -> list[_Correctable]:
     import keras
 
     layers = list(_walk(model))
@@ -79,7 +79,7 @@ def _correctable_layers(model) -> list[_Correctable]:
         depthwise = isinstance(layer, keras.layers.DepthwiseConv2D)
         if not (depthwise or type(layer) is keras.layers.Conv2D) or layer.data_format != "channels_last":
             continue
-        if not depthwise and layer.groups != 1:
+        if (not depthwise and layer.groups != 1) or keep_float(layer.name):
             continue
         kernel = np.asarray(layer.kernel)
         batch_norm = following.get(id(layer))
@@ -130,12 +130,15 @@ def _mean_output_shift(entry: _Correctable) -> np.ndarray:
 
 
 @contextmanager
-def bias_corrected(model, calibration: np.ndarray, batch_size: int = 16) -> Iterator[int]:
+def bias_corrected(
+    model, calibration: np.ndarray, keep_float: Callable[[str], bool] = lambda name: False, batch_size: int = 16
+) -> Iterator[int]:
     """Inside, `model`'s biases are corrected for int8 weight rounding (measured on `calibration`, raw pixels as
     the model takes them); on leaving, the original weights are back. Yields how many layers were corrected.
+    Convolutions for which `keep_float(name)` is true stay in float, so they are not corrected.
 
     The corrected model is for int8 conversion only: in float it is slightly off, by design."""
-    layers = _correctable_layers(model)
+    layers = _correctable_layers(model, keep_float)
     with _recording_inputs(layers):
         for start in range(0, len(calibration), batch_size):
             model(calibration[start : start + batch_size].astype(np.float32), training=False)

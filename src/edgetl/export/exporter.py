@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -80,6 +81,9 @@ class ExportFormat:
     calibration_methods: tuple[str, ...] = ("minmax",)
     # Calibrated formats: (model, inputs) -> layer names, most sensitive to int8 first, for float fallback.
     rank_layers: Callable | None = None
+    # Its float layers' names name the Keras layers in them (TFLite tensor names do, tf2onnx's node names do not),
+    # so bias correction can leave those out and still apply to the rest.
+    float_layers_keep_bias_correction: bool = False
 
 
 def _tflite_float32(model, inputs: ConversionInputs):
@@ -108,6 +112,13 @@ def _tflite_int8(model, inputs: ConversionInputs):
     from edgetl.export.tflite import convert_int8
 
     return convert_int8(model, inputs.calibration_images, inputs.options.io_type, inputs.recipe.float_layers)
+
+
+def _names_layer(tensor_name: str, layer: str) -> bool:
+    """Whether a converted op's tensor name (`;`-joined names of the fused ops, e.g. `.../block_1_expand_1/...`)
+    comes from the Keras layer `layer`."""
+    pattern = re.compile(rf"(^|/){re.escape(layer)}(_\d+)?/")
+    return any(pattern.search(part) for part in tensor_name.split(";"))
 
 
 def _tflite_rank(model, inputs: ConversionInputs) -> list[str]:
@@ -168,6 +179,7 @@ FORMATS: dict[str, ExportFormat] = {
             quantized_by="--quantizer",
             integer_only=True,
             rank_layers=_tflite_rank,
+            float_layers_keep_bias_correction=True,
         ),
         ExportFormat("onnx", "model.onnx", "onnx", _float_onnx, 0.99),
         ExportFormat(
@@ -394,7 +406,10 @@ class _Exporter:
             return
         from edgetl.export.bias_correction import bias_corrected
 
-        with output_to(self.source.log_path), bias_corrected(self.source.model, inputs.calibration_images):
+        def keep_float(layer: str) -> bool:
+            return any(_names_layer(name, layer) for name in recipe.float_layers)
+
+        with output_to(self.source.log_path), bias_corrected(self.source.model, inputs.calibration_images, keep_float):
             yield
 
     def verify(self, export_format: ExportFormat, converted, destination: Path, gate: float) -> _Verified:
@@ -433,7 +448,8 @@ class _Exporter:
                 with output_to(self.source.log_path):
                     return export_format.rank_layers(self.source.model, replace(self.inputs, recipe=recipe))
 
-            result = climb(rungs, attempt, rank if float_allowed else None)
+            keeps = export_format.float_layers_keep_bias_correction
+            result = climb(rungs, attempt, rank if float_allowed else None, keeps)
             chosen: _Verified = result.chosen.kept
             os.replace(chosen.path, destination)
             return replace(chosen, path=destination), result

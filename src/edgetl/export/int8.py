@@ -98,9 +98,14 @@ def climb(
     rungs: list[Int8Recipe],
     attempt: Callable[[Int8Recipe], Trial],
     rank_layers: Callable[[Int8Recipe], list[str]] | None,
+    float_layers_keep_bias_correction: bool = False,
 ) -> LadderResult:
     """Try `rungs` in order, then (with `rank_layers`, which orders layers most sensitive first for a recipe)
-    the best integer recipe with more and more layers in float; stop at the first file that passes."""
+    the best integer recipe with more and more layers in float; stop at the first file that passes.
+
+    A bias correction made for a layer's int8 rounding is an error once that layer stays in float: float islands
+    keep the best recipe's bias correction only where the quantiser leaves the layers kept in float uncorrected
+    (`float_layers_keep_bias_correction`), else they start from it without."""
     attempts: list[Attempt] = []
     best: tuple[Trial, Int8Recipe] | None = None
 
@@ -133,9 +138,7 @@ def climb(
     for recipe in rungs:
         if run(recipe).passed:
             return LadderResult(best[0], best[1], attempts)
-    # Float islands start from the best integer recipe without bias correction: a correction made for a layer's
-    # int8 rounding is an error once that layer stays in float.
-    base = replace(best[1], bias_correction=False)
+    base = best[1] if float_layers_keep_bias_correction else replace(best[1], bias_correction=False)
     ranked = rank_layers(base) if rank_layers is not None else []
     for count in sorted({min(count, len(ranked)) for count in FLOAT_LAYER_STEPS if ranked}):
         if run(replace(base, float_layers=tuple(ranked[:count]))).passed:
