@@ -30,6 +30,8 @@ def ladder(agreements: dict[str, float], gate: float, rank=True):
 def test_integer_rungs_calibrate_on_more_images_then_other_methods():
     names = [r.name for r in integer_rungs(200, 1000, ("minmax", "percentile", "entropy"))]
     assert names == ["minmax-200+bias", "minmax-200", "minmax-600+bias", "percentile-600+bias", "entropy-600+bias"]
+    capped = [r.name for r in integer_rungs(200, 1000, ("minmax", "percentile"), {"percentile": 64})]
+    assert capped == ["minmax-200+bias", "minmax-200", "minmax-600+bias", "percentile-64+bias"]
     # A pool no larger than the sample: no "more images" rung, every method on what there is.
     names = [r.name for r in integer_rungs(200, 150, ("minmax", "percentile"))]
     assert names == ["minmax-150+bias", "minmax-150", "percentile-150+bias"]

@@ -27,6 +27,7 @@ from edgetl.export.int8 import INT8_FALLBACKS, Int8Recipe, LadderResult, Trial, 
 from edgetl.export.logs import output_to
 from edgetl.export.metadata import attach_to_onnx, attach_to_tflite
 from edgetl.export.onnx import CALIBRATION_METHODS as ONNX_CALIBRATION_METHODS
+from edgetl.export.onnx import MOST_CALIBRATION_IMAGES as ONNX_MOST_CALIBRATION_IMAGES
 from edgetl.export.source import ExportSource, from_run
 from edgetl.export.tflite import IO_TYPES, OpReport, tflite_op_report
 from edgetl.export.verify import UNLABELLED, Fidelity, compare, predict_in_batches
@@ -77,8 +78,10 @@ class ExportFormat:
     # with only TFLITE_BUILTINS_INT8 allowed, an op without an int8 kernel (e.g. SIN) is silently left in float
     # between DEQUANTIZE/QUANTIZE, so the written file is checked. ONNX QDQ graphs are mixed by design.
     integer_only: bool = False
-    # Calibrated formats: the calibration methods the ladder tries, the default first.
+    # Calibrated formats: the calibration methods the ladder tries, the default first, and the most images a
+    # method may calibrate on.
     calibration_methods: tuple[str, ...] = ("minmax",)
+    most_calibration_images: dict[str, int] = field(default_factory=dict)
     # Calibrated formats: (model, inputs) -> layer names, most sensitive to int8 first, for float fallback.
     rank_layers: Callable | None = None
     # Its float layers' names name the Keras layers in them (TFLite tensor names do, tf2onnx's node names do not),
@@ -191,6 +194,7 @@ FORMATS: dict[str, ExportFormat] = {
             calibrated=True,
             quantized_by="onnxruntime",
             calibration_methods=ONNX_CALIBRATION_METHODS,
+            most_calibration_images=ONNX_MOST_CALIBRATION_IMAGES,
             rank_layers=_onnx_rank,
         ),
         ExportFormat("savedmodel", "saved_model", "savedmodel", _savedmodel, 0.99),
@@ -274,7 +278,7 @@ class CalibrationImages:
             source.class_names,
             tuple(source.model.input_shape),
             source.metadata.pixel_range,
-            f"calibration sample ({samples} of {len(pool)} images requested)",
+            f"calibration sample ({samples} requested, of {len(pool)} images)",
         )
         log.info("calibrating on %d images", len(self.pixels))
 
@@ -429,7 +433,12 @@ class _Exporter:
     ) -> tuple[_Verified, LadderResult]:
         """Climb the recipe ladder; every attempt is written beside the destination, the chosen one moved there."""
         available = self.inputs.calibration.available
-        rungs = integer_rungs(self.options.calibration_samples, available, export_format.calibration_methods)
+        rungs = integer_rungs(
+            self.options.calibration_samples,
+            available,
+            export_format.calibration_methods,
+            export_format.most_calibration_images,
+        )
         float_allowed = self.options.int8_fallback == "float" and export_format.rank_layers is not None
         attempts_dir = Path(
             tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".attempts", dir=destination.parent)
