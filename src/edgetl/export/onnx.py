@@ -138,13 +138,16 @@ def rank_onnx_int8_sensitivity(float_model, calibration_pixels: np.ndarray, meth
     much closer that brings the int8 graph's probabilities (run as edgetl runs it) to the float graph's."""
     import onnxruntime
 
-    from edgetl.runtime.onnxrt import session_options
+    from edgetl.runtime.onnxrt import DISABLED_OPTIMIZERS, session_options
 
     images = calibration_pixels[:SENSITIVITY_IMAGES].astype(np.float32)
 
     def predict(model_proto) -> np.ndarray:
         session = onnxruntime.InferenceSession(
-            model_proto.SerializeToString(), session_options(), providers=["CPUExecutionProvider"]
+            model_proto.SerializeToString(),
+            session_options(),
+            providers=["CPUExecutionProvider"],
+            disabled_optimizers=DISABLED_OPTIMIZERS,
         )
         return session.run(None, {INPUT_NAME: images})[0]
 

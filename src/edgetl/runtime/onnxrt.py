@@ -16,6 +16,9 @@ PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
 # exact, at some speed. The instruction sets that add in 32 bits, as /proc/cpuinfo names them:
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni")
 PRECISE_INT8_OPTION = "session.x64quantprecision"
+# onnxruntime's graph optimiser would quantise the float weights of the layers an int8 file keeps in float (as
+# per-tensor int8, at load), undoing the fallback that kept them in float for accuracy.
+DISABLED_OPTIMIZERS = ["WeightBiasQuantization"]
 
 
 def x86_without_vnni(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
@@ -59,7 +62,9 @@ class OnnxEngine(Engine):
 
         load_errors = (state.Fail, state.InvalidArgument, state.InvalidProtobuf, state.InvalidGraph, state.NoSuchFile)
         try:
-            self.session = onnxruntime.InferenceSession(str(path), options, providers=providers)
+            self.session = onnxruntime.InferenceSession(
+                str(path), options, providers=providers, disabled_optimizers=DISABLED_OPTIMIZERS
+            )
         except load_errors as error:
             first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise ModelFileError(f"{path}: not a loadable ONNX model ({first_line})") from None
