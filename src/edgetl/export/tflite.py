@@ -44,8 +44,7 @@ def convert_dynamic(model) -> bytes:
     return converter.convert()
 
 
-def _calibrated(model, calibration_pixels: np.ndarray) -> bytes:
-    """The float model with the activation ranges the calibration images give, not yet quantised."""
+def _calibrating_converter(model, calibration_pixels: np.ndarray):
     import tensorflow as tf
 
     def representative_dataset() -> Iterator[list[np.ndarray]]:
@@ -55,6 +54,12 @@ def _calibrated(model, calibration_pixels: np.ndarray) -> bytes:
     converter = _converter(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset
+    return converter
+
+
+def _calibrated(model, calibration_pixels: np.ndarray) -> bytes:
+    """The float model with the activation ranges the calibration images give, not yet quantised."""
+    converter = _calibrating_converter(model, calibration_pixels)
     converter._experimental_calibrate_only = True  # the converter's own two steps, so a denylist can be given
     return converter.convert()
 
@@ -92,14 +97,7 @@ def convert_int8(
         raise EdgetlError(f"--io-type {io_type}: unknown; choose one of {', '.join(IO_TYPES)}")
     if float_layers:
         return _quantize(_calibrated(model, calibration_pixels), io_type, float_layers)
-
-    def representative_dataset() -> Iterator[list[np.ndarray]]:
-        for image in calibration_pixels:
-            yield [image[np.newaxis].astype(np.float32)]
-
-    converter = _converter(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative_dataset
+    converter = _calibrating_converter(model, calibration_pixels)
     # Integer kernels only (Keras' own exporter adds SELECT_TF_OPS, wrong for an int8 edge target). This alone
     # does not guarantee an integer-only file: an op without an int8 kernel is still left in float between
     # DEQUANTIZE/QUANTIZE, so the exporter checks the written file's ops (tflite_op_report).
