@@ -52,8 +52,8 @@ class ExportOptions:
 @dataclass
 class ConversionInputs:
     """Everything a converter may need besides the model; `cache` shares work between formats (the float
-    ONNX graph is the starting point of the int8 one). `calibration` holds every decoded calibration image;
-    an int8 `recipe` says how many of them to use, how, and which layers stay in float."""
+    ONNX graph is the starting point of the int8 one). `calibration` decodes the calibration images as far as
+    asked; an int8 `recipe` says how many of them to use, how, and which layers stay in float."""
 
     options: ExportOptions
     calibration: CalibrationImages | None = None
