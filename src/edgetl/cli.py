@@ -417,10 +417,11 @@ def classify(
         from edgetl.runtime.watch import new_images
 
         signal.signal(signal.SIGTERM, _interrupt)
+        arrivals = new_images(watch)  # what is there now is left alone; anything after the line below is not
         click.echo(f"watching {watch} for new images (Ctrl-C to stop)", err=True)
         try:
             # Batches of one: a frame is answered as soon as it lands.
-            emit(classify_stream(engine, new_images(watch), k, threshold, batch_size=1))
+            emit(classify_stream(engine, arrivals, k, threshold, batch_size=1))
         except KeyboardInterrupt:
             click.echo("stopped watching", err=True)
     if failures:

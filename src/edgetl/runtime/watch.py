@@ -24,9 +24,13 @@ def new_images(folder: Path, poll_seconds: float = 0.25, stop: Callable[[], bool
     """Yield image files that appear under `folder` after the call, oldest first.
 
     A file is yielded once its size has stayed the same for one poll, so a frame still being copied in is not
-    read half-written. Files already there when watching starts are left alone.
+    read half-written. Files already there when this is called are left alone: the folder is listed now, not at
+    the first iteration, so a file that lands after the caller says it is watching is never taken for an old one.
     """
-    seen = set(_image_sizes(folder))
+    return _arrivals(folder, set(_image_sizes(folder)), poll_seconds, stop)
+
+
+def _arrivals(folder: Path, seen: set[Path], poll_seconds: float, stop: Callable[[], bool]) -> Iterator[Path]:
     pending: dict[Path, int] = {}
     while not stop():
         for path, size in sorted(_image_sizes(folder).items()):
