@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ PRECISE_INT8_OPTION = "session.x64quantprecision"
 DISABLED_OPTIMIZERS = ["WeightBiasQuantization"]
 
 
+@functools.cache
 def x86_without_vnni(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     """True on an x86-64 Linux CPU whose int8 dot products saturate (no VNNI)."""
     import platform
@@ -55,7 +57,6 @@ class OnnxEngine(Engine):
         except ImportError:
             raise MissingExtraError("onnxruntime", "device", "running an .onnx file") from None
         options = session_options(threads)
-        self.precise_int8 = x86_without_vnni()
         available = onnxruntime.get_available_providers()
         providers = [p for p in PREFERRED_PROVIDERS if p in available]
         from onnxruntime.capi import onnxruntime_pybind11_state as state
