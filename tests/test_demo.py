@@ -29,7 +29,7 @@ def test_demo_learns_and_every_format_keeps_up(tmp_path):
     assert metrics["test_accuracy"] >= 0.90
     exports = {r["format"]: r for r in json.loads((out / "run" / "exports.json").read_text())}
     assert exports["tflite-int8"]["top1"] >= 0.90
-    assert exports["tflite-int8"]["input_dtype"] == "int8"
+    assert exports["tflite-int8"]["input_dtype"] == "uint8"
     assert all(r["passed"] for r in exports.values())
     rows = {r["format"]: r for r in json.loads((out / "bench.json").read_text())}
     assert set(rows) == {"keras", "keras-predict", "tflite-float32", "tflite-int8", "onnx", "onnx-int8"}

@@ -16,7 +16,8 @@ import click
 
 from edgetl import __version__
 from edgetl.errors import EdgetlError
-from edgetl.export.int8 import INT8_FALLBACKS
+from edgetl.export.int8 import INT8_FALLBACKS, IO_TYPES, QUANTIZERS
+from edgetl.runtime.metadata import NORMALIZATIONS
 
 
 def reports_errors(command):
@@ -147,15 +148,15 @@ def train(data: str | None, out: Path | None, resume: Path | None, overwrite: bo
 @click.option("--onnx/--no-onnx", default=True, show_default=True, help="Also write an ONNX file.")
 @click.option(
     "--io-type",
-    type=click.Choice(["int8", "uint8", "float32"]),
-    default="int8",
-    show_default=True,
-    help="Input/output tensor type of the int8 TFLite file.",
+    type=click.Choice(IO_TYPES),
+    default=None,
+    help="Input/output tensor type of the int8 TFLite file [default: uint8, which MediaPipe and Android tooling "
+    "accept; int8 with --quantizer ai-edge].",
 )
 @click.option(
     "--quantizer",
-    type=click.Choice(["converter", "ai-edge"]),
-    default="converter",
+    type=click.Choice(list(QUANTIZERS)),
+    default=next(iter(QUANTIZERS)),
     show_default=True,
     help="Who makes the int8 TFLite file: the TFLite converter or ai-edge-quantizer (int8 I/O only).",
 )
@@ -185,7 +186,7 @@ def train(data: str | None, out: Path | None, resume: Path | None, overwrite: bo
 @click.option("--image-size", type=click.IntRange(min=8), default=None, help="MODEL.keras only, if not fixed.")
 @click.option(
     "--normalization",
-    type=click.Choice(["raw", "tf", "torch", "caffe"]),
+    type=click.Choice(list(NORMALIZATIONS)),
     default="raw",
     show_default=True,
     help="MODEL.keras only: what input the model expects; edgetl prepends it so exports take raw pixels.",
@@ -258,6 +259,23 @@ class BenchGroup(click.Group):
         return super().parse_args(ctx, args)
 
 
+def model_flags(command):
+    """--labels and --normalization: what a model file from another tool does not say itself."""
+    command = click.option(
+        "--normalization",
+        type=click.Choice(list(NORMALIZATIONS)),
+        default=None,
+        help="For a model without metadata (another tool's): what its float input expects.",
+    )(command)
+    return click.option(
+        "--labels",
+        "labels_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="For a model without metadata (another tool's): class names, one per line, in output order.",
+    )(command)
+
+
 def bench_outputs(command):
     """The output and gate options `bench run` and `bench compare` share."""
     file = click.Path(dir_okay=False, path_type=Path)
@@ -314,29 +332,46 @@ def bench() -> None:
 @click.option("--ssh-option", "ssh_options", multiple=True, help="Passed to ssh/scp as -o OPTION (repeatable).")
 @click.option("--remote-python", default="python3", show_default=True, help="The boards' Python interpreter.")
 @click.option("--remote-images", type=click.IntRange(min=1), default=50, show_default=True)
+@model_flags
 @bench_outputs
 @reports_errors
 def bench_run_command(
-    targets, images, runs, warmup, batch, settle, threads, remotes, ssh_options, remote_python, remote_images, **options
+    targets,
+    images,
+    runs,
+    warmup,
+    batch,
+    settle,
+    threads,
+    remotes,
+    ssh_options,
+    remote_python,
+    remote_images,
+    labels_file,
+    normalization,
+    **options,
 ):
     """Benchmark a RUN directory (Keras + every export) or exported .tflite/.onnx files (with --images, no
     TensorFlow needed): accuracy, agreement, latency, throughput, load time, memory, size."""
     from edgetl.benchmark.bench import bench_files, bench_run
     from edgetl.benchmark.device import BenchSettings, parse_threads
     from edgetl.benchmark.remote import SshSettings
+    from edgetl.runtime.foreign import ModelFlags
 
     outputs, gate_values = _split_bench_options(options)
+    flags = ModelFlags(labels_file, normalization, where_missing=True)
     settings = BenchSettings(runs=runs, warmup=warmup, batch=batch, settle=settle)
     ssh = SshSettings(options=tuple(ssh_options), python=remote_python)
     threads_values = parse_threads(threads)
     if len(targets) == 1 and not targets[0].is_file():
-        if images is not None:
-            raise click.UsageError("--images is for model files; a run directory is benched on its own test split")
+        if images is not None or flags.given:
+            given = "--images" if images is not None else flags.given[0]
+            raise click.UsageError(f"{given} is for model files; a run directory is benched on its own test split")
         report = bench_run(targets[0], settings, threads_values, tuple(remotes), ssh, remote_images)
     else:
         if images is None:
             raise click.UsageError("model files need --images DIR (class subfolders) or --images FILE.csv")
-        report = bench_files(list(targets), images, settings, threads_values, tuple(remotes), ssh)
+        report = bench_files(list(targets), images, settings, threads_values, tuple(remotes), ssh, flags)
     finish_bench(report, outputs, gate_values)
 
 
@@ -372,6 +407,7 @@ def _paths_from(inputs: tuple[str, ...]):
 @click.option("--runtime", type=click.Choice(["litert", "tflite-runtime", "tensorflow", "onnxruntime"]))
 @click.option("--threads", type=click.IntRange(min=1), default=None)
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@model_flags
 @reports_errors
 def classify(
     model: Path,
@@ -384,8 +420,13 @@ def classify(
     runtime: str | None,
     threads: int | None,
     batch_size: int,
+    labels_file: Path | None,
+    normalization: str | None,
 ) -> None:
     """Classify images with an exported .tflite or .onnx MODEL; needs no TensorFlow.
+
+    Models from other tools run too: a .tflite with standard TFLite metadata (Model Maker, MediaPipe) as it is,
+    one without metadata with --labels FILE (and --normalization for float input).
 
     INPUTS are files, folders (searched recursively), glob patterns, or - to read paths from standard input.
     With --watch DIR, each image that lands in DIR is classified as it arrives, until interrupted.
@@ -393,6 +434,7 @@ def classify(
     """
     from edgetl.runtime.classify import classify_stream, expand_inputs
     from edgetl.runtime.engine import open_engine
+    from edgetl.runtime.foreign import ModelFlags
     from edgetl.runtime.output import csv_header, format_result
 
     if as_json and as_csv:
@@ -400,7 +442,7 @@ def classify(
     if not inputs and watch is None:
         raise click.UsageError("give images, folders or patterns to classify, - for standard input, or --watch DIR")
     style = "json" if as_json else "csv" if as_csv else "text"
-    engine = open_engine(model, runtime=runtime, threads=threads)
+    engine = open_engine(model, runtime=runtime, threads=threads, flags=ModelFlags(labels_file, normalization))
     k = min(top_k, len(engine.labels))
     if style == "csv":
         click.echo(csv_header(k))

@@ -13,12 +13,13 @@ EXTRA_FORMATS = ["tflite-float16", "tflite-dynamic", "tflite-int8", "onnx-int8",
 
 @pytest.fixture(scope="session")
 def all_formats_run(trained_run, tmp_path_factory) -> Path:
-    """A copy of the tiny run with the formats above; int8 TFLite with uint8 input and output."""
+    """A copy of the tiny run with the formats above; int8 TFLite with int8 input and output (the default is
+    uint8)."""
     from edgetl.export.exporter import ExportOptions, export_run
 
     run = tmp_path_factory.mktemp("formats") / "run"
     shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("exports", "exports.json"))
-    options = ExportOptions(calibration_samples=30, min_agreement=0.0, io_type="uint8")
+    options = ExportOptions(calibration_samples=30, min_agreement=0.0, io_type="int8")
     export_run(run, EXTRA_FORMATS, options=options)
     return run
 

@@ -43,7 +43,7 @@ def test_every_format_is_written_and_verified(all_formats_run, exported_run):
     assert index["tflite-int8"]["quantizer"] == "converter" and index["onnx-int8"]["quantizer"] == "onnxruntime"
 
 
-def test_uint8_io_type_gives_a_uint8_file_that_still_agrees(all_formats_run, exported_run):
+def test_int8_io_type_gives_an_int8_file_that_answers_like_the_uint8_one(all_formats_run, exported_run):
     from ai_edge_litert.interpreter import Interpreter
 
     from edgetl.runtime.engine import open_engine
@@ -54,19 +54,20 @@ def test_uint8_io_type_gives_a_uint8_file_that_still_agrees(all_formats_run, exp
     interpreter.allocate_tensors()
     (pixels_in,) = interpreter.get_input_details()
     (probabilities_out,) = interpreter.get_output_details()
-    assert pixels_in["dtype"] == np.uint8 and probabilities_out["dtype"] == np.uint8
-    assert pixels_in["quantization_parameters"]["zero_points"][0] == 0  # 0-255 pixels map onto uint8 as they are
-    assert 0.9 < pixels_in["quantization_parameters"]["scales"][0] < 1.1
+    assert pixels_in["dtype"] == np.int8 and probabilities_out["dtype"] == np.int8
+    # The input range is pinned to raw pixels whatever calibration saw: pixel p is exactly p - 128.
+    assert pixels_in["quantization_parameters"]["zero_points"][0] == -128
+    assert pixels_in["quantization_parameters"]["scales"][0] == 1.0
     record = records(all_formats_run)["tflite-int8"]
-    assert record["input_dtype"] == "uint8" and record["output_dtype"] == "uint8"
+    assert record["input_dtype"] == "int8" and record["output_dtype"] == "int8"
     # Inside, everything but the edge conversions is int8: the op report says so.
     assert record["int8_op_share"] == 1.0 and record["float_ops"] == {} and record["operators"] > 50
     # The runtime quantises the pixels from the tensor's parameters: the uint8 and int8 files answer alike.
     split = json.loads((all_formats_run / "split.json").read_text())
     paths = [Path(split["root"]) / relative for relative, _ in split["test"]]
     images, _, _ = load_images(paths, (32, 32))
-    as_uint8 = open_engine(path).predict(images)
-    as_int8 = open_engine(exported_run / "exports" / "model_int8.tflite").predict(images)
+    as_int8 = open_engine(path).predict(images)
+    as_uint8 = open_engine(exported_run / "exports" / "model_int8.tflite").predict(images)
     np.testing.assert_allclose(as_uint8.sum(axis=1), 1.0, atol=0.05)
     assert np.max(np.abs(as_uint8 - as_int8)) < 0.1
 

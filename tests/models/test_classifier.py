@@ -28,8 +28,8 @@ def test_backbone_preprocessing_is_inside_the_model():
 
 
 def test_caffe_preprocessing_flips_channels_and_subtracts_the_mean():
-    from edgetl.models.backbones import CAFFE_MODE
     from edgetl.models.classifier import preprocessing_layers
+    from edgetl.runtime.metadata import CAFFE_MODE
 
     ((conv, weights),) = preprocessing_layers(CAFFE_MODE)
     conv.build((None, 1, 1, 3))

@@ -16,6 +16,7 @@ import numpy as np
 
 from edgetl.benchmark.device import (
     MODEL_SUFFIXES,
+    BenchOptionError,
     BenchSettings,
     bench_model_files,
     cuda_available,
@@ -30,6 +31,7 @@ from edgetl.benchmark.timing import harness_overhead_ms, measure_latency, measur
 from edgetl.data.pipeline import decode_subset
 from edgetl.errors import DataError
 from edgetl.run import RunDir
+from edgetl.runtime.foreign import ModelFlags
 from edgetl.tfquiet import import_tensorflow_quietly
 
 log = logging.getLogger(__name__)
@@ -187,13 +189,20 @@ def bench_files(
     threads_values: list[int | None] | None = None,
     remotes: tuple[str, ...] = (),
     ssh=None,
+    flags: ModelFlags | None = None,
 ) -> BenchReport:
-    """The device bench of exported files on labelled images (no TensorFlow), here and on each remote board."""
+    """The device bench of exported files on labelled images (no TensorFlow), here and on each remote board;
+    `flags` describe files from other tools that carry no metadata."""
     from edgetl.benchmark.device import default_format_name
     from edgetl.benchmark.labelled import labelled_images
 
     settings = settings or BenchSettings()
-    rows = [m.row for m in bench_model_files(models, images, settings, threads_values)]
+    if remotes and flags is not None and flags.given:
+        raise BenchOptionError(
+            f"{' and '.join(flags.given)}: boards are benched with files that carry their labels; "
+            f"bench this file here only, or export it with edgetl"
+        )
+    rows = [m.row for m in bench_model_files(models, images, settings, threads_values, flags=flags)]
     errors: list[str] = []
     if remotes:
         from edgetl.benchmark.remote import bench_remotes

@@ -29,6 +29,7 @@ from edgetl.benchmark.result import BenchRow
 from edgetl.benchmark.timing import harness_overhead_ms, measure_latency, measure_throughput
 from edgetl.errors import EdgetlError, ModelFileError
 from edgetl.runtime.engine import Engine, is_available, open_engine
+from edgetl.runtime.foreign import ModelFlags
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +111,13 @@ def measure_file(
     provider: str = "auto",
     peak_rss_scope: str = "process",
     format_name: str | None = None,
+    flags: ModelFlags | None = None,
 ) -> Measured:
     """Load `path` and measure it in this process: accuracy, batch-1 latency, throughput, load time, memory."""
     path = Path(path)
     _import_runtime(path.suffix.lower())
     start = time.perf_counter()
-    engine = open_engine(path, threads=threads)
+    engine = open_engine(path, threads=threads, flags=flags)
     if provider == "cpu":
         _use_cpu_only(engine)
     load_ms = (time.perf_counter() - start) * 1000.0
@@ -189,6 +191,7 @@ def measure_isolated(
     threads: int | None,
     provider: str,
     format_name: str | None = None,
+    flags: ModelFlags | None = None,
 ) -> Measured:
     """`measure_file` in a fresh Python process, so the peak memory and load time belong to this file alone."""
     with tempfile.TemporaryDirectory(prefix="edgetl-bench-") as scratch:
@@ -210,6 +213,7 @@ def measure_isolated(
             *settings.to_args(),
             *(["--threads", str(threads)] if threads else []),
             *(["--format", format_name] if format_name else []),
+            *flags_to_args(flags),
         ]
         environment = os.environ | {"PYTHONPATH": _import_path()}
         result = subprocess.run(command, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, env=environment)
@@ -244,6 +248,7 @@ def bench_model_files(
     settings: BenchSettings,
     threads_values: list[int | None] | None = None,
     isolate: bool = True,
+    flags: ModelFlags | None = None,
 ) -> list[Measured]:
     """Bench exported files on labelled images, without TensorFlow; one row per file x thread count (x provider)."""
     models = _model_files(models)
@@ -252,7 +257,7 @@ def bench_model_files(
     with tempfile.TemporaryDirectory(prefix="edgetl-bench-") as scratch:
         decoded: dict[tuple, Path] = {}  # files of the same input size and labels share one decoded set
         for model in models:
-            engine = open_engine(model)
+            engine = open_engine(model, flags=flags)
             key = (tuple(engine.input_size), tuple(engine.labels), engine.metadata.resize)
             if key not in decoded:
                 pixels, labels = decode_labelled(images, engine.labels, engine.input_size, engine.metadata.resize)
@@ -261,11 +266,11 @@ def bench_model_files(
             del engine
             for threads, provider in row_settings(model, threads_values):
                 if isolate:
-                    measured.append(measure_isolated(model, decoded[key], settings, threads, provider))
+                    measured.append(measure_isolated(model, decoded[key], settings, threads, provider, flags=flags))
                 else:
                     with np.load(decoded[key]) as stored:
                         pixels, labels = stored["pixels"], stored["labels"]
-                    measured.append(measure_file(model, pixels, labels, settings, threads, provider))
+                    measured.append(measure_file(model, pixels, labels, settings, threads, provider, flags=flags))
     return measured
 
 
@@ -279,6 +284,16 @@ def write_measured(measured: list[Measured], out: Path, probabilities_out: Path 
         buffer = io.BytesIO()
         np.savez(buffer, **{f"row{i}": m.probabilities for i, m in enumerate(measured)})
         atomic_write(probabilities_out, buffer.getvalue())
+
+
+def flags_to_args(flags: ModelFlags | None) -> list[str]:
+    """The worker's arguments that carry `flags` to a fresh process."""
+    if flags is None:
+        return []
+    return [
+        *(["--labels", str(flags.labels)] if flags.labels else []),
+        *(["--normalization", flags.normalization] if flags.normalization else []),
+    ]
 
 
 def parse_threads(text: str | None) -> list[int | None]:
@@ -310,7 +325,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-process", action="store_true", help="measure here, not in a fresh process per row")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--probabilities", type=Path, default=None)
+    parser.add_argument("--labels", type=Path, default=None, help="for a model without metadata: class names")
+    parser.add_argument("--normalization", default=None, help="for a model without metadata: its input's")
     args = parser.parse_args(argv)
+    flags = ModelFlags(args.labels, args.normalization, where_missing=True)  # for the files that carry nothing
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     settings = BenchSettings(args.runs, args.warmup, args.batch, args.settle)
     try:
@@ -320,12 +338,12 @@ def main(argv: list[str] | None = None) -> int:
                 pixels, labels = stored["pixels"], stored["labels"]
             scope = "format" if args.in_process else "process"
             measured = [
-                measure_file(model, pixels, labels, settings, threads, args.provider, scope, args.format)
+                measure_file(model, pixels, labels, settings, threads, args.provider, scope, args.format, flags)
                 for model in _model_files(args.models)
                 for threads in threads_values
             ]
         else:
-            measured = bench_model_files(args.models, args.images, settings, threads_values, not args.in_process)
+            measured = bench_model_files(args.models, args.images, settings, threads_values, not args.in_process, flags)
         write_measured(measured, args.out, args.probabilities)
     except EdgetlError as error:
         print(f"Error: {error}", file=sys.stderr)

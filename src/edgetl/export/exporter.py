@@ -23,30 +23,41 @@ import numpy as np
 from edgetl.data.pipeline import decode_subset
 from edgetl.errors import EdgetlError
 from edgetl.export.calibration import check_calibration, stratified_sample
-from edgetl.export.int8 import INT8_FALLBACKS, Int8Recipe, LadderResult, Trial, climb, integer_rungs
+from edgetl.export.int8 import (
+    INT8_FALLBACKS,
+    IO_TYPES,
+    QUANTIZERS,
+    Int8Recipe,
+    LadderResult,
+    Trial,
+    climb,
+    integer_rungs,
+)
 from edgetl.export.logs import output_to
 from edgetl.export.metadata import attach_to_onnx, attach_to_tflite
 from edgetl.export.onnx import CALIBRATION_METHODS as ONNX_CALIBRATION_METHODS
 from edgetl.export.onnx import MOST_CALIBRATION_IMAGES as ONNX_MOST_CALIBRATION_IMAGES
 from edgetl.export.source import ExportSource, from_run
-from edgetl.export.tflite import IO_TYPES, OpReport, tflite_op_report
+from edgetl.export.tflite import OpReport, tflite_op_report
 from edgetl.export.verify import UNLABELLED, Fidelity, compare, predict_in_batches
 from edgetl.run import atomic_write
 from edgetl.runtime.engine import open_engine
 
 log = logging.getLogger(__name__)
 
-QUANTIZERS = ("converter", "ai-edge")
-
 
 @dataclass(frozen=True)
 class ExportOptions:
     calibration_samples: int = 200
     min_agreement: float | None = None  # None: each format's own default
-    io_type: str = "int8"  # input/output type of the int8 TFLite file
+    io_type: str | None = None  # input/output type of the int8 TFLite file; None: the quantizer's (QUANTIZERS)
     opset: int = 17
     quantizer: str = "converter"  # who makes the int8 TFLite file: the TFLite converter or ai-edge-quantizer
     int8_fallback: str = INT8_FALLBACKS[0]  # may int8 files keep their most sensitive layers in float
+
+    @property
+    def int8_io_type(self) -> str:
+        return self.io_type or QUANTIZERS.get(self.quantizer, IO_TYPES[0])
 
 
 @dataclass
@@ -111,10 +122,10 @@ def _tflite_int8(model, inputs: ConversionInputs):
     if inputs.options.quantizer == "ai-edge":
         from edgetl.export.aiedge import quantize_int8_ai_edge
 
-        return quantize_int8_ai_edge(model, inputs.calibration_images, inputs.options.io_type)
+        return quantize_int8_ai_edge(model, inputs.calibration_images, inputs.options.int8_io_type)
     from edgetl.export.tflite import convert_int8
 
-    return convert_int8(model, inputs.calibration_images, inputs.options.io_type, inputs.recipe.float_layers)
+    return convert_int8(model, inputs.calibration_images, inputs.options.int8_io_type, inputs.recipe.float_layers)
 
 
 def _names_layer(tensor_name: str, layer: str) -> bool:
@@ -129,7 +140,7 @@ def _tflite_rank(model, inputs: ConversionInputs) -> list[str]:
         return []  # ai-edge-quantizer's recipes take no float layers here
     from edgetl.export.tflite import rank_int8_sensitivity
 
-    return rank_int8_sensitivity(model, inputs.calibration_images, inputs.options.io_type)
+    return rank_int8_sensitivity(model, inputs.calibration_images, inputs.options.int8_io_type)
 
 
 def _onnx_rank(model, inputs: ConversionInputs) -> list[str]:
@@ -231,6 +242,19 @@ class ExportRecord:
     recipe: str = ""  # int8: the recipe that made the file (see `attempts`)
     float_layers: list[str] = field(default_factory=list)  # int8: layers kept in float by the fallback
     attempts: list[dict] = field(default_factory=list)  # int8: every recipe tried, in order, with its agreement
+    runtimes: list[str] = field(default_factory=list)  # the runtimes that load the file as it is (`runtimes_for`)
+
+
+# The runtimes that load each kind of file. MediaPipe Tasks (and the TFLite Task Library, Android's ML Model
+# Binding) read the standard metadata every .tflite carries and take float32 or uint8 input, never int8.
+RUNTIMES = {"tflite": ("LiteRT", "MediaPipe"), "onnx": ("onnxruntime",), "savedmodel": ("TensorFlow",)}
+METADATA_READERS = frozenset({"MediaPipe"})
+
+
+def runtimes_for(kind: str, input_dtype: str) -> list[str]:
+    return [
+        runtime for runtime in RUNTIMES[kind] if runtime not in METADATA_READERS or input_dtype in ("float32", "uint8")
+    ]
 
 
 def check_formats(formats: list[str]) -> None:
@@ -242,7 +266,7 @@ def check_formats(formats: list[str]) -> None:
 
 
 def check_options(options: ExportOptions) -> None:
-    if options.io_type not in IO_TYPES:
+    if options.io_type is not None and options.io_type not in IO_TYPES:
         raise EdgetlError(f"--io-type {options.io_type}: unknown; choose one of {', '.join(IO_TYPES)}")
     if options.quantizer not in QUANTIZERS:
         raise EdgetlError(f"--quantizer {options.quantizer}: unknown; choose one of {', '.join(QUANTIZERS)}")
@@ -250,7 +274,7 @@ def check_options(options: ExportOptions) -> None:
         raise EdgetlError(
             f"--int8-fallback {options.int8_fallback}: unknown; choose one of {', '.join(INT8_FALLBACKS)}"
         )
-    if options.quantizer == "ai-edge" and options.io_type != "int8":
+    if options.quantizer == "ai-edge" and options.int8_io_type != "int8":
         raise EdgetlError(
             f"--quantizer ai-edge writes int8 input and output; --io-type {options.io_type} needs --quantizer converter"
         )
@@ -506,6 +530,7 @@ class _Exporter:
             recipe=ladder.recipe.name if ladder else "",
             float_layers=list(ladder.recipe.float_layers) if ladder else [],
             attempts=[asdict(attempt) for attempt in ladder.attempts] if ladder else [],
+            runtimes=runtimes_for(export_format.kind, verified.loaded.input_dtype),
         )
 
 

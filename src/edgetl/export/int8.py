@@ -21,6 +21,12 @@ if TYPE_CHECKING:  # the CLI reads INT8_FALLBACKS from here, so nothing heavier 
 log = logging.getLogger(__name__)
 
 INT8_FALLBACKS = ("float", "none")  # float islands allowed, or integer-only (NPUs, Edge TPU)
+# Input/output types an int8 TFLite file can have.
+IO_TYPES = ("uint8", "int8", "float32")
+# Who may make the int8 TFLite file, and the input/output type it writes unless --io-type says otherwise: uint8
+# is what MediaPipe Tasks, the TFLite Task Library and Android's ML Model Binding accept (they refuse int8 input);
+# ai-edge-quantizer writes int8 only.
+QUANTIZERS = {"converter": "uint8", "ai-edge": "int8"}
 # How many of the most sensitive layers are kept in float at each fallback rung.
 FLOAT_LAYER_STEPS = (1, 2, 4, 8, 16)
 # More calibration images are tried as one rung: this many times the requested sample, as far as the pool allows.

@@ -16,15 +16,12 @@ from edgetl.data.folder import Example, read_class_folders, read_image_tree
 from edgetl.data.pipeline import DecodedSubset, decode_subset
 from edgetl.errors import DataError, ModelFileError
 from edgetl.export.verify import UNLABELLED
-from edgetl.models.backbones import CAFFE_MODE, RAW_MODE, TF_MODE, TORCH_MODE
 from edgetl.run import RunDir, load_keras_model, read_exports_index
-from edgetl.runtime.metadata import ModelMetadata, Normalization
+from edgetl.runtime.foreign import read_labels
+from edgetl.runtime.metadata import NORMALIZATIONS, ModelMetadata, Normalization
 from edgetl.tfquiet import import_tensorflow_quietly
 
 log = logging.getLogger(__name__)
-
-# What an outside model expects as input; edgetl puts that step in front of it so every export takes raw pixels.
-NORMALIZATIONS: dict[str, Normalization] = {n.mode: n for n in (RAW_MODE, TF_MODE, TORCH_MODE, CAFFE_MODE)}
 
 
 @dataclass
@@ -71,18 +68,6 @@ def from_run(run_path: Path, trust_model: bool = False) -> ExportSource:
     test = _decoded_or_fail(split.test, metadata.input_size[0], metadata.resize, "test", split.root)
     seed = run.read_config().seed if run.config.is_file() else 0
     return ExportSource(run.path, model, metadata, test, split.train, split.class_names, seed)
-
-
-def read_labels(path: Path) -> list[str]:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such labels file (one class name per line, in the model's output order)")
-    labels = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if len(labels) < 2:
-        raise DataError(f"{path}: holds {len(labels)} label(s); a classifier needs two or more, one per line")
-    if len(set(labels)) != len(labels):
-        raise DataError(f"{path}: a label appears twice; each line must name a different class")
-    return labels
 
 
 def _image_size(model, requested: int | None, path: Path) -> int:

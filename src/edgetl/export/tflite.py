@@ -9,8 +9,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgetl.errors import EdgetlError
+from edgetl.export.int8 import IO_TYPES
 
-IO_TYPES = ("int8", "uint8", "float32")
+# Every exported model takes raw pixels: the int8 file's input range is pinned to them, so its input quantisation
+# is exact (uint8: scale 1, zero point 0; int8: scale 1, zero point -128) whatever the calibration images held.
+RAW_PIXEL_RANGE = (0.0, 255.0)
 # Ops that only convert (float or uint8 <-> int8 at the edges, float16 weights to float32): not fallbacks.
 BOUNDARY_OPS = frozenset({"QUANTIZE", "DEQUANTIZE"})
 
@@ -58,24 +61,44 @@ def _calibrating_converter(model, calibration_pixels: np.ndarray):
 
 
 def _calibrated(model, calibration_pixels: np.ndarray) -> bytes:
-    """The float model with the activation ranges the calibration images give, not yet quantised."""
+    """The float model with the activation ranges the calibration images give, not yet quantised, its input
+    range pinned to raw pixels."""
     converter = _calibrating_converter(model, calibration_pixels)
     converter._experimental_calibrate_only = True  # the converter's own two steps, so a denylist can be given
-    return converter.convert()
+    return _pin_input_range(converter.convert(), RAW_PIXEL_RANGE)
+
+
+def _pin_input_range(calibrated: bytes, value_range: tuple[float, float]) -> bytes:
+    """Overwrite the calibrated min/max of the model's inputs in place (one value each, per tensor)."""
+    import struct
+
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    buffer = bytearray(calibrated)
+    subgraph = schema.Model.GetRootAs(buffer, 0).Subgraphs(0)
+    for i in range(subgraph.InputsLength()):
+        quantization = subgraph.Tensors(subgraph.Inputs(i)).Quantization()
+        if quantization is None or quantization.MinLength() != 1 or quantization.MaxLength() != 1:
+            raise EdgetlError("the calibrated TFLite model has no input range to pin; please report this")
+        table = quantization._tab
+        for field_offset, value in zip((4, 6), value_range, strict=True):  # QuantizationParameters.min, .max
+            struct.pack_into("<f", buffer, table.Vector(table.Offset(field_offset)), value)
+    return bytes(buffer)
 
 
 def _quantize(calibrated: bytes, io_type: str, float_layers: tuple[str, ...]) -> bytes:
+    """What the converter itself does after calibrating (`mlir_quantize`), with layers it may keep in float."""
     import tensorflow as tf
 
     try:
         from tensorflow.lite.python.convert import mlir_quantize
-    except ImportError:  # private API: a TensorFlow without it cannot keep layers in float
+    except ImportError:  # private API: a TensorFlow without it cannot pin the input nor keep layers in float
         raise EdgetlError(
-            "this TensorFlow's TFLite converter cannot keep layers in float; use --int8-fallback none"
+            "this TensorFlow's TFLite converter has no mlir_quantize: edgetl cannot quantise with it"
         ) from None
+    # As the converter calls it: the edges get `io_type` (fully_quantize would force int8 edges).
     return mlir_quantize(
         calibrated,
-        fully_quantize=True,
         input_data_type=getattr(tf, io_type),
         output_data_type=getattr(tf, io_type),
         denylisted_nodes=list(float_layers) or None,
@@ -83,28 +106,18 @@ def _quantize(calibrated: bytes, io_type: str, float_layers: tuple[str, ...]) ->
 
 
 def convert_int8(
-    model, calibration_pixels: np.ndarray, io_type: str = "int8", float_layers: tuple[str, ...] = ()
+    model, calibration_pixels: np.ndarray, io_type: str = IO_TYPES[0], float_layers: tuple[str, ...] = ()
 ) -> bytes:
     """int8 weights (per channel) and activations; input and output of `io_type`; `float_layers` (output tensor
     names of the float graph's ops) stay in float.
 
-    The calibration pixels are raw 0-255 images, exactly what the model's input sees on a device; the input's
-    quantisation parameters then map pixels to int8 nearly losslessly (scale ~1, zero point -128).
+    The calibration pixels are raw 0-255 images, exactly what the model's input sees on a device. An op without an
+    int8 kernel is left in float between DEQUANTIZE/QUANTIZE even when no layer is asked to be, so the exporter
+    checks the written file's ops (tflite_op_report).
     """
-    import tensorflow as tf
-
     if io_type not in IO_TYPES:
         raise EdgetlError(f"--io-type {io_type}: unknown; choose one of {', '.join(IO_TYPES)}")
-    if float_layers:
-        return _quantize(_calibrated(model, calibration_pixels), io_type, float_layers)
-    converter = _calibrating_converter(model, calibration_pixels)
-    # Integer kernels only (Keras' own exporter adds SELECT_TF_OPS, wrong for an int8 edge target). This alone
-    # does not guarantee an integer-only file: an op without an int8 kernel is still left in float between
-    # DEQUANTIZE/QUANTIZE, so the exporter checks the written file's ops (tflite_op_report).
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = getattr(tf, io_type)
-    converter.inference_output_type = getattr(tf, io_type)
-    return converter.convert()
+    return _quantize(_calibrated(model, calibration_pixels), io_type, float_layers)
 
 
 # The ops whose weights int8 rounds, and so the layers the fallback may keep in float.

@@ -9,15 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgetl.errors import EdgetlError
-from edgetl.runtime.metadata import Normalization
-
-# keras.applications' three preprocessing modes, expressed on raw 0-255 RGB pixels.
-TF_MODE = Normalization(mode="tf", scale=1 / 127.5, offset=-1.0)
-TORCH_MODE = Normalization(mode="torch", scale=1 / 255.0, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
-# caffe: RGB -> BGR, then the ImageNet mean (in BGR order) subtracted.
-CAFFE_MODE = Normalization(mode="caffe", mean=(103.939, 116.779, 123.68))
-# EfficientNet and ConvNeXt rescale inside keras' own model: they take raw pixels.
-RAW_MODE = Normalization(mode="raw")
+from edgetl.runtime.metadata import CAFFE_MODE, RAW_MODE, TF_MODE, Normalization
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.errors import EdgetlError, ModelFileError
+from edgetl.runtime.foreign import ModelFlags
 from edgetl.runtime.metadata import ModelMetadata
 
 
@@ -39,6 +40,12 @@ class Engine:
     def output_dtype(self) -> str:
         return "float32"
 
+    def normalized(self, pixels: np.ndarray) -> np.ndarray:
+        """Raw pixels as the model's input wants them: as they are for edgetl's files (they normalise inside),
+        normalised as its metadata or the user says for another tool's."""
+        normalization = self.metadata.normalization
+        return pixels if normalization.inside_model else normalization.apply(pixels)
+
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         """(n, height, width, 3) pixels, uint8 or float 0-255 -> (n, classes) float32 probabilities."""
         raise NotImplementedError
@@ -52,8 +59,12 @@ def is_available(module: str) -> bool:
         return False
 
 
-def open_engine(path: str | Path, runtime: str | None = None, threads: int | None = None) -> Engine:
-    """Load a .tflite file with LiteRT (or tflite-runtime) or an .onnx file with onnxruntime."""
+def open_engine(
+    path: str | Path, runtime: str | None = None, threads: int | None = None, flags: ModelFlags | None = None
+) -> Engine:
+    """Load a .tflite file with LiteRT (or tflite-runtime) or an .onnx file with onnxruntime; `flags` say what a
+    file from another tool does not (labels, normalisation)."""
+    flags = flags or ModelFlags()
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
@@ -61,11 +72,11 @@ def open_engine(path: str | Path, runtime: str | None = None, threads: int | Non
     if suffix == ".tflite":
         from edgetl.runtime.litert import open_tflite
 
-        return open_tflite(path, runtime=runtime, threads=threads)
+        return open_tflite(path, runtime=runtime, threads=threads, flags=flags)
     if suffix == ".onnx":
         if runtime not in (None, "onnxruntime"):
             raise EdgetlError(f"--runtime {runtime}: {path.name} is an ONNX file, which runs on onnxruntime only")
         from edgetl.runtime.onnxrt import open_onnx
 
-        return open_onnx(path, threads=threads)
+        return open_onnx(path, threads=threads, flags=flags)
     raise ModelFileError(f"{path}: unknown model format '{suffix}' (expected .tflite or .onnx)")

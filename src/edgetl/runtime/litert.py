@@ -14,8 +14,10 @@ import numpy as np
 
 from edgetl.errors import EdgetlError, MissingExtraError, ModelFileError
 from edgetl.runtime.engine import Engine, is_available
-from edgetl.runtime.metadata import read_tflite_metadata
+from edgetl.runtime.foreign import ModelFlags, TensorShapes, describe_foreign_model, refuse_flags_for_edgetl_file
+from edgetl.runtime.metadata import ModelMetadata, Normalization, read_tflite_metadata
 from edgetl.runtime.quiet import native_stderr_captured
+from edgetl.runtime.tflite_metadata import read_standard_metadata
 
 # Module holding the Interpreter class and the distribution that provides it, in order of preference.
 TFLITE_RUNTIMES = {
@@ -81,24 +83,54 @@ def dequantize_output(values: np.ndarray, detail: dict) -> np.ndarray:
 
 
 class TFLiteEngine(Engine):
-    def __init__(self, path: Path, runtime: str | None = None, threads: int | None = None):
-        metadata = read_tflite_metadata(path)
-        if metadata is None:
-            raise ModelFileError(f"{path}: carries no edgetl metadata (labels, input size); export it with edgetl")
-        super().__init__(path, metadata)
-        interpreter_class, self.runtime = _interpreter_class(runtime)
+    def __init__(
+        self, path: Path, runtime: str | None = None, threads: int | None = None, flags: ModelFlags | None = None
+    ):
+        interpreter_class, runtime_name = _interpreter_class(runtime)
+        try:
+            with native_stderr_captured():
+                interpreter = interpreter_class(model_path=str(path), num_threads=threads)
+                interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as error:
+            raise ModelFileError(f"{path}: not a loadable TFLite model ({error})") from None
+        self.interpreter = interpreter
+        self.input_detail = interpreter.get_input_details()[0]
+        self.output_detail = interpreter.get_output_details()[0]
+        super().__init__(path, self._metadata(path, flags or ModelFlags()))
+        self.runtime = runtime_name
         self.threads = threads
         # LiteRT and tflite-runtime apply the XNNPACK delegate to CPU float and int8 kernels by default.
         self.provider = "XNNPACK"
-        try:
-            with native_stderr_captured():
-                self.interpreter = interpreter_class(model_path=str(path), num_threads=threads)
-                self.interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as error:
-            raise ModelFileError(f"{path}: not a loadable TFLite model ({error})") from None
-        self.input_detail = self.interpreter.get_input_details()[0]
-        self.output_detail = self.interpreter.get_output_details()[0]
         self._batch = int(self.input_detail["shape"][0])
+        # Another tool's quantised file takes uint8 pixels as they are, whatever its input quantisation says.
+        self._raw_uint8 = not self.metadata.normalization.inside_model and self.input_dtype == "uint8"
+
+    def _metadata(self, path: Path, flags: ModelFlags) -> ModelMetadata:
+        """edgetl's own metadata; else the standard TFLite metadata another tool wrote; else the user's flags."""
+        own = read_tflite_metadata(path)
+        if own is not None:
+            refuse_flags_for_edgetl_file(path, flags)
+            return own
+        shape = [int(d) for d in self.input_detail["shape"]]
+        outputs = [int(d) for d in self.output_detail["shape"]]
+        if len(shape) != 4 or shape[3] != 3 or len(outputs) != 2:
+            raise ModelFileError(
+                f"{path}: takes input {shape} and gives output {outputs}; edgetl runs image classifiers "
+                f"(batch, height, width, 3) -> (batch, classes)"
+            )
+        shapes = TensorShapes(shape[1], shape[2], outputs[1], self.input_dtype == "uint8")
+        standard = read_standard_metadata(path)
+        if standard is None:
+            return describe_foreign_model(path, shapes, flags)
+        normalization = None
+        if standard.mean is not None and standard.std is not None:
+            mean, std = _per_channel(standard.mean, path), _per_channel(standard.std, path)
+            if min(std) <= 0:
+                raise ModelFileError(f"{path}: its TFLite metadata normalises with std {list(std)}; must be > 0")
+            normalization = Normalization("metadata", mean=mean, std=std)
+        return describe_foreign_model(
+            path, shapes, flags, standard.labels or None, normalization, "standard TFLite metadata"
+        )
 
     @property
     def input_dtype(self) -> str:
@@ -121,10 +153,23 @@ class TFLiteEngine(Engine):
 
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         self._resize_batch(len(pixels))
-        self.interpreter.set_tensor(self.input_detail["index"], quantize_input(pixels, self.input_detail))
+        if self._raw_uint8:
+            values = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+        else:
+            values = quantize_input(self.normalized(pixels), self.input_detail)
+        self.interpreter.set_tensor(self.input_detail["index"], values)
         self.interpreter.invoke()
         return dequantize_output(self.interpreter.get_tensor(self.output_detail["index"]), self.output_detail)
 
 
-def open_tflite(path: Path, runtime: str | None = None, threads: int | None = None) -> TFLiteEngine:
-    return TFLiteEngine(path, runtime=runtime, threads=threads)
+def _per_channel(values: list[float], path: Path) -> tuple[float, float, float]:
+    """One value for every channel, or one per RGB channel, as the metadata's NormalizationOptions give them."""
+    if len(values) not in (1, 3):
+        raise ModelFileError(f"{path}: its TFLite metadata normalises with {len(values)} values; expected 1 or 3")
+    return tuple(float(value) for value in (values * 3 if len(values) == 1 else values))
+
+
+def open_tflite(
+    path: Path, runtime: str | None = None, threads: int | None = None, flags: ModelFlags | None = None
+) -> TFLiteEngine:
+    return TFLiteEngine(path, runtime=runtime, threads=threads, flags=flags)

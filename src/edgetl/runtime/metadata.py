@@ -11,8 +11,12 @@ import json
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgetl.errors import ModelFileError
+
+if TYPE_CHECKING:  # the CLI reads NORMALIZATIONS from here: numpy is imported when pixels are normalised
+    import numpy as np
 
 METADATA_KEY = "edgetl.json"
 LABELS_FILE = "labels.txt"
@@ -32,6 +36,27 @@ class Normalization:
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     inside_model: bool = True
+
+    def apply(self, pixels: np.ndarray) -> np.ndarray:
+        """Raw RGB pixels -> what a model expects that does not normalise inside (a model from another tool)."""
+        import numpy as np
+
+        values = pixels.astype(np.float32)
+        if self.mode == "caffe":
+            values = values[..., ::-1]  # caffe models take BGR; the mean is in that order too
+        values = values * np.float32(self.scale) + np.float32(self.offset)
+        return (values - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+
+
+# keras.applications' three preprocessing modes, expressed on raw 0-255 RGB pixels.
+TF_MODE = Normalization(mode="tf", scale=1 / 127.5, offset=-1.0)
+TORCH_MODE = Normalization(mode="torch", scale=1 / 255.0, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+# caffe: RGB -> BGR, then the ImageNet mean (in BGR order) subtracted.
+CAFFE_MODE = Normalization(mode="caffe", mean=(103.939, 116.779, 123.68))
+# EfficientNet and ConvNeXt rescale inside keras' own model: they take raw pixels.
+RAW_MODE = Normalization(mode="raw")
+# What a model may expect as input, by the name `--normalization` takes.
+NORMALIZATIONS: dict[str, Normalization] = {n.mode: n for n in (RAW_MODE, TF_MODE, TORCH_MODE, CAFFE_MODE)}
 
 
 @dataclass(frozen=True)

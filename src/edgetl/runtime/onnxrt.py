@@ -9,6 +9,7 @@ import numpy as np
 
 from edgetl.errors import MissingExtraError, ModelFileError
 from edgetl.runtime.engine import Engine
+from edgetl.runtime.foreign import ModelFlags, TensorShapes, describe_foreign_model, refuse_flags_for_edgetl_file
 from edgetl.runtime.metadata import METADATA_KEY, ModelMetadata
 
 PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
@@ -51,7 +52,7 @@ def session_options(threads: int | None = None):
 
 
 class OnnxEngine(Engine):
-    def __init__(self, path: Path, threads: int | None = None):
+    def __init__(self, path: Path, threads: int | None = None, flags: ModelFlags | None = None):
         try:
             import onnxruntime
         except ImportError:
@@ -69,21 +70,45 @@ class OnnxEngine(Engine):
         except load_errors as error:
             first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise ModelFileError(f"{path}: not a loadable ONNX model ({first_line})") from None
+        model_input, model_output = self.session.get_inputs()[0], self.session.get_outputs()[0]
+        self.input_name = model_input.name
+        self.output_name = model_output.name
+        self.channels_first = False
         custom = self.session.get_modelmeta().custom_metadata_map
-        if METADATA_KEY not in custom:
-            raise ModelFileError(f"{path}: carries no edgetl metadata (labels, input size); export it with edgetl")
-        super().__init__(path, ModelMetadata.from_json(custom[METADATA_KEY], str(path)))
+        flags = flags or ModelFlags()
+        if METADATA_KEY in custom:
+            refuse_flags_for_edgetl_file(path, flags)
+            metadata = ModelMetadata.from_json(custom[METADATA_KEY], str(path))
+        else:
+            metadata = self._foreign_metadata(path, model_input, model_output, flags)
+        super().__init__(path, metadata)
         self.runtime = f"onnxruntime {onnxruntime.__version__}"
         self.threads = threads
         self.provider = self.session.get_providers()[0]
         self.device = "cuda" if self.provider == "CUDAExecutionProvider" else "cpu"
-        self.input_name = self.session.get_inputs()[0].name
-        self.output_name = self.session.get_outputs()[0].name
+
+    def _foreign_metadata(self, path: Path, model_input, model_output, flags: ModelFlags) -> ModelMetadata:
+        """Another tool's ONNX classifier: float input, NHWC or NCHW (as PyTorch exports), labels and
+        normalisation from the flags."""
+        shape, outputs = list(model_input.shape), list(model_output.shape)
+        fixed = len(shape) == 4 and all(isinstance(d, int) for d in shape[1:])
+        if not fixed or 3 not in (shape[1], shape[3]) or len(outputs) != 2 or not isinstance(outputs[1], int):
+            raise ModelFileError(
+                f"{path}: takes input {shape} and gives output {outputs}; edgetl runs image classifiers "
+                f"of a fixed size, (batch, height, width, 3) or (batch, 3, height, width) -> (batch, classes)"
+            )
+        self.channels_first = shape[1] == 3 and shape[3] != 3
+        height, width = (shape[2], shape[3]) if self.channels_first else (shape[1], shape[2])
+        if model_input.type != "tensor(float)":
+            raise ModelFileError(f"{path}: takes {model_input.type} input; edgetl feeds float pixels to ONNX models")
+        return describe_foreign_model(path, TensorShapes(height, width, outputs[1], False), flags)
 
     def predict(self, pixels: np.ndarray) -> np.ndarray:
-        feed = {self.input_name: pixels.astype(np.float32, copy=False)}
-        return self.session.run([self.output_name], feed)[0].astype(np.float32, copy=False)
+        values = self.normalized(pixels).astype(np.float32, copy=False)
+        if self.channels_first:
+            values = np.ascontiguousarray(values.transpose(0, 3, 1, 2))
+        return self.session.run([self.output_name], {self.input_name: values})[0].astype(np.float32, copy=False)
 
 
-def open_onnx(path: Path, threads: int | None = None) -> OnnxEngine:
-    return OnnxEngine(path, threads=threads)
+def open_onnx(path: Path, threads: int | None = None, flags: ModelFlags | None = None) -> OnnxEngine:
+    return OnnxEngine(path, threads=threads, flags=flags)
