@@ -11,6 +11,7 @@ from tests.test_cli import invoke
 
 pytestmark = pytest.mark.slow
 
+
 def records(folder):
     return {r["format"]: r for r in json.loads((folder / "exports.json").read_text())}
 
