@@ -1,0 +1,263 @@
+"""Hostile input (issue 15): every file a user or a board can hand edgetl gets a clear one-line answer, bounded
+memory, and the other files go on. The files are made here, small on disk (the bomb PNG is a header)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import random
+import struct
+import threading
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from edgetl.cli import main
+from edgetl.errors import DataError
+from edgetl.runtime import image as image_module
+from edgetl.runtime.image import load_image
+from tests.runtime.tiny_models import metadata, tflite_with
+
+pytest.importorskip("ai_edge_litert")
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares width x height pixels and holds none: a decompression bomb as Pillow first sees it."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(autouse=True)
+def default_pixel_budget(monkeypatch):
+    """`edgetl --max-megapixels` changes the process's budget; every test here starts from the default."""
+    monkeypatch.setattr(image_module, "_max_pixels", int(image_module.MAX_MEGAPIXELS * 1_000_000))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+
+
+@pytest.fixture
+def model(tmp_path) -> Path:
+    path = tmp_path / "model.tflite"
+    path.write_bytes(tflite_with(metadata().to_json()))
+    return path
+
+
+@pytest.fixture
+def red(tmp_path) -> Path:
+    path = tmp_path / "red.png"
+    Image.new("RGB", (12, 10), (250, 0, 0)).save(path)
+    return path
+
+
+@pytest.fixture
+def blue(tmp_path) -> Path:
+    path = tmp_path / "blue.png"
+    Image.new("RGB", (10, 12), (0, 0, 250)).save(path)
+    return path
+
+
+def classify(*args, timeout: float = 60):
+    """`edgetl classify ...` in-process, failing (not hanging) if it does not finish."""
+    outcome = {}
+
+    def invoke():
+        outcome["result"] = CliRunner().invoke(main, [str(a) for a in args])
+
+    worker = threading.Thread(target=invoke, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    assert "result" in outcome, f"edgetl {' '.join(map(str, args))} did not finish in {timeout} s"
+    return outcome["result"]
+
+
+def one_line_error(result, *fragments: str) -> str:
+    """The command failed with exactly one `Error:` line holding every fragment, and no traceback."""
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def by_file(result) -> dict[str, dict]:
+    return {entry["file"]: entry for entry in map(json.loads, result.stdout.splitlines())}
+
+
+# Images ----------------------------------------------------------------------------------------------------------
+
+
+def test_decompression_bomb_is_that_files_error_and_the_batch_goes_on(model, red, blue, tmp_path):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_header(30000, 30000))
+    assert bomb.stat().st_size < 100
+    result = classify("classify", model, red, bomb, blue, "--json")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    entries = by_file(result)
+    assert [entries[str(p)].get("label") for p in (red, blue)] == ["red", "blue"]
+    # Pillow's own guard answers first for an image this large; a smaller bomb meets edgetl's budget.
+    assert entries[str(bomb)]["error"] == (
+        f"{bomb}: declares more than 179 megapixels, over the limit of 40 megapixels per image "
+        f"(a decompression bomb?); raise it with edgetl --max-megapixels N"
+    )
+    bomb.write_bytes(png_header(13000, 13000))
+    assert by_file(classify("classify", model, bomb, "--json"))[str(bomb)]["error"] == (
+        f"{bomb}: 13000x13000 pixels is over the limit of 40 megapixels per image; "
+        f"raise it with edgetl --max-megapixels N"
+    )
+
+
+def test_max_megapixels_flag_moves_the_budget(model, red):
+    refused = classify("--max-megapixels", 0.0001, "classify", model, red, "--json")
+    assert "12x10 pixels is over the limit of 0.0001 megapixels" in by_file(refused)[str(red)]["error"]
+    image_module.set_max_megapixels(1000)
+    assert Image.MAX_IMAGE_PIXELS >= 1_000_000_000  # Pillow's own guard no longer refuses first
+
+
+def test_pillows_own_bomb_guard_becomes_a_per_file_error(tmp_path, monkeypatch):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_header(300, 300))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(DataError, match="bomb.png: declares more than 0 megapixels, over the limit of 1000 megapixels"):
+        load_image(bomb, (8, 8), max_pixels=10**9)
+
+
+def test_large_jpeg_decodes_reduced_within_the_budget(tmp_path):
+    """A JPEG is decoded at 1/8 scale for a small model input, so a photo over the budget in full still loads;
+    a PNG of the same size, which decodes whole, is refused."""
+    gradient = np.linspace(0, 255, 1600 * 1200 * 3).reshape(1200, 1600, 3).astype(np.uint8)
+    photo, scan = tmp_path / "photo.jpg", tmp_path / "scan.png"
+    Image.fromarray(gradient).save(photo, quality=90)
+    Image.fromarray(gradient).save(scan, compress_level=1)
+    budget = 100_000  # 1600x1200 is 1.9 megapixels; 1/8 of it is 200x150 = 30,000
+    pixels = load_image(photo, (16, 16), max_pixels=budget)
+    full = load_image(photo, (16, 16))
+    assert pixels.shape == (16, 16, 3) and np.abs(pixels.astype(int) - full.astype(int)).max() <= 3
+    with pytest.raises(DataError, match="1600x1200 pixels is over the limit"):
+        load_image(scan, (16, 16), max_pixels=budget)
+
+
+def test_fifo_named_directly_does_not_hang(model, red, tmp_path):
+    fifo = tmp_path / "x.png"
+    os.mkfifo(fifo)
+    result = classify("classify", model, fifo, red, "--json", timeout=30)
+    entries = by_file(result)
+    assert result.exit_code == 1
+    assert entries[str(fifo)]["error"] == f"{fifo}: is a FIFO (named pipe), not an image file"
+    assert entries[str(red)]["label"] == "red"
+    with pytest.raises(DataError, match="is a device, not an image file"):
+        load_image("/dev/zero", (8, 8))
+
+
+def test_unreadable_paths_are_reported_not_skipped(model, red, tmp_path, monkeypatch):
+    """Simulated with the OS calls failing as they do for a user without access (the tests may run as root)."""
+    locked_parent = tmp_path / "locked" / "in.png"
+    album = tmp_path / "album"
+    (album / "private").mkdir(parents=True)
+    Image.new("RGB", (8, 8), (0, 250, 0)).save(album / "green.png")
+    real_stat, real_scandir, real_open = Path.stat, os.scandir, os.open
+
+    def stat(self, *args, **kwargs):
+        if self == locked_parent:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_stat(self, *args, **kwargs)
+
+    def scandir(path="."):
+        if Path(path) == album / "private":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    def open_(path, *args, **kwargs):
+        if Path(path) == red:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    monkeypatch.setattr(os, "scandir", scandir)
+    result = classify("classify", model, locked_parent, album, "--json")
+    entries = by_file(result)
+    assert result.exit_code == 1
+    assert entries[str(locked_parent)]["error"] == f"{locked_parent}: cannot be looked at (Permission denied)"
+    assert entries[str(album / "private")]["error"] == (
+        f"{album / 'private'}: folder cannot be listed (Permission denied); its images were not read"
+    )
+    assert entries[str(album / "green.png")]["label"] == "green"
+    monkeypatch.setattr(os, "open", open_)
+    with pytest.raises(DataError, match="red.png: permission denied"):
+        load_image(red, (8, 8))
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads every file")
+def test_unreadable_paths_for_real(model, red, tmp_path):
+    locked = tmp_path / "locked"
+    (locked / "inner").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(locked / "inner" / "in.png")
+    (locked / "inner").chmod(0)
+    try:
+        result = classify("classify", model, locked / "inner" / "in.png", locked, red, "--json")
+    finally:
+        (locked / "inner").chmod(0o755)
+    entries = by_file(result)
+    assert result.exit_code == 1 and entries[str(red)]["label"] == "red"
+    assert "permission denied" in entries[str(locked / "inner" / "in.png")]["error"].lower()
+    assert "folder cannot be listed" in entries[str(locked / "inner")]["error"]
+
+
+def test_csv_quotes_a_file_name_with_a_line_break(model, tmp_path):
+    odd = tmp_path / 'two\nlines, "quoted".png'
+    Image.new("RGB", (8, 8), (0, 0, 250)).save(odd, format="PNG")
+    result = classify("classify", model, odd, "--csv")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert len(rows) == 1 and rows[0]["file"] == str(odd) and rows[0]["label"] == "blue"
+
+
+def test_watch_and_train_skip_a_bomb_frame(model, red, tmp_path):
+    from edgetl.data.folder import Example
+    from edgetl.data.pipeline import decode_subset
+    from edgetl.runtime.classify import classify_stream
+    from edgetl.runtime.engine import open_engine
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_header(12000, 12000))
+    # --watch classifies each arrival as a batch of one through the same stream.
+    results = list(classify_stream(open_engine(model), iter([bomb, red]), batch_size=1))
+    assert "over the limit" in results[0].error and results[1].label == "red"
+    subset = decode_subset([Example(bomb, 0), Example(red, 1)], 8)
+    assert subset.labels.tolist() == [1] and "bomb.png: 12000x12000 pixels" in str(subset.skipped[0])
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow's notes on corrupt TIFF tags
+def test_fuzzed_image_files_decode_or_fail_cleanly(tmp_path):
+    rng = random.Random(15)
+    pixels = np.random.default_rng(15).integers(0, 255, (12, 10, 3), dtype=np.uint8)
+    seeds = []
+    for extension, convert in ((".png", "RGBA"), (".jpg", "RGB"), (".gif", "P"), (".bmp", "RGB"), (".tif", "RGB")):
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).convert(convert).save(buffer, format=Image.registered_extensions()[extension])
+        seeds.append((extension, buffer.getvalue()))
+    outcomes = {"decoded": 0, "refused": 0}
+    for attempt in range(400):
+        extension, data = rng.choice(seeds)
+        data = bytearray(data[: rng.randrange(8, len(data))] if rng.random() < 0.3 else data)
+        for _ in range(rng.randint(0, 4)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        path = tmp_path / f"fuzz{attempt}{extension}"
+        path.write_bytes(bytes(data))
+        try:
+            assert load_image(path, (8, 8)).shape == (8, 8, 3)
+            outcomes["decoded"] += 1
+        except DataError as error:
+            assert str(error).startswith(str(path)) and "\n" not in str(error)
+            outcomes["refused"] += 1
+    assert min(outcomes.values()) > 20, outcomes
