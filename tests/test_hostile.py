@@ -10,6 +10,7 @@ import os
 import random
 import struct
 import threading
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -19,10 +20,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 from edgetl.cli import main
-from edgetl.errors import DataError
+from edgetl.errors import DataError, ModelFileError
 from edgetl.runtime import image as image_module
 from edgetl.runtime.image import load_image
-from tests.runtime.tiny_models import metadata, tflite_with
+from edgetl.runtime.metadata import MAX_METADATA_BYTES, METADATA_KEY, ModelMetadata, read_tflite_metadata
+from tests.runtime.tiny_models import metadata, onnx_with, tflite_flatbuffer, tflite_with
 
 pytest.importorskip("ai_edge_litert")
 
@@ -261,3 +263,132 @@ def test_fuzzed_image_files_decode_or_fail_cleanly(tmp_path):
             assert str(error).startswith(str(path)) and "\n" not in str(error)
             outcomes["refused"] += 1
     assert min(outcomes.values()) > 20, outcomes
+
+
+# Model files -----------------------------------------------------------------------------------------------------
+
+
+def hostile_metadata(**changes) -> str:
+    raw = json.loads(metadata().to_json())
+    raw.update(changes)
+    return json.dumps(raw)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        (hostile_metadata(labels=7), ["field 'labels' is 7; expected a list of one or more class names"]),
+        (hostile_metadata(labels="red green blue"), ["field 'labels' is \"red green blue\""]),
+        (hostile_metadata(labels=["red", "two\nlines", "blue"]), ["field 'labels'"]),
+        (hostile_metadata(input_size=[-8, 8]), ["field 'input_size' is [-8, 8]; expected [height, width]"]),
+        (hostile_metadata(input_size=[0, 8]), ["field 'input_size' is [0, 8]"]),
+        (hostile_metadata(input_size="8x8"), ["field 'input_size' is \"8x8\""]),
+        (hostile_metadata(input_size=[100000, 100000]), ["field 'input_size' is [100000, 100000]", "1 to 4096"]),
+        (hostile_metadata(resize="lanczos"), ["field 'resize' is \"lanczos\"; expected one of bilinear, nearest"]),
+        (hostile_metadata(normalization={"mode": "raw", "std": [0, 1, 1]}), ["field 'normalization.std'"]),
+        (hostile_metadata(normalization=None), ["field 'normalization' is null"]),
+        (hostile_metadata(pixel_range=[255, 0]), ["field 'pixel_range'"]),
+        (json.dumps({"input_size": [8, 8]}), ["lacks the field 'labels'"]),
+        ("[" * 100_000 + "]" * 100_000, ["JSON nested too deeply"]),
+        ("[1, 2]", ["a JSON list, not an object"]),
+        ("{'labels': 1}", ["not JSON"]),
+        (b'{"labels": ["caf\xe9"]}', ["not UTF-8 text"]),
+    ],
+)
+def test_hostile_metadata_is_one_line_naming_the_file_and_field(model, red, text, fragments):
+    model.write_bytes(tflite_with(text))
+    line = one_line_error(classify("classify", model, red), f"Error: {model}: ", *fragments)
+    assert len(line) < 300
+    with pytest.raises(ModelFileError):
+        ModelMetadata.from_json(text, "x")
+
+
+@pytest.mark.parametrize("suffix", [".tflite", ".onnx"])
+@pytest.mark.parametrize(("labels", "said"), [(["red", "green"], "2 labels"), (["a", "b", "c", "d"], "4 labels")])
+def test_labels_must_match_the_outputs(tmp_path, red, suffix, labels, said):
+    path = tmp_path / f"model{suffix}"
+    text = metadata(labels).to_json()
+    path.write_bytes(tflite_with(text) if suffix == ".tflite" else onnx_with(text))
+    one_line_error(classify("classify", path, red), f"{said} but the model has 3 outputs")
+
+
+@pytest.mark.parametrize("suffix", [".tflite", ".onnx"])
+def test_input_size_must_match_the_model(tmp_path, red, suffix):
+    path = tmp_path / f"model{suffix}"
+    text = metadata(size=16).to_json()
+    path.write_bytes(tflite_with(text) if suffix == ".tflite" else onnx_with(text))
+    one_line_error(classify("classify", path, red), "input_size [16, 16] but the model takes 8x8 images")
+
+
+def test_onnx_with_undecodable_metadata(tmp_path, red):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(onnx_with('{"labels": ' * 50_000))
+    one_line_error(classify("classify", path, red), "edgetl metadata is damaged")
+
+
+def test_metadata_zip_bomb_is_refused_without_inflating_it(model, red):
+    padding = " " * (MAX_METADATA_BYTES + 1)  # deflates to a few kilobytes
+    model.write_bytes(tflite_with(hostile_metadata(extra={"pad": padding})))
+    assert model.stat().st_size < 50_000
+    one_line_error(classify("classify", model, red), "would decompress to more than 4194304 bytes; refused")
+
+
+def test_metadata_whose_size_field_lies_is_read_no_further(tmp_path):
+    """A zip whose header claims a small edgetl.json that inflates without end: reading stops at the cap."""
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
+        bundle.writestr(METADATA_KEY, b" " * (MAX_METADATA_BYTES * 3))
+    data = bytearray(archive.getvalue())
+    for signature, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):  # uncompressed size, local and central
+        start = data.index(signature)
+        data[start + offset : start + offset + 4] = struct.pack("<I", 100)
+    path = tmp_path / "liar.tflite"
+    path.write_bytes(tflite_flatbuffer() + bytes(data))
+    with pytest.raises(ModelFileError, match="liar.tflite: edgetl metadata is damaged"):
+        read_tflite_metadata(path)
+
+
+def test_model_files_that_are_not_models_say_what_is_wrong(model, red, tmp_path):
+    empty = tmp_path / "empty.tflite"
+    empty.write_bytes(b"")
+    one_line_error(classify("classify", empty, red), f"{empty}: is empty (0 bytes)")
+    damaged = tmp_path / "damaged.tflite"
+    damaged.write_bytes(os.urandom(2000))
+    one_line_error(classify("classify", damaged, red), f"{damaged}: not a TFLite model (no TFL3 identifier")
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(model.read_bytes()[:-40])
+    one_line_error(classify("classify", cut, red), f"{cut}: its edgetl metadata is damaged (the end of the file")
+    bare = tmp_path / "bare.tflite"
+    bare.write_bytes(tflite_flatbuffer())
+    one_line_error(classify("classify", bare, red), f"{bare}: carries no edgetl metadata")
+    folder = tmp_path / "folder" / "model.tflite"
+    folder.mkdir(parents=True)
+    one_line_error(classify("classify", folder, red), f"{folder}: is a folder, not a model file")
+    fifo = tmp_path / "pipe.tflite"
+    os.mkfifo(fifo)
+    one_line_error(classify("classify", fifo, red, timeout=30), f"{fifo}: not a regular file")
+    onnx = tmp_path / "cut.onnx"
+    onnx.write_bytes(onnx_with(metadata().to_json())[:-30])
+    one_line_error(classify("classify", onnx, red), f"{onnx}: not a loadable ONNX model")
+
+
+def test_fuzzed_model_files_load_or_fail_cleanly(model, tmp_path):
+    from edgetl.runtime.engine import open_engine
+
+    rng = random.Random(15)
+    original = model.read_bytes()
+    zip_start = original.index(b"PK\x03\x04")
+    outcomes = {"loaded": 0, "refused": 0}
+    for attempt in range(150):
+        data = bytearray(original)
+        for _ in range(rng.randint(1, 4)):  # the metadata is what a hostile file most easily changes
+            data[rng.randrange(zip_start, len(data))] = rng.randrange(256)
+        path = tmp_path / f"fuzz{attempt}.tflite"
+        path.write_bytes(bytes(data))
+        try:
+            open_engine(path)
+            outcomes["loaded"] += 1
+        except ModelFileError as error:
+            assert str(error).startswith(str(path)) and "\n" not in str(error)
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 20, outcomes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -55,8 +56,16 @@ def is_available(module: str) -> bool:
 def open_engine(path: str | Path, runtime: str | None = None, threads: int | None = None) -> Engine:
     """Load a .tflite file with LiteRT (or tflite-runtime) or an .onnx file with onnxruntime."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such model file")
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such model file") from None
+    except OSError as error:
+        raise ModelFileError(f"{path}: cannot be read ({error.strerror or error})") from None
+    if stat.S_ISDIR(mode):
+        raise ModelFileError(f"{path}: is a folder, not a model file (give the .tflite or .onnx file inside it)")
+    if not stat.S_ISREG(mode):
+        raise ModelFileError(f"{path}: not a regular file (a FIFO or device); give a .tflite or .onnx file")
     suffix = path.suffix.lower()
     if suffix == ".tflite":
         from edgetl.runtime.litert import open_tflite

@@ -99,6 +99,8 @@ class TFLiteEngine(Engine):
         self.input_detail = self.interpreter.get_input_details()[0]
         self.output_detail = self.interpreter.get_output_details()[0]
         self._batch = int(self.input_detail["shape"][0])
+        shapes = ([int(side) for side in detail["shape"]] for detail in (self.input_detail, self.output_detail))
+        metadata.check_model(str(path), *shapes)
 
     @property
     def input_dtype(self) -> str:

@@ -69,10 +69,15 @@ class OnnxEngine(Engine):
         except load_errors as error:
             first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise ModelFileError(f"{path}: not a loadable ONNX model ({first_line})") from None
-        custom = self.session.get_modelmeta().custom_metadata_map
+        try:
+            custom = self.session.get_modelmeta().custom_metadata_map
+        except UnicodeDecodeError as error:
+            raise ModelFileError(f"{path}: its metadata is damaged (not UTF-8 text: {error.reason})") from None
         if METADATA_KEY not in custom:
             raise ModelFileError(f"{path}: carries no edgetl metadata (labels, input size); export it with edgetl")
-        super().__init__(path, ModelMetadata.from_json(custom[METADATA_KEY], str(path)))
+        metadata = ModelMetadata.from_json(custom[METADATA_KEY], str(path))
+        metadata.check_model(str(path), self.session.get_inputs()[0].shape, self.session.get_outputs()[0].shape)
+        super().__init__(path, metadata)
         self.runtime = f"onnxruntime {onnxruntime.__version__}"
         self.threads = threads
         self.provider = self.session.get_providers()[0]
