@@ -392,3 +392,20 @@ def test_fuzzed_model_files_load_or_fail_cleanly(model, tmp_path):
             assert str(error).startswith(str(path)) and "\n" not in str(error)
             outcomes["refused"] += 1
     assert outcomes["refused"] > 20, outcomes
+
+
+def test_a_cut_short_keras_file_is_not_called_missing(tmp_path):
+    from edgetl.run import load_keras_model
+
+    model = tmp_path / "model.keras"
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("config.json", "{}" * 1000)
+    model.write_bytes(archive.getvalue()[:-60])
+    with pytest.raises(ModelFileError, match=r"model.keras: not a loadable Keras model \(the file exists, \d+ bytes"):
+        load_keras_model(model)
+    model.write_bytes(b"")
+    with pytest.raises(ModelFileError, match="model.keras: not a loadable Keras model .the file exists, empty"):
+        load_keras_model(model)
+    with pytest.raises(ModelFileError, match="is a folder, not a Keras model file"):
+        load_keras_model(tmp_path)

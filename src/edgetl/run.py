@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,15 +127,22 @@ def read_exports_index(index: Path) -> list[dict]:
 
 def load_keras_model(path: Path, trust_model: bool = False):
     """Load a Keras file; in safe mode (the default) code stored in it (Lambda layers) is refused, not run."""
-    import keras
-
     path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a folder, not a Keras model file")
     if not path.is_file():
         raise ModelFileError(f"{path}: no such Keras model file")
+    # Keras answers "File not found" for a .keras file that exists but is no zip archive (cut short, damaged).
+    if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):
+        size = path.stat().st_size
+        state = "empty" if size == 0 else f"{size} bytes but not a zip archive"
+        raise ModelFileError(f"{path}: not a loadable Keras model (the file exists, {state}: cut short or corrupted)")
+    import keras
+
     try:
         return keras.saving.load_model(path, safe_mode=not trust_model)
     # NotImplementedError: Keras cannot rebuild a Lambda layer whose output shape it cannot infer.
-    except (ValueError, OSError, TypeError, KeyError, AttributeError, NotImplementedError) as error:
+    except (ValueError, OSError, TypeError, KeyError, AttributeError, NotImplementedError, zipfile.BadZipFile) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if "safe_mode" in reason or "Lambda" in reason:
             raise ModelFileError(
