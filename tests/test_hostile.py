@@ -409,3 +409,99 @@ def test_a_cut_short_keras_file_is_not_called_missing(tmp_path):
         load_keras_model(model)
     with pytest.raises(ModelFileError, match="is a folder, not a Keras model file"):
         load_keras_model(tmp_path)
+
+
+# Training data ---------------------------------------------------------------------------------------------------
+
+
+def write_npz(path: Path, **arrays) -> Path:
+    rng = np.random.default_rng(0)
+    base = {
+        "X_train": rng.random((12, 8, 8, 3), dtype=np.float32),
+        "y_train": np.arange(12) % 2,
+        "X_test": rng.random((4, 8, 8, 3), dtype=np.float32),
+        "y_test": np.arange(4) % 2,
+    }
+    base.update(arrays)
+    np.savez(path, **{key: value for key, value in base.items() if value is not None})
+    return path
+
+
+def read(source: Path):
+    from edgetl.data.layouts import LayoutOptions, read_dataset
+
+    return read_dataset(str(source), "auto", LayoutOptions())
+
+
+def test_one_nan_in_float_images_is_refused_not_trained_on(tmp_path):
+    images = np.random.default_rng(1).random((12, 8, 8, 3), dtype=np.float32)
+    images[3, 2, 2, 1] = np.nan
+    path = write_npz(tmp_path / "data.npz", X_train=images)
+    with pytest.raises(DataError) as caught:
+        read(path)
+    assert str(caught.value) == (
+        f"{path}:X_train: 1 NaN or infinite values in 1 image(s) (the first is image 3); "
+        f"replace them or drop those images"
+    )
+    result = CliRunner().invoke(main, ["train", str(path), "--out", str(tmp_path / "run")])
+    one_line_error(result, "NaN or infinite values")
+
+
+def test_train_and_test_floats_share_one_scale(tmp_path):
+    unit = np.full((12, 8, 8, 3), 0.5, np.float32)
+    dataset = read(write_npz(tmp_path / "unit.npz", X_train=unit, X_test=unit[:4]))
+    assert dataset.arrays["test"].images[0][0, 0].tolist() == [128, 128, 128]
+    assert dataset.arrays["train"].images[0][0, 0].tolist() == [128, 128, 128]
+    wide = unit[:4].copy()
+    wide[0, 0, 0] = 200.0  # the test set is 0-255: neither set is multiplied by 255
+    dataset = read(write_npz(tmp_path / "wide.npz", X_train=unit, X_test=wide))
+    assert dataset.arrays["train"].images[0][0, 0].tolist() == [1, 1, 1]
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"class_names": np.array("cats")}, "class_names is a single value of type <U4; expected a list of names"),
+        ({"class_names": np.array(["a", None], dtype=object)}, "class_names cannot be read (Object arrays"),
+        ({"y_train": np.array(["cat", "dog"] * 6)}, "y_train: labels are text ('cat', 'dog', 'cat', ...)"),
+        ({"X_train": np.zeros((0, 8, 8, 3), np.float32)}, "X_train: holds no images (shape (0, 8, 8, 3))"),
+        ({"X_test": np.zeros((0, 8, 8, 3), np.uint8), "y_test": np.zeros(0)}, "X_test: holds no images"),
+        ({"X_train": np.array([["a"] * 8] * 8)}, "X_train: images of type <U1; expected numbers"),
+        ({"class_names": np.array(["zero", "zero"])}, "class name(s) 'zero' given more than once"),
+        ({"class_names": np.array(["zero", "o\nne"])}, "class name 'o\\nne' cannot be a line of labels.txt"),
+    ],
+)
+def test_malformed_npz_gets_one_message_each(tmp_path, arrays, message):
+    path = write_npz(tmp_path / "data.npz", **arrays)
+    with pytest.raises(DataError, match=None) as caught:
+        read(path)
+    assert message in str(caught.value) and str(caught.value).startswith(str(path))
+
+
+def test_repeated_ids_in_labels_csv_are_kept_once(tmp_path, caplog):
+    for name in ("a", "b", "c", "d", "e", "f"):
+        Image.new("RGB", (8, 8)).save(tmp_path / f"{name}.png")
+    rows = ["id,label", "a,cat", "b,cat", "c,cat", "a,dog", "d,dog", "e,dog", "f,dog", "d.png,dog"]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    with caplog.at_level("WARNING"):
+        dataset = read(tmp_path)
+    examples = [e for name in ("train", "validation", "test") for e in dataset.split.subset(name)]
+    assert sorted(e.path.name for e in examples) == ["a.png", "b.png", "c.png", "d.png", "e.png", "f.png"]
+    assert {e.path.name: dataset.class_names[e.label] for e in examples}["a.png"] == "cat"
+    assert "2 repeated id(s) ignored, the first row of each kept: 'a' (dog, kept cat), 'd.png'" in caplog.text
+
+
+def test_class_folders_that_cannot_be_classes_are_never_dropped_silently(tmp_path, caplog):
+    for name in ("cat", "dog", "...", "..x"):
+        (tmp_path / name).mkdir()
+        Image.new("RGB", (8, 8)).save(tmp_path / name / "1.png")
+        Image.new("RGB", (8, 8)).save(tmp_path / name / "2.png")
+        Image.new("RGB", (8, 8)).save(tmp_path / name / "3.png")
+    with caplog.at_level("WARNING"):
+        assert read(tmp_path).class_names == ["cat", "dog"]
+    assert "folder(s) '...', '..x' hold images but are hidden" in caplog.text
+    (tmp_path / "two\nlines").mkdir()
+    for index in range(3):
+        Image.new("RGB", (8, 8)).save(tmp_path / "two\nlines" / f"{index}.png")
+    with pytest.raises(DataError, match="class name 'two\\\\nlines' cannot be a line of labels.txt"):
+        read(tmp_path)
