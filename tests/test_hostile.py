@@ -505,3 +505,81 @@ def test_class_folders_that_cannot_be_classes_are_never_dropped_silently(tmp_pat
         Image.new("RGB", (8, 8)).save(tmp_path / "two\nlines" / f"{index}.png")
     with pytest.raises(DataError, match="class name 'two\\\\nlines' cannot be a line of labels.txt"):
         read(tmp_path)
+
+
+# Concurrency and disks -------------------------------------------------------------------------------------------
+
+
+def test_concurrent_exports_of_one_run_keep_every_record(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    index = tmp_path / "exports.json"
+    writer = textwrap.dedent(
+        """
+        import sys
+        from pathlib import Path
+        from edgetl.run import record_export
+        for i in range(40):
+            record_export(Path(sys.argv[1]), {"format": f"{sys.argv[2]}-{i}", "passed": True})
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    processes = [
+        subprocess.Popen([sys.executable, "-c", writer, str(index), name], env=env) for name in ("tflite", "onnx")
+    ]
+    assert [process.wait(timeout=120) for process in processes] == [0, 0]
+    formats = {record["format"] for record in json.loads(index.read_text())}
+    assert formats == {f"{name}-{i}" for name in ("tflite", "onnx") for i in range(40)}
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    from edgetl.errors import WriteError
+    from edgetl.run import atomic_write
+
+    target = tmp_path / "bench.json"
+    target.write_text("old")
+
+    def full(descriptor):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(WriteError) as caught:
+        atomic_write(target, "new" * 1000)
+    assert str(caught.value) == f"{target}: could not be written (no space left: the disk is full); nothing was changed"
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["bench.json"]
+
+    from edgetl.benchmark.result import BenchRow
+    from edgetl.benchmark.timing import Latency
+
+    row = BenchRow(
+        "onnx",
+        "model.onnx",
+        1000,
+        0.9,
+        1.0,
+        None,
+        None,
+        Latency(1.0, 1.2, 1.5, 1.1),
+        None,
+        1,
+        None,
+        "onnxruntime",
+        "CPU",
+        "x86_64",
+        10.0,
+        None,
+        "format",
+        10,
+    )
+    rows = tmp_path / "rows.json"
+    rows.write_text(json.dumps([row.to_dict()]))
+    out = tmp_path / "out.json"
+    result = CliRunner().invoke(main, ["bench", "compare", str(rows), "--json", str(out)])
+    assert result.exit_code == 1 and "Traceback" not in result.output and not out.exists()
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: {out}: could not be written (no space left: the disk is full); nothing was changed"
+    )
