@@ -36,11 +36,21 @@ def reports_errors(command):
 @click.group()
 @click.version_option(__version__, prog_name="edgetl")
 @click.option("-v", "--verbose", is_flag=True, help="Log what the library does.")
-def main(verbose: bool) -> None:
+@click.option(
+    "--max-megapixels",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Pixel budget of one decoded image; larger images are refused as that file's error. Raise it for huge scans.",
+)
+def main(verbose: bool, max_megapixels: float | None) -> None:
     """edgetl: train an image classifier, export it for edge devices, verify and benchmark it."""
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    if max_megapixels is not None:
+        from edgetl.runtime.image import set_max_megapixels
+
+        set_max_megapixels(max_megapixels)
 
 
 @main.command("sample-data")

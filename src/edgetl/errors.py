@@ -13,6 +13,10 @@ class ModelFileError(EdgetlError):
     """A model file or run directory is missing, damaged or of the wrong kind."""
 
 
+class WriteError(EdgetlError):
+    """A file could not be written (disk full, no permission); nothing partial was left."""
+
+
 class MissingExtraError(EdgetlError):
     """An optional dependency is not installed."""
 

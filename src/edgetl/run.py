@@ -6,34 +6,73 @@ metrics.json; `export` adds exports/ and exports.json; every write is atomic.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgetl.config import TrainConfig
 from edgetl.data.split import Split
-from edgetl.errors import ModelFileError
+from edgetl.errors import ModelFileError, WriteError
 from edgetl.runtime.metadata import ModelMetadata
 
 
 def atomic_write(path: Path, content: str | bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
+    """Write to a temporary file in the same folder, then rename: readers never see half a file.
+
+    A full disk or a folder without write permission raises a WriteError naming `path`; the old file, if any, is
+    left as it was and the temporary file is removed.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = content.encode("utf-8") if isinstance(content, str) else content
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temporary = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 would hide the file from other users
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+    except OSError as error:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+        reason = "no space left: the disk is full" if error.errno == errno.ENOSPC else error.strerror or str(error)
+        raise WriteError(f"{path}: could not be written ({reason}); nothing was changed") from None
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock for a read-modify-write of the shared run file `path`, so that processes working on
+    one run (two exports at once) never overwrite each other's records. POSIX advisory lock on a sibling file;
+    where fcntl is missing (Windows) there is no lock."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    lock_path = path.with_name(f".{path.name}.lock")
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a+b")  # noqa: SIM115 - held across the yield
+    except OSError as error:
+        raise WriteError(f"{lock_path}: could not be created ({error.strerror or error})") from None
+    with handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _umask() -> int:
@@ -124,17 +163,32 @@ def read_exports_index(index: Path) -> list[dict]:
         raise ModelFileError(f"{index}: damaged ({error}); delete it to start afresh") from None
 
 
+def record_export(index: Path, record: dict) -> None:
+    """Add or replace one format's record in exports.json, merged under a lock with what other processes wrote."""
+    with locked(index):
+        records = {entry["format"]: entry for entry in read_exports_index(index)}
+        records[record["format"]] = record
+        atomic_write(index, json.dumps(list(records.values()), indent=1))
+
+
 def load_keras_model(path: Path, trust_model: bool = False):
     """Load a Keras file; in safe mode (the default) code stored in it (Lambda layers) is refused, not run."""
-    import keras
-
     path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a folder, not a Keras model file")
     if not path.is_file():
         raise ModelFileError(f"{path}: no such Keras model file")
+    # Keras answers "File not found" for a .keras file that exists but is no zip archive (cut short, damaged).
+    if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):
+        size = path.stat().st_size
+        state = "empty" if size == 0 else f"{size} bytes but not a zip archive"
+        raise ModelFileError(f"{path}: not a loadable Keras model (the file exists, {state}: cut short or corrupted)")
+    import keras
+
     try:
         return keras.saving.load_model(path, safe_mode=not trust_model)
     # NotImplementedError: Keras cannot rebuild a Lambda layer whose output shape it cannot infer.
-    except (ValueError, OSError, TypeError, KeyError, AttributeError, NotImplementedError) as error:
+    except (ValueError, OSError, TypeError, KeyError, AttributeError, NotImplementedError, zipfile.BadZipFile) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if "safe_mode" in reason or "Lambda" in reason:
             raise ModelFileError(

@@ -161,6 +161,20 @@ def write_array_files(dataset: Dataset, data_dir: Path, seed: int, calibration: 
     return Split(data_dir, list(dataset.class_names), rows["train"], rows["validation"], rows["test"])
 
 
+def check_class_names(class_names: list[str], source: str) -> None:
+    """Every class name must survive being a line of labels.txt (read back stripped, one per line), so the labels
+    a model carries are its classes, one for one; a name that cannot is refused, never dropped or split."""
+    for name in class_names:
+        if not name.strip() or name != name.strip() or any(ord(c) < 32 or ord(c) == 127 for c in name):
+            raise DataError(
+                f"{source}: class name {name!r} cannot be a line of labels.txt (empty, spaces at an end, or a "
+                f"line break or other control character); rename that class"
+            )
+    repeated = sorted(name for name, count in Counter(class_names).items() if count > 1)
+    if repeated:
+        raise DataError(f"{source}: class name(s) {', '.join(map(repr, repeated))} given more than once")
+
+
 def require_images(dataset: Dataset) -> None:
     for name, count in dataset.counts().items():
         if count == 0:

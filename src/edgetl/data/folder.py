@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgetl.errors import DataError
-from edgetl.runtime.image import is_image_file
+from edgetl.runtime.image import find_images, is_image_file
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -28,13 +31,27 @@ def read_class_folders(root: Path) -> LabelledImages:
         raise DataError(f"{root}: no such folder")
     if not root.is_dir():
         raise DataError(f"{root}: not a folder (expected one subfolder of images per class)")
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    try:
+        folders = sorted(p for p in root.iterdir() if p.is_dir())
+    except OSError as error:
+        raise DataError(f"{root}: cannot be listed ({error.strerror or error})") from None
+    class_dirs = [p for p in folders if not p.name.startswith(".")]
+    hidden = [p.name for p in folders if p.name.startswith(".") and find_images(p)[0]]
+    if hidden:
+        log.warning(
+            "%s: folder(s) %s hold images but are hidden (names start with '.') and are not classes; rename them "
+            "to train on them",
+            root,
+            ", ".join(map(repr, hidden)),
+        )
     if not class_dirs:
         raise DataError(f"{root}: has no class subfolders (expected one subfolder of images per class)")
     class_names: list[str] = []
     examples: list[Example] = []
     for class_dir in class_dirs:
-        files = sorted(p for p in class_dir.rglob("*") if is_image_file(p))
+        files, unlisted = find_images(class_dir)
+        for folder, reason in unlisted:
+            log.warning("%s: %s", folder, reason)
         if not files:
             continue
         label = len(class_names)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgetl.data.dataset import Dataset, require_images, stratified_pick
+from edgetl.data.dataset import Dataset, check_class_names, require_images, stratified_pick
 from edgetl.data.folder import Example, LabelledImages, read_class_folders
 from edgetl.data.split import Split, stratified_split
 from edgetl.errors import DataError
@@ -165,11 +165,33 @@ def read_csv_labels(source: str, options: LayoutOptions) -> Dataset:
     class_names = sorted({label for _, label in rows})
     index = {name: label for label, name in enumerate(class_names)}
     examples: list[Example] = []
+    first_label: dict[Path, str] = {}
+    repeated: list[str] = []
     for image_id, label in rows:
         path = image_path(images_dir, image_id)
         if not inside(path, root):
             raise DataError(f"{csv_path}: id '{image_id}' points outside the data folder {root}; refused")
+        # One image, one example: a repeated id would land in two subsets (train and test) or carry two labels.
+        key = path.resolve()
+        if key in first_label:
+            repeated.append(
+                f"'{image_id}'" + (f" ({label}, kept {first_label[key]})" if label != first_label[key] else "")
+            )
+            continue
+        first_label[key] = label
         examples.append(Example(path, index[label]))
+    if repeated:
+        log.warning(
+            "%s: %d repeated id(s) ignored, the first row of each kept: %s%s",
+            csv_path,
+            len(repeated),
+            ", ".join(repeated[:5]),
+            ", ..." if len(repeated) > 5 else "",
+        )
+    class_names = sorted({name for name in index if any(e.label == index[name] for e in examples)})
+    if len(class_names) != len(index):  # a label only a repeated row carried
+        index = {name: label for label, name in enumerate(class_names)}
+        examples = [Example(e.path, index[first_label[e.path.resolve()]]) for e in examples]
     if len(class_names) < 2:
         raise DataError(f"{csv_path}: only one label ({class_names[0]}); a classifier needs two or more")
     images = LabelledImages(root, class_names, examples)
@@ -224,4 +246,6 @@ def read_dataset(source: str, layout: str, options: LayoutOptions) -> Dataset:
     if chosen not in LAYOUTS:
         raise DataError(f"--layout {layout}: unknown; choose auto or one of {', '.join(LAYOUTS)}")
     log.info("%s: %s layout", source, chosen)
-    return LAYOUTS[chosen](source, options)
+    dataset = LAYOUTS[chosen](source, options)
+    check_class_names(dataset.class_names, source)
+    return dataset

@@ -7,7 +7,6 @@ how it is written and run, and the default agreement it must reach.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -40,7 +39,7 @@ from edgetl.export.onnx import MOST_CALIBRATION_IMAGES as ONNX_MOST_CALIBRATION_
 from edgetl.export.source import ExportSource, from_run
 from edgetl.export.tflite import OpReport, tflite_op_report
 from edgetl.export.verify import UNLABELLED, Fidelity, compare, predict_in_batches
-from edgetl.run import atomic_write
+from edgetl.run import atomic_write, record_export
 from edgetl.runtime.engine import open_engine
 
 log = logging.getLogger(__name__)
@@ -539,13 +538,13 @@ def export_source(source: ExportSource, formats: list[str], options: ExportOptio
     check_formats(formats)
     check_options(options)
     exporter = _Exporter(source, formats, options)
-    records = {record["format"]: record for record in source.read_exports()}
+    source.read_exports()  # a damaged index is reported before any work
     results = []
     for name in formats:
         record = exporter.export(name)
-        records[name] = asdict(record)
-        # The index is rewritten after every file, so an interrupted export keeps what was done.
-        atomic_write(source.exports_index, json.dumps(list(records.values()), indent=1))
+        # The index is updated after every file, so an interrupted export keeps what was done; the update is
+        # merged under a lock, so a second export of the same run at the same time keeps its records too.
+        record_export(source.exports_index, asdict(record))
         results.append(record)
     return results
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.runtime.engine import Engine
-from edgetl.runtime.image import is_image_file, load_images
+from edgetl.runtime.image import find_images, load_images
 
 UNKNOWN = "unknown"
 GLOB_CHARACTERS = frozenset("*?[")
@@ -42,15 +42,26 @@ class MissingInput:
 
 
 def expand_inputs(inputs: Iterable[str]) -> Iterator[Path | MissingInput]:
-    """Files as given; folders as the image files below them (sorted); glob patterns expanded (sorted)."""
+    """Files as given; folders as the image files below them (sorted); glob patterns expanded (sorted).
+
+    A folder below an input that cannot be listed, or an input that cannot be looked at, is reported as its own
+    MissingInput instead of vanishing from the results.
+    """
     for item in inputs:
         path = Path(item)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if is_image_file(p))
-            if not found:
+        try:
+            is_folder = path.is_dir()
+            exists = is_folder or path.exists()
+        except OSError as error:  # a folder on the path denies access
+            yield MissingInput(item, f"cannot be looked at ({error.strerror or error})")
+            continue
+        if is_folder:
+            found, unlisted = find_images(path)
+            yield from (MissingInput(str(folder), reason) for folder, reason in unlisted)
+            if not found and not unlisted:
                 yield MissingInput(item, "folder holds no image files")
             yield from found
-        elif not path.exists() and GLOB_CHARACTERS & set(item):
+        elif not exists and GLOB_CHARACTERS & set(item):
             matches = sorted(Path(match) for match in glob.glob(item, recursive=True))
             files = [match for match in matches if match.is_file()]
             if not files:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -66,8 +67,16 @@ def open_engine(
     file from another tool does not (labels, normalisation)."""
     flags = flags or ModelFlags()
     path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such model file")
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such model file") from None
+    except OSError as error:
+        raise ModelFileError(f"{path}: cannot be read ({error.strerror or error})") from None
+    if stat.S_ISDIR(mode):
+        raise ModelFileError(f"{path}: is a folder, not a model file (give the .tflite or .onnx file inside it)")
+    if not stat.S_ISREG(mode):
+        raise ModelFileError(f"{path}: not a regular file (a FIFO or device); give a .tflite or .onnx file")
     suffix = path.suffix.lower()
     if suffix == ".tflite":
         from edgetl.runtime.litert import open_tflite

@@ -6,7 +6,12 @@ feeds its model are the pixels the model was trained on.
 
 from __future__ import annotations
 
+import os
+import stat
+import struct
+import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -17,9 +22,114 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".t
 
 RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST}
 
+# The pixel budget: an image is refused, as that file's error, when decoding it would make more than this many
+# pixels. It is checked on the header before any pixel is decoded, so a decompression bomb (a tiny PNG declaring
+# 30000x30000) costs nothing. Pixels are counted as decoded: a JPEG is decoded at 1/2, 1/4 or 1/8 scale when the
+# model input is that much smaller (`draft`), so large photos pass, while PNG, TIFF and the rest decode whole.
+# 40 megapixels of RGBA is 160 MB for each decoding thread; `edgetl --max-megapixels` raises it for huge scans.
+MAX_MEGAPIXELS = 40.0
+# A JPEG is decoded at the smallest scale that still leaves this factor over the model input, as Pillow's
+# thumbnail() does, so the bilinear resize that follows has pixels to average.
+DRAFT_MARGIN = 2
+
+# Exceptions Pillow raises on damaged or hostile files (found by tests/runtime/test_hostile.py's fuzzing).
+DECODING_ERRORS = (
+    UnidentifiedImageError,
+    OSError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    struct.error,
+    Image.DecompressionBombError,
+)
+
+# Pillow's own guard warns over its limit and refuses at twice it; ours is the rule, and refuses first.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+_max_pixels = int(MAX_MEGAPIXELS * 1_000_000)
+
+
+def set_max_megapixels(megapixels: float) -> None:
+    """Change the pixel budget for this process (what `edgetl --max-megapixels` does)."""
+    global _max_pixels
+    if not megapixels > 0:
+        raise ValueError(f"megapixels must be positive, not {megapixels}")
+    _max_pixels = int(megapixels * 1_000_000)
+    # Pillow would refuse an image over twice its own limit while opening it, before our budget is asked.
+    Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, _max_pixels)
+
+
+def max_pixels() -> int:
+    return _max_pixels
+
 
 def is_image_file(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    """A regular file (or a link to one) with an image suffix and a name that is not hidden.
+
+    A file that cannot even be looked at (a folder on its path denies access) counts, so that decoding it
+    reports why instead of the file vanishing from the list.
+    """
+    if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
+        return False
+    try:
+        return path.is_file()
+    except OSError:
+        return True
+
+
+def find_images(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The image files below `folder` at any depth (sorted), and (folder, reason) for each one that could not be
+    listed, so that its images are reported missing instead of silently left out."""
+    unlisted: list[tuple[Path, str]] = []
+
+    def cannot_list(error: OSError) -> None:
+        reason = error.strerror or type(error).__name__
+        unlisted.append((Path(error.filename), f"folder cannot be listed ({reason}); its images were not read"))
+
+    files = []
+    visited: set[tuple[int, int]] = set()
+    for directory, subfolders, names in os.walk(folder, onerror=cannot_list, followlinks=True):
+        try:
+            identity = os.stat(directory)
+        except OSError:
+            continue
+        if (identity.st_dev, identity.st_ino) in visited:  # a link back up the tree
+            subfolders.clear()
+            continue
+        visited.add((identity.st_dev, identity.st_ino))
+        files.extend(path for path in (Path(directory, name) for name in names) if is_image_file(path))
+    return sorted(files), unlisted
+
+
+def _open_regular_file(path: Path) -> BinaryIO:
+    """Open `path` for reading only if it is a regular file: a FIFO or a device would block or never end."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        descriptor = os.open(path, flags)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such image file") from None
+    except PermissionError:
+        raise DataError(f"{path}: permission denied (cannot read the file or enter a folder on its path)") from None
+    except OSError as error:
+        raise DataError(f"{path}: cannot be opened ({error.strerror or error})") from None
+    mode = os.fstat(descriptor).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(descriptor)
+        kind = (
+            "a folder"
+            if stat.S_ISDIR(mode)
+            else "a FIFO (named pipe)"
+            if stat.S_ISFIFO(mode)
+            else "a device"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket"
+            if stat.S_ISSOCK(mode)
+            else "not a regular file"
+        )
+        raise DataError(f"{path}: is {kind}, not an image file")
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(descriptor, True)
+    return os.fdopen(descriptor, "rb")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -42,18 +152,40 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(path: str | Path, size: tuple[int, int], resize: str = "bilinear") -> np.ndarray:
-    """Decode `path` to a (height, width, 3) uint8 array resized to `size` = (height, width), no crop."""
+def load_image(
+    path: str | Path, size: tuple[int, int], resize: str = "bilinear", max_pixels: int | None = None
+) -> np.ndarray:
+    """Decode `path` to a (height, width, 3) uint8 array resized to `size` = (height, width), no crop.
+
+    Every way a file can fail (missing, unreadable, not a regular file, over the pixel budget, damaged) raises a
+    `DataError` naming the file. `max_pixels` defaults to the process's budget (MAX_MEGAPIXELS).
+    """
     path = Path(path)
-    try:
-        with Image.open(path) as image:
-            image.load()
-            rgb = to_rgb(image)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such image file") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        raise DataError(f"{path}: cannot be decoded as an image ({error})") from None
+    limit = _max_pixels if max_pixels is None else max_pixels
     height, width = size
+    with _open_regular_file(path) as handle:
+        try:
+            with Image.open(handle) as image:
+                if image.format == "JPEG":
+                    # EXIF may turn the picture a quarter: ask for the margin on both sides whichever way it lands.
+                    side = DRAFT_MARGIN * max(height, width)
+                    image.draft(None, (side, side))
+                decoded_width, decoded_height = image.size
+                if decoded_width * decoded_height > limit:
+                    raise DataError(
+                        f"{path}: {decoded_width}x{decoded_height} pixels is over the limit of "
+                        f"{limit / 1e6:g} megapixels per image; raise it with edgetl --max-megapixels N"
+                    )
+                image.load()
+                rgb = to_rgb(image)
+        except Image.DecompressionBombError:  # Pillow's own guard, at twice its limit, answered before ours
+            declared = 2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6
+            raise DataError(
+                f"{path}: declares more than {declared:.0f} megapixels, over the limit of {limit / 1e6:g} "
+                f"megapixels per image (a decompression bomb?); raise it with edgetl --max-megapixels N"
+            ) from None
+        except DECODING_ERRORS as error:
+            raise DataError(f"{path}: cannot be decoded as an image ({error})") from None
     if rgb.size != (width, height):
         rgb = rgb.resize((width, height), RESAMPLING[resize])
     return np.asarray(rgb, dtype=np.uint8)

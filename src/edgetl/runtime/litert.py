@@ -86,6 +86,7 @@ class TFLiteEngine(Engine):
     def __init__(
         self, path: Path, runtime: str | None = None, threads: int | None = None, flags: ModelFlags | None = None
     ):
+        own = read_tflite_metadata(path)  # first: it says what is wrong with a file that is no TFLite model
         interpreter_class, runtime_name = _interpreter_class(runtime)
         try:
             with native_stderr_captured():
@@ -96,7 +97,7 @@ class TFLiteEngine(Engine):
         self.interpreter = interpreter
         self.input_detail = interpreter.get_input_details()[0]
         self.output_detail = interpreter.get_output_details()[0]
-        super().__init__(path, self._metadata(path, flags or ModelFlags()))
+        super().__init__(path, self._metadata(path, own, flags or ModelFlags()))
         self.runtime = runtime_name
         self.threads = threads
         # LiteRT and tflite-runtime apply the XNNPACK delegate to CPU float and int8 kernels by default.
@@ -105,14 +106,14 @@ class TFLiteEngine(Engine):
         # Another tool's quantised file takes uint8 pixels as they are, whatever its input quantisation says.
         self._raw_uint8 = not self.metadata.normalization.inside_model and self.input_dtype == "uint8"
 
-    def _metadata(self, path: Path, flags: ModelFlags) -> ModelMetadata:
+    def _metadata(self, path: Path, own: ModelMetadata | None, flags: ModelFlags) -> ModelMetadata:
         """edgetl's own metadata; else the standard TFLite metadata another tool wrote; else the user's flags."""
-        own = read_tflite_metadata(path)
-        if own is not None:
-            refuse_flags_for_edgetl_file(path, flags)
-            return own
         shape = [int(d) for d in self.input_detail["shape"]]
         outputs = [int(d) for d in self.output_detail["shape"]]
+        if own is not None:
+            refuse_flags_for_edgetl_file(path, flags)
+            own.check_model(str(path), shape, outputs)
+            return own
         if len(shape) != 4 or shape[3] != 3 or len(outputs) != 2:
             raise ModelFileError(
                 f"{path}: takes input {shape} and gives output {outputs}; edgetl runs image classifiers "

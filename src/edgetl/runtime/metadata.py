@@ -8,7 +8,11 @@ convention: interpreters ignore the trailing bytes, `zipfile` finds the archive)
 from __future__ import annotations
 
 import json
+import lzma
+import math
 import zipfile
+import zlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +25,15 @@ if TYPE_CHECKING:  # the CLI reads NORMALIZATIONS from here: numpy is imported w
 METADATA_KEY = "edgetl.json"
 LABELS_FILE = "labels.txt"
 FORMAT_VERSION = 1
+TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer file identifier, at bytes 4-8 of every .tflite file
+
+# On a board the model file is the only input, so what it carries is read as untrusted: at most this many bytes of
+# metadata are decompressed or parsed (the labels of 20,000 classes take under 1 MB), and an input side above
+# MAX_INPUT_SIDE is refused before any buffer of that size is allocated.
+MAX_METADATA_BYTES = 4 * 1024 * 1024
+MAX_INPUT_SIDE = 4096
+# What Python's zipfile and its decompressors raise on a damaged or hostile archive.
+ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, NotImplementedError, RuntimeError, ValueError)
 
 
 @dataclass(frozen=True)
@@ -76,30 +89,205 @@ class ModelMetadata:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str, source: str = "metadata") -> ModelMetadata:
+    def from_json(cls, text: str | bytes, source: str = "metadata") -> ModelMetadata:
+        """Parse and validate: every field is checked for type and range, and a failure names the field."""
+        if len(text) > MAX_METADATA_BYTES:
+            raise ModelFileError(f"{source}: edgetl metadata is {len(text)} bytes, over the {MAX_METADATA_BYTES} limit")
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ModelFileError(f"{source}: edgetl metadata is damaged (not UTF-8 text: {error.reason})") from None
         try:
             raw = json.loads(text)
-            raw["normalization"] = Normalization(
-                **{
-                    **raw["normalization"],
-                    "mean": tuple(raw["normalization"].get("mean", (0.0, 0.0, 0.0))),
-                    "std": tuple(raw["normalization"].get("std", (1.0, 1.0, 1.0))),
-                }
+        except ValueError as error:
+            raise ModelFileError(f"{source}: edgetl metadata is damaged (not JSON: {error})") from None
+        except RecursionError:
+            raise ModelFileError(f"{source}: edgetl metadata is damaged (JSON nested too deeply)") from None
+        fields = _Fields(raw, source)
+        labels = fields.get("labels", _is_labels, "a list of one or more class names, each a line of text")
+        normalization = _Fields(fields.get("normalization", _is_dict, "an object"), source, "normalization.")
+        known = cls.__dataclass_fields__
+        return cls(
+            labels=list(labels),
+            input_size=tuple(
+                fields.get("input_size", _is_input_size, f"[height, width], whole numbers from 1 to {MAX_INPUT_SIDE}")
+            ),
+            normalization=Normalization(
+                mode=normalization.get("mode", _is_text, "text"),
+                scale=normalization.get("scale", _is_number, "a finite number", 1.0),
+                offset=normalization.get("offset", _is_number, "a finite number", 0.0),
+                mean=tuple(normalization.get("mean", _is_triple, "three finite numbers", (0.0, 0.0, 0.0))),
+                std=tuple(
+                    normalization.get("std", _is_nonzero_triple, "three finite non-zero numbers", (1.0, 1.0, 1.0))
+                ),
+                inside_model=normalization.get("inside_model", _is_bool, "true or false", True),
+            ),
+            backbone=fields.get("backbone", _is_text, "text", known["backbone"].default),
+            channel_order=fields.get("channel_order", _is_text, "text", known["channel_order"].default),
+            resize=fields.get("resize", _is_resize, f"one of {', '.join(_resize_modes())}", known["resize"].default),
+            pixel_range=tuple(
+                fields.get("pixel_range", _is_range, "[low, high], finite numbers, low < high", (0.0, 255.0))
+            ),
+            model_format=fields.get("model_format", _is_text, "text", known["model_format"].default),
+            format_version=fields.get("format_version", _is_whole, "a whole number", FORMAT_VERSION),
+            extra=fields.get("extra", _is_dict, "an object", {}),
+        )
+
+    def check_model(self, source: str, input_shape: Sequence, output_shape: Sequence) -> None:
+        """Refuse metadata that does not describe the model it travels in: one label per output, and the input
+        size of an NHWC input. Dimensions a model leaves open (None, -1, a name) are not compared."""
+        classes = output_shape[-1] if len(output_shape) else None
+        if _is_whole(classes) and classes > 0 and classes != len(self.labels):
+            raise ModelFileError(
+                f"{source}: edgetl metadata has {len(self.labels)} labels but the model has {classes} outputs; "
+                f"the labels do not belong to this model (re-export it with edgetl)"
             )
-            raw["input_size"] = tuple(raw["input_size"])
-            raw["pixel_range"] = tuple(raw.get("pixel_range", (0.0, 255.0)))
-            known = cls.__dataclass_fields__
-            return cls(**{key: value for key, value in raw.items() if key in known})
-        except (ValueError, KeyError, TypeError) as error:
-            raise ModelFileError(f"{source}: edgetl metadata is damaged ({error})") from None
+        if len(input_shape) == 4 and input_shape[3] == 3:
+            height, width = input_shape[1], input_shape[2]
+            if all(_is_whole(side) and side > 0 for side in (height, width)) and (height, width) != self.input_size:
+                raise ModelFileError(
+                    f"{source}: edgetl metadata says input_size {list(self.input_size)} but the model takes "
+                    f"{height}x{width} images (re-export it with edgetl)"
+                )
+
+
+class _Fields:
+    """The fields of one JSON object, each fetched with a check; a failure names the field and what was found."""
+
+    def __init__(self, raw: object, source: str, prefix: str = ""):
+        if not isinstance(raw, dict):
+            raise ModelFileError(f"{source}: edgetl metadata is damaged (a JSON {type(raw).__name__}, not an object)")
+        self.raw, self.source, self.prefix = raw, source, prefix
+
+    def get(self, name: str, check, expected: str, default: object = ...) -> object:
+        if name not in self.raw:
+            if default is ...:
+                raise ModelFileError(f"{self.source}: edgetl metadata lacks the field '{self.prefix}{name}'")
+            return default
+        value = self.raw[name]
+        if not check(value):
+            shown = json.dumps(value)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise ModelFileError(
+                f"{self.source}: edgetl metadata field '{self.prefix}{name}' is {shown}; expected {expected}"
+            )
+        return value
+
+
+def _is_whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _is_bool(value: object) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_dict(value: object) -> bool:
+    return isinstance(value, dict)
+
+
+def _is_labels(value: object) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) > 0
+        and all(isinstance(label, str) and label and "\n" not in label and "\r" not in label for label in value)
+    )
+
+
+def _is_input_size(value: object) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(_is_whole(side) and 1 <= side <= MAX_INPUT_SIDE for side in value)
+    )
+
+
+def _is_triple(value: object) -> bool:
+    return isinstance(value, list) and len(value) == 3 and all(_is_number(item) for item in value)
+
+
+def _is_nonzero_triple(value: object) -> bool:
+    return _is_triple(value) and all(item != 0 for item in value)
+
+
+def _is_range(value: object) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value) and value[0] < value[1]
+
+
+def _resize_modes() -> list[str]:
+    from edgetl.runtime.image import RESAMPLING
+
+    return list(RESAMPLING)
+
+
+def _is_resize(value: object) -> bool:
+    return isinstance(value, str) and value in _resize_modes()
 
 
 def read_tflite_metadata(path: Path) -> ModelMetadata | None:
-    """The metadata appended to a .tflite file, or None when it carries none."""
+    """The metadata appended to a .tflite file, or None when it carries none.
+
+    A file that is no TFLite model (empty, cut short, another format), whose metadata is damaged or would
+    decompress to more than MAX_METADATA_BYTES raises a ModelFileError saying so.
+    """
     try:
-        with zipfile.ZipFile(path) as archive:
-            if METADATA_KEY not in archive.namelist():
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+            if not head:
+                raise ModelFileError(f"{path}: is empty (0 bytes); copy or export the model file again")
+            if head[4:8] != TFLITE_IDENTIFIER:
+                raise ModelFileError(
+                    f"{path}: not a TFLite model (no {TFLITE_IDENTIFIER.decode()} identifier at byte 4); "
+                    f"the file is damaged or in another format"
+                )
+            try:
+                archive = zipfile.ZipFile(handle)
+            except ZIP_ERRORS:
+                if _holds(handle, METADATA_KEY.encode()):
+                    raise ModelFileError(
+                        f"{path}: its edgetl metadata is damaged (the end of the file is missing or corrupted); "
+                        f"copy or export the model file again"
+                    ) from None
                 return None
-            return ModelMetadata.from_json(archive.read(METADATA_KEY).decode("utf-8"), str(path))
-    except zipfile.BadZipFile:
+            with archive:
+                return _read_member(archive, path)
+    except OSError as error:
+        raise ModelFileError(f"{path}: cannot be read ({error.strerror or error})") from None
+
+
+def _read_member(archive: zipfile.ZipFile, path: Path) -> ModelMetadata | None:
+    try:
+        info = archive.getinfo(METADATA_KEY)
+    except KeyError:
         return None
+    too_big = f"{path}: edgetl metadata would decompress to more than {MAX_METADATA_BYTES} bytes; refused"
+    if info.file_size > MAX_METADATA_BYTES:
+        raise ModelFileError(too_big)
+    try:
+        with archive.open(info) as member:
+            data = member.read(MAX_METADATA_BYTES + 1)  # the size in the header may lie: never read past the cap
+    except ZIP_ERRORS as error:
+        raise ModelFileError(f"{path}: edgetl metadata is damaged ({error})") from None
+    if len(data) > MAX_METADATA_BYTES:
+        raise ModelFileError(too_big)
+    return ModelMetadata.from_json(data, str(path))
+
+
+def _holds(handle, needle: bytes, chunk: int = 1 << 20) -> bool:
+    """Whether the open file contains `needle` anywhere (read in chunks that overlap by its length)."""
+    handle.seek(0)
+    tail = b""
+    while block := handle.read(chunk):
+        if needle in tail + block:
+            return True
+        tail = block[-len(needle) :]
+    return False

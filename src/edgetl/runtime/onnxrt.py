@@ -74,11 +74,15 @@ class OnnxEngine(Engine):
         self.input_name = model_input.name
         self.output_name = model_output.name
         self.channels_first = False
-        custom = self.session.get_modelmeta().custom_metadata_map
+        try:
+            custom = self.session.get_modelmeta().custom_metadata_map
+        except UnicodeDecodeError as error:
+            raise ModelFileError(f"{path}: its metadata is damaged (not UTF-8 text: {error.reason})") from None
         flags = flags or ModelFlags()
         if METADATA_KEY in custom:
             refuse_flags_for_edgetl_file(path, flags)
             metadata = ModelMetadata.from_json(custom[METADATA_KEY], str(path))
+            metadata.check_model(str(path), model_input.shape, model_output.shape)
         else:
             metadata = self._foreign_metadata(path, model_input, model_output, flags)
         super().__init__(path, metadata)

@@ -19,9 +19,11 @@ def csv_header(k: int) -> str:
 
 
 def _csv_row(values: list) -> str:
+    # The csv module quotes a field holding a character of the line terminator: with the default "\r\n" a file
+    # name containing a line break is quoted instead of splitting the row. The terminator itself is click's to add.
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="").writerow(values)
-    return buffer.getvalue()
+    csv.writer(buffer, lineterminator="\r\n").writerow(values)
+    return buffer.getvalue().removesuffix("\r\n")
 
 
 def format_result(result: Classification, style: str, k: int) -> str:
