@@ -214,3 +214,13 @@ def test_classify_refuses_a_file_that_is_not_a_model(tmp_path):
     other = tmp_path / "model.pt"
     other.write_bytes(b"x")
     assert_one_line_error(invoke("classify", other, image), "unknown model format '.pt'")
+
+
+@pytest.mark.parametrize("name", ["run", "compare"])
+def test_bench_takes_a_directory_named_like_a_subcommand_for_a_path(tmp_path, monkeypatch, name):
+    (tmp_path / name).mkdir()
+    monkeypatch.chdir(tmp_path)
+    # The directory is benched (and refused: it holds no trained model), not parsed as the subcommand.
+    assert_one_line_error(invoke("bench", name), f"{name}: not a finished edgetl run", "model.keras")
+    monkeypatch.chdir(tmp_path / name)
+    assert "Missing argument" in invoke("bench", "run").output  # no such path here: the subcommand

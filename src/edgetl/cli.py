@@ -250,10 +250,13 @@ def _fallback_cost(record) -> str:
 
 
 class BenchGroup(click.Group):
-    """`edgetl bench RUN ...` runs the default command; `edgetl bench compare ...` the subcommand."""
+    """`edgetl bench RUN ...` runs the default command; `edgetl bench compare ...` the subcommand.
+
+    A word is taken for a subcommand only when it is not an existing path: a run directory called `run` or
+    `compare` (the demo writes demo-out/run) is benched, not mistaken for the subcommand of that name."""
 
     def parse_args(self, ctx, args):
-        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+        if args and args[0] not in ctx.help_option_names and (args[0] not in self.commands or Path(args[0]).exists()):
             args = ["run", *args]
         return super().parse_args(ctx, args)
 
