@@ -126,6 +126,9 @@ def read_exports_index(index: Path) -> list[dict]:
 
 def load_keras_model(path: Path, trust_model: bool = False):
     """Load a Keras file; in safe mode (the default) code stored in it (Lambda layers) is refused, not run."""
+    from edgetl.tfquiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
     import keras
 
     path = Path(path)
