@@ -224,3 +224,18 @@ def test_bench_takes_a_directory_named_like_a_subcommand_for_a_path(tmp_path, mo
     assert_one_line_error(invoke("bench", name), f"{name}: not a finished edgetl run", "model.keras")
     monkeypatch.chdir(tmp_path / name)
     assert "Missing argument" in invoke("bench", "run").output  # no such path here: the subcommand
+
+
+@pytest.mark.parametrize(
+    "command",
+    [(), ("sample-data",), ("train",), ("export",), ("bench",), ("bench", "run"), ("bench", "compare"),
+     ("classify",), ("doctor",)],
+)  # fmt: skip
+def test_help_reads_well_at_100_columns(command):
+    result = CliRunner().invoke(main, [*command, "--help"], terminal_width=100)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 100, result.output
+    if "Commands:" in result.output:  # no summary cut short in the list of commands
+        assert not any(line.endswith("...") for line in result.output.split("Commands:")[1].splitlines())
+    assert "Example: edgetl " in result.output or "edgetl sample-data digits" in result.output
