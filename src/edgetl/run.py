@@ -15,6 +15,7 @@ from pathlib import Path
 from edgetl.config import TrainConfig
 from edgetl.data.split import Split
 from edgetl.errors import ModelFileError
+from edgetl.progress import step
 from edgetl.runtime.metadata import ModelMetadata
 
 
@@ -135,7 +136,8 @@ def load_keras_model(path: Path, trust_model: bool = False):
     if not path.is_file():
         raise ModelFileError(f"{path}: no such Keras model file")
     try:
-        return keras.saving.load_model(path, safe_mode=not trust_model)
+        with step(f"loading {path.name}"):
+            return keras.saving.load_model(path, safe_mode=not trust_model)
     # NotImplementedError: Keras cannot rebuild a Lambda layer whose output shape it cannot infer.
     except (ValueError, OSError, TypeError, KeyError, AttributeError, NotImplementedError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -164,6 +164,7 @@ def bench_run(
                 measured = measure_isolated(path, pixels_file, settings, threads, provider, format_name)
                 rows.append(measured.row.with_reference(*fidelity(measured.probabilities, keras_probabilities)))
                 benching.advance()
+        benching.describe("benchmarked")
     if cuda_available():
         accelerators.append("onnxruntime CUDA")
 

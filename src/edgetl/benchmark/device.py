@@ -278,6 +278,7 @@ def bench_model_files(
                         pixels, labels = stored["pixels"], stored["labels"]
                     measured.append(measure_file(model, pixels, labels, settings, threads, provider))
                 benching.advance()
+            benching.describe("benchmarked")
     return measured
 
 

@@ -530,6 +530,7 @@ def export_source(source: ExportSource, formats: list[str], options: ExportOptio
             atomic_write(source.exports_index, json.dumps(list(records.values()), indent=1))
             results.append(record)
             exporting.advance()
+        exporting.describe("exported")
     return results
 
 
