@@ -109,8 +109,8 @@ def test_export_cli_writes_verified_files(trained_run, tmp_path):
     for fmt in ("tflite-float32", "tflite-int8", "onnx", "onnx-int8"):
         assert fmt in result.output
     assert "uint8/uint8" in result.output
-    header = next(line for line in result.output.splitlines() if line.startswith("format"))
-    assert "runs on" in header and "LiteRT, MediaPipe" in result.output and "onnxruntime" in result.output
+    runs_on = next(line for line in result.output.splitlines() if line.startswith("runs on: "))
+    assert runs_on == "runs on: tflite-float32, tflite-int8: LiteRT, MediaPipe; onnx, onnx-int8: onnxruntime"
     records = {r["format"]: r for r in json.loads((run / "exports.json").read_text())}
     assert set(records) == {"tflite-float32", "tflite-int8", "onnx", "onnx-int8"}
     assert (run / "exports" / "model_int8.tflite").stat().st_size == records["tflite-int8"]["size_bytes"]

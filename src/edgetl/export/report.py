@@ -35,9 +35,19 @@ COLUMNS: list[Column] = [
     Column("keras top-1", lambda r: _share(r.keras_top1), essential=False, numeric=True),
     Column("max Δp", lambda r: f"{r.max_probability_diff:.4f}", essential=False, numeric=True),
     Column("verdict", verdict),
-    Column("runs on", lambda r: ", ".join(r.runtimes)),
     Column("file", lambda r: r.path, essential=False),
 ]
+
+
+def _runs_on(records: list[ExportRecord]) -> list[str]:
+    """One line naming the runtimes that load the files, the files that share them grouped."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for record in records:
+        if record.runtimes:
+            groups.setdefault(tuple(record.runtimes), []).append(record.format)
+    if not groups:
+        return []
+    return ["runs on: " + "; ".join(f"{', '.join(names)}: {', '.join(runtimes)}" for runtimes, names in groups.items())]
 
 
 def format_export_table(
@@ -46,7 +56,7 @@ def format_export_table(
     """The table of exported files, no wider than `width` (None: as wide as it needs), and where they are."""
     table = render_table(records, shown_columns(COLUMNS, wide), width, color)
     folders = sorted({str((Path(root) / record.path).parent) for record in records})
-    lines = [f"written to {', '.join(folders)}", best_note(color)]
+    lines = [f"written to {', '.join(folders)}", *_runs_on(records), best_note(color)]
     if not wide:
         lines.append("--wide for every column (int8 op share, confident agreement, Keras top-1, max Δp, file)")
     return "\n".join([table, *wrap_lines(lines, width)])
