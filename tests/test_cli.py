@@ -109,6 +109,8 @@ def test_export_cli_writes_verified_files(trained_run, tmp_path):
     for fmt in ("tflite-float32", "tflite-int8", "onnx", "onnx-int8"):
         assert fmt in result.output
     assert "uint8/uint8" in result.output
+    runs_on = next(line for line in result.output.splitlines() if line.startswith("runs on: "))
+    assert runs_on == "runs on: tflite-float32, tflite-int8: LiteRT, MediaPipe; onnx, onnx-int8: onnxruntime"
     records = {r["format"]: r for r in json.loads((run / "exports.json").read_text())}
     assert set(records) == {"tflite-float32", "tflite-int8", "onnx", "onnx-int8"}
     assert (run / "exports" / "model_int8.tflite").stat().st_size == records["tflite-int8"]["size_bytes"]
@@ -214,3 +216,28 @@ def test_classify_refuses_a_file_that_is_not_a_model(tmp_path):
     other = tmp_path / "model.pt"
     other.write_bytes(b"x")
     assert_one_line_error(invoke("classify", other, image), "unknown model format '.pt'")
+
+
+@pytest.mark.parametrize("name", ["run", "compare"])
+def test_bench_takes_a_directory_named_like_a_subcommand_for_a_path(tmp_path, monkeypatch, name):
+    (tmp_path / name).mkdir()
+    monkeypatch.chdir(tmp_path)
+    # The directory is benched (and refused: it holds no trained model), not parsed as the subcommand.
+    assert_one_line_error(invoke("bench", name), f"{name}: not a finished edgetl run", "model.keras")
+    monkeypatch.chdir(tmp_path / name)
+    assert "Missing argument" in invoke("bench", "run").output  # no such path here: the subcommand
+
+
+@pytest.mark.parametrize(
+    "command",
+    [(), ("sample-data",), ("train",), ("export",), ("bench",), ("bench", "run"), ("bench", "compare"),
+     ("classify",), ("doctor",)],
+)  # fmt: skip
+def test_help_reads_well_at_100_columns(command):
+    result = CliRunner().invoke(main, [*command, "--help"], terminal_width=100)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 100, result.output
+    if "Commands:" in result.output:  # no summary cut short in the list of commands
+        assert not any(line.endswith("...") for line in result.output.split("Commands:")[1].splitlines())
+    assert "Example: edgetl " in result.output or "edgetl sample-data digits" in result.output

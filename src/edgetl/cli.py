@@ -6,15 +6,19 @@ classify never imports TensorFlow.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import os
+import shutil
 import signal
 import sys
+import time
 from pathlib import Path
 
 import click
 
-from edgetl import __version__
+from edgetl import __version__, progress
 from edgetl.errors import EdgetlError
 from edgetl.export.int8 import INT8_FALLBACKS, IO_TYPES, QUANTIZERS
 from edgetl.runtime.metadata import NORMALIZATIONS
@@ -33,7 +37,127 @@ def reports_errors(command):
     return wrapper
 
 
-@click.group()
+def interactive() -> bool:
+    """Whether a person watches: stdout and stderr are a terminal, and not a CI runner's."""
+    streams = (sys.stdout, sys.stderr)
+    terminal = all(hasattr(s, "isatty") and s.isatty() for s in streams) and os.environ.get("TERM") != "dumb"
+    return terminal and not os.environ.get("CI")
+
+
+def table_layout() -> tuple[int | None, bool]:
+    """How wide a table may be, and whether in colour: the terminal's width on a terminal; when piped, COLUMNS
+    if set, else as wide as the table needs (a file is not wrapped)."""
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size().columns, "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+    columns = os.environ.get("COLUMNS", "")
+    return (int(columns) if columns.isdigit() and int(columns) > 0 else None), False
+
+
+class TerminalProgress(progress.Reporter):
+    """The library's steps drawn with rich on stderr: a line per open step with its bar, count, elapsed and
+    remaining time; a finished step that took a while leaves a line saying how long."""
+
+    SHOWN_AFTER_S = 0.5  # a step quicker than this leaves no line behind
+
+    def __init__(self, console) -> None:
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.console = console
+        self.bars = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=24),
+            TextColumn("{task.fields[count]}"),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[eta]}"),
+            console=console,
+            transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
+            refresh_per_second=4,
+        )
+        self.open = 0
+
+    def start(self, description: str, total: int | None) -> progress.Step:
+        if self.open == 0:
+            self.bars.start()
+        self.open += 1
+        return TerminalStep(self.bars, self.bars.add_task(description, total=total, count="", eta=""), total)
+
+    def stop(self, step: progress.Step) -> None:
+        task = next(task for task in self.bars.tasks if task.id == step.task_id)
+        seconds = time.perf_counter() - step.started
+        self.bars.remove_task(step.task_id)
+        if seconds >= self.SHOWN_AFTER_S:
+            done = f" {int(task.completed)}/{int(task.total)}" if task.total else ""
+            self.console.print(f"[green]✓[/] {task.description}{done} [dim]{seconds:.1f} s[/]", highlight=False)
+        self.open -= 1
+        if self.open == 0:
+            self.bars.stop()
+
+
+class TerminalStep(progress.Step):
+    def __init__(self, bars, task_id, total: int | None) -> None:
+        self.bars, self.task_id, self.total = bars, task_id, total
+        self.started = time.perf_counter()
+        self.completed = 0
+        if total:
+            self.bars.update(task_id, count=f"0/{total}")
+
+    def advance(self, amount: int = 1) -> None:
+        self.completed += amount
+        fields = {}
+        if self.total:
+            seconds = time.perf_counter() - self.started
+            left = seconds / self.completed * (self.total - self.completed) if self.completed else None
+            fields = {"count": f"{self.completed}/{self.total}", "eta": "" if left is None else f"~{left:.0f} s left"}
+        self.bars.update(self.task_id, advance=amount, **fields)
+
+    def describe(self, description: str) -> None:
+        self.bars.update(self.task_id, description=description)
+
+
+class ConsoleLog(logging.Handler):
+    """Log records printed above the progress bars instead of through them."""
+
+    def __init__(self, console, formatter: logging.Formatter | None) -> None:
+        super().__init__()
+        self.console = console
+        self.setFormatter(formatter)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.console.print(self.format(record), markup=False, highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def progress_shown(quiet: bool):
+    """Draw the progress of what runs in the block, if a person watches and did not ask for --quiet."""
+    if quiet or not interactive():
+        yield
+        return
+    from rich.console import Console
+
+    # A duplicate of file descriptor 2: while converters run, descriptor 2 itself is sent to a log file.
+    stream = os.fdopen(os.dup(sys.stderr.fileno()), "w", encoding="utf-8", errors="replace", buffering=1)
+    console = Console(file=stream, highlight=False, emoji=False)
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    root.handlers = [ConsoleLog(console, handlers[0].formatter if handlers else None)]
+    reporter = TerminalProgress(console)
+    try:
+        with progress.reporting(reporter):
+            yield
+    finally:
+        reporter.bars.stop()
+        root.handlers = handlers
+        stream.close()
+
+
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress on the terminal.")
+wide_option = click.option("--wide", is_flag=True, help="Every column, however wide the table gets.")
+
+
+@click.group(context_settings={"max_content_width": 100})
 @click.version_option(__version__, prog_name="edgetl")
 @click.option("-v", "--verbose", is_flag=True, help="Log what the library does.")
 @click.option(
@@ -43,7 +167,16 @@ def reports_errors(command):
     help="Pixel budget of one decoded image; larger images are refused as that file's error. Raise it for huge scans.",
 )
 def main(verbose: bool, max_megapixels: float | None) -> None:
-    """edgetl: train an image classifier, export it for edge devices, verify and benchmark it."""
+    """edgetl: train an image classifier, export it for edge devices, verify and benchmark it.
+
+    \b
+    From nothing to a benchmarked int8 model:
+      edgetl sample-data digits
+      edgetl train digits --out run --epochs 3
+      edgetl export run --int8
+      edgetl bench run --threads 1,2
+      edgetl classify run/exports/model_int8.tflite digits/seven
+    """
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
@@ -53,19 +186,22 @@ def main(verbose: bool, max_megapixels: float | None) -> None:
         set_max_megapixels(max_megapixels)
 
 
-@main.command("sample-data")
+@main.command("sample-data", short_help="Write a small dataset of handwritten digits to try edgetl on.")
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--per-class", type=click.IntRange(min=3), default=None, help="Images per class (default: all).")
 @reports_errors
 def sample_data(out_dir: Path, per_class: int | None) -> None:
-    """Write the built-in sample dataset (scikit-learn's handwritten digits) as OUT_DIR/<class>/*.png."""
+    """Write the built-in sample dataset (scikit-learn's handwritten digits) as OUT_DIR/<class>/*.png.
+
+    Example: edgetl sample-data digits --per-class 30
+    """
     from edgetl.data.sample import write_sample_data
 
     counts = write_sample_data(out_dir, per_class=per_class)
     click.echo(f"wrote {sum(counts.values())} images in {len(counts)} classes to {out_dir}")
 
 
-@main.command()
+@main.command(short_help="Train a classifier on class folders, a CSV, an .npz or tfds:NAME.")
 @click.argument("data", required=False)
 @click.option("--out", "out", type=click.Path(path_type=Path), help="Run directory to write.")
 @click.option("--resume", "resume", type=click.Path(path_type=Path), help="Continue the interrupted run RUN.")
@@ -118,11 +254,14 @@ def sample_data(out_dir: Path, per_class: int | None) -> None:
 @click.option("--contrast", type=click.FloatRange(0, 1), default=0.1, show_default=True)
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace a model already in the run directory.")
-@click.option("--quiet", is_flag=True, help="No per-epoch progress.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress: neither edgetl's bars nor Keras' epoch lines.")
 @reports_errors
 def train(data: str | None, out: Path | None, resume: Path | None, overwrite: bool, quiet: bool, **options) -> None:
     """Train a classifier on DATA: class folders, train/valid/test folders, labels.csv + images, an .npz, or
-    tfds:NAME. `--resume RUN` continues an interrupted run instead."""
+    tfds:NAME. `--resume RUN` continues an interrupted run instead.
+
+    Example: edgetl train photos --out run --epochs 10 --fine-tune-epochs 5
+    """
     from edgetl.config import TrainConfig
     from edgetl.train.fit import resume as resume_run
     from edgetl.train.fit import train as train_run
@@ -130,12 +269,14 @@ def train(data: str | None, out: Path | None, resume: Path | None, overwrite: bo
     if resume is not None:
         if data is not None or out is not None:
             raise click.UsageError("--resume RUN takes no DATA or --out: the run remembers them")
-        result = resume_run(resume, verbose=not quiet)
+        with progress_shown(quiet):
+            result = resume_run(resume, verbose=not quiet)
     else:
         if data is None or out is None:
             raise click.UsageError("give DATA and --out RUN (or --resume RUN)")
         source = data if data.startswith("tfds:") else str(Path(data).resolve())
-        result = train_run(TrainConfig(data_dir=source, **options), out, overwrite=overwrite, verbose=not quiet)
+        with progress_shown(quiet):
+            result = train_run(TrainConfig(data_dir=source, **options), out, overwrite=overwrite, verbose=not quiet)
     config = result.run.read_config()
     counts = ", ".join(f"{name} {count}" for name, count in result.counts.items())
     stages = " + ".join(f"{epochs}" for epochs in result.epochs.values() if epochs)
@@ -151,7 +292,7 @@ def train(data: str | None, out: Path | None, resume: Path | None, overwrite: bo
     click.echo(f"run written to {result.run.path} (reports in {result.run.path / 'report'})")
 
 
-@main.command()
+@main.command(short_help="Export a run (or a Keras file) to TFLite and ONNX; verify each file.")
 @click.argument("source", metavar="RUN|MODEL.keras", type=click.Path(path_type=Path))
 @click.option("--formats", default=None, help="Comma list, e.g. tflite-float16,tflite-int8,onnx (overrides the flags).")
 @click.option("--int8", is_flag=True, help="Also write full-integer int8 TFLite (and ONNX) files, calibrated.")
@@ -202,10 +343,16 @@ def train(data: str | None, out: Path | None, resume: Path | None, overwrite: bo
     help="MODEL.keras only: what input the model expects; edgetl prepends it so exports take raw pixels.",
 )
 @click.option("--trust-model", is_flag=True, help="Load the Keras file without safe mode (runs code stored in it).")
+@wide_option
+@quiet_option
 @reports_errors
-def export(source: Path, formats: str | None, int8: bool, onnx: bool, **options) -> None:
-    """Export RUN's model (or a Keras file) to TFLite, ONNX, SavedModel; verify each file against Keras."""
+def export(source: Path, formats: str | None, int8: bool, onnx: bool, wide: bool, quiet: bool, **options) -> None:
+    """Export RUN's model (or a Keras file) to TFLite, ONNX, SavedModel; verify each file against Keras.
+
+    Example: edgetl export run --int8
+    """
     from edgetl.export.exporter import ExportOptions, default_formats, export_any
+    from edgetl.export.report import format_export_table
 
     chosen = [name.strip() for name in formats.split(",") if name.strip()] if formats else default_formats(int8, onnx)
     export_options = ExportOptions(
@@ -214,21 +361,10 @@ def export(source: Path, formats: str | None, int8: bool, onnx: bool, **options)
             for key in ("calibration_samples", "min_agreement", "io_type", "opset", "quantizer", "int8_fallback")
         }
     )
-    root, records = export_any(source, chosen, export_options, **options)
-    click.echo(
-        f"{'format':<16}{'size':>10}  {'in/out':<16}{'int8 ops':>9}{'agreement':>10}{'confident':>10}{'top-1':>8}"
-        f"{'keras':>8}{'max dp':>8}  verdict"
-    )
-    for r in records:
-        verdict = (
-            "ok" if r.passed else "FAILED" + (f" (< {r.min_agreement:.2f})" if r.agreement < r.min_agreement else "")
-        )
-        share = "-" if r.int8_op_share is None else f"{r.int8_op_share:.0%}"
-        click.echo(
-            f"{r.format:<16}{r.size_bytes / 1024:>8.0f}KB  {r.input_dtype + '/' + r.output_dtype:<16}{share:>9}"
-            f"{r.agreement:>10.4f}{_share(r.confident_agreement):>10}{_share(r.top1):>8}{_share(r.keras_top1):>8}"
-            f"{r.max_probability_diff:>8.4f}  {verdict}   {root / r.path}"
-        )
+    with progress_shown(quiet):
+        root, records = export_any(source, chosen, export_options, **options)
+    width, color = table_layout()
+    click.echo(format_export_table(records, root, wide, width, color))
     for r in records:
         if len(r.attempts) > 1 or r.float_layers:
             tried = ", ".join(f"{a['recipe']} {a['agreement']:.4f}" for a in r.attempts)
@@ -241,10 +377,6 @@ def export(source: Path, formats: str | None, int8: bool, onnx: bool, **options)
     reasons += [f"{r.format} is {problem}" for r in records for problem in r.problems]
     if reasons:
         raise click.ClickException("; ".join(reasons) + "; files kept for inspection")
-
-
-def _share(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
 
 
 def _fallback_cost(record) -> str:
@@ -261,10 +393,13 @@ def _fallback_cost(record) -> str:
 
 
 class BenchGroup(click.Group):
-    """`edgetl bench RUN ...` runs the default command; `edgetl bench compare ...` the subcommand."""
+    """`edgetl bench RUN ...` runs the default command; `edgetl bench compare ...` the subcommand.
+
+    A word is taken for a subcommand only when it is not an existing path: a run directory called `run` or
+    `compare` (the demo writes demo-out/run) is benched, not mistaken for the subcommand of that name."""
 
     def parse_args(self, ctx, args):
-        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+        if args and args[0] not in ctx.help_option_names and (args[0] not in self.commands or Path(args[0]).exists()):
             args = ["run", *args]
         return super().parse_args(ctx, args)
 
@@ -291,6 +426,7 @@ def bench_outputs(command):
     file = click.Path(dir_okay=False, path_type=Path)
     for option in reversed(
         [
+            wide_option,
             click.option("--json", "json_path", type=file, help="Write the rows as JSON."),
             click.option("--csv", "csv_path", type=file, help="Write the rows as CSV."),
             click.option("--markdown", "markdown_path", type=file, help="Write the table as Markdown."),
@@ -304,11 +440,12 @@ def bench_outputs(command):
     return command
 
 
-def finish_bench(report, outputs: dict, gate_values: dict) -> None:
+def finish_bench(report, outputs: dict, gate_values: dict, wide: bool) -> None:
     from edgetl.benchmark.gates import Gates, failed_gates
     from edgetl.benchmark.report import format_table, write_outputs
 
-    click.echo(format_table(report))
+    width, color = table_layout()
+    click.echo(format_table(report, wide, width, color))
     for path in write_outputs(report, **outputs):
         click.echo(f"written {path}")
     problems = report.errors + failed_gates(report.rows, Gates(**gate_values))
@@ -319,18 +456,21 @@ def finish_bench(report, outputs: dict, gate_values: dict) -> None:
 
 
 def _split_bench_options(options: dict) -> tuple[dict, dict]:
-    outputs = {key: options.pop(key) for key in ("json_path", "csv_path", "markdown_path", "plot_path")}
+    outputs = {key: options.pop(key) for key in ("json_path", "csv_path", "markdown_path", "plot_path", "wide")}
     gate_values = {key: options.pop(key) for key in ("max_accuracy_drop", "min_agreement", "max_p90_ms")}
     return outputs, gate_values
 
 
-@main.group(cls=BenchGroup)
+@main.group(cls=BenchGroup, short_help="Benchmark a run's formats, or model files, side by side.")
 def bench() -> None:
     """Benchmark formats side by side: `edgetl bench RUN`, `edgetl bench MODEL... --images DIR`,
-    `edgetl bench compare A.json B.json`."""
+    `edgetl bench compare A.json B.json`. A path is always benched, even a directory named run or compare.
+
+    Example: edgetl bench run --threads 1,2 --json bench.json
+    """
 
 
-@bench.command("run")
+@bench.command("run", short_help="The default: `edgetl bench PATH...` benches a run or model files.")
 @click.argument("targets", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--images", type=click.Path(path_type=Path), help="For model files: class subfolders or file,label CSV.")
 @click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True, help="Timed batch-1 calls.")
@@ -344,6 +484,7 @@ def bench() -> None:
 @click.option("--remote-images", type=click.IntRange(min=1), default=50, show_default=True)
 @model_flags
 @bench_outputs
+@quiet_option
 @reports_errors
 def bench_run_command(
     targets,
@@ -359,10 +500,14 @@ def bench_run_command(
     remote_images,
     labels_file,
     normalization,
+    quiet,
     **options,
 ):
     """Benchmark a RUN directory (Keras + every export) or exported .tflite/.onnx files (with --images, no
-    TensorFlow needed): accuracy, agreement, latency, throughput, load time, memory, size."""
+    TensorFlow needed): accuracy, agreement, latency, throughput, load time, memory, size.
+
+    Example: edgetl bench run --threads 1,2   (or: edgetl bench model_int8.tflite --images photos)
+    """
     from edgetl.benchmark.bench import bench_files, bench_run
     from edgetl.benchmark.device import BenchSettings, parse_threads
     from edgetl.benchmark.remote import SshSettings
@@ -377,24 +522,31 @@ def bench_run_command(
         if images is not None or flags.given:
             given = "--images" if images is not None else flags.given[0]
             raise click.UsageError(f"{given} is for model files; a run directory is benched on its own test split")
-        report = bench_run(targets[0], settings, threads_values, tuple(remotes), ssh, remote_images)
+        with progress_shown(quiet):
+            report = bench_run(targets[0], settings, threads_values, tuple(remotes), ssh, remote_images)
     else:
         if images is None:
             raise click.UsageError("model files need --images DIR (class subfolders) or --images FILE.csv")
-        report = bench_files(list(targets), images, settings, threads_values, tuple(remotes), ssh, flags)
-    finish_bench(report, outputs, gate_values)
+        with progress_shown(quiet):
+            report = bench_files(list(targets), images, settings, threads_values, tuple(remotes), ssh, flags)
+    wide = outputs.pop("wide")
+    finish_bench(report, outputs, gate_values, wide)
 
 
-@bench.command("compare")
+@bench.command("compare", short_help="Merge bench JSON files from several machines into one table.")
 @click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
 @bench_outputs
 @reports_errors
 def bench_compare_command(results, **options):
-    """Merge `edgetl bench --json` files from several machines into one table; flag rows whose settings differ."""
+    """Merge `edgetl bench --json` files from several machines into one table; flag rows whose settings differ.
+
+    Example: edgetl bench compare laptop.json raspberrypi.json
+    """
     from edgetl.benchmark.compare import compare_results
 
     outputs, gate_values = _split_bench_options(options)
-    finish_bench(compare_results(list(results)), outputs, gate_values)
+    wide = outputs.pop("wide")
+    finish_bench(compare_results(list(results)), outputs, gate_values, wide)
 
 
 def _paths_from(inputs: tuple[str, ...]):
@@ -406,7 +558,7 @@ def _paths_from(inputs: tuple[str, ...]):
             yield item
 
 
-@main.command()
+@main.command(short_help="Classify images with an exported .tflite or .onnx file (no TensorFlow).")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("inputs", nargs=-1)
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
@@ -441,6 +593,8 @@ def classify(
     INPUTS are files, folders (searched recursively), glob patterns, or - to read paths from standard input.
     With --watch DIR, each image that lands in DIR is classified as it arrives, until interrupted.
     Exits with status 1 if any image could not be classified.
+
+    Example: edgetl classify run/exports/model_int8.tflite photos/*.jpg --top-k 3
     """
     from edgetl.runtime.classify import classify_stream, expand_inputs
     from edgetl.runtime.engine import open_engine
@@ -484,9 +638,12 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-@main.command()
+@main.command(short_help="Say which runtimes can run models here, and what to install for the rest.")
 def doctor() -> None:
-    """Say which runtimes can run models here, and for each that cannot, why and what to install."""
+    """Say which runtimes can run models here, and for each that cannot, why and what to install.
+
+    Example: edgetl doctor
+    """
     from edgetl.runtime.doctor import check_runtimes, machine_summary
 
     click.echo(machine_summary())

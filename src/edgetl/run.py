@@ -19,6 +19,7 @@ from pathlib import Path
 from edgetl.config import TrainConfig
 from edgetl.data.split import Split
 from edgetl.errors import ModelFileError, WriteError
+from edgetl.progress import step
 from edgetl.runtime.metadata import ModelMetadata
 
 
@@ -183,10 +184,14 @@ def load_keras_model(path: Path, trust_model: bool = False):
         size = path.stat().st_size
         state = "empty" if size == 0 else f"{size} bytes but not a zip archive"
         raise ModelFileError(f"{path}: not a loadable Keras model (the file exists, {state}: cut short or corrupted)")
+    from edgetl.tfquiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
     import keras
 
     try:
-        return keras.saving.load_model(path, safe_mode=not trust_model)
+        with step(f"loading {path.name}"):
+            return keras.saving.load_model(path, safe_mode=not trust_model)
     # NotImplementedError: Keras cannot rebuild a Lambda layer whose output shape it cannot infer.
     except (ValueError, OSError, TypeError, KeyError, AttributeError, NotImplementedError, zipfile.BadZipFile) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

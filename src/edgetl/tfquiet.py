@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import sys
 
+from edgetl.progress import step
 from edgetl.runtime.quiet import native_stderr_captured
 
 
 def import_tensorflow_quietly():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "tensorflow" not in sys.modules:
-        with native_stderr_captured():
+        with step("starting TensorFlow"), native_stderr_captured():
             import keras  # noqa: F401
             import tensorflow
 

@@ -48,6 +48,7 @@ def test_int8_file_holds_int8_tensors(exported_run):
     assert sum(d == np.int8 for d in dtypes) > len(dtypes) / 2
     index = records(exported_run)["tflite-int8"]
     assert index["input_dtype"] == "uint8" and index["output_dtype"] == "uint8"
+    assert index["runtimes"] == ["LiteRT", "MediaPipe"]
     assert index["max_probability_diff"] < 0.1
 
 

@@ -60,6 +60,8 @@ def test_int8_io_type_gives_an_int8_file_that_answers_like_the_uint8_one(all_for
     assert pixels_in["quantization_parameters"]["scales"][0] == 1.0
     record = records(all_formats_run)["tflite-int8"]
     assert record["input_dtype"] == "int8" and record["output_dtype"] == "int8"
+    # MediaPipe refuses int8 input: the record says so.
+    assert record["runtimes"] == ["LiteRT"] and records(all_formats_run)["onnx-int8"]["runtimes"] == ["onnxruntime"]
     # Inside, everything but the edge conversions is int8: the op report says so.
     assert record["int8_op_share"] == 1.0 and record["float_ops"] == {} and record["operators"] > 50
     # The runtime quantises the pixels from the tensor's parameters: the uint8 and int8 files answer alike.

@@ -22,6 +22,7 @@ from edgetl.benchmark.device import (
     cuda_available,
     fidelity,
     measure_isolated,
+    row_name,
     row_settings,
     top_k_accuracy,
 )
@@ -30,6 +31,7 @@ from edgetl.benchmark.result import BenchReport, BenchRow
 from edgetl.benchmark.timing import harness_overhead_ms, measure_latency, measure_throughput
 from edgetl.data.pipeline import decode_subset
 from edgetl.errors import DataError
+from edgetl.progress import step
 from edgetl.run import RunDir
 from edgetl.runtime.foreign import ModelFlags
 from edgetl.tfquiet import import_tensorflow_quietly
@@ -130,7 +132,7 @@ def bench_run(
     run.require_trained()
     metadata = run.read_metadata()
     split = run.read_split()
-    test = decode_subset(split.test, metadata.input_size[0], metadata.resize)
+    test = decode_subset(split.test, metadata.input_size[0], metadata.resize, "test images")
     if len(test.labels) == 0:
         raise DataError(f"{split.root}: no test image could be decoded")
 
@@ -141,30 +143,32 @@ def bench_run(
     model = run.load_model()
     load_ms = (time.perf_counter() - start) * 1000.0
     accelerators = [gpu.name.replace("/physical_device:", "") for gpu in tf.config.list_physical_devices("GPU")]
-    rows, keras_probabilities = _keras_rows(run, model, load_ms, test, settings, "/CPU:0", platform.machine())
-    if accelerators:
-        gpu_rows, _ = _keras_rows(run, model, load_ms, test, settings, "/GPU:0", "gpu")
-        rows += gpu_rows
-    if cuda_available():
-        accelerators.append("onnxruntime CUDA")
-
-    exports = []
-    for record in run.read_exports():
-        path = run.path / record["path"]
-        if not path.exists():
-            log.warning("%s: listed in %s but missing; skipped", path, run.exports_index.name)
-        elif path.is_dir() or path.suffix.lower() not in MODEL_SUFFIXES:
-            log.info("%s: %s is not a single .tflite/.onnx file; not benched", path, record["format"])
-        else:
-            exports.append((record["format"], path))
-
-    with tempfile.TemporaryDirectory(prefix="edgetl-bench-") as scratch:
-        pixels_file = Path(scratch) / "test.npz"
-        np.savez(pixels_file, pixels=test.pixels, labels=test.labels)
-        for format_name, path in exports:
-            for threads, provider in row_settings(path, threads_values):
+    exports = _bench_exports(run)
+    jobs = [
+        (name, path, threads, provider)
+        for name, path in exports
+        for threads, provider in row_settings(path, threads_values)
+    ]
+    keras_devices = [("/CPU:0", platform.machine())] + ([("/GPU:0", "gpu")] if accelerators else [])
+    rows, keras_probabilities = [], None
+    with step("benchmarking", total=len(keras_devices) + len(jobs)) as benching:
+        for tf_device, device in keras_devices:
+            benching.describe(f"benchmarking keras on {tf_device.strip('/')}")
+            device_rows, probabilities = _keras_rows(run, model, load_ms, test, settings, tf_device, device)
+            rows += device_rows
+            keras_probabilities = probabilities if keras_probabilities is None else keras_probabilities
+            benching.advance()
+        with tempfile.TemporaryDirectory(prefix="edgetl-bench-") as scratch:
+            pixels_file = Path(scratch) / "test.npz"
+            np.savez(pixels_file, pixels=test.pixels, labels=test.labels)
+            for format_name, path, threads, provider in jobs:
+                benching.describe(f"benchmarking {row_name(format_name, threads, provider)}")
                 measured = measure_isolated(path, pixels_file, settings, threads, provider, format_name)
                 rows.append(measured.row.with_reference(*fidelity(measured.probabilities, keras_probabilities)))
+                benching.advance()
+        benching.describe("benchmarked")
+    if cuda_available():
+        accelerators.append("onnxruntime CUDA")
 
     errors: list[str] = []
     if remotes and exports:
@@ -180,6 +184,20 @@ def bench_run(
         errors.append(f"{run.path}: no exported .tflite/.onnx file to bench on the boards; run `edgetl export` first")
     title = machine_title(machine_fingerprint(), accelerators)
     return BenchReport(rows, title, harness_overhead_ms(), errors=errors)
+
+
+def _bench_exports(run: RunDir) -> list[tuple[str, Path]]:
+    """(format, path) of each exported file the device bench can run."""
+    exports = []
+    for record in run.read_exports():
+        path = run.path / record["path"]
+        if not path.exists():
+            log.warning("%s: listed in %s but missing; skipped", path, run.exports_index.name)
+        elif path.is_dir() or path.suffix.lower() not in MODEL_SUFFIXES:
+            log.info("%s: %s is not a single .tflite/.onnx file; not benched", path, record["format"])
+        else:
+            exports.append((record["format"], path))
+    return exports
 
 
 def bench_files(

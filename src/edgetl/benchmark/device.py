@@ -28,6 +28,7 @@ from edgetl.benchmark.labelled import decode_labelled
 from edgetl.benchmark.result import BenchRow
 from edgetl.benchmark.timing import harness_overhead_ms, measure_latency, measure_throughput
 from edgetl.errors import EdgetlError, ModelFileError
+from edgetl.progress import step
 from edgetl.runtime.engine import Engine, is_available, open_engine
 from edgetl.runtime.foreign import ModelFlags
 
@@ -184,6 +185,11 @@ def row_settings(path: Path, threads_values: list[int | None]) -> list[tuple[int
     return pairs
 
 
+def row_name(format_name: str, threads: int | None, provider: str) -> str:
+    """A bench row as the progress names it: "tflite-int8, 2 threads"."""
+    return f"{format_name}, {threads or 'default'} thread(s)" + (", CUDA if available" if provider == "auto" else "")
+
+
 def measure_isolated(
     path: Path,
     pixels_file: Path,
@@ -254,8 +260,10 @@ def bench_model_files(
     models = _model_files(models)
     threads_values = threads_values or [None]
     measured = []
+    jobs = [(model, threads, provider) for model in models for threads, provider in row_settings(model, threads_values)]
     with tempfile.TemporaryDirectory(prefix="edgetl-bench-") as scratch:
         decoded: dict[tuple, Path] = {}  # files of the same input size and labels share one decoded set
+        pixels_of: dict[Path, Path] = {}
         for model in models:
             engine = open_engine(model, flags=flags)
             key = (tuple(engine.input_size), tuple(engine.labels), engine.metadata.resize)
@@ -263,14 +271,19 @@ def bench_model_files(
                 pixels, labels = decode_labelled(images, engine.labels, engine.input_size, engine.metadata.resize)
                 decoded[key] = Path(scratch) / f"pixels{len(decoded)}.npz"
                 np.savez(decoded[key], pixels=pixels, labels=labels)
+            pixels_of[model] = decoded[key]
             del engine
-            for threads, provider in row_settings(model, threads_values):
+        with step("benchmarking", len(jobs)) as benching:
+            for model, threads, provider in jobs:
+                benching.describe(f"benchmarking {row_name(model.name, threads, provider)}")
                 if isolate:
-                    measured.append(measure_isolated(model, decoded[key], settings, threads, provider, flags=flags))
+                    measured.append(measure_isolated(model, pixels_of[model], settings, threads, provider, flags=flags))
                 else:
-                    with np.load(decoded[key]) as stored:
+                    with np.load(pixels_of[model]) as stored:
                         pixels, labels = stored["pixels"], stored["labels"]
                     measured.append(measure_file(model, pixels, labels, settings, threads, provider, flags=flags))
+                benching.advance()
+            benching.describe("benchmarked")
     return measured
 
 

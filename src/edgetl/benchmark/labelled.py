@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.errors import DataError
+from edgetl.progress import step
 from edgetl.runtime.image import is_image_file, load_images
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,8 @@ def label_indices(names: list[str], labels: list[str], source: str) -> np.ndarra
 def decode_labelled(source: Path, labels: list[str], size: tuple[int, int], resize: str) -> tuple[np.ndarray, ...]:
     pairs = labelled_images(source)
     indices = label_indices([name for _, name in pairs], labels, str(source))
-    pixels, kept, errors = load_images([file for file, _ in pairs], size, resize)
+    with step(f"decoding {len(pairs)} images"):
+        pixels, kept, errors = load_images([file for file, _ in pairs], size, resize)
     for error in errors:
         log.warning("skipped: %s", error)
     if not kept:

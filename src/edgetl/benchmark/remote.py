@@ -14,7 +14,7 @@ import shlex
 import subprocess
 import tempfile
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -23,6 +23,7 @@ import numpy as np
 from edgetl.benchmark.device import BenchSettings, Measured
 from edgetl.benchmark.result import BenchRow
 from edgetl.errors import EdgetlError
+from edgetl.progress import step
 
 log = logging.getLogger(__name__)
 
@@ -257,12 +258,16 @@ def bench_remotes(
 ) -> tuple[list[Measured], list[str]]:
     """Every board in parallel; the rows of those that worked, and one error line per board that did not."""
     ssh = ssh or SshSettings()
-    with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
+    workers = max(1, len(hosts))
+    with step(f"benchmarking on {len(hosts)} board(s)", len(hosts)) as benching, ThreadPoolExecutor(workers) as pool:
         futures = {
-            host: pool.submit(bench_remote, host, exports, images, settings, threads_values, ssh) for host in hosts
+            pool.submit(bench_remote, host, exports, images, settings, threads_values, ssh): host for host in hosts
         }
+        for done in as_completed(futures):
+            benching.describe(f"benchmarking on boards ({futures[done]} done)")
+            benching.advance()
     measured, errors = [], []
-    for host, future in futures.items():
+    for future, host in futures.items():
         try:
             measured += future.result()
         except RemoteError as error:

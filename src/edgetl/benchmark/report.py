@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable
 from pathlib import Path
 
+from edgetl.benchmark.gates import is_keras
 from edgetl.benchmark.result import BenchReport, BenchRow
 from edgetl.run import atomic_write
+from edgetl.table import Column, best_note, render_table, shown_columns, wrap_lines
 
 
 def _num(value: float | None, spec: str) -> str:
@@ -24,27 +25,48 @@ def _peak_mb(row: BenchRow) -> str:
     return "-" if row.peak_rss_bytes is None else f"{row.peak_rss_bytes / 2**20:.0f}"
 
 
-# (heading, width, cell): one list drives the terminal table, the Markdown table and the order of CSV columns.
-COLUMNS: list[tuple[str, int, Callable[[BenchRow], str]]] = [
-    ("format", 15, lambda r: r.format),
-    ("host", 16, lambda r: r.host),
-    ("device", 8, lambda r: r.device),
-    ("thr", 4, _threads),
-    ("size KB", 8, lambda r: f"{r.size_bytes / 1024:.0f}"),
-    ("top-1", 6, lambda r: f"{r.top1:.3f}"),
-    ("top-5", 6, lambda r: f"{r.top5:.3f}"),
-    ("agree", 6, lambda r: _num(r.agreement, ".3f")),
-    ("max dp", 7, lambda r: _num(r.max_probability_diff, ".1e")),
-    ("p50 ms", 8, lambda r: f"{r.latency.p50:.3f}"),
-    ("p90 ms", 8, lambda r: f"{r.latency.p90:.3f}"),
-    ("p99 ms", 8, lambda r: f"{r.latency.p99:.3f}"),
-    ("mean±std", 15, lambda r: f"{r.latency.mean:.3f}±{r.latency.std:.3f}"),
-    ("img/s", 8, lambda r: _num(r.throughput_ips, ".0f")),
-    ("load ms", 8, lambda r: f"{r.load_ms:.0f}"),
-    ("peak MB", 8, _peak_mb),
-    ("runtime", 22, lambda r: r.runtime),
-    ("provider", 20, lambda r: r.provider),
+def _agreement(row: BenchRow) -> float | None:
+    return None if is_keras(row) else row.agreement  # Keras is the reference: its 1.0 is no achievement
+
+
+def _peak(row: BenchRow) -> float | None:
+    return None if row.peak_rss_bytes is None else row.peak_rss_bytes / 2**20
+
+
+# One list drives the terminal table (essential columns by default, all with --wide) and the Markdown table.
+COLUMNS: list[Column] = [
+    Column("format", lambda r: r.format),
+    Column("host", lambda r: r.host, essential=False),
+    Column("device", lambda r: r.device, essential=False),
+    Column("thr", _threads),
+    Column("size MB", lambda r: f"{r.size_bytes / 2**20:.2f}", best="min", value=lambda r: r.size_bytes, numeric=True),
+    Column("top-1", lambda r: f"{r.top1:.3f}", best="max", value=lambda r: r.top1, numeric=True),
+    Column("top-5", lambda r: f"{r.top5:.3f}", essential=False, best="max", value=lambda r: r.top5, numeric=True),
+    Column("agree", lambda r: _num(r.agreement, ".3f"), best="max", value=_agreement, numeric=True),
+    Column("max Δp", lambda r: _num(r.max_probability_diff, ".1e"), essential=False, numeric=True),
+    Column("p50 ms", lambda r: f"{r.latency.p50:.3f}", best="min", value=lambda r: r.latency.p50, numeric=True),
+    Column("p90 ms", lambda r: f"{r.latency.p90:.3f}", best="min", value=lambda r: r.latency.p90, numeric=True),
+    Column("p99 ms", lambda r: f"{r.latency.p99:.3f}", essential=False, numeric=True),
+    Column("mean±std ms", lambda r: f"{r.latency.mean:.3f}±{r.latency.std:.3f}", essential=False, numeric=True),
+    Column(
+        "img/s", lambda r: _num(r.throughput_ips, ".0f"), best="max", value=lambda r: r.throughput_ips, numeric=True
+    ),
+    Column(
+        "load ms", lambda r: f"{r.load_ms:.0f}", essential=False, best="min", value=lambda r: r.load_ms, numeric=True
+    ),
+    Column("peak MB", _peak_mb, essential=False, best="min", value=_peak, numeric=True),
+    Column("runtime", lambda r: r.runtime),
+    Column("provider", lambda r: r.provider, essential=False),
 ]
+HOST = COLUMNS[1]
+
+
+def table_columns(report: BenchReport, wide: bool = False) -> list[Column]:
+    """The columns `format_table` shows: the essential ones, plus the host when the rows come from several."""
+    shown = shown_columns(COLUMNS, wide)
+    if not wide and len({row.host for row in report.rows}) > 1:
+        shown.insert(1, HOST)
+    return shown
 
 
 def notes(report: BenchReport) -> list[str]:
@@ -72,13 +94,19 @@ def notes(report: BenchReport) -> list[str]:
     return lines
 
 
-def format_table(report: BenchReport) -> str:
-    header = "".join(f"{name:<{width}} " for name, width, _ in COLUMNS)
-    lines = [report.title, header.rstrip()]
-    for index, row in enumerate(report.rows):
-        cells = "".join(f"{cell(row):<{width}} " for _, width, cell in COLUMNS).rstrip()
-        lines.append(cells + (" !" if index in report.flags or row.emulated else ""))
-    return "\n".join(lines + notes(report))
+def format_table(report: BenchReport, wide: bool = False, width: int | None = None, color: bool = False) -> str:
+    """The title, the table and the notes, no wider than `width` (None: as wide as they need)."""
+    table = render_table(
+        report.rows,
+        table_columns(report, wide),
+        width,
+        color,
+        row_suffix=lambda index: " !" if index in report.flags or report.rows[index].emulated else "",
+    )
+    more = [] if wide else ["--wide for every column (top-5, p99, load time, memory, provider, ...)"]
+    return "\n".join(
+        [*wrap_lines([report.title], width), table, *wrap_lines([*notes(report), best_note(color), *more], width)]
+    )
 
 
 def to_json(report: BenchReport) -> str:
@@ -131,12 +159,15 @@ def to_csv(report: BenchReport) -> str:
 
 
 def to_markdown(report: BenchReport) -> str:
-    names = [name for name, _, _ in COLUMNS]
+    names = [column.heading for column in COLUMNS]
     lines = [f"### {report.title}", "", "| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
-    for row in report.rows:
-        lines.append("| " + " | ".join(cell(row).replace("|", "/") for _, _, cell in COLUMNS) + " |")
+    best = [column.best_rows(report.rows) for column in COLUMNS]
+    for index, row in enumerate(report.rows):
+        cells = [column.cell(row).replace("|", "/") for column in COLUMNS]
+        cells = [f"**{cell}**" if index in marked else cell for cell, marked in zip(cells, best, strict=True)]
+        lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines += [f"- {note}" for note in notes(report)]
+    lines += [f"- {note}" for note in notes(report)] + ["- bold: best of its column"]
     return "\n".join(lines) + "\n"
 
 

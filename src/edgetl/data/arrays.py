@@ -167,6 +167,9 @@ def read_tfds(name: str, options: LayoutOptions) -> Dataset:
     source = f"tfds:{name}"
     if importlib.util.find_spec("tensorflow_datasets") is None:
         raise DataError(f"{source} needs the optional package tensorflow-datasets: pip install tensorflow-datasets")
+    from edgetl.tfquiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # tensorflow-datasets imports TensorFlow
     import tensorflow_datasets as tfds
 
     try:

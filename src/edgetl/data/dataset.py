@@ -23,6 +23,7 @@ from edgetl.data.folder import Example
 from edgetl.data.pipeline import DecodedSubset, decode_subset
 from edgetl.data.split import SUBSETS, Split
 from edgetl.errors import DataError
+from edgetl.progress import step
 
 CALIBRATION_IMAGES = 300  # training images written for an array layout: enough for int8 calibration
 
@@ -88,11 +89,13 @@ def resize_array(image: np.ndarray, image_size: int) -> np.ndarray:
 def decode_dataset_subset(dataset: Dataset, name: str, image_size: int) -> DecodedSubset:
     """Model-sized pixels of one subset; bad files are skipped (and logged) by `decode_subset`."""
     if dataset.split is not None:
-        return decode_subset(dataset.split.subset(name), image_size)
+        return decode_subset(dataset.split.subset(name), image_size, what=f"{name} images")
     subset = dataset.arrays[name]
     pixels = np.zeros((len(subset), image_size, image_size, 3), dtype=np.uint8)
-    for index, image in enumerate(subset.images):
-        pixels[index] = resize_array(image, image_size)
+    with step(f"resizing {name} images", total=len(subset)) as resizing:
+        for index, image in enumerate(subset.images):
+            pixels[index] = resize_array(image, image_size)
+            resizing.advance()
     return DecodedSubset(pixels, np.asarray(subset.labels, dtype=np.int32), [], [])
 
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from edgetl.data.folder import Example
 from edgetl.errors import DataError
+from edgetl.progress import step
 from edgetl.runtime.image import load_images
 
 log = logging.getLogger(__name__)
@@ -22,9 +23,27 @@ class DecodedSubset:
     skipped: list[DataError]
 
 
-def decode_subset(examples: list[Example], image_size: int, resize: str = "bilinear") -> DecodedSubset:
-    """Decode a subset, skipping (and logging) files that cannot be read."""
-    pixels, kept, errors = load_images([e.path for e in examples], (image_size, image_size), resize)
+# Images decoded between two reports of progress: enough to keep the decoding threads busy.
+DECODE_CHUNK = 256
+
+
+def decode_subset(
+    examples: list[Example], image_size: int, resize: str = "bilinear", what: str = "images"
+) -> DecodedSubset:
+    """Decode a subset, skipping (and logging) files that cannot be read; `what` names them in the progress."""
+    # Filled chunk by chunk, so the decoded pixels are held once, not once per chunk and again stacked.
+    pixels = np.empty((len(examples), image_size, image_size, 3), np.uint8)
+    kept: list[int] = []
+    errors: list[DataError] = []
+    with step(f"decoding {what}", total=len(examples)) as decoding:
+        for start in range(0, len(examples), DECODE_CHUNK):
+            paths = [example.path for example in examples[start : start + DECODE_CHUNK]]
+            chunk, chunk_kept, chunk_errors = load_images(paths, (image_size, image_size), resize)
+            pixels[len(kept) : len(kept) + len(chunk_kept)] = chunk
+            kept += [start + index for index in chunk_kept]
+            errors += chunk_errors
+            decoding.advance(len(paths))
+    pixels = pixels[: len(kept)]
     for error in errors:
         log.warning("skipped: %s", error)
     kept_examples = [examples[i] for i in kept]

@@ -39,6 +39,7 @@ from edgetl.export.onnx import MOST_CALIBRATION_IMAGES as ONNX_MOST_CALIBRATION_
 from edgetl.export.source import ExportSource, from_run
 from edgetl.export.tflite import OpReport, tflite_op_report
 from edgetl.export.verify import UNLABELLED, Fidelity, compare, predict_in_batches
+from edgetl.progress import step
 from edgetl.run import atomic_write, record_export
 from edgetl.runtime.engine import open_engine
 
@@ -311,7 +312,8 @@ class CalibrationImages:
 
     def _decode(self, count: int):
         chosen = self.order[self.decoded : self.decoded + count]
-        subset = decode_subset(chosen, self.source.metadata.input_size[0], self.source.metadata.resize)
+        metadata = self.source.metadata
+        subset = decode_subset(chosen, metadata.input_size[0], metadata.resize, "calibration images")
         self.decoded += len(chosen)
         self.pixels = np.concatenate([self.pixels, subset.pixels.astype(np.float32)])
         return subset
@@ -406,16 +408,18 @@ class _Exporter:
     def __init__(self, source: ExportSource, formats: list[str], options: ExportOptions) -> None:
         self.source = source
         self.options = options
-        self.keras_probabilities = predict_in_batches(
-            lambda x: source.model.predict(x, verbose=0), source.verification.pixels.astype(np.float32)
-        )
+        with step(f"Keras predictions on {len(source.verification.labels)} images"):
+            self.keras_probabilities = predict_in_batches(
+                lambda x: source.model.predict(x, verbose=0), source.verification.pixels.astype(np.float32)
+            )
         needs_calibration = any(FORMATS[name].calibrated for name in formats)
         calibration = CalibrationImages(source, options.calibration_samples) if needs_calibration else None
         self.inputs = ConversionInputs(options, calibration)
 
     def convert(self, export_format: ExportFormat, inputs: ConversionInputs):
+        recipe = f" ({inputs.recipe.name})" if inputs.recipe is not None else ""
         try:
-            with output_to(self.source.log_path):
+            with step(f"{export_format.name}: converting{recipe}"), output_to(self.source.log_path):
                 return export_format.convert(self.source.model, inputs)
         except EdgetlError:
             raise
@@ -440,12 +444,13 @@ class _Exporter:
             yield
 
     def verify(self, export_format: ExportFormat, converted, destination: Path, gate: float) -> _Verified:
-        # SavedModel export prints its endpoints, LiteRT announces its delegate: both belong in the log.
-        with output_to(self.source.log_path):
-            size, sha256 = _write(export_format, converted, self.source, destination)
-            loaded = _load(export_format, destination)
-        probabilities = predict_in_batches(loaded.predict, self.source.verification.pixels)
         verification = self.source.verification
+        with step(f"{export_format.name}: verifying on {len(verification.labels)} images"):
+            # SavedModel export prints its endpoints, LiteRT announces its delegate: both belong in the log.
+            with output_to(self.source.log_path):
+                size, sha256 = _write(export_format, converted, self.source, destination)
+                loaded = _load(export_format, destination)
+            probabilities = predict_in_batches(loaded.predict, verification.pixels)
         fidelity = compare(probabilities, self.keras_probabilities, verification.labels, self.source.metadata.labels)
         problems = _integer_only_problems(export_format, loaded.ops, self.options)
         passed = fidelity.agreement >= gate and not problems
@@ -477,7 +482,7 @@ class _Exporter:
                 return Trial(verified.fidelity, verified.passed, verified.size, verified)
 
             def rank(recipe: Int8Recipe) -> list[str]:
-                with output_to(self.source.log_path):
+                with step(f"{export_format.name}: ranking layers by int8 sensitivity"), output_to(self.source.log_path):
                     return export_format.rank_layers(self.source.model, replace(self.inputs, recipe=recipe))
 
             keeps = export_format.float_layers_keep_bias_correction
@@ -540,12 +545,16 @@ def export_source(source: ExportSource, formats: list[str], options: ExportOptio
     exporter = _Exporter(source, formats, options)
     source.read_exports()  # a damaged index is reported before any work
     results = []
-    for name in formats:
-        record = exporter.export(name)
-        # The index is updated after every file, so an interrupted export keeps what was done; the update is
-        # merged under a lock, so a second export of the same run at the same time keeps its records too.
-        record_export(source.exports_index, asdict(record))
-        results.append(record)
+    with step(f"exporting {len(formats)} format(s)", total=len(formats)) as exporting:
+        for name in formats:
+            exporting.describe(f"exporting {name}")
+            record = exporter.export(name)
+            # The index is updated after every file, so an interrupted export keeps what was done; the update is
+            # merged under a lock, so a second export of the same run at the same time keeps its records too.
+            record_export(source.exports_index, asdict(record))
+            results.append(record)
+            exporting.advance()
+        exporting.describe("exported")
     return results
 
 

@@ -52,7 +52,7 @@ class ExportSource:
 
 
 def _decoded_or_fail(examples: list[Example], image_size: int, resize: str, what: str, where: Path) -> DecodedSubset:
-    subset = decode_subset(examples, image_size, resize)
+    subset = decode_subset(examples, image_size, resize, f"{what} images")
     if len(subset.labels) == 0:
         raise DataError(f"{where}: no {what} image could be decoded; cannot verify the exports")
     return subset
@@ -135,6 +135,7 @@ def from_keras_file(
 ) -> ExportSource:
     """An outside model: `labels_path` names its outputs in order, `calibration_dir` (one folder per class,
     named as in the labels, or a plain folder of images) calibrates int8 and verifies every export."""
+    import_tensorflow_quietly()  # before Keras: importing Keras starts TensorFlow, and its chatter with it
     import keras
 
     model_path = Path(model_path)
@@ -142,7 +143,6 @@ def from_keras_file(
         raise DataError(f"--normalization {normalization}: unknown; choose one of {', '.join(NORMALIZATIONS)}")
     labels = read_labels(labels_path)
     examples = read_calibration_folder(Path(calibration_dir), labels, labels_path)
-    import_tensorflow_quietly()
     loaded = load_keras_model(model_path, trust_model)
     outputs = tuple(loaded.output_shape)
     if len(outputs) != 2 or outputs[1] != len(labels):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgetl.data.pipeline import DecodedSubset, to_dataset
+from edgetl.progress import step
 
 POOL_LAYER_NAME = "pool"
 # Inference needs no gradients, so it can take larger batches than training: fewer steps, less per-step overhead.
@@ -38,18 +39,23 @@ def backbone_features(model, subsets: list[DecodedSubset], batch_size: int) -> l
     chunk = max(batch_size, EXTRACTION_PIXELS // (height * width))
     if model.distribute_strategy.num_replicas_in_sync > 1:
         return [np.asarray(extractor.predict(to_dataset(s, chunk), verbose=0), np.float32) for s in subsets]
-    extract = inference_function(extractor)
-    empty = np.zeros((0, *extractor.output_shape[1:]), np.float32)
-    return [
-        np.concatenate(
-            [empty]
-            + [
-                extract(tf.constant(subset.pixels[start : start + chunk], tf.float32)).numpy().astype(np.float32)
-                for start in range(0, len(subset.labels), chunk)
-            ]
-        )
-        for subset in subsets
-    ]
+    total = sum(len(subset.labels) for subset in subsets)
+    with step("computing backbone features", total=total) as computing:
+        extract = inference_function(extractor)
+
+        def features(pixels: np.ndarray) -> np.ndarray:
+            computed = extract(tf.constant(pixels, tf.float32)).numpy().astype(np.float32)
+            computing.advance(len(pixels))
+            return computed
+
+        empty = np.zeros((0, *extractor.output_shape[1:]), np.float32)
+        return [
+            np.concatenate(
+                [empty]
+                + [features(subset.pixels[start : start + chunk]) for start in range(0, len(subset.labels), chunk)]
+            )
+            for subset in subsets
+        ]
 
 
 def inference_function(model):

@@ -1,0 +1,62 @@
+"""The export table on the terminal: one row per file written, the essential columns by default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgetl.export.exporter import ExportRecord
+from edgetl.table import Column, best_note, render_table, shown_columns, wrap_lines
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def verdict(record: ExportRecord) -> str:
+    if record.passed:
+        return "ok"
+    below = record.agreement < record.min_agreement
+    return "FAILED" + (f" (< {record.min_agreement:.2f})" if below else " (" + "; ".join(record.problems) + ")")
+
+
+COLUMNS: list[Column] = [
+    Column("format", lambda r: r.format),
+    Column("size MB", lambda r: f"{r.size_bytes / 2**20:.2f}", best="min", value=lambda r: r.size_bytes, numeric=True),
+    Column("in/out", lambda r: f"{r.input_dtype}/{r.output_dtype}"),
+    Column(
+        "int8 ops",
+        lambda r: "-" if r.int8_op_share is None else f"{r.int8_op_share:.0%}",
+        essential=False,
+        numeric=True,
+    ),
+    Column("agreement", lambda r: f"{r.agreement:.4f}", best="max", value=lambda r: r.agreement, numeric=True),
+    Column("confident", lambda r: _share(r.confident_agreement), essential=False, numeric=True),
+    Column("top-1", lambda r: _share(r.top1), best="max", value=lambda r: r.top1, numeric=True),
+    Column("keras top-1", lambda r: _share(r.keras_top1), essential=False, numeric=True),
+    Column("max Δp", lambda r: f"{r.max_probability_diff:.4f}", essential=False, numeric=True),
+    Column("verdict", verdict),
+    Column("file", lambda r: r.path, essential=False),
+]
+
+
+def _runs_on(records: list[ExportRecord]) -> list[str]:
+    """One line naming the runtimes that load the files, the files that share them grouped."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for record in records:
+        if record.runtimes:
+            groups.setdefault(tuple(record.runtimes), []).append(record.format)
+    if not groups:
+        return []
+    return ["runs on: " + "; ".join(f"{', '.join(names)}: {', '.join(runtimes)}" for runtimes, names in groups.items())]
+
+
+def format_export_table(
+    records: list[ExportRecord], root: Path, wide: bool = False, width: int | None = None, color: bool = False
+) -> str:
+    """The table of exported files, no wider than `width` (None: as wide as it needs), and where they are."""
+    table = render_table(records, shown_columns(COLUMNS, wide), width, color)
+    folders = sorted({str((Path(root) / record.path).parent) for record in records})
+    lines = [f"written to {', '.join(folders)}", *_runs_on(records), best_note(color)]
+    if not wide:
+        lines.append("--wide for every column (int8 op share, confident agreement, Keras top-1, max Δp, file)")
+    return "\n".join([table, *wrap_lines(lines, width)])
