@@ -30,7 +30,7 @@ READY = CACHE / "ready"
 BOARD_VERSION = "1"
 SUITE = "bookworm"  # Debian 12: python3 is 3.11, like the host
 MIRROR = "http://deb.debian.org/debian"
-DEVICE_PACKAGES = ["numpy", "pillow", "ai-edge-litert", "onnxruntime", "click", "psutil"]
+PACKAGES = CACHE / "packages"  # the packages installed in the board's venv, one per line
 WHEEL_PLATFORMS = [f"manylinux_2_{minor}_aarch64" for minor in (17, 27, 28)] + ["manylinux2014_aarch64"]
 VENV = "/opt/edgetl"
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
@@ -153,6 +153,18 @@ def build_rootfs() -> None:
     staging.rename(ROOTFS)
 
 
+def device_packages() -> list[str]:
+    """What a board needs to run edgetl: its core dependencies and the `device` extra, as pyproject.toml says."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    return sorted({*project["dependencies"], *project["optional-dependencies"]["device"]})
+
+
+def packages_current() -> bool:
+    return PACKAGES.is_file() and PACKAGES.read_text().split("\n") == device_packages()
+
+
 def download_wheels() -> None:
     WHEELS.mkdir(parents=True, exist_ok=True)
     platforms = [argument for name in WHEEL_PLATFORMS for argument in ("--platform", name)]
@@ -171,7 +183,7 @@ def download_wheels() -> None:
         *platforms,
         "-d",
         str(WHEELS),
-        *DEVICE_PACKAGES,
+        *device_packages(),
     )
 
 
@@ -196,11 +208,12 @@ def install_device_extras() -> None:
             "--no-index",
             "--find-links",
             "/opt/wheels",
-            *DEVICE_PACKAGES,
+            *device_packages(),
             check=True,
         )
     finally:
         mounts.down()
+    PACKAGES.write_text("\n".join(device_packages()))
 
 
 def prepare() -> None:
@@ -208,6 +221,9 @@ def prepare() -> None:
     if reason:
         raise SystemExit(f"cannot prepare the ARM board here: {reason}")
     if READY.is_file() and READY.read_text().strip() == BOARD_VERSION and (ROOTFS / VENV.lstrip("/")).is_dir():
+        if not packages_current():  # edgetl's dependencies changed: the board gets them, its system stays
+            download_wheels()
+            install_device_extras()
         log(f"board ready in {CACHE}")
         return
     started = time.monotonic()
@@ -223,7 +239,7 @@ def prepare() -> None:
 
 
 def is_ready() -> bool:
-    return READY.is_file() and READY.read_text().strip() == BOARD_VERSION
+    return READY.is_file() and READY.read_text().strip() == BOARD_VERSION and packages_current()
 
 
 def free_port() -> int:
