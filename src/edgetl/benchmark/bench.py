@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.benchmark.device import (
-    MODEL_SUFFIXES,
     BenchOptionError,
     BenchSettings,
     bench_model_files,
@@ -28,17 +27,17 @@ from edgetl.benchmark.device import (
 )
 from edgetl.benchmark.fingerprint import machine_fingerprint, peak_rss_bytes
 from edgetl.benchmark.result import BenchReport, BenchRow
+from edgetl.benchmark.settings import REMOTE_SAMPLE_IMAGES
 from edgetl.benchmark.timing import harness_overhead_ms, measure_latency, measure_throughput
 from edgetl.data.pipeline import decode_subset
 from edgetl.errors import DataError
 from edgetl.progress import step
 from edgetl.run import RunDir
 from edgetl.runtime.foreign import ModelFlags
+from edgetl.runtime.runtimes import MODEL_SUFFIXES
 from edgetl.tfquiet import import_tensorflow_quietly
 
 log = logging.getLogger(__name__)
-
-REMOTE_SAMPLE_IMAGES = 50
 
 
 def machine_title(fingerprint: dict, accelerators: list[str]) -> str:

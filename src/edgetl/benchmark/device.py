@@ -26,34 +26,22 @@ import numpy as np
 from edgetl.benchmark.fingerprint import machine_fingerprint, peak_rss_bytes
 from edgetl.benchmark.labelled import decode_labelled
 from edgetl.benchmark.result import BenchRow
+from edgetl.benchmark.settings import BenchSettings
 from edgetl.benchmark.timing import harness_overhead_ms, measure_latency, measure_throughput
 from edgetl.errors import EdgetlError, ModelFileError
+from edgetl.export.formats import FORMATS
 from edgetl.progress import step
 from edgetl.runtime.engine import Engine, is_available, open_engine
 from edgetl.runtime.foreign import ModelFlags
+from edgetl.runtime.runtimes import MODEL_SUFFIXES, runtimes_for
 
 log = logging.getLogger(__name__)
 
-MODEL_SUFFIXES = (".tflite", ".onnx")
-# Modules a file's runtime lives in, imported before the load is timed: load time is the model's, not the import's.
-RUNTIME_MODULES = {".tflite": ("ai_edge_litert.interpreter", "tflite_runtime.interpreter"), ".onnx": ("onnxruntime",)}
 CHILD_TIMEOUT_S = 3600
 
 
 class BenchOptionError(EdgetlError):
     """A bench option has a value the bench cannot use."""
-
-
-@dataclass(frozen=True)
-class BenchSettings:
-    runs: int = 100
-    warmup: int = 10
-    batch: int = 32  # throughput batch; accuracy is computed in batches of this size too
-    settle: bool = False  # repeat rounds of `runs` calls until p50 and p90 stop moving
-
-    def to_args(self) -> list[str]:
-        settle = ["--settle"] if self.settle else []
-        return ["--runs", str(self.runs), "--warmup", str(self.warmup), "--batch", str(self.batch), *settle]
 
 
 @dataclass(frozen=True)
@@ -81,10 +69,11 @@ def predict_all(engine: Engine, pixels: np.ndarray, batch: int) -> np.ndarray:
 
 
 def _import_runtime(suffix: str) -> None:
-    for module in RUNTIME_MODULES.get(suffix, ()):
-        if is_available(module.split(".")[0]):
+    # The runtime's module is imported before the load is timed: load time is the model's, not the import's.
+    for runtime in runtimes_for(suffix, light_only=True).values():
+        if is_available(runtime.package):
             try:
-                importlib.import_module(module)
+                importlib.import_module(runtime.module)
                 return
             except ImportError:  # e.g. tflite-runtime 2.14 under NumPy 2; open_engine reports the real problem
                 continue
@@ -162,11 +151,15 @@ def measure_file(
 
 
 def default_format_name(path: Path) -> str:
-    """A format name for a bare file, as `edgetl export` names them: model_int8.tflite -> tflite-int8."""
-    suffix = path.suffix.lower().lstrip(".")
-    variants = ("float32", "float16", "dynamic", "int8") if suffix == "tflite" else ("int8",)
-    variant = next((v for v in variants if path.stem.lower().endswith(v)), None)
-    return f"{suffix}-{variant}" if variant else suffix
+    """A format name for a bare file, as `edgetl export` names its files (FORMATS): model_int8.tflite -> tflite-int8;
+    a file no format's name fits is called by its suffix."""
+    suffix = path.suffix.lower()
+    stem = path.stem.lower()
+    for name, export_format in FORMATS.items():
+        variant = Path(export_format.filename).stem.removeprefix("model")  # "_int8", "" for model.onnx
+        if Path(export_format.filename).suffix == suffix and variant and stem.endswith(variant.lstrip("_")):
+            return name
+    return suffix.lstrip(".")
 
 
 def cuda_available() -> bool:
@@ -328,9 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--images", type=Path, help="folder of class subfolders, or a CSV of file,label rows")
     source.add_argument("--pixels", type=Path, help="an .npz of decoded pixels and label indices")
-    parser.add_argument("--runs", type=int, default=100)
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--runs", type=int, default=BenchSettings.runs)
+    parser.add_argument("--warmup", type=int, default=BenchSettings.warmup)
+    parser.add_argument("--batch", type=int, default=BenchSettings.batch)
     parser.add_argument("--settle", action="store_true")
     parser.add_argument("--threads", default=None)
     parser.add_argument("--provider", choices=("auto", "cpu"), default="cpu")

@@ -12,11 +12,11 @@ from __future__ import annotations
 import csv
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from edgetl.data.dataset import Dataset, check_class_names, require_images, stratified_pick
 from edgetl.data.folder import Example, LabelledImages, read_class_folders
+from edgetl.data.options import LayoutOptions
 from edgetl.data.split import Split, stratified_split
 from edgetl.errors import DataError
 from edgetl.runtime.image import IMAGE_SUFFIXES
@@ -28,18 +28,6 @@ ID_COLUMNS = ("id", "image_id", "image", "filename", "file", "path", "name")
 LABEL_COLUMNS = ("label", "labels", "class", "breed", "category", "target", "species")
 TFDS_PREFIX = "tfds:"
 ARRAY_LAYOUTS = frozenset({"npz", "tfds"})  # images in memory, not files: the run gets PNG copies
-
-
-@dataclass(frozen=True)
-class LayoutOptions:
-    """What a reader needs besides the source: the split fractions and the CSV overrides."""
-
-    validation_fraction: float = 0.15
-    test_fraction: float = 0.15
-    seed: int = 42
-    id_column: str | None = None
-    label_column: str | None = None
-    images: str | None = None
 
 
 def read_folder(source: str, options: LayoutOptions) -> Dataset:

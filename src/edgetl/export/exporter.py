@@ -1,7 +1,7 @@
 """`edgetl export`: convert a Keras model to each format, attach metadata, write atomically, verify against Keras.
 
-One registry (`FORMATS`) drives everything: the file name, the converter, whether it needs calibration images,
-how it is written and run, and the default agreement it must reach.
+The format table (`FORMATS`, export/formats.py) drives everything: the file name, the converter, whether it
+needs calibration images, how it is written and run, and the default agreement it must reach.
 """
 
 from __future__ import annotations
@@ -22,20 +22,18 @@ import numpy as np
 from edgetl.data.pipeline import decode_subset
 from edgetl.errors import EdgetlError
 from edgetl.export.calibration import check_calibration, stratified_sample
-from edgetl.export.int8 import (
-    INT8_FALLBACKS,
-    IO_TYPES,
-    QUANTIZERS,
-    Int8Recipe,
-    LadderResult,
-    Trial,
-    climb,
-    integer_rungs,
+from edgetl.export.formats import (
+    FORMATS,
+    ConversionInputs,
+    ExportFormat,
+    ExportOptions,
+    check_formats,
+    check_options,
+    runtimes_for,
 )
+from edgetl.export.int8 import Int8Recipe, LadderResult, Trial, climb, integer_rungs
 from edgetl.export.logs import output_to
 from edgetl.export.metadata import attach_to_onnx, attach_to_tflite
-from edgetl.export.onnx import CALIBRATION_METHODS as ONNX_CALIBRATION_METHODS
-from edgetl.export.onnx import MOST_CALIBRATION_IMAGES as ONNX_MOST_CALIBRATION_IMAGES
 from edgetl.export.source import ExportSource, from_run
 from edgetl.export.tflite import OpReport, tflite_op_report
 from edgetl.export.verify import UNLABELLED, Fidelity, compare, predict_in_batches
@@ -46,171 +44,11 @@ from edgetl.runtime.engine import open_engine
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ExportOptions:
-    calibration_samples: int = 200
-    min_agreement: float | None = None  # None: each format's own default
-    io_type: str | None = None  # input/output type of the int8 TFLite file; None: the quantizer's (QUANTIZERS)
-    opset: int = 17
-    quantizer: str = "converter"  # who makes the int8 TFLite file: the TFLite converter or ai-edge-quantizer
-    int8_fallback: str = INT8_FALLBACKS[0]  # may int8 files keep their most sensitive layers in float
-
-    @property
-    def int8_io_type(self) -> str:
-        return self.io_type or QUANTIZERS.get(self.quantizer, IO_TYPES[0])
-
-
-@dataclass
-class ConversionInputs:
-    """Everything a converter may need besides the model; `cache` shares work between formats (the float
-    ONNX graph is the starting point of the int8 one). `calibration` decodes the calibration images as far as
-    asked; an int8 `recipe` says how many of them to use, how, and which layers stay in float."""
-
-    options: ExportOptions
-    calibration: CalibrationImages | None = None
-    cache: dict = field(default_factory=dict)
-    recipe: Int8Recipe | None = None
-
-    @property
-    def calibration_images(self) -> np.ndarray:
-        return self.calibration.take(self.recipe.calibration_images)
-
-
-@dataclass(frozen=True)
-class ExportFormat:
-    name: str
-    filename: str
-    kind: str  # "tflite", "onnx" or "savedmodel": how the result is written and run
-    convert: Callable  # (keras model, ConversionInputs) -> bytes (tflite) or ModelProto (onnx) or model (savedmodel)
-    min_agreement: float  # default verification gate: float formats must match Keras almost everywhere
-    calibrated: bool = False  # needs calibration images
-    quantized_by: str = ""  # recorded as `quantizer`; "--quantizer" means the option chooses
-    # Promises integer-only kernels (what NPUs and microcontrollers need). The converter does NOT enforce it: even
-    # with only TFLITE_BUILTINS_INT8 allowed, an op without an int8 kernel (e.g. SIN) is silently left in float
-    # between DEQUANTIZE/QUANTIZE, so the written file is checked. ONNX QDQ graphs are mixed by design.
-    integer_only: bool = False
-    # Calibrated formats: the calibration methods the ladder tries, the default first, and the most images a
-    # method may calibrate on.
-    calibration_methods: tuple[str, ...] = ("minmax",)
-    most_calibration_images: dict[str, int] = field(default_factory=dict)
-    # Calibrated formats: (model, inputs) -> layer names, most sensitive to int8 first, for float fallback.
-    rank_layers: Callable | None = None
-    # Its float layers' names name the Keras layers in them (TFLite tensor names do, tf2onnx's node names do not),
-    # so bias correction can leave those out and still apply to the rest.
-    float_layers_keep_bias_correction: bool = False
-
-
-def _tflite_float32(model, inputs: ConversionInputs):
-    from edgetl.export.tflite import convert_float32
-
-    return convert_float32(model)
-
-
-def _tflite_float16(model, inputs: ConversionInputs):
-    from edgetl.export.tflite import convert_float16
-
-    return convert_float16(model)
-
-
-def _tflite_dynamic(model, inputs: ConversionInputs):
-    from edgetl.export.tflite import convert_dynamic
-
-    return convert_dynamic(model)
-
-
-def _tflite_int8(model, inputs: ConversionInputs):
-    if inputs.options.quantizer == "ai-edge":
-        from edgetl.export.aiedge import quantize_int8_ai_edge
-
-        return quantize_int8_ai_edge(model, inputs.calibration_images, inputs.options.int8_io_type)
-    from edgetl.export.tflite import convert_int8
-
-    return convert_int8(model, inputs.calibration_images, inputs.options.int8_io_type, inputs.recipe.float_layers)
-
-
 def _names_layer(tensor_name: str, layer: str) -> bool:
     """Whether a converted op's tensor name (`;`-joined names of the fused ops, e.g. `.../block_1_expand_1/...`)
     comes from the Keras layer `layer`."""
     pattern = re.compile(rf"(^|/){re.escape(layer)}(_\d+)?/")
     return any(pattern.search(part) for part in tensor_name.split(";"))
-
-
-def _tflite_rank(model, inputs: ConversionInputs) -> list[str]:
-    if inputs.options.quantizer == "ai-edge":
-        return []  # ai-edge-quantizer's recipes take no float layers here
-    from edgetl.export.tflite import rank_int8_sensitivity
-
-    return rank_int8_sensitivity(model, inputs.calibration_images, inputs.options.int8_io_type)
-
-
-def _onnx_rank(model, inputs: ConversionInputs) -> list[str]:
-    from edgetl.export.onnx import rank_onnx_int8_sensitivity
-
-    return rank_onnx_int8_sensitivity(_float_onnx(model, inputs), inputs.calibration_images, inputs.recipe.method)
-
-
-def _float_onnx(model, inputs: ConversionInputs, key: str = "onnx"):
-    """The float ONNX graph, converted once per `key`: the model as it is, or bias-corrected on a sample."""
-    from edgetl.export.onnx import convert_onnx
-
-    if key not in inputs.cache:
-        inputs.cache[key] = convert_onnx(model, opset=inputs.options.opset)
-    copy = type(inputs.cache[key])()
-    copy.CopyFrom(inputs.cache[key])
-    return copy
-
-
-def _onnx_int8(model, inputs: ConversionInputs):
-    from edgetl.export.onnx import quantize_onnx_int8
-
-    recipe = inputs.recipe
-    key = f"onnx-bias-corrected-{recipe.calibration_images}" if recipe.bias_correction else "onnx"
-    float_model = _float_onnx(model, inputs, key)
-    return quantize_onnx_int8(float_model, inputs.calibration_images, recipe.method, recipe.float_layers)
-
-
-def _savedmodel(model, inputs: ConversionInputs):
-    return model  # written by write_savedmodel straight from the Keras model
-
-
-FORMATS: dict[str, ExportFormat] = {
-    f.name: f
-    for f in (
-        ExportFormat("tflite-float32", "model_float32.tflite", "tflite", _tflite_float32, 0.99),
-        ExportFormat(
-            "tflite-float16", "model_float16.tflite", "tflite", _tflite_float16, 0.99, quantized_by="converter"
-        ),
-        ExportFormat(
-            "tflite-dynamic", "model_dynamic.tflite", "tflite", _tflite_dynamic, 0.98, quantized_by="converter"
-        ),
-        ExportFormat(
-            "tflite-int8",
-            "model_int8.tflite",
-            "tflite",
-            _tflite_int8,
-            0.90,
-            calibrated=True,
-            quantized_by="--quantizer",
-            integer_only=True,
-            rank_layers=_tflite_rank,
-            float_layers_keep_bias_correction=True,
-        ),
-        ExportFormat("onnx", "model.onnx", "onnx", _float_onnx, 0.99),
-        ExportFormat(
-            "onnx-int8",
-            "model_int8.onnx",
-            "onnx",
-            _onnx_int8,
-            0.90,
-            calibrated=True,
-            quantized_by="onnxruntime",
-            calibration_methods=ONNX_CALIBRATION_METHODS,
-            most_calibration_images=ONNX_MOST_CALIBRATION_IMAGES,
-            rank_layers=_onnx_rank,
-        ),
-        ExportFormat("savedmodel", "saved_model", "savedmodel", _savedmodel, 0.99),
-    )
-}
 
 
 @dataclass(frozen=True)
@@ -243,41 +81,6 @@ class ExportRecord:
     float_layers: list[str] = field(default_factory=list)  # int8: layers kept in float by the fallback
     attempts: list[dict] = field(default_factory=list)  # int8: every recipe tried, in order, with its agreement
     runtimes: list[str] = field(default_factory=list)  # the runtimes that load the file as it is (`runtimes_for`)
-
-
-# The runtimes that load each kind of file. MediaPipe Tasks (and the TFLite Task Library, Android's ML Model
-# Binding) read the standard metadata every .tflite carries and take float32 or uint8 input, never int8.
-RUNTIMES = {"tflite": ("LiteRT", "MediaPipe"), "onnx": ("onnxruntime",), "savedmodel": ("TensorFlow",)}
-METADATA_READERS = frozenset({"MediaPipe"})
-
-
-def runtimes_for(kind: str, input_dtype: str) -> list[str]:
-    return [
-        runtime for runtime in RUNTIMES[kind] if runtime not in METADATA_READERS or input_dtype in ("float32", "uint8")
-    ]
-
-
-def check_formats(formats: list[str]) -> None:
-    unknown = [name for name in formats if name not in FORMATS]
-    if unknown:
-        raise EdgetlError(f"unknown export format '{unknown[0]}': choose from {', '.join(FORMATS)}")
-    if not formats:
-        raise EdgetlError(f"no export format given: choose from {', '.join(FORMATS)}")
-
-
-def check_options(options: ExportOptions) -> None:
-    if options.io_type is not None and options.io_type not in IO_TYPES:
-        raise EdgetlError(f"--io-type {options.io_type}: unknown; choose one of {', '.join(IO_TYPES)}")
-    if options.quantizer not in QUANTIZERS:
-        raise EdgetlError(f"--quantizer {options.quantizer}: unknown; choose one of {', '.join(QUANTIZERS)}")
-    if options.int8_fallback not in INT8_FALLBACKS:
-        raise EdgetlError(
-            f"--int8-fallback {options.int8_fallback}: unknown; choose one of {', '.join(INT8_FALLBACKS)}"
-        )
-    if options.quantizer == "ai-edge" and options.int8_io_type != "int8":
-        raise EdgetlError(
-            f"--quantizer ai-edge writes int8 input and output; --io-type {options.io_type} needs --quantizer converter"
-        )
 
 
 class CalibrationImages:
@@ -570,7 +373,7 @@ def _append_trace(log_path: Path, name: str, error: BaseException) -> None:
 def export_run(
     run_path: Path,
     formats: list[str],
-    calibration_samples: int = 200,
+    calibration_samples: int = ExportOptions.calibration_samples,
     min_agreement: float | None = None,
     options: ExportOptions | None = None,
     trust_model: bool = False,
@@ -600,14 +403,6 @@ def export_keras_file(
     check_options(options)
     source = from_keras_file(model_path, labels_path, calibration_dir, out, image_size, normalization, trust_model)
     return source.root, export_source(source, formats, options)
-
-
-def default_formats(int8: bool, onnx: bool) -> list[str]:
-    """What `edgetl export` writes without --formats: TFLite float32, ONNX, and with --int8 their int8 twins."""
-    formats = ["tflite-float32"] + (["tflite-int8"] if int8 else [])
-    if onnx:
-        formats += ["onnx"] + (["onnx-int8"] if int8 else [])
-    return formats
 
 
 EXTERNAL_ONLY = ("labels", "calibration", "out", "image_size")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.config import TrainConfig
+from edgetl.config import CLASS_WEIGHTS, TrainConfig
 from edgetl.data.dataset import Dataset, decode_dataset_subset, write_array_files
 from edgetl.data.layouts import ARRAY_LAYOUTS, LayoutOptions, read_dataset
 from edgetl.data.pipeline import DecodedSubset, to_dataset
@@ -84,8 +84,8 @@ def check_config(config: TrainConfig) -> BackboneSpec:
         )
     if config.fine_tune_layers is not None and config.fine_tune_from is not None:
         raise EdgetlError("--fine-tune-layers and --fine-tune-from choose the same thing: pass only one")
-    if config.class_weight not in ("none", "balanced"):
-        raise EdgetlError(f"--class-weight {config.class_weight}: choose none or balanced")
+    if config.class_weight not in CLASS_WEIGHTS:
+        raise EdgetlError(f"--class-weight {config.class_weight}: choose {' or '.join(CLASS_WEIGHTS)}")
     for module in ("matplotlib", "sklearn"):
         if importlib.util.find_spec(module) is None:
             raise MissingExtraError(module, "train", "edgetl train's reports")
