@@ -344,7 +344,7 @@ class _Exporter:
 def export_source(source: ExportSource, formats: list[str], options: ExportOptions) -> list[ExportRecord]:
     """Convert, write and verify each format in turn; exports.json is rewritten after each file."""
     check_formats(formats)
-    check_options(options)
+    check_options(formats, options)
     exporter = _Exporter(source, formats, options)
     source.read_exports()  # a damaged index is reported before any work
     results = []
@@ -381,7 +381,7 @@ def export_run(
     """Export a run directory's model (the source of `edgetl export RUN`)."""
     check_formats(formats)
     options = options or ExportOptions(calibration_samples=calibration_samples, min_agreement=min_agreement)
-    check_options(options)
+    check_options(formats, options)
     return export_source(from_run(run_path, trust_model=trust_model), formats, options)
 
 
@@ -400,7 +400,7 @@ def export_keras_file(
     from edgetl.export.source import from_keras_file
 
     check_formats(formats)
-    check_options(options)
+    check_options(formats, options)
     source = from_keras_file(model_path, labels_path, calibration_dir, out, image_size, normalization, trust_model)
     return source.root, export_source(source, formats, options)
 

@@ -8,7 +8,7 @@ the CLI reads its choices and defaults from here, and the device-side bench its 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
 from edgetl.errors import EdgetlError
@@ -78,6 +78,13 @@ class ExportFormat:
     # Its float layers' names name the Keras layers in them (TFLite tensor names do, tf2onnx's node names do not),
     # so bias correction can leave those out and still apply to the rest.
     float_layers_keep_bias_correction: bool = False
+    # The ExportOptions it reads besides min_agreement (every format's gate); an option given for formats that
+    # all ignore it is refused (check_options), not silently dropped.
+    takes: frozenset[str] = frozenset()
+
+
+# What every calibrated format reads.
+CALIBRATED_OPTIONS = frozenset({"calibration_samples", "int8_fallback"})
 
 
 def _tflite_float32(model, inputs: ConversionInputs):
@@ -167,8 +174,9 @@ FORMATS: dict[str, ExportFormat] = {
             integer_only=True,
             rank_layers=_tflite_rank,
             float_layers_keep_bias_correction=True,
+            takes=CALIBRATED_OPTIONS | {"io_type", "quantizer"},
         ),
-        ExportFormat("onnx", "model.onnx", "onnx", _float_onnx, 0.99),
+        ExportFormat("onnx", "model.onnx", "onnx", _float_onnx, 0.99, takes=frozenset({"opset"})),
         ExportFormat(
             "onnx-int8",
             "model_int8.onnx",
@@ -180,6 +188,7 @@ FORMATS: dict[str, ExportFormat] = {
             calibration_methods=ONNX_CALIBRATION_METHODS,
             most_calibration_images=ONNX_MOST_CALIBRATION_IMAGES,
             rank_layers=_onnx_rank,
+            takes=CALIBRATED_OPTIONS | {"opset"},
         ),
         ExportFormat("savedmodel", "saved_model", "savedmodel", _savedmodel, 0.99),
     )
@@ -206,7 +215,8 @@ def check_formats(formats: list[str]) -> None:
         raise EdgetlError(f"no export format given: choose from {', '.join(FORMATS)}")
 
 
-def check_options(options: ExportOptions) -> None:
+def check_options(formats: list[str], options: ExportOptions) -> None:
+    """Each option's value, then that an option given (not at its default) is read by one of `formats`."""
     if options.io_type is not None and options.io_type not in IO_TYPES:
         raise EdgetlError(f"--io-type {options.io_type}: unknown; choose one of {', '.join(IO_TYPES)}")
     if options.quantizer not in QUANTIZERS:
@@ -219,6 +229,15 @@ def check_options(options: ExportOptions) -> None:
         raise EdgetlError(
             f"--quantizer ai-edge writes int8 input and output; --io-type {options.io_type} needs --quantizer converter"
         )
+    defaults = ExportOptions()
+    for option in fields(ExportOptions):
+        takers = [name for name, export_format in FORMATS.items() if option.name in export_format.takes]
+        given = getattr(options, option.name) != getattr(defaults, option.name)
+        if takers and given and not any(name in takers for name in formats):
+            raise EdgetlError(
+                f"--{option.name.replace('_', '-')} applies to {', '.join(takers)}, which --formats does not include "
+                f"(it has {', '.join(formats)})"
+            )
 
 
 def default_formats(int8: bool, onnx: bool) -> list[str]:
