@@ -27,7 +27,7 @@ from edgetl.benchmark.fingerprint import machine_fingerprint, peak_rss_bytes
 from edgetl.benchmark.labelled import decode_labelled
 from edgetl.benchmark.result import BenchRow
 from edgetl.benchmark.settings import BenchSettings
-from edgetl.benchmark.timing import harness_overhead_ms, measure_latency, measure_throughput
+from edgetl.benchmark.timing import Latency, harness_overhead_ms, measure_latency, measure_throughput
 from edgetl.errors import EdgetlError, ModelFileError
 from edgetl.export.formats import FORMATS
 from edgetl.progress import step
@@ -118,14 +118,49 @@ def measure_file(
     batch_pixels = _batch_of(pixels, settings.batch)
     try:
         throughput = measure_throughput(
-            lambda: engine.predict(batch_pixels), settings.batch, max(3, settings.runs // 10), warmup=1
+            lambda: engine.predict(batch_pixels), settings.batch, settings.throughput_runs, warmup=1
         )
     except (ValueError, RuntimeError) as error:  # a file fixed to batch 1: no throughput figure, not a failure
         log.info("%s: no throughput at batch %d (%s)", path, settings.batch, error)
-    overhead = harness_overhead_ms()
-    fingerprint = machine_fingerprint() | {"runtime": engine.runtime, "provider": engine.provider, "threads": threads}
-    row = BenchRow(
-        format=format_name or default_format_name(path),
+    device = "cuda" if engine.device == "cuda" else platform.machine()
+    row = local_row(
+        format_name or default_format_name(path),
+        path,
+        probabilities,
+        labels,
+        latency,
+        throughput,
+        settings.batch,
+        threads=threads,
+        runtime=engine.runtime,
+        provider=engine.provider,
+        device=device,
+        load_ms=load_ms,
+        peak_rss_scope=peak_rss_scope,
+    )
+    return Measured(row, probabilities)
+
+
+def local_row(
+    format_name: str,
+    path: Path,
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    latency: Latency,
+    throughput: float | None,
+    batch: int,
+    *,
+    threads: int | None,
+    runtime: str,
+    provider: str,
+    device: str,
+    load_ms: float,
+    peak_rss_scope: str,
+) -> BenchRow:
+    """A row measured on this machine: accuracy from its probabilities; the file's size, the memory peak, the
+    harness overhead and the machine's fingerprint read here. No reference yet (`BenchRow.with_reference`)."""
+    return BenchRow(
+        format=format_name,
         path=str(path),
         size_bytes=path.stat().st_size,
         top1=top_k_accuracy(probabilities, labels, 1),
@@ -134,20 +169,19 @@ def measure_file(
         max_probability_diff=None,
         latency=latency,
         throughput_ips=throughput,
-        batch=settings.batch,
+        batch=batch,
         threads=threads,
-        runtime=engine.runtime,
-        provider=engine.provider,
-        device="cuda" if engine.device == "cuda" else platform.machine(),
+        runtime=runtime,
+        provider=provider,
+        device=device,
         load_ms=load_ms,
         peak_rss_bytes=peak_rss_bytes(),
         peak_rss_scope=peak_rss_scope,
         images=len(labels),
         host="local",
-        harness_overhead_ms=overhead,
-        fingerprint=fingerprint,
+        harness_overhead_ms=harness_overhead_ms(),
+        fingerprint=machine_fingerprint() | {"runtime": runtime, "provider": provider, "threads": threads},
     )
-    return Measured(row, probabilities)
 
 
 def default_format_name(path: Path) -> str:

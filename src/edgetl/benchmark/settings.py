@@ -16,6 +16,11 @@ class BenchSettings:
     batch: int = 32  # throughput batch; accuracy is computed in batches of this size too
     settle: bool = False  # repeat rounds of `runs` calls until p50 and p90 stop moving
 
+    @property
+    def throughput_runs(self) -> int:
+        """Timed batch calls for the throughput figure: a tenth of the latency runs, and never fewer than three."""
+        return max(3, self.runs // 10)
+
     def to_args(self) -> list[str]:
         settle = ["--settle"] if self.settle else []
         return ["--runs", str(self.runs), "--warmup", str(self.warmup), "--batch", str(self.batch), *settle]
