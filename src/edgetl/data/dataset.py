@@ -21,7 +21,7 @@ import numpy as np
 
 from edgetl.data.folder import Example
 from edgetl.data.pipeline import DecodedSubset, decode_subset
-from edgetl.data.split import SUBSETS, Split
+from edgetl.data.split import SUBSETS, Split, stratified_order
 from edgetl.errors import DataError
 from edgetl.progress import step
 
@@ -105,24 +105,6 @@ def safe_folder_name(name: str) -> str:
     return cleaned or "class"
 
 
-def calibration_indices(labels: np.ndarray, limit: int, seed: int) -> list[int]:
-    """Up to `limit` indices taking the classes in turn, so any prefix is stratified too."""
-    rng = random.Random(seed)
-    by_class: dict[int, list[int]] = {}
-    for index, label in enumerate(labels):
-        by_class.setdefault(int(label), []).append(index)
-    for indices in by_class.values():
-        rng.shuffle(indices)
-    chosen: list[int] = []
-    round_index = 0
-    while len(chosen) < limit and any(round_index < len(v) for v in by_class.values()):
-        for label in sorted(by_class):
-            if round_index < len(by_class[label]) and len(chosen) < limit:
-                chosen.append(by_class[label][round_index])
-        round_index += 1
-    return chosen
-
-
 def write_array_files(dataset: Dataset, data_dir: Path, seed: int, calibration: int = CALIBRATION_IMAGES) -> Split:
     """Write the test images and a stratified sample of training images as PNG files under `data_dir`.
 
@@ -138,7 +120,7 @@ def write_array_files(dataset: Dataset, data_dir: Path, seed: int, calibration: 
         folders = [f"{index:03d}_{name}" for index, name in enumerate(folders)]
     staging = Path(tempfile.mkdtemp(prefix=".data-", dir=data_dir.parent))
     chosen = {
-        "train": calibration_indices(dataset.arrays["train"].labels, calibration, seed),
+        "train": stratified_order(dataset.arrays["train"].labels, calibration, seed),
         "validation": [],
         "test": list(range(len(dataset.arrays["test"]))),
     }

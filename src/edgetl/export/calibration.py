@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 
 from edgetl.data.folder import Example
 from edgetl.data.pipeline import DecodedSubset
+from edgetl.data.split import stratified_order
 from edgetl.errors import DataError
 from edgetl.export.verify import UNLABELLED
 
@@ -17,21 +16,7 @@ MIN_CALIBRATION_IMAGES = 10
 def stratified_sample(examples: list[Example], samples: int, seed: int = 0) -> list[Example]:
     """Up to `samples` examples, taken round-robin from each class's own seeded shuffle, so every class gets
     its share (classes with few images give all they have)."""
-    rng = random.Random(seed)
-    by_class: dict[int, list[Example]] = {}
-    for example in examples:
-        by_class.setdefault(example.label, []).append(example)
-    queues = []
-    for label in sorted(by_class):
-        members = by_class[label][:]
-        rng.shuffle(members)
-        queues.append(members)
-    chosen: list[Example] = []
-    depth = 0
-    while len(chosen) < samples and any(depth < len(queue) for queue in queues):
-        chosen.extend(queue[depth] for queue in queues if depth < len(queue))
-        depth += 1
-    return chosen[:samples]
+    return [examples[index] for index in stratified_order([e.label for e in examples], samples, seed)]
 
 
 def check_calibration(
