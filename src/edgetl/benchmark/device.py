@@ -315,7 +315,7 @@ def bench_model_files(
 
 
 def write_measured(measured: list[Measured], out: Path, probabilities_out: Path | None) -> None:
-    from edgetl.run import atomic_write
+    from edgetl.files import atomic_write
 
     atomic_write(out, json.dumps([m.row.to_dict() for m in measured], indent=1))
     if probabilities_out is not None:

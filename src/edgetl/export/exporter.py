@@ -37,8 +37,9 @@ from edgetl.export.metadata import attach_to_onnx, attach_to_tflite
 from edgetl.export.source import ExportSource, from_run
 from edgetl.export.tflite import OpReport, tflite_op_report
 from edgetl.export.verify import UNLABELLED, Fidelity, compare, predict_in_batches
+from edgetl.files import atomic_write
 from edgetl.progress import step
-from edgetl.run import atomic_write, record_export
+from edgetl.run import record_export
 from edgetl.runtime.engine import open_engine
 
 log = logging.getLogger(__name__)

@@ -24,9 +24,10 @@ from edgetl.data.layouts import ARRAY_LAYOUTS, LayoutOptions, read_dataset
 from edgetl.data.pipeline import DecodedSubset, to_dataset
 from edgetl.data.split import SUBSETS
 from edgetl.errors import DataError, EdgetlError, MissingExtraError, TrainingInterrupted
+from edgetl.files import atomic_write, temporary_sibling
 from edgetl.models.backbones import BackboneSpec, get_backbone
 from edgetl.models.classifier import HeadConfig, build_classifier
-from edgetl.run import RunDir, atomic_write, temporary_sibling
+from edgetl.run import RunDir
 from edgetl.runtime.metadata import ModelMetadata
 from edgetl.tfquiet import import_tensorflow_quietly
 from edgetl.train.augment import AugmentConfig
