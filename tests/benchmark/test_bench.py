@@ -167,6 +167,15 @@ def test_accuracy_and_fidelity_helpers():
     assert default_format_name(__import__("pathlib").Path("x/model.onnx")) == "onnx"
 
 
+def test_labelled_images_follow_trainings_class_folder_rule(tmp_path):
+    """A class folder's images at any depth are benched, as they are trained on; hidden folders are no class."""
+    for relative in ("cat/a.png", "cat/indoor/b.png", "dog/c.png", ".cache/d.png"):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (4, 4)).save(tmp_path / relative)
+    pairs = [(p.relative_to(tmp_path).as_posix(), label) for p, label in labelled_images(tmp_path)]
+    assert pairs == [("cat/a.png", "cat"), ("cat/indoor/b.png", "cat"), ("dog/c.png", "dog")]
+
+
 def test_labelled_images_from_folders_and_csv(tmp_path):
     for label in ("cat", "dog"):
         (tmp_path / "images" / label).mkdir(parents=True)
