@@ -11,6 +11,9 @@ from edgetl.data.folder import Example, LabelledImages
 from edgetl.errors import DataError, ModelFileError
 
 SUBSETS = ("train", "validation", "test")
+# What datasets call their validation subset (a folder of a presplit dataset, a split of a tfds one), the first
+# found taken.
+VALIDATION_NAMES = ("validation", "valid", "val")
 MIN_IMAGES_PER_CLASS = 3  # one each for train, validation and test
 
 
