@@ -22,7 +22,7 @@ from edgetl import __version__, progress
 from edgetl.benchmark.settings import REMOTE_SAMPLE_IMAGES, BenchSettings, SshSettings
 from edgetl.config import CLASS_WEIGHTS, TrainConfig
 from edgetl.errors import EdgetlError
-from edgetl.export.formats import ExportOptions
+from edgetl.export.formats import ExportOptions, KerasFileOptions
 from edgetl.export.int8 import INT8_FALLBACKS, IO_TYPES, QUANTIZERS
 from edgetl.models.backbones import BACKBONES
 from edgetl.runtime.metadata import NORMALIZATIONS
@@ -384,7 +384,7 @@ def train(data: str | None, out: Path | None, resume: Path | None, overwrite: bo
 @click.option(
     "--normalization",
     type=click.Choice(list(NORMALIZATIONS)),
-    default="raw",
+    default=KerasFileOptions.normalization,
     show_default=True,
     help="MODEL.keras only: what input the model expects; edgetl prepends it so exports take raw pixels.",
 )
@@ -409,7 +409,10 @@ def export(source: Path, formats: str | None, int8: bool, onnx: bool, wide: bool
         }
     )
     with progress_shown(quiet):
-        root, records = export_any(source, chosen, export_options, **options)
+        keras_file = KerasFileOptions(
+            **{key: options.pop(key) for key in ("labels", "calibration", "out", "image_size", "normalization")}
+        )
+        root, records = export_any(source, chosen, export_options, keras_file, options.pop("trust_model"))
     width, color = table_layout()
     click.echo(format_export_table(records, root, wide, width, color))
     for r in records:

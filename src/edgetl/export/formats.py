@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgetl.errors import EdgetlError
@@ -17,7 +18,7 @@ from edgetl.export.int8 import INT8_FALLBACKS, IO_TYPES, QUANTIZERS, Int8Recipe
 if TYPE_CHECKING:
     import numpy as np
 
-    from edgetl.export.exporter import CalibrationImages
+    from edgetl.export.calibration import CalibrationImages
 
 # The calibration methods the ONNX int8 ladder tries, by edgetl's name; percentile clips the rare extreme activations.
 ONNX_CALIBRATION_METHODS = ("minmax", "percentile")
@@ -38,6 +39,27 @@ class ExportOptions:
     @property
     def int8_io_type(self) -> str:
         return self.io_type or QUANTIZERS.get(self.quantizer, IO_TYPES[0])
+
+
+@dataclass(frozen=True)
+class KerasFileOptions:
+    """What a Keras file from outside edgetl needs besides itself; a run directory takes none of it."""
+
+    labels: Path | None = None  # class names, one per line, in output order
+    calibration: Path | None = None  # images: a folder per class named as the labels, or a plain folder
+    out: Path | None = None  # the output folder; default MODEL-export beside the file
+    image_size: int | None = None  # for a model whose input size is not fixed
+    normalization: str = "raw"  # what input the model expects; edgetl prepends it so exports take raw pixels
+
+    @property
+    def given(self) -> list[str]:
+        """The options given, as flags."""
+        defaults = KerasFileOptions()
+        return [
+            f"--{option.name.replace('_', '-')}"
+            for option in fields(self)
+            if getattr(self, option.name) != getattr(defaults, option.name)
+        ]
 
 
 @dataclass

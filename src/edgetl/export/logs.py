@@ -8,6 +8,11 @@ from pathlib import Path
 
 from edgetl.runtime.quiet import descriptors_sent_to
 
+# A converter error's reason: the first line that mentions "error" and is longer than a bare location or label,
+# cut to what a one-line message can carry.
+REASON_MIN_CHARS = 20
+REASON_MAX_CHARS = 300
+
 
 @contextlib.contextmanager
 def output_to(log_path: Path) -> Iterator[None]:
@@ -21,3 +26,23 @@ def output_to(log_path: Path) -> Iterator[None]:
                 yield
         finally:
             log.flush()
+
+
+def first_line(error: BaseException) -> str:
+    """The line of a converter's error that says why, short enough for a one-line message."""
+    text = str(error).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # TensorFlow's converter errors start with a location line; the reason is the first line mentioning "error".
+    for line in lines:
+        if "error" in line.lower() and len(line) > REASON_MIN_CHARS:
+            return line[:REASON_MAX_CHARS]
+    return lines[0][:REASON_MAX_CHARS] if lines else type(error).__name__
+
+
+def append_trace(log_path: Path, name: str, error: BaseException) -> None:
+    import traceback
+
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a", encoding="utf-8") as handle:
+        handle.write(f"\n--- {name} export failed ---\n")
+        handle.write("".join(traceback.format_exception(type(error), error, error.__traceback__)))
