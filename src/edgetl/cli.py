@@ -27,6 +27,7 @@ from edgetl.export.int8 import INT8_FALLBACKS, IO_TYPES, QUANTIZERS
 from edgetl.models.backbones import BACKBONES
 from edgetl.runtime.metadata import NORMALIZATIONS
 from edgetl.runtime.runtimes import RUNTIMES
+from edgetl.runtime.settings import ClassifySettings
 from edgetl.train.augment import FLIP_MODES
 
 
@@ -614,14 +615,19 @@ def _paths_from(inputs: tuple[str, ...]):
 @main.command(short_help="Classify images with an exported .tflite or .onnx file (no TensorFlow).")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("inputs", nargs=-1)
-@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
-@click.option("--threshold", type=click.FloatRange(0, 1), default=0.0, help='Below this top-1 score: "unknown".')
+@click.option("--top-k", type=click.IntRange(min=1), default=ClassifySettings.top_k, show_default=True)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1),
+    default=ClassifySettings.threshold,
+    help='Below this top-1 score: "unknown".',
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image and line.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV rows with a header.")
 @click.option("--watch", type=click.Path(file_okay=False, exists=True, path_type=Path), help="Classify new images.")
 @click.option("--runtime", type=click.Choice(list(RUNTIMES)))
 @click.option("--threads", type=click.IntRange(min=1), default=None)
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=ClassifySettings.batch_size, show_default=True)
 @model_flags
 @reports_errors
 def classify(
