@@ -19,7 +19,6 @@ from edgetl.benchmark.device import (
     BenchSettings,
     bench_model_files,
     cuda_available,
-    fidelity,
     local_row,
     measure_isolated,
     row_name,
@@ -31,6 +30,7 @@ from edgetl.benchmark.settings import REMOTE_SAMPLE_IMAGES
 from edgetl.benchmark.timing import harness_overhead_ms, measure_latency, measure_throughput
 from edgetl.data.pipeline import decode_subset
 from edgetl.errors import DataError
+from edgetl.export.verify import fidelity
 from edgetl.progress import step
 from edgetl.run import RunDir
 from edgetl.runtime.foreign import ModelFlags

@@ -30,6 +30,7 @@ from edgetl.benchmark.settings import BenchSettings
 from edgetl.benchmark.timing import Latency, harness_overhead_ms, measure_latency, measure_throughput
 from edgetl.errors import EdgetlError, ModelFileError
 from edgetl.export.formats import FORMATS
+from edgetl.export.verify import predict_in_batches
 from edgetl.progress import step
 from edgetl.runtime.engine import Engine, is_available, open_engine
 from edgetl.runtime.foreign import ModelFlags
@@ -56,16 +57,6 @@ def top_k_accuracy(probabilities: np.ndarray, labels: np.ndarray, k: int) -> flo
     k = min(k, probabilities.shape[1])
     best = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
     return float(np.mean(np.any(best == labels[:, None], axis=1)))
-
-
-def fidelity(probabilities: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
-    """Top-1 agreement with the reference probabilities and the largest absolute probability difference."""
-    agreement = float(np.mean(probabilities.argmax(axis=1) == reference.argmax(axis=1)))
-    return agreement, float(np.max(np.abs(probabilities - reference)))
-
-
-def predict_all(engine: Engine, pixels: np.ndarray, batch: int) -> np.ndarray:
-    return np.concatenate([engine.predict(pixels[start : start + batch]) for start in range(0, len(pixels), batch)])
 
 
 def _import_runtime(suffix: str) -> None:
@@ -111,7 +102,7 @@ def measure_file(
     if provider == "cpu":
         _use_cpu_only(engine)
     load_ms = (time.perf_counter() - start) * 1000.0
-    probabilities = predict_all(engine, pixels, settings.batch)
+    probabilities = predict_in_batches(engine.predict, pixels, settings.batch)
     single = pixels[:1]
     latency = measure_latency(lambda: engine.predict(single), settings.runs, settings.warmup, settings.settle)
     throughput = None
