@@ -140,6 +140,18 @@ def test_export_refuses_bad_format_options(tmp_path):
     assert_one_line_error(invoke("export", run, "--labels", tmp_path / "l.txt"), "--labels", "Keras model file")
 
 
+def test_export_refuses_an_option_no_chosen_format_takes(tmp_path):
+    run = tmp_path / "run"
+    result = invoke("export", run, "--formats", "onnx", "--io-type", "uint8")
+    assert_one_line_error(result, "--io-type applies to tflite-int8, which --formats does not include")
+    result = invoke("export", run, "--formats", "tflite-float32,tflite-int8", "--opset", 15)
+    assert_one_line_error(result, "--opset applies to onnx, onnx-int8")
+    result = invoke("export", run, "--int8-fallback", "none")  # the default formats have no int8 file
+    assert_one_line_error(result, "--int8-fallback applies to tflite-int8, onnx-int8", "tflite-float32, onnx")
+    result = invoke("export", run, "--formats", "savedmodel", "--calibration-samples", 50)
+    assert_one_line_error(result, "--calibration-samples applies to tflite-int8, onnx-int8")
+
+
 def test_export_refuses_a_damaged_run(tmp_path):
     assert_one_line_error(invoke("export", tmp_path / "nowhere"), "no such run directory")
     run = tmp_path / "run"

@@ -19,9 +19,16 @@ from pathlib import Path
 import click
 
 from edgetl import __version__, progress
+from edgetl.benchmark.settings import REMOTE_SAMPLE_IMAGES, BenchSettings, SshSettings
+from edgetl.config import CLASS_WEIGHTS, TrainConfig
 from edgetl.errors import EdgetlError
+from edgetl.export.formats import ExportOptions, KerasFileOptions
 from edgetl.export.int8 import INT8_FALLBACKS, IO_TYPES, QUANTIZERS
+from edgetl.models.backbones import BACKBONES
 from edgetl.runtime.metadata import NORMALIZATIONS
+from edgetl.runtime.runtimes import RUNTIMES
+from edgetl.runtime.settings import ClassifySettings
+from edgetl.train.augment import FLIP_MODES
 
 
 def reports_errors(command):
@@ -35,6 +42,21 @@ def reports_errors(command):
             raise click.ClickException(str(error)) from None
 
     return wrapper
+
+
+class RegistryChoice(click.Choice):
+    """A choice among a registry's names, read from its module when first needed (help or parsing): the registry
+    stays the one list, and a module that imports NumPy is not imported by commands that never use it."""
+
+    def __init__(self, module: str, registry: str, first: tuple[str, ...] = ()) -> None:
+        self.module, self.registry, self.first = module, registry, first
+        self.case_sensitive = True
+
+    @functools.cached_property
+    def choices(self) -> tuple[str, ...]:
+        import importlib
+
+        return (*self.first, *getattr(importlib.import_module(self.module), self.registry))
 
 
 def interactive() -> bool:
@@ -207,52 +229,74 @@ def sample_data(out_dir: Path, per_class: int | None) -> None:
 @click.option("--resume", "resume", type=click.Path(path_type=Path), help="Continue the interrupted run RUN.")
 @click.option(
     "--layout",
-    type=click.Choice(["auto", "folder", "presplit", "csv", "npz", "tfds"]),
-    default="auto",
+    type=RegistryChoice("edgetl.data.layouts", "LAYOUTS", first=("auto",)),
+    default=TrainConfig.layout,
     show_default=True,
     help="How DATA is organised (auto recognises it).",
 )
 @click.option("--id-column", default=None, help="CSV layout: the column of image ids (guessed: id, filename, ...).")
 @click.option("--label-column", default=None, help="CSV layout: the column of labels (guessed: label, breed, ...).")
 @click.option("--images", default=None, help="CSV layout: the image folder inside DATA (default train/).")
-@click.option("--backbone", default="mobilenetv2", show_default=True, help="mobilenetv2, xception, ...")
+@click.option("--backbone", default=TrainConfig.backbone, show_default=True, help=", ".join(BACKBONES) + ".")
 @click.option("--alpha", type=float, default=None, help="Width multiplier (MobileNetV2: 0.35 ... 1.4).")
-@click.option("--image-size", type=click.IntRange(min=32), default=224, show_default=True)
+@click.option("--image-size", type=click.IntRange(min=32), default=TrainConfig.image_size, show_default=True)
 @click.option(
-    "--weights", default="imagenet", show_default=True, help="imagenet, none (train from scratch), or a file."
+    "--weights", default=TrainConfig.weights, show_default=True, help="imagenet, none (train from scratch), or a file."
 )
-@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Stage 1 epochs.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True)
-@click.option("--hidden-units", type=click.IntRange(min=0), default=0, show_default=True, help="Hidden dense layer.")
-@click.option("--patience", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--fine-tune-epochs", type=click.IntRange(min=0), default=0, show_default=True, help="Stage 2 epochs.")
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=TrainConfig.epochs, show_default=True, help="Stage 1 epochs."
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=TrainConfig.batch_size, show_default=True)
+@click.option(
+    "--learning-rate", type=click.FloatRange(min=0, min_open=True), default=TrainConfig.learning_rate, show_default=True
+)
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=TrainConfig.dropout, show_default=True)
+@click.option(
+    "--hidden-units",
+    type=click.IntRange(min=0),
+    default=TrainConfig.hidden_units,
+    show_default=True,
+    help="Hidden dense layer.",
+)
+@click.option("--patience", type=click.IntRange(min=1), default=TrainConfig.patience, show_default=True)
+@click.option(
+    "--fine-tune-epochs",
+    type=click.IntRange(min=0),
+    default=TrainConfig.fine_tune_epochs,
+    show_default=True,
+    help="Stage 2 epochs.",
+)
 @click.option("--fine-tune-layers", type=click.IntRange(min=1), default=None, help="Stage 2 unfreezes the top K.")
 @click.option("--fine-tune-from", default=None, help="Stage 2 unfreezes from this backbone layer up.")
 @click.option(
     "--fine-tune-learning-rate", type=click.FloatRange(min=0, min_open=True), default=None, help="Default lr/10."
 )
-@click.option("--class-weight", type=click.Choice(["none", "balanced"]), default="none", show_default=True)
+@click.option("--class-weight", type=click.Choice(CLASS_WEIGHTS), default=TrainConfig.class_weight, show_default=True)
 @click.option(
     "--feature-cache/--no-feature-cache",
-    default=True,
+    default=TrainConfig.feature_cache,
     show_default=True,
     help="Stage 1 without --augment: compute the frozen backbone's features once (kept in memory).",
 )
 @click.option("--augment", is_flag=True, help="Random flips, rotation, zoom, shifts, brightness, contrast.")
 @click.option(
     "--flip",
-    type=click.Choice(["horizontal", "vertical", "horizontal_and_vertical", "none"]),
-    default="horizontal",
+    type=click.Choice(FLIP_MODES),
+    default=TrainConfig.flip,
     show_default=True,
 )
-@click.option("--rotation", type=click.FloatRange(0, 1), default=0.1, show_default=True, help="Fraction of a turn.")
-@click.option("--zoom", type=click.FloatRange(0, 1), default=0.1, show_default=True)
-@click.option("--translation", type=click.FloatRange(0, 1), default=0.1, show_default=True)
-@click.option("--brightness", type=click.FloatRange(0, 1), default=0.1, show_default=True)
-@click.option("--contrast", type=click.FloatRange(0, 1), default=0.1, show_default=True)
-@click.option("--seed", type=int, default=42, show_default=True)
+@click.option(
+    "--rotation",
+    type=click.FloatRange(0, 1),
+    default=TrainConfig.rotation,
+    show_default=True,
+    help="Fraction of a turn.",
+)
+@click.option("--zoom", type=click.FloatRange(0, 1), default=TrainConfig.zoom, show_default=True)
+@click.option("--translation", type=click.FloatRange(0, 1), default=TrainConfig.translation, show_default=True)
+@click.option("--brightness", type=click.FloatRange(0, 1), default=TrainConfig.brightness, show_default=True)
+@click.option("--contrast", type=click.FloatRange(0, 1), default=TrainConfig.contrast, show_default=True)
+@click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace a model already in the run directory.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress: neither edgetl's bars nor Keras' epoch lines.")
 @reports_errors
@@ -262,7 +306,6 @@ def train(data: str | None, out: Path | None, resume: Path | None, overwrite: bo
 
     Example: edgetl train photos --out run --epochs 10 --fine-tune-epochs 5
     """
-    from edgetl.config import TrainConfig
     from edgetl.train.fit import resume as resume_run
     from edgetl.train.fit import train as train_run
 
@@ -307,20 +350,24 @@ def train(data: str | None, out: Path | None, resume: Path | None, overwrite: bo
 @click.option(
     "--quantizer",
     type=click.Choice(list(QUANTIZERS)),
-    default=next(iter(QUANTIZERS)),
+    default=ExportOptions.quantizer,
     show_default=True,
     help="Who makes the int8 TFLite file: the TFLite converter or ai-edge-quantizer (int8 I/O only).",
 )
 @click.option(
     "--int8-fallback",
     type=click.Choice(INT8_FALLBACKS),
-    default=INT8_FALLBACKS[0],
+    default=ExportOptions.int8_fallback,
     show_default=True,
     help="When no integer-only recipe reaches --min-agreement, may the most sensitive layers stay in float "
     "(none: integer-only, for NPUs and Edge TPU).",
 )
-@click.option("--opset", type=click.IntRange(min=13), default=17, show_default=True, help="ONNX opset.")
-@click.option("--calibration-samples", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option(
+    "--opset", type=click.IntRange(min=13), default=ExportOptions.opset, show_default=True, help="ONNX opset."
+)
+@click.option(
+    "--calibration-samples", type=click.IntRange(min=1), default=ExportOptions.calibration_samples, show_default=True
+)
 @click.option(
     "--min-agreement",
     type=click.FloatRange(0, 1),
@@ -338,7 +385,7 @@ def train(data: str | None, out: Path | None, resume: Path | None, overwrite: bo
 @click.option(
     "--normalization",
     type=click.Choice(list(NORMALIZATIONS)),
-    default="raw",
+    default=KerasFileOptions.normalization,
     show_default=True,
     help="MODEL.keras only: what input the model expects; edgetl prepends it so exports take raw pixels.",
 )
@@ -351,7 +398,8 @@ def export(source: Path, formats: str | None, int8: bool, onnx: bool, wide: bool
 
     Example: edgetl export run --int8
     """
-    from edgetl.export.exporter import ExportOptions, default_formats, export_any
+    from edgetl.export.exporter import export_any
+    from edgetl.export.formats import default_formats
     from edgetl.export.report import format_export_table
 
     chosen = [name.strip() for name in formats.split(",") if name.strip()] if formats else default_formats(int8, onnx)
@@ -362,7 +410,10 @@ def export(source: Path, formats: str | None, int8: bool, onnx: bool, wide: bool
         }
     )
     with progress_shown(quiet):
-        root, records = export_any(source, chosen, export_options, **options)
+        keras_file = KerasFileOptions(
+            **{key: options.pop(key) for key in ("labels", "calibration", "out", "image_size", "normalization")}
+        )
+        root, records = export_any(source, chosen, export_options, keras_file, options.pop("trust_model"))
     width, color = table_layout()
     click.echo(format_export_table(records, root, wide, width, color))
     for r in records:
@@ -473,15 +524,19 @@ def bench() -> None:
 @bench.command("run", short_help="The default: `edgetl bench PATH...` benches a run or model files.")
 @click.argument("targets", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--images", type=click.Path(path_type=Path), help="For model files: class subfolders or file,label CSV.")
-@click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True, help="Timed batch-1 calls.")
-@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
-@click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True, help="Throughput batch size.")
+@click.option(
+    "--runs", type=click.IntRange(min=1), default=BenchSettings.runs, show_default=True, help="Timed batch-1 calls."
+)
+@click.option("--warmup", type=click.IntRange(min=0), default=BenchSettings.warmup, show_default=True)
+@click.option(
+    "--batch", type=click.IntRange(min=1), default=BenchSettings.batch, show_default=True, help="Throughput batch size."
+)
 @click.option("--settle", is_flag=True, help="Repeat rounds of --runs calls until p50 and p90 stop moving.")
 @click.option("--threads", default=None, help="Threads for TFLite and ONNX; several give one row each: 1,2,4.")
 @click.option("--remote", "remotes", multiple=True, help="Also bench on this board over SSH (user@host; repeatable).")
 @click.option("--ssh-option", "ssh_options", multiple=True, help="Passed to ssh/scp as -o OPTION (repeatable).")
-@click.option("--remote-python", default="python3", show_default=True, help="The boards' Python interpreter.")
-@click.option("--remote-images", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--remote-python", default=SshSettings.python, show_default=True, help="The boards' Python interpreter.")
+@click.option("--remote-images", type=click.IntRange(min=1), default=REMOTE_SAMPLE_IMAGES, show_default=True)
 @model_flags
 @bench_outputs
 @quiet_option
@@ -509,8 +564,7 @@ def bench_run_command(
     Example: edgetl bench run --threads 1,2   (or: edgetl bench model_int8.tflite --images photos)
     """
     from edgetl.benchmark.bench import bench_files, bench_run
-    from edgetl.benchmark.device import BenchSettings, parse_threads
-    from edgetl.benchmark.remote import SshSettings
+    from edgetl.benchmark.device import parse_threads
     from edgetl.runtime.foreign import ModelFlags
 
     outputs, gate_values = _split_bench_options(options)
@@ -561,14 +615,19 @@ def _paths_from(inputs: tuple[str, ...]):
 @main.command(short_help="Classify images with an exported .tflite or .onnx file (no TensorFlow).")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("inputs", nargs=-1)
-@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
-@click.option("--threshold", type=click.FloatRange(0, 1), default=0.0, help='Below this top-1 score: "unknown".')
+@click.option("--top-k", type=click.IntRange(min=1), default=ClassifySettings.top_k, show_default=True)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1),
+    default=ClassifySettings.threshold,
+    help='Below this top-1 score: "unknown".',
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image and line.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV rows with a header.")
 @click.option("--watch", type=click.Path(file_okay=False, exists=True, path_type=Path), help="Classify new images.")
-@click.option("--runtime", type=click.Choice(["litert", "tflite-runtime", "tensorflow", "onnxruntime"]))
+@click.option("--runtime", type=click.Choice(list(RUNTIMES)))
 @click.option("--threads", type=click.IntRange(min=1), default=None)
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=ClassifySettings.batch_size, show_default=True)
 @model_flags
 @reports_errors
 def classify(

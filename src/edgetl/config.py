@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 
+from edgetl.data.options import LayoutOptions
 from edgetl.errors import ModelFileError
+from edgetl.models.classifier import HeadConfig
+
+# How `--class-weight` weighs the classes in the loss: not at all, or each class the same in total.
+CLASS_WEIGHTS = ("none", "balanced")
 
 
 @dataclass
@@ -18,12 +23,12 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 32
     learning_rate: float = 1e-3
-    dropout: float = 0.2
-    hidden_units: int = 0
-    validation_fraction: float = 0.15
-    test_fraction: float = 0.15
+    dropout: float = HeadConfig.dropout
+    hidden_units: int = HeadConfig.hidden_units
+    validation_fraction: float = LayoutOptions.validation_fraction
+    test_fraction: float = LayoutOptions.test_fraction
     patience: int = 5
-    seed: int = 42
+    seed: int = LayoutOptions.seed
     # Where the data comes from: auto-detected unless given (folder, presplit, csv, npz, tfds); CSV overrides.
     layout: str = "auto"
     id_column: str | None = None
@@ -34,7 +39,7 @@ class TrainConfig:
     fine_tune_layers: int | None = None
     fine_tune_from: str | None = None
     fine_tune_learning_rate: float | None = None
-    class_weight: str = "none"  # none | balanced
+    class_weight: str = CLASS_WEIGHTS[0]
     # Stage 1 without augmentation trains the head on backbone features computed once (held in memory).
     feature_cache: bool = True
     # Training-time augmentation (never in the saved model); a strength of 0 leaves that one out.

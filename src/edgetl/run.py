@@ -6,10 +6,7 @@ metrics.json; `export` adds exports/ and exports.json; every write is atomic.
 
 from __future__ import annotations
 
-import errno
 import json
-import os
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,37 +16,9 @@ from pathlib import Path
 from edgetl.config import TrainConfig
 from edgetl.data.split import Split
 from edgetl.errors import ModelFileError, WriteError
+from edgetl.files import atomic_write
 from edgetl.progress import step
 from edgetl.runtime.metadata import ModelMetadata
-
-
-def atomic_write(path: Path, content: str | bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file.
-
-    A full disk or a folder without write permission raises a WriteError naming `path`; the old file, if any, is
-    left as it was and the temporary file is removed.
-    """
-    path = Path(path)
-    data = content.encode("utf-8") if isinstance(content, str) else content
-    temporary = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 would hide the file from other users
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except OSError as error:
-        if temporary is not None:
-            Path(temporary).unlink(missing_ok=True)
-        reason = "no space left: the disk is full" if error.errno == errno.ENOSPC else error.strerror or str(error)
-        raise WriteError(f"{path}: could not be written ({reason}); nothing was changed") from None
-    except BaseException:
-        if temporary is not None:
-            Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 @contextmanager
@@ -74,20 +43,6 @@ def locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
-
-
-def temporary_sibling(path: Path) -> Path:
-    """A free name beside `path` for tools that insist on writing a file themselves (Keras' save)."""
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(descriptor)
-    os.chmod(temporary, 0o666 & ~_umask())  # the tool keeps mkstemp's 0600, which would hide the file from others
-    return Path(temporary)
 
 
 @dataclass(frozen=True)

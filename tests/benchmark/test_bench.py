@@ -12,11 +12,12 @@ from click.testing import CliRunner
 from PIL import Image
 
 from edgetl.benchmark import fingerprint
-from edgetl.benchmark.device import default_format_name, fidelity, top_k_accuracy
+from edgetl.benchmark.device import default_format_name, top_k_accuracy
 from edgetl.benchmark.labelled import labelled_images
 from edgetl.benchmark.timing import Latency, harness_overhead_ms, time_calls
 from edgetl.cli import main
 from edgetl.errors import DataError
+from edgetl.export.verify import fidelity
 
 EXPORTED = ("tflite-float32", "tflite-int8", "onnx")
 KEYS = {"format", "path", "size_bytes", "top1", "top5", "agreement", "latency_ms", "throughput_ips", "threads"}
@@ -165,6 +166,15 @@ def test_accuracy_and_fidelity_helpers():
     assert agreement == pytest.approx(2 / 3) and difference == pytest.approx(0.4)
     assert default_format_name(__import__("pathlib").Path("model_int8.tflite")) == "tflite-int8"
     assert default_format_name(__import__("pathlib").Path("x/model.onnx")) == "onnx"
+
+
+def test_labelled_images_follow_trainings_class_folder_rule(tmp_path):
+    """A class folder's images at any depth are benched, as they are trained on; hidden folders are no class."""
+    for relative in ("cat/a.png", "cat/indoor/b.png", "dog/c.png", ".cache/d.png"):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (4, 4)).save(tmp_path / relative)
+    pairs = [(p.relative_to(tmp_path).as_posix(), label) for p, label in labelled_images(tmp_path)]
+    assert pairs == [("cat/a.png", "cat"), ("cat/indoor/b.png", "cat"), ("dog/c.png", "dog")]
 
 
 def test_labelled_images_from_folders_and_csv(tmp_path):

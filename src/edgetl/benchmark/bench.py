@@ -15,30 +15,29 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.benchmark.device import (
-    MODEL_SUFFIXES,
     BenchOptionError,
     BenchSettings,
     bench_model_files,
     cuda_available,
-    fidelity,
+    local_row,
     measure_isolated,
     row_name,
     row_settings,
-    top_k_accuracy,
 )
-from edgetl.benchmark.fingerprint import machine_fingerprint, peak_rss_bytes
-from edgetl.benchmark.result import BenchReport, BenchRow
+from edgetl.benchmark.fingerprint import machine_fingerprint
+from edgetl.benchmark.result import BenchReport
+from edgetl.benchmark.settings import REMOTE_SAMPLE_IMAGES
 from edgetl.benchmark.timing import harness_overhead_ms, measure_latency, measure_throughput
 from edgetl.data.pipeline import decode_subset
 from edgetl.errors import DataError
+from edgetl.export.verify import fidelity
 from edgetl.progress import step
 from edgetl.run import RunDir
 from edgetl.runtime.foreign import ModelFlags
+from edgetl.runtime.runtimes import MODEL_SUFFIXES
 from edgetl.tfquiet import import_tensorflow_quietly
 
 log = logging.getLogger(__name__)
-
-REMOTE_SAMPLE_IMAGES = 50
 
 
 def machine_title(fingerprint: dict, accelerators: list[str]) -> str:
@@ -80,38 +79,28 @@ def _keras_rows(run: RunDir, model, load_ms: float, test, settings: BenchSetting
         timings = {}
         for name, call in (("keras", compiled), ("keras-predict", predict)):
             latency = measure_latency(lambda call=call: call(single), settings.runs, settings.warmup, settings.settle)
-            throughput_runs = max(3, settings.runs // 10)
-            throughput = measure_throughput(lambda call=call: call(batch_pixels), settings.batch, throughput_runs)
+            throughput = measure_throughput(
+                lambda call=call: call(batch_pixels), settings.batch, settings.throughput_runs
+            )
             timings[name] = (latency, throughput)
     runtime = f"tensorflow {tf.__version__}"
     provider = tf_device.strip("/").replace("device:", "")
-    fingerprint = machine_fingerprint() | {"runtime": runtime, "provider": provider, "threads": threads}
-    top1, top5 = top_k_accuracy(probabilities, test.labels, 1), top_k_accuracy(probabilities, test.labels, 5)
-    overhead = harness_overhead_ms()
     rows = [
-        BenchRow(
-            format=name,
-            path=str(run.model),
-            size_bytes=run.model.stat().st_size,
-            top1=top1,
-            top5=top5,
-            agreement=1.0,
-            max_probability_diff=0.0,
-            latency=latency,
-            throughput_ips=throughput,
-            batch=settings.batch,
+        local_row(
+            name,
+            run.model,
+            probabilities,
+            test.labels,
+            latency,
+            throughput,
+            settings.batch,
             threads=threads,
             runtime=runtime,
             provider=provider,
             device=device,
             load_ms=load_ms,
-            peak_rss_bytes=peak_rss_bytes(),
             peak_rss_scope="process",
-            images=len(test.labels),
-            host="local",
-            harness_overhead_ms=overhead,
-            fingerprint=fingerprint,
-        )
+        ).with_reference(1.0, 0.0)  # Keras is the reference itself
         for name, (latency, throughput) in timings.items()
     ]
     return rows, probabilities

@@ -26,34 +26,23 @@ import numpy as np
 from edgetl.benchmark.fingerprint import machine_fingerprint, peak_rss_bytes
 from edgetl.benchmark.labelled import decode_labelled
 from edgetl.benchmark.result import BenchRow
-from edgetl.benchmark.timing import harness_overhead_ms, measure_latency, measure_throughput
+from edgetl.benchmark.settings import BenchSettings
+from edgetl.benchmark.timing import Latency, harness_overhead_ms, measure_latency, measure_throughput
 from edgetl.errors import EdgetlError, ModelFileError
+from edgetl.export.formats import FORMATS
+from edgetl.export.verify import predict_in_batches
 from edgetl.progress import step
 from edgetl.runtime.engine import Engine, is_available, open_engine
 from edgetl.runtime.foreign import ModelFlags
+from edgetl.runtime.runtimes import MODEL_SUFFIXES, runtimes_for
 
 log = logging.getLogger(__name__)
 
-MODEL_SUFFIXES = (".tflite", ".onnx")
-# Modules a file's runtime lives in, imported before the load is timed: load time is the model's, not the import's.
-RUNTIME_MODULES = {".tflite": ("ai_edge_litert.interpreter", "tflite_runtime.interpreter"), ".onnx": ("onnxruntime",)}
 CHILD_TIMEOUT_S = 3600
 
 
 class BenchOptionError(EdgetlError):
     """A bench option has a value the bench cannot use."""
-
-
-@dataclass(frozen=True)
-class BenchSettings:
-    runs: int = 100
-    warmup: int = 10
-    batch: int = 32  # throughput batch; accuracy is computed in batches of this size too
-    settle: bool = False  # repeat rounds of `runs` calls until p50 and p90 stop moving
-
-    def to_args(self) -> list[str]:
-        settle = ["--settle"] if self.settle else []
-        return ["--runs", str(self.runs), "--warmup", str(self.warmup), "--batch", str(self.batch), *settle]
 
 
 @dataclass(frozen=True)
@@ -70,21 +59,12 @@ def top_k_accuracy(probabilities: np.ndarray, labels: np.ndarray, k: int) -> flo
     return float(np.mean(np.any(best == labels[:, None], axis=1)))
 
 
-def fidelity(probabilities: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
-    """Top-1 agreement with the reference probabilities and the largest absolute probability difference."""
-    agreement = float(np.mean(probabilities.argmax(axis=1) == reference.argmax(axis=1)))
-    return agreement, float(np.max(np.abs(probabilities - reference)))
-
-
-def predict_all(engine: Engine, pixels: np.ndarray, batch: int) -> np.ndarray:
-    return np.concatenate([engine.predict(pixels[start : start + batch]) for start in range(0, len(pixels), batch)])
-
-
 def _import_runtime(suffix: str) -> None:
-    for module in RUNTIME_MODULES.get(suffix, ()):
-        if is_available(module.split(".")[0]):
+    # The runtime's module is imported before the load is timed: load time is the model's, not the import's.
+    for runtime in runtimes_for(suffix, light_only=True).values():
+        if is_available(runtime.package):
             try:
-                importlib.import_module(module)
+                importlib.import_module(runtime.module)
                 return
             except ImportError:  # e.g. tflite-runtime 2.14 under NumPy 2; open_engine reports the real problem
                 continue
@@ -122,21 +102,56 @@ def measure_file(
     if provider == "cpu":
         _use_cpu_only(engine)
     load_ms = (time.perf_counter() - start) * 1000.0
-    probabilities = predict_all(engine, pixels, settings.batch)
+    probabilities = predict_in_batches(engine.predict, pixels, settings.batch)
     single = pixels[:1]
     latency = measure_latency(lambda: engine.predict(single), settings.runs, settings.warmup, settings.settle)
     throughput = None
     batch_pixels = _batch_of(pixels, settings.batch)
     try:
         throughput = measure_throughput(
-            lambda: engine.predict(batch_pixels), settings.batch, max(3, settings.runs // 10), warmup=1
+            lambda: engine.predict(batch_pixels), settings.batch, settings.throughput_runs, warmup=1
         )
     except (ValueError, RuntimeError) as error:  # a file fixed to batch 1: no throughput figure, not a failure
         log.info("%s: no throughput at batch %d (%s)", path, settings.batch, error)
-    overhead = harness_overhead_ms()
-    fingerprint = machine_fingerprint() | {"runtime": engine.runtime, "provider": engine.provider, "threads": threads}
-    row = BenchRow(
-        format=format_name or default_format_name(path),
+    device = "cuda" if engine.device == "cuda" else platform.machine()
+    row = local_row(
+        format_name or default_format_name(path),
+        path,
+        probabilities,
+        labels,
+        latency,
+        throughput,
+        settings.batch,
+        threads=threads,
+        runtime=engine.runtime,
+        provider=engine.provider,
+        device=device,
+        load_ms=load_ms,
+        peak_rss_scope=peak_rss_scope,
+    )
+    return Measured(row, probabilities)
+
+
+def local_row(
+    format_name: str,
+    path: Path,
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    latency: Latency,
+    throughput: float | None,
+    batch: int,
+    *,
+    threads: int | None,
+    runtime: str,
+    provider: str,
+    device: str,
+    load_ms: float,
+    peak_rss_scope: str,
+) -> BenchRow:
+    """A row measured on this machine: accuracy from its probabilities; the file's size, the memory peak, the
+    harness overhead and the machine's fingerprint read here. No reference yet (`BenchRow.with_reference`)."""
+    return BenchRow(
+        format=format_name,
         path=str(path),
         size_bytes=path.stat().st_size,
         top1=top_k_accuracy(probabilities, labels, 1),
@@ -145,28 +160,31 @@ def measure_file(
         max_probability_diff=None,
         latency=latency,
         throughput_ips=throughput,
-        batch=settings.batch,
+        batch=batch,
         threads=threads,
-        runtime=engine.runtime,
-        provider=engine.provider,
-        device="cuda" if engine.device == "cuda" else platform.machine(),
+        runtime=runtime,
+        provider=provider,
+        device=device,
         load_ms=load_ms,
         peak_rss_bytes=peak_rss_bytes(),
         peak_rss_scope=peak_rss_scope,
         images=len(labels),
         host="local",
-        harness_overhead_ms=overhead,
-        fingerprint=fingerprint,
+        harness_overhead_ms=harness_overhead_ms(),
+        fingerprint=machine_fingerprint() | {"runtime": runtime, "provider": provider, "threads": threads},
     )
-    return Measured(row, probabilities)
 
 
 def default_format_name(path: Path) -> str:
-    """A format name for a bare file, as `edgetl export` names them: model_int8.tflite -> tflite-int8."""
-    suffix = path.suffix.lower().lstrip(".")
-    variants = ("float32", "float16", "dynamic", "int8") if suffix == "tflite" else ("int8",)
-    variant = next((v for v in variants if path.stem.lower().endswith(v)), None)
-    return f"{suffix}-{variant}" if variant else suffix
+    """A format name for a bare file, as `edgetl export` names its files (FORMATS): model_int8.tflite -> tflite-int8;
+    a file no format's name fits is called by its suffix."""
+    suffix = path.suffix.lower()
+    stem = path.stem.lower()
+    for name, export_format in FORMATS.items():
+        variant = Path(export_format.filename).stem.removeprefix("model")  # "_int8", "" for model.onnx
+        if Path(export_format.filename).suffix == suffix and variant and stem.endswith(variant.lstrip("_")):
+            return name
+    return suffix.lstrip(".")
 
 
 def cuda_available() -> bool:
@@ -288,7 +306,7 @@ def bench_model_files(
 
 
 def write_measured(measured: list[Measured], out: Path, probabilities_out: Path | None) -> None:
-    from edgetl.run import atomic_write
+    from edgetl.files import atomic_write
 
     atomic_write(out, json.dumps([m.row.to_dict() for m in measured], indent=1))
     if probabilities_out is not None:
@@ -328,9 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--images", type=Path, help="folder of class subfolders, or a CSV of file,label rows")
     source.add_argument("--pixels", type=Path, help="an .npz of decoded pixels and label indices")
-    parser.add_argument("--runs", type=int, default=100)
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--runs", type=int, default=BenchSettings.runs)
+    parser.add_argument("--warmup", type=int, default=BenchSettings.warmup)
+    parser.add_argument("--batch", type=int, default=BenchSettings.batch)
     parser.add_argument("--settle", action="store_true")
     parser.add_argument("--threads", default=None)
     parser.add_argument("--provider", choices=("auto", "cpu"), default="cpu")

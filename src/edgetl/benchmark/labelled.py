@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgetl.data.folder import class_folders
 from edgetl.errors import DataError
 from edgetl.progress import step
-from edgetl.runtime.image import is_image_file, load_images
+from edgetl.runtime.image import load_images
 
 log = logging.getLogger(__name__)
 
@@ -19,12 +20,7 @@ def labelled_images(source: Path) -> list[tuple[Path, str]]:
     """(image file, label name) from a folder of class subfolders or a CSV file of `file,label` rows."""
     source = Path(source)
     if source.is_dir():
-        pairs = [
-            (file, folder.name)
-            for folder in sorted(p for p in source.iterdir() if p.is_dir())
-            for file in sorted(folder.iterdir())
-            if is_image_file(file)
-        ]
+        pairs = [(file, name) for name, files in class_folders(source) for file in files]
         if not pairs:
             raise DataError(f"{source}: no images in class subfolders (expected {source}/<label>/<image>)")
         return pairs

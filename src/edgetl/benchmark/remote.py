@@ -15,23 +15,27 @@ import subprocess
 import tempfile
 import zipfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from edgetl.benchmark.device import BenchSettings, Measured
 from edgetl.benchmark.result import BenchRow
+from edgetl.benchmark.settings import SshSettings
 from edgetl.errors import EdgetlError
 from edgetl.progress import step
+from edgetl.runtime.runtimes import MODEL_SUFFIXES, runtimes_for
 
 log = logging.getLogger(__name__)
 
 # What the device bench needs on the board, by model suffix: any one module of each tuple.
 NEEDED_MODULES = {
     "": (("numpy",), ("PIL",)),
-    ".tflite": (("ai_edge_litert", "tflite_runtime"),),
-    ".onnx": (("onnxruntime",),),
+    **{
+        suffix: (tuple(runtime.package for runtime in runtimes_for(suffix, light_only=True).values()),)
+        for suffix in MODEL_SUFFIXES
+    },
 }
 SAFE_REMOTE_DIR = re.compile(r"^/[A-Za-z0-9._/-]+$")
 DISK_MARGIN_BYTES = 20 * 1024 * 1024
@@ -40,14 +44,6 @@ SSH_LOST = 255
 
 class RemoteError(EdgetlError):
     """A board could not be benched: no connection, no python3, missing extras, no space."""
-
-
-@dataclass(frozen=True)
-class SshSettings:
-    options: tuple[str, ...] = ()  # passed as `-o OPTION` to ssh and scp, e.g. "Port=2222"
-    python: str = "python3"  # the board's interpreter
-    connect_timeout_s: int = 10
-    command_timeout_s: int = 3600
 
 
 def _base(program: str, ssh: SshSettings) -> list[str]:

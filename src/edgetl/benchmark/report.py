@@ -9,7 +9,7 @@ from pathlib import Path
 
 from edgetl.benchmark.gates import is_keras
 from edgetl.benchmark.result import BenchReport, BenchRow
-from edgetl.run import atomic_write
+from edgetl.files import atomic_write
 from edgetl.table import Column, best_note, render_table, shown_columns, wrap_lines
 
 

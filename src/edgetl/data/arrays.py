@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.data.dataset import ArrayImages, Dataset, require_images, stratified_pick
-from edgetl.data.layouts import LayoutOptions
+from edgetl.data.options import LayoutOptions
+from edgetl.data.split import VALIDATION_NAMES
 from edgetl.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -193,7 +194,7 @@ def read_tfds(name: str, options: LayoutOptions) -> Dataset:
     if "train" not in splits:
         raise DataError(f"{source}: has no 'train' split (splits: {', '.join(splits)})")
     train = collect(splits["train"])
-    validation_split = next((splits[key] for key in ("validation", "valid", "val") if key in splits), None)
+    validation_split = next((splits[key] for key in VALIDATION_NAMES if key in splits), None)
     if "test" in splits:
         test = collect(splits["test"])
     else:

@@ -8,11 +8,8 @@ training images written as PNG files, so that export and bench, which read files
 from __future__ import annotations
 
 import io
-import os
 import random
 import re
-import shutil
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +18,9 @@ import numpy as np
 
 from edgetl.data.folder import Example
 from edgetl.data.pipeline import DecodedSubset, decode_subset
-from edgetl.data.split import SUBSETS, Split
+from edgetl.data.split import SUBSETS, Split, stratified_order
 from edgetl.errors import DataError
+from edgetl.files import staged_folder
 from edgetl.progress import step
 
 CALIBRATION_IMAGES = 300  # training images written for an array layout: enough for int8 calibration
@@ -105,24 +103,6 @@ def safe_folder_name(name: str) -> str:
     return cleaned or "class"
 
 
-def calibration_indices(labels: np.ndarray, limit: int, seed: int) -> list[int]:
-    """Up to `limit` indices taking the classes in turn, so any prefix is stratified too."""
-    rng = random.Random(seed)
-    by_class: dict[int, list[int]] = {}
-    for index, label in enumerate(labels):
-        by_class.setdefault(int(label), []).append(index)
-    for indices in by_class.values():
-        rng.shuffle(indices)
-    chosen: list[int] = []
-    round_index = 0
-    while len(chosen) < limit and any(round_index < len(v) for v in by_class.values()):
-        for label in sorted(by_class):
-            if round_index < len(by_class[label]) and len(chosen) < limit:
-                chosen.append(by_class[label][round_index])
-        round_index += 1
-    return chosen
-
-
 def write_array_files(dataset: Dataset, data_dir: Path, seed: int, calibration: int = CALIBRATION_IMAGES) -> Split:
     """Write the test images and a stratified sample of training images as PNG files under `data_dir`.
 
@@ -136,14 +116,13 @@ def write_array_files(dataset: Dataset, data_dir: Path, seed: int, calibration: 
     duplicates = [name for name, count in Counter(folders).items() if count > 1]
     if duplicates:
         folders = [f"{index:03d}_{name}" for index, name in enumerate(folders)]
-    staging = Path(tempfile.mkdtemp(prefix=".data-", dir=data_dir.parent))
     chosen = {
-        "train": calibration_indices(dataset.arrays["train"].labels, calibration, seed),
+        "train": stratified_order(dataset.arrays["train"].labels, calibration, seed),
         "validation": [],
         "test": list(range(len(dataset.arrays["test"]))),
     }
     rows: dict[str, list[Example]] = {}
-    try:
+    with staged_folder(data_dir) as staging:
         for subset, indices in chosen.items():
             rows[subset] = []
             images = dataset.arrays[subset]
@@ -155,12 +134,6 @@ def write_array_files(dataset: Dataset, data_dir: Path, seed: int, calibration: 
                 Image.fromarray(np.asarray(images.images[index], dtype=np.uint8), mode="RGB").save(buffer, "PNG")
                 (staging / relative).write_bytes(buffer.getvalue())
                 rows[subset].append(Example(data_dir / relative, label))
-        if data_dir.exists():
-            shutil.rmtree(data_dir)
-        os.replace(staging, data_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return Split(data_dir, list(dataset.class_names), rows["train"], rows["validation"], rows["test"])
 
 

@@ -25,12 +25,10 @@ class LabelledImages:
     examples: list[Example]
 
 
-def read_class_folders(root: Path) -> LabelledImages:
-    root = Path(root)
-    if not root.exists():
-        raise DataError(f"{root}: no such folder")
-    if not root.is_dir():
-        raise DataError(f"{root}: not a folder (expected one subfolder of images per class)")
+def class_folders(root: Path) -> list[tuple[str, list[Path]]]:
+    """(class name, its image files) for each subfolder of `root`, the images found at any depth below it; hidden
+    folders are no classes (a warning says so when they hold images). The one rule for "class folders", which
+    training and the bench both follow."""
     try:
         folders = sorted(p for p in root.iterdir() if p.is_dir())
     except OSError as error:
@@ -44,19 +42,30 @@ def read_class_folders(root: Path) -> LabelledImages:
             root,
             ", ".join(map(repr, hidden)),
         )
-    if not class_dirs:
-        raise DataError(f"{root}: has no class subfolders (expected one subfolder of images per class)")
-    class_names: list[str] = []
-    examples: list[Example] = []
+    classes = []
     for class_dir in class_dirs:
         files, unlisted = find_images(class_dir)
         for folder, reason in unlisted:
             log.warning("%s: %s", folder, reason)
-        if not files:
-            continue
-        label = len(class_names)
-        class_names.append(class_dir.name)
-        examples.extend(Example(path, label) for path in files)
+        classes.append((class_dir.name, files))
+    return classes
+
+
+def read_class_folders(root: Path) -> LabelledImages:
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"{root}: no such folder")
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder (expected one subfolder of images per class)")
+    classes = class_folders(root)
+    if not classes:
+        raise DataError(f"{root}: has no class subfolders (expected one subfolder of images per class)")
+    class_names: list[str] = []
+    examples: list[Example] = []
+    for name, files in classes:
+        if files:
+            examples.extend(Example(path, len(class_names)) for path in files)
+            class_names.append(name)
     if not examples:
         raise DataError(f"{root}: no image files in its class subfolders")
     if len(class_names) < 2:

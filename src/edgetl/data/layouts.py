@@ -12,34 +12,21 @@ from __future__ import annotations
 import csv
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from edgetl.data.dataset import Dataset, check_class_names, require_images, stratified_pick
 from edgetl.data.folder import Example, LabelledImages, read_class_folders
-from edgetl.data.split import Split, stratified_split
+from edgetl.data.options import LayoutOptions
+from edgetl.data.split import VALIDATION_NAMES, Split, stratified_split
 from edgetl.errors import DataError
 from edgetl.runtime.image import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
-VALIDATION_FOLDERS = ("valid", "validation", "val")
 ID_COLUMNS = ("id", "image_id", "image", "filename", "file", "path", "name")
 LABEL_COLUMNS = ("label", "labels", "class", "breed", "category", "target", "species")
 TFDS_PREFIX = "tfds:"
 ARRAY_LAYOUTS = frozenset({"npz", "tfds"})  # images in memory, not files: the run gets PNG copies
-
-
-@dataclass(frozen=True)
-class LayoutOptions:
-    """What a reader needs besides the source: the split fractions and the CSV overrides."""
-
-    validation_fraction: float = 0.15
-    test_fraction: float = 0.15
-    seed: int = 42
-    id_column: str | None = None
-    label_column: str | None = None
-    images: str | None = None
 
 
 def read_folder(source: str, options: LayoutOptions) -> Dataset:
@@ -55,7 +42,7 @@ def presplit_folders(root: Path) -> dict[str, Path] | None:
         return None
     if not any(p.is_dir() for p in test.iterdir()):
         return None  # Kaggle's unlabelled test/ of loose images is not a labelled subset
-    validation = next((root / name for name in VALIDATION_FOLDERS if (root / name).is_dir()), None)
+    validation = next((root / name for name in VALIDATION_NAMES if (root / name).is_dir()), None)
     return {"train": train, "validation": validation, "test": test}
 
 

@@ -7,16 +7,13 @@ Real images that exist offline, so the demo and the tests take exactly the path 
 from __future__ import annotations
 
 import random
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from edgetl.errors import DataError, MissingExtraError
+from edgetl.files import staged_folder
 
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
@@ -52,22 +49,6 @@ def write_sample_data(out_dir: Path, per_class: int | None = None, image_size: i
 def require_new_folder(out_dir: Path) -> None:
     if out_dir.exists() and any(out_dir.iterdir()):
         raise DataError(f"{out_dir}: folder exists and is not empty; choose a new folder for the sample data")
-
-
-@contextmanager
-def staged_folder(out_dir: Path) -> Iterator[Path]:
-    """A folder to fill beside `out_dir`, renamed to it at the end: an interrupted run never leaves half a
-    dataset."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".sample-", dir=out_dir.parent))
-    try:
-        yield staging
-        if out_dir.exists():
-            out_dir.rmdir()
-        staging.rename(out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
 
 
 # The colour photographs scikit-image ships inside its wheel (others it would download) and scikit-learn's two.

@@ -11,6 +11,9 @@ from edgetl.data.folder import Example, LabelledImages
 from edgetl.errors import DataError, ModelFileError
 
 SUBSETS = ("train", "validation", "test")
+# What datasets call their validation subset (a folder of a presplit dataset, a split of a tfds one), the first
+# found taken.
+VALIDATION_NAMES = ("validation", "valid", "val")
 MIN_IMAGES_PER_CLASS = 3  # one each for train, validation and test
 
 
@@ -44,6 +47,25 @@ class Split:
             return cls(root, list(document["class_names"]), **subsets)
         except (ValueError, KeyError, TypeError) as error:
             raise ModelFileError(f"{source}: the split is damaged ({error})") from None
+
+
+def stratified_order(labels, limit: int, seed: int) -> list[int]:
+    """Up to `limit` indices into `labels`, taken round-robin from each class's own seeded shuffle (classes in label
+    order), so any prefix is stratified and classes with few images give all they have."""
+    rng = random.Random(seed)
+    by_class: dict[int, list[int]] = {}
+    for index, label in enumerate(labels):
+        by_class.setdefault(int(label), []).append(index)
+    queues = []
+    for label in sorted(by_class):
+        rng.shuffle(by_class[label])
+        queues.append(by_class[label])
+    chosen: list[int] = []
+    depth = 0
+    while len(chosen) < limit and any(depth < len(queue) for queue in queues):
+        chosen.extend(queue[depth] for queue in queues if depth < len(queue))
+        depth += 1
+    return chosen[:limit]
 
 
 def stratified_split(images: LabelledImages, validation_fraction: float, test_fraction: float, seed: int) -> Split:

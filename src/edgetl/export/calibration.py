@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import random
+import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgetl.data.folder import Example
-from edgetl.data.pipeline import DecodedSubset
-from edgetl.errors import DataError
+from edgetl.data.pipeline import DecodedSubset, decode_subset
+from edgetl.data.split import stratified_order
+from edgetl.errors import DataError, EdgetlError
 from edgetl.export.verify import UNLABELLED
+
+if TYPE_CHECKING:
+    from edgetl.export.source import ExportSource
+
+log = logging.getLogger(__name__)
 
 MIN_CALIBRATION_IMAGES = 10
 
@@ -17,21 +24,7 @@ MIN_CALIBRATION_IMAGES = 10
 def stratified_sample(examples: list[Example], samples: int, seed: int = 0) -> list[Example]:
     """Up to `samples` examples, taken round-robin from each class's own seeded shuffle, so every class gets
     its share (classes with few images give all they have)."""
-    rng = random.Random(seed)
-    by_class: dict[int, list[Example]] = {}
-    for example in examples:
-        by_class.setdefault(example.label, []).append(example)
-    queues = []
-    for label in sorted(by_class):
-        members = by_class[label][:]
-        rng.shuffle(members)
-        queues.append(members)
-    chosen: list[Example] = []
-    depth = 0
-    while len(chosen) < samples and any(depth < len(queue) for queue in queues):
-        chosen.extend(queue[depth] for queue in queues if depth < len(queue))
-        depth += 1
-    return chosen[:samples]
+    return [examples[index] for index in stratified_order([e.label for e in examples], samples, seed)]
 
 
 def check_calibration(
@@ -83,3 +76,47 @@ def _check_class_coverage(calibration: DecodedSubset, class_names: list[str], so
         f"{source}: {counts}, none of {names}; add images of those classes, or calibrate on a plain folder of "
         f"images (no class subfolders), which needs no labels"
     )
+
+
+class CalibrationImages:
+    """The source's calibration pool in a seeded, stratified order, decoded as in training only as far as a
+    recipe asks (a later rung may want more images than the first); the first sample is checked."""
+
+    def __init__(self, source: ExportSource, samples: int) -> None:
+        self.source = source
+        pool = source.calibration_pool
+        classes = {example.label for example in pool if example.label != UNLABELLED}
+        if 0 < samples < len(classes):
+            raise EdgetlError(
+                f"--calibration-samples {samples}: fewer than the {len(classes)} classes of the calibration images; "
+                f"use {len(classes)} or more, so every class is seen"
+            )
+        self.order = stratified_sample(pool, len(pool), seed=source.seed)
+        self.pixels = np.zeros((0, *source.metadata.input_size, 3), np.float32)
+        self.decoded = 0  # how many of `order` were tried (some may not decode)
+        first = self._decode(samples)
+        check_calibration(
+            first,
+            source.class_names,
+            tuple(source.model.input_shape),
+            source.metadata.pixel_range,
+            f"calibration sample ({samples} requested, of {len(pool)} images)",
+        )
+        log.info("calibrating on %d images", len(self.pixels))
+
+    @property
+    def available(self) -> int:
+        return len(self.source.calibration_pool)
+
+    def _decode(self, count: int):
+        chosen = self.order[self.decoded : self.decoded + count]
+        metadata = self.source.metadata
+        subset = decode_subset(chosen, metadata.input_size[0], metadata.resize, "calibration images")
+        self.decoded += len(chosen)
+        self.pixels = np.concatenate([self.pixels, subset.pixels.astype(np.float32)])
+        return subset
+
+    def take(self, count: int) -> np.ndarray:
+        if len(self.pixels) < count and self.decoded < len(self.order):
+            self._decode(count - len(self.pixels))
+        return self.pixels[:count]

@@ -1,131 +1,46 @@
-"""`edgetl export`: convert a Keras model to each format, attach metadata, write atomically, verify against Keras.
+"""`edgetl export`: convert a Keras model to each format, write it with its metadata, verify it against Keras.
 
-One registry (`FORMATS`) drives everything: the file name, the converter, whether it needs calibration images,
-how it is written and run, and the default agreement it must reach.
+This module is the conversion and verification loop (the int8 recipe ladder included). What each format is lives
+in the format table (formats.py), what an export starts from (a run directory or an outside Keras file) in
+source.py, how a file is written and opened in written.py, and what is recorded of it in record.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
-from edgetl.data.pipeline import decode_subset
 from edgetl.errors import EdgetlError
-from edgetl.export.calibration import check_calibration, stratified_sample
-from edgetl.export.int8 import (
-    INT8_FALLBACKS,
-    IO_TYPES,
-    QUANTIZERS,
-    Int8Recipe,
-    LadderResult,
-    Trial,
-    climb,
-    integer_rungs,
+from edgetl.export.calibration import CalibrationImages
+from edgetl.export.formats import (
+    FORMATS,
+    ConversionInputs,
+    ExportFormat,
+    ExportOptions,
+    KerasFileOptions,
+    check_formats,
+    check_options,
 )
-from edgetl.export.logs import output_to
-from edgetl.export.metadata import attach_to_onnx, attach_to_tflite
-from edgetl.export.onnx import CALIBRATION_METHODS as ONNX_CALIBRATION_METHODS
-from edgetl.export.onnx import MOST_CALIBRATION_IMAGES as ONNX_MOST_CALIBRATION_IMAGES
-from edgetl.export.source import ExportSource, from_run
-from edgetl.export.tflite import OpReport, tflite_op_report
-from edgetl.export.verify import UNLABELLED, Fidelity, compare, predict_in_batches
+from edgetl.export.int8 import Int8Recipe, LadderResult, Trial, climb, integer_rungs
+from edgetl.export.logs import append_trace, first_line, output_to
+from edgetl.export.record import ExportRecord, Verified, make_record
+from edgetl.export.source import ExportSource, from_run, resolve_source
+from edgetl.export.tflite import OpReport
+from edgetl.export.verify import compare, predict_in_batches
+from edgetl.export.written import load_written, write_converted
 from edgetl.progress import step
-from edgetl.run import atomic_write, record_export
-from edgetl.runtime.engine import open_engine
+from edgetl.run import record_export
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    calibration_samples: int = 200
-    min_agreement: float | None = None  # None: each format's own default
-    io_type: str | None = None  # input/output type of the int8 TFLite file; None: the quantizer's (QUANTIZERS)
-    opset: int = 17
-    quantizer: str = "converter"  # who makes the int8 TFLite file: the TFLite converter or ai-edge-quantizer
-    int8_fallback: str = INT8_FALLBACKS[0]  # may int8 files keep their most sensitive layers in float
-
-    @property
-    def int8_io_type(self) -> str:
-        return self.io_type or QUANTIZERS.get(self.quantizer, IO_TYPES[0])
-
-
-@dataclass
-class ConversionInputs:
-    """Everything a converter may need besides the model; `cache` shares work between formats (the float
-    ONNX graph is the starting point of the int8 one). `calibration` decodes the calibration images as far as
-    asked; an int8 `recipe` says how many of them to use, how, and which layers stay in float."""
-
-    options: ExportOptions
-    calibration: CalibrationImages | None = None
-    cache: dict = field(default_factory=dict)
-    recipe: Int8Recipe | None = None
-
-    @property
-    def calibration_images(self) -> np.ndarray:
-        return self.calibration.take(self.recipe.calibration_images)
-
-
-@dataclass(frozen=True)
-class ExportFormat:
-    name: str
-    filename: str
-    kind: str  # "tflite", "onnx" or "savedmodel": how the result is written and run
-    convert: Callable  # (keras model, ConversionInputs) -> bytes (tflite) or ModelProto (onnx) or model (savedmodel)
-    min_agreement: float  # default verification gate: float formats must match Keras almost everywhere
-    calibrated: bool = False  # needs calibration images
-    quantized_by: str = ""  # recorded as `quantizer`; "--quantizer" means the option chooses
-    # Promises integer-only kernels (what NPUs and microcontrollers need). The converter does NOT enforce it: even
-    # with only TFLITE_BUILTINS_INT8 allowed, an op without an int8 kernel (e.g. SIN) is silently left in float
-    # between DEQUANTIZE/QUANTIZE, so the written file is checked. ONNX QDQ graphs are mixed by design.
-    integer_only: bool = False
-    # Calibrated formats: the calibration methods the ladder tries, the default first, and the most images a
-    # method may calibrate on.
-    calibration_methods: tuple[str, ...] = ("minmax",)
-    most_calibration_images: dict[str, int] = field(default_factory=dict)
-    # Calibrated formats: (model, inputs) -> layer names, most sensitive to int8 first, for float fallback.
-    rank_layers: Callable | None = None
-    # Its float layers' names name the Keras layers in them (TFLite tensor names do, tf2onnx's node names do not),
-    # so bias correction can leave those out and still apply to the rest.
-    float_layers_keep_bias_correction: bool = False
-
-
-def _tflite_float32(model, inputs: ConversionInputs):
-    from edgetl.export.tflite import convert_float32
-
-    return convert_float32(model)
-
-
-def _tflite_float16(model, inputs: ConversionInputs):
-    from edgetl.export.tflite import convert_float16
-
-    return convert_float16(model)
-
-
-def _tflite_dynamic(model, inputs: ConversionInputs):
-    from edgetl.export.tflite import convert_dynamic
-
-    return convert_dynamic(model)
-
-
-def _tflite_int8(model, inputs: ConversionInputs):
-    if inputs.options.quantizer == "ai-edge":
-        from edgetl.export.aiedge import quantize_int8_ai_edge
-
-        return quantize_int8_ai_edge(model, inputs.calibration_images, inputs.options.int8_io_type)
-    from edgetl.export.tflite import convert_int8
-
-    return convert_int8(model, inputs.calibration_images, inputs.options.int8_io_type, inputs.recipe.float_layers)
 
 
 def _names_layer(tensor_name: str, layer: str) -> bool:
@@ -135,271 +50,12 @@ def _names_layer(tensor_name: str, layer: str) -> bool:
     return any(pattern.search(part) for part in tensor_name.split(";"))
 
 
-def _tflite_rank(model, inputs: ConversionInputs) -> list[str]:
-    if inputs.options.quantizer == "ai-edge":
-        return []  # ai-edge-quantizer's recipes take no float layers here
-    from edgetl.export.tflite import rank_int8_sensitivity
-
-    return rank_int8_sensitivity(model, inputs.calibration_images, inputs.options.int8_io_type)
-
-
-def _onnx_rank(model, inputs: ConversionInputs) -> list[str]:
-    from edgetl.export.onnx import rank_onnx_int8_sensitivity
-
-    return rank_onnx_int8_sensitivity(_float_onnx(model, inputs), inputs.calibration_images, inputs.recipe.method)
-
-
-def _float_onnx(model, inputs: ConversionInputs, key: str = "onnx"):
-    """The float ONNX graph, converted once per `key`: the model as it is, or bias-corrected on a sample."""
-    from edgetl.export.onnx import convert_onnx
-
-    if key not in inputs.cache:
-        inputs.cache[key] = convert_onnx(model, opset=inputs.options.opset)
-    copy = type(inputs.cache[key])()
-    copy.CopyFrom(inputs.cache[key])
-    return copy
-
-
-def _onnx_int8(model, inputs: ConversionInputs):
-    from edgetl.export.onnx import quantize_onnx_int8
-
-    recipe = inputs.recipe
-    key = f"onnx-bias-corrected-{recipe.calibration_images}" if recipe.bias_correction else "onnx"
-    float_model = _float_onnx(model, inputs, key)
-    return quantize_onnx_int8(float_model, inputs.calibration_images, recipe.method, recipe.float_layers)
-
-
-def _savedmodel(model, inputs: ConversionInputs):
-    return model  # written by write_savedmodel straight from the Keras model
-
-
-FORMATS: dict[str, ExportFormat] = {
-    f.name: f
-    for f in (
-        ExportFormat("tflite-float32", "model_float32.tflite", "tflite", _tflite_float32, 0.99),
-        ExportFormat(
-            "tflite-float16", "model_float16.tflite", "tflite", _tflite_float16, 0.99, quantized_by="converter"
-        ),
-        ExportFormat(
-            "tflite-dynamic", "model_dynamic.tflite", "tflite", _tflite_dynamic, 0.98, quantized_by="converter"
-        ),
-        ExportFormat(
-            "tflite-int8",
-            "model_int8.tflite",
-            "tflite",
-            _tflite_int8,
-            0.90,
-            calibrated=True,
-            quantized_by="--quantizer",
-            integer_only=True,
-            rank_layers=_tflite_rank,
-            float_layers_keep_bias_correction=True,
-        ),
-        ExportFormat("onnx", "model.onnx", "onnx", _float_onnx, 0.99),
-        ExportFormat(
-            "onnx-int8",
-            "model_int8.onnx",
-            "onnx",
-            _onnx_int8,
-            0.90,
-            calibrated=True,
-            quantized_by="onnxruntime",
-            calibration_methods=ONNX_CALIBRATION_METHODS,
-            most_calibration_images=ONNX_MOST_CALIBRATION_IMAGES,
-            rank_layers=_onnx_rank,
-        ),
-        ExportFormat("savedmodel", "saved_model", "savedmodel", _savedmodel, 0.99),
-    )
-}
-
-
-@dataclass(frozen=True)
-class ExportRecord:
-    format: str
-    path: str
-    size_bytes: int
-    sha256: str
-    input_dtype: str
-    output_dtype: str
-    images: int
-    agreement: float
-    top1: float | None  # None when the verification images have no labels
-    keras_top1: float | None
-    max_probability_diff: float
-    flipped_files: list[str]
-    min_agreement: float
-    passed: bool
-    per_class_accuracy_change: dict[str, float] = field(default_factory=dict)
-    operators: int | None = None  # ops in the graph (TFLite) or compute nodes (ONNX); None for SavedModel
-    int8_op_share: float | None = None  # share of those that run on integer tensors only
-    float_ops: dict[str, int] = field(default_factory=dict)  # op name -> count of ops left in float
-    calibration_images: int = 0
-    quantizer: str = ""  # who quantised it: "converter", "ai-edge" or "onnxruntime"
-    problems: list[str] = field(default_factory=list)  # why it failed besides agreement (e.g. float ops in int8)
-    confident_images: int = 0  # verification images on which Keras is confident (top probability >= 0.5)
-    confident_agreement: float | None = None  # agreement on those
-    mean_probability_diff: float = 0.0
-    recipe: str = ""  # int8: the recipe that made the file (see `attempts`)
-    float_layers: list[str] = field(default_factory=list)  # int8: layers kept in float by the fallback
-    attempts: list[dict] = field(default_factory=list)  # int8: every recipe tried, in order, with its agreement
-    runtimes: list[str] = field(default_factory=list)  # the runtimes that load the file as it is (`runtimes_for`)
-
-
-# The runtimes that load each kind of file. MediaPipe Tasks (and the TFLite Task Library, Android's ML Model
-# Binding) read the standard metadata every .tflite carries and take float32 or uint8 input, never int8.
-RUNTIMES = {"tflite": ("LiteRT", "MediaPipe"), "onnx": ("onnxruntime",), "savedmodel": ("TensorFlow",)}
-METADATA_READERS = frozenset({"MediaPipe"})
-
-
-def runtimes_for(kind: str, input_dtype: str) -> list[str]:
-    return [
-        runtime for runtime in RUNTIMES[kind] if runtime not in METADATA_READERS or input_dtype in ("float32", "uint8")
-    ]
-
-
-def check_formats(formats: list[str]) -> None:
-    unknown = [name for name in formats if name not in FORMATS]
-    if unknown:
-        raise EdgetlError(f"unknown export format '{unknown[0]}': choose from {', '.join(FORMATS)}")
-    if not formats:
-        raise EdgetlError(f"no export format given: choose from {', '.join(FORMATS)}")
-
-
-def check_options(options: ExportOptions) -> None:
-    if options.io_type is not None and options.io_type not in IO_TYPES:
-        raise EdgetlError(f"--io-type {options.io_type}: unknown; choose one of {', '.join(IO_TYPES)}")
-    if options.quantizer not in QUANTIZERS:
-        raise EdgetlError(f"--quantizer {options.quantizer}: unknown; choose one of {', '.join(QUANTIZERS)}")
-    if options.int8_fallback not in INT8_FALLBACKS:
-        raise EdgetlError(
-            f"--int8-fallback {options.int8_fallback}: unknown; choose one of {', '.join(INT8_FALLBACKS)}"
-        )
-    if options.quantizer == "ai-edge" and options.int8_io_type != "int8":
-        raise EdgetlError(
-            f"--quantizer ai-edge writes int8 input and output; --io-type {options.io_type} needs --quantizer converter"
-        )
-
-
-class CalibrationImages:
-    """The source's calibration pool in a seeded, stratified order, decoded as in training only as far as a
-    recipe asks (a later rung may want more images than the first); the first sample is checked."""
-
-    def __init__(self, source: ExportSource, samples: int) -> None:
-        self.source = source
-        pool = source.calibration_pool
-        classes = {example.label for example in pool if example.label != UNLABELLED}
-        if 0 < samples < len(classes):
-            raise EdgetlError(
-                f"--calibration-samples {samples}: fewer than the {len(classes)} classes of the calibration images; "
-                f"use {len(classes)} or more, so every class is seen"
-            )
-        self.order = stratified_sample(pool, len(pool), seed=source.seed)
-        self.pixels = np.zeros((0, *source.metadata.input_size, 3), np.float32)
-        self.decoded = 0  # how many of `order` were tried (some may not decode)
-        first = self._decode(samples)
-        check_calibration(
-            first,
-            source.class_names,
-            tuple(source.model.input_shape),
-            source.metadata.pixel_range,
-            f"calibration sample ({samples} requested, of {len(pool)} images)",
-        )
-        log.info("calibrating on %d images", len(self.pixels))
-
-    @property
-    def available(self) -> int:
-        return len(self.source.calibration_pool)
-
-    def _decode(self, count: int):
-        chosen = self.order[self.decoded : self.decoded + count]
-        metadata = self.source.metadata
-        subset = decode_subset(chosen, metadata.input_size[0], metadata.resize, "calibration images")
-        self.decoded += len(chosen)
-        self.pixels = np.concatenate([self.pixels, subset.pixels.astype(np.float32)])
-        return subset
-
-    def take(self, count: int) -> np.ndarray:
-        if len(self.pixels) < count and self.decoded < len(self.order):
-            self._decode(count - len(self.pixels))
-        return self.pixels[:count]
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    # TensorFlow's converter errors start with a location line; the reason is the first line mentioning "error".
-    for line in lines:
-        if "error" in line.lower() and len(line) > 20:
-            return line[:300]
-    return lines[0][:300] if lines else type(error).__name__
-
-
-def _write(export_format: ExportFormat, converted, source: ExportSource, destination: Path) -> tuple[int, str]:
-    """Write the converted model with its metadata; returns size and sha256 of what was written."""
-    metadata = replace(source.metadata, model_format=export_format.name)
-    if export_format.kind == "savedmodel":
-        from edgetl.export.savedmodel import directory_digest, write_savedmodel
-
-        write_savedmodel(converted, destination, metadata)
-        return directory_digest(destination)
-    if export_format.kind == "onnx":
-        attach_to_onnx(converted, metadata)
-        payload = converted.SerializeToString()
-    else:
-        payload = attach_to_tflite(converted, metadata)
-    atomic_write(destination, payload)
-    return len(payload), hashlib.sha256(payload).hexdigest()
-
-
-@dataclass
-class _Loaded:
-    predict: Callable[[np.ndarray], np.ndarray]
-    input_dtype: str
-    output_dtype: str
-    ops: OpReport | None
-
-
-def _load(export_format: ExportFormat, destination: Path) -> _Loaded:
-    """Open the written file the way its users will: LiteRT/onnxruntime engines, TensorFlow for SavedModel."""
-    if export_format.kind == "savedmodel":
-        from edgetl.export.savedmodel import savedmodel_predictor
-
-        return _Loaded(savedmodel_predictor(destination), "float32", "float32", None)
-    engine = open_engine(destination)
-    if export_format.kind == "onnx":
-        import onnx
-
-        from edgetl.export.onnx import onnx_op_report
-
-        ops = onnx_op_report(onnx.load(str(destination)))
-    else:
-        ops = tflite_op_report(destination)
-    return _Loaded(engine.predict, engine.input_dtype, engine.output_dtype, ops)
-
-
 def _integer_only_problems(export_format: ExportFormat, ops: OpReport | None, options: ExportOptions) -> list[str]:
     """An integer-only format with ops left in float, unless float islands were allowed (`--int8-fallback float`)."""
     if not export_format.integer_only or ops is None or not ops.float_ops or options.int8_fallback == "float":
         return []
     names = ", ".join(f"{op} x{count}" for op, count in ops.float_ops.items())
     return [f"not integer-only: {names} left in float (no int8 kernel)"]
-
-
-def _quantizer(export_format: ExportFormat, options: ExportOptions) -> str:
-    return options.quantizer if export_format.quantized_by == "--quantizer" else export_format.quantized_by
-
-
-@dataclass
-class _Verified:
-    """A file written and checked against Keras."""
-
-    path: Path
-    size: int
-    sha256: str
-    loaded: _Loaded
-    fidelity: Fidelity
-    problems: list[str]
-    passed: bool
 
 
 class _Exporter:
@@ -425,9 +81,9 @@ class _Exporter:
             raise
         except Exception as error:  # converters raise anything from ConverterError to ValueError and RuntimeError
             log.debug("%s conversion failed", export_format.name, exc_info=True)
-            _append_trace(self.source.log_path, export_format.name, error)
+            append_trace(self.source.log_path, export_format.name, error)
             raise EdgetlError(
-                f"{export_format.name} export failed: {_first_line(error)} (full log: {self.source.log_path})"
+                f"{export_format.name} export failed: {first_line(error)} (full log: {self.source.log_path})"
             ) from None
 
     @contextmanager
@@ -443,22 +99,20 @@ class _Exporter:
         with output_to(self.source.log_path), bias_corrected(self.source.model, inputs.calibration_images, keep_float):
             yield
 
-    def verify(self, export_format: ExportFormat, converted, destination: Path, gate: float) -> _Verified:
+    def verify(self, export_format: ExportFormat, converted, destination: Path, gate: float) -> Verified:
         verification = self.source.verification
         with step(f"{export_format.name}: verifying on {len(verification.labels)} images"):
             # SavedModel export prints its endpoints, LiteRT announces its delegate: both belong in the log.
             with output_to(self.source.log_path):
-                size, sha256 = _write(export_format, converted, self.source, destination)
-                loaded = _load(export_format, destination)
+                size, sha256 = write_converted(export_format, converted, self.source.metadata, destination)
+                loaded = load_written(export_format, destination)
             probabilities = predict_in_batches(loaded.predict, verification.pixels)
         fidelity = compare(probabilities, self.keras_probabilities, verification.labels, self.source.metadata.labels)
         problems = _integer_only_problems(export_format, loaded.ops, self.options)
         passed = fidelity.agreement >= gate and not problems
-        return _Verified(destination, size, sha256, loaded, fidelity, problems, passed)
+        return Verified(destination, size, sha256, loaded, fidelity, problems, passed)
 
-    def export_int8(
-        self, export_format: ExportFormat, destination: Path, gate: float
-    ) -> tuple[_Verified, LadderResult]:
+    def export_int8(self, export_format: ExportFormat, destination: Path, gate: float) -> tuple[Verified, LadderResult]:
         """Climb the recipe ladder; every attempt is written beside the destination, the chosen one moved there."""
         available = self.inputs.calibration.available
         rungs = integer_rungs(
@@ -487,7 +141,7 @@ class _Exporter:
 
             keeps = export_format.float_layers_keep_bias_correction
             result = climb(rungs, attempt, rank if float_allowed else None, keeps)
-            chosen: _Verified = result.chosen.kept
+            chosen: Verified = result.chosen.kept
             os.replace(chosen.path, destination)
             return replace(chosen, path=destination), result
         finally:
@@ -505,43 +159,13 @@ class _Exporter:
             verified, ladder = self.export_int8(export_format, destination, gate)
         else:
             verified = self.verify(export_format, self.convert(export_format, self.inputs), destination, gate)
-        fidelity, ops = verified.fidelity, verified.loaded.ops
-        return ExportRecord(
-            format=name,
-            path=str(destination.relative_to(source.root)),
-            size_bytes=verified.size,
-            sha256=verified.sha256,
-            input_dtype=verified.loaded.input_dtype,
-            output_dtype=verified.loaded.output_dtype,
-            images=fidelity.images,
-            agreement=fidelity.agreement,
-            top1=fidelity.top1,
-            keras_top1=fidelity.keras_top1,
-            max_probability_diff=fidelity.max_probability_diff,
-            flipped_files=[str(source.verification.examples[i].path) for i in fidelity.flipped],
-            min_agreement=gate,
-            passed=verified.passed,
-            per_class_accuracy_change=fidelity.per_class_accuracy_change,
-            operators=ops.operators if ops else None,
-            int8_op_share=round(ops.int8_share, 4) if ops else None,
-            float_ops=ops.float_ops if ops else {},
-            calibration_images=ladder.recipe.calibration_images if ladder else 0,
-            quantizer=_quantizer(export_format, self.options),
-            problems=verified.problems,
-            confident_images=fidelity.confident_images,
-            confident_agreement=fidelity.confident_agreement,
-            mean_probability_diff=round(fidelity.mean_probability_diff, 6),
-            recipe=ladder.recipe.name if ladder else "",
-            float_layers=list(ladder.recipe.float_layers) if ladder else [],
-            attempts=[asdict(attempt) for attempt in ladder.attempts] if ladder else [],
-            runtimes=runtimes_for(export_format.kind, verified.loaded.input_dtype),
-        )
+        return make_record(name, export_format, verified, ladder, source, gate, self.options)
 
 
 def export_source(source: ExportSource, formats: list[str], options: ExportOptions) -> list[ExportRecord]:
     """Convert, write and verify each format in turn; exports.json is rewritten after each file."""
     check_formats(formats)
-    check_options(options)
+    check_options(formats, options)
     exporter = _Exporter(source, formats, options)
     source.read_exports()  # a damaged index is reported before any work
     results = []
@@ -558,19 +182,10 @@ def export_source(source: ExportSource, formats: list[str], options: ExportOptio
     return results
 
 
-def _append_trace(log_path: Path, name: str, error: BaseException) -> None:
-    import traceback
-
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "a", encoding="utf-8") as handle:
-        handle.write(f"\n--- {name} export failed ---\n")
-        handle.write("".join(traceback.format_exception(type(error), error, error.__traceback__)))
-
-
 def export_run(
     run_path: Path,
     formats: list[str],
-    calibration_samples: int = 200,
+    calibration_samples: int = ExportOptions.calibration_samples,
     min_agreement: float | None = None,
     options: ExportOptions | None = None,
     trust_model: bool = False,
@@ -578,71 +193,20 @@ def export_run(
     """Export a run directory's model (the source of `edgetl export RUN`)."""
     check_formats(formats)
     options = options or ExportOptions(calibration_samples=calibration_samples, min_agreement=min_agreement)
-    check_options(options)
+    check_options(formats, options)
     return export_source(from_run(run_path, trust_model=trust_model), formats, options)
-
-
-def export_keras_file(
-    model_path: Path,
-    formats: list[str],
-    labels_path: Path,
-    calibration_dir: Path,
-    options: ExportOptions,
-    out: Path | None = None,
-    image_size: int | None = None,
-    normalization: str = "raw",
-    trust_model: bool = False,
-) -> tuple[Path, list[ExportRecord]]:
-    """Export a Keras file edgetl did not train; returns the output folder and the records."""
-    from edgetl.export.source import from_keras_file
-
-    check_formats(formats)
-    check_options(options)
-    source = from_keras_file(model_path, labels_path, calibration_dir, out, image_size, normalization, trust_model)
-    return source.root, export_source(source, formats, options)
-
-
-def default_formats(int8: bool, onnx: bool) -> list[str]:
-    """What `edgetl export` writes without --formats: TFLite float32, ONNX, and with --int8 their int8 twins."""
-    formats = ["tflite-float32"] + (["tflite-int8"] if int8 else [])
-    if onnx:
-        formats += ["onnx"] + (["onnx-int8"] if int8 else [])
-    return formats
-
-
-EXTERNAL_ONLY = ("labels", "calibration", "out", "image_size")
 
 
 def export_any(
     source: Path,
     formats: list[str],
     options: ExportOptions,
-    labels: Path | None = None,
-    calibration: Path | None = None,
-    out: Path | None = None,
-    image_size: int | None = None,
-    normalization: str = "raw",
+    keras_file: KerasFileOptions | None = None,
     trust_model: bool = False,
 ) -> tuple[Path, list[ExportRecord]]:
-    """The `edgetl export` entry point: a run directory, or a Keras file with --labels and --calibration."""
-    source = Path(source)
-    if source.suffix.lower() in (".keras", ".h5") and not source.is_dir():
-        missing = [f"--{name}" for name, value in (("labels", labels), ("calibration", calibration)) if value is None]
-        if missing:
-            raise EdgetlError(
-                f"{source}: a Keras file from outside edgetl needs {' and '.join(missing)} "
-                f"(class names, one per line; a folder of images per class)"
-            )
-        return export_keras_file(
-            source, formats, labels, calibration, options, out, image_size, normalization, trust_model
-        )
-    given = [
-        f"--{name.replace('_', '-')}"
-        for name, value in zip(EXTERNAL_ONLY, (labels, calibration, out, image_size), strict=True)
-        if value is not None
-    ]
-    if given or normalization != "raw":
-        flag = given[0] if given else "--normalization"
-        raise EdgetlError(f"{flag} applies to a Keras model file, not to the run directory {source}; omit it")
-    records = export_run(source, formats, options=options, trust_model=trust_model)
-    return source, records
+    """The `edgetl export` entry point: a run directory, or a Keras file from outside edgetl (`keras_file` says
+    what it needs); returns the folder written to and the records."""
+    check_formats(formats)
+    check_options(formats, options)
+    resolved = resolve_source(Path(source), keras_file or KerasFileOptions(), trust_model)
+    return resolved.root, export_source(resolved, formats, options)

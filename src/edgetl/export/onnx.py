@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.errors import MissingExtraError
+from edgetl.export.formats import ExportOptions
 from edgetl.export.tflite import OpReport
 from edgetl.models.classifier import INPUT_NAME, OUTPUT_NAME
 
-DEFAULT_OPSET = 17
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 # Ops that move or reshape data: quantising them gains nothing, so they are neither int8 work nor fallbacks.
 LAYOUT_OPS = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Shape", "Identity", "Flatten", "Cast"})
 
 
-def convert_onnx(model, opset: int = DEFAULT_OPSET):
+def convert_onnx(model, opset: int = ExportOptions.opset):
     """The ONNX ModelProto (metadata is attached by the caller before it is serialised)."""
     import tensorflow as tf
 
@@ -45,12 +45,7 @@ def _name_output(model_proto) -> None:
     output.name = OUTPUT_NAME
 
 
-# The calibration methods the int8 ladder tries, by edgetl's name; percentile clips the rare extreme activations.
-CALIBRATION_METHODS = ("minmax", "percentile")
 PERCENTILE = 99.99
-# onnxruntime's histogram calibrators (percentile) hold every calibration image's activations in memory at once
-# (gigabytes for a MobileNetV2 at 160 px and a few hundred images), so they calibrate on at most this many.
-MOST_CALIBRATION_IMAGES = {"percentile": 64}
 # The min-max calibrator folds its images' activations into running ranges this many at a time.
 MINMAX_IMAGES_HELD = 32
 ACTIVATION_TYPE = "QUInt8"

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from edgetl.files import staged_folder
 from edgetl.runtime.metadata import LABELS_FILE, METADATA_KEY, ModelMetadata
 
 # TF Serving's place for files that travel with a SavedModel but are not part of the graph.
@@ -20,22 +18,12 @@ EXTRA_FILES_DIR = "assets.extra"
 def write_savedmodel(model, destination: Path, metadata: ModelMetadata) -> None:
     """Export into a temporary sibling directory, then swap it in: a crash never leaves half a SavedModel,
     and an earlier SavedModel stays until the new one is complete."""
-    destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent))
-    try:
-        target = staging / "model"
+    with staged_folder(destination) as target:
         model.export(str(target), format="tf_saved_model", verbose=False)
         extra = target / EXTRA_FILES_DIR
         extra.mkdir(exist_ok=True)
         (extra / METADATA_KEY).write_text(metadata.to_json(), encoding="utf-8")
         (extra / LABELS_FILE).write_text("\n".join(metadata.labels) + "\n", encoding="utf-8")
-        previous = staging / "previous"
-        if destination.exists():
-            os.replace(destination, previous)
-        os.replace(target, destination)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def savedmodel_predictor(path: Path) -> Callable[[np.ndarray], np.ndarray]:

@@ -14,7 +14,8 @@ import numpy as np
 
 from edgetl.data.folder import Example, read_class_folders, read_image_tree
 from edgetl.data.pipeline import DecodedSubset, decode_subset
-from edgetl.errors import DataError, ModelFileError
+from edgetl.errors import DataError, EdgetlError, ModelFileError
+from edgetl.export.formats import KerasFileOptions
 from edgetl.export.verify import UNLABELLED
 from edgetl.run import RunDir, load_keras_model, read_exports_index
 from edgetl.runtime.foreign import read_labels
@@ -124,17 +125,10 @@ def read_calibration_folder(root: Path, labels: list[str], labels_path: Path) ->
     return [Example(e.path, labels.index(images.class_names[e.label])) for e in images.examples]
 
 
-def from_keras_file(
-    model_path: Path,
-    labels_path: Path,
-    calibration_dir: Path,
-    out: Path | None = None,
-    image_size: int | None = None,
-    normalization: str = "raw",
-    trust_model: bool = False,
-) -> ExportSource:
-    """An outside model: `labels_path` names its outputs in order, `calibration_dir` (one folder per class,
-    named as in the labels, or a plain folder of images) calibrates int8 and verifies every export."""
+def from_keras_file(model_path: Path, keras_file: KerasFileOptions, trust_model: bool = False) -> ExportSource:
+    """An outside model: `keras_file.labels` names its outputs in order, `keras_file.calibration` (one folder per
+    class, named as in the labels, or a plain folder of images) calibrates int8 and verifies every export."""
+    labels_path, calibration_dir, normalization = keras_file.labels, keras_file.calibration, keras_file.normalization
     import_tensorflow_quietly()  # before Keras: importing Keras starts TensorFlow, and its chatter with it
     import keras
 
@@ -150,7 +144,7 @@ def from_keras_file(
             f"{model_path}: outputs shape {outputs}, but {labels_path} names {len(labels)} classes; "
             f"edgetl exports classifiers with one output per label"
         )
-    size = _image_size(loaded, image_size, model_path)
+    size = _image_size(loaded, keras_file.image_size, model_path)
     spec = NORMALIZATIONS[normalization]
     model = _raw_pixel_model(loaded, spec, size)
     verification = _decoded_or_fail(examples, size, "bilinear", "calibration", Path(calibration_dir))
@@ -166,5 +160,23 @@ def from_keras_file(
         backbone=loaded.name,
         extra=extra,
     )
+    out = keras_file.out
     root = Path(out) if out is not None else model_path.with_name(f"{model_path.stem}-export")
     return ExportSource(root, model, metadata, verification, examples, labels)
+
+
+def resolve_source(path: Path, keras_file: KerasFileOptions, trust_model: bool = False) -> ExportSource:
+    """A run directory, or a Keras file from outside edgetl with what it needs (`--labels`, `--calibration`)."""
+    if path.suffix.lower() in (".keras", ".h5") and not path.is_dir():
+        missing = [f"--{name}" for name in ("labels", "calibration") if getattr(keras_file, name) is None]
+        if missing:
+            raise EdgetlError(
+                f"{path}: a Keras file from outside edgetl needs {' and '.join(missing)} "
+                f"(class names, one per line; a folder of images per class)"
+            )
+        return from_keras_file(path, keras_file, trust_model)
+    if keras_file.given:
+        raise EdgetlError(
+            f"{keras_file.given[0]} applies to a Keras model file, not to the run directory {path}; omit it"
+        )
+    return from_run(path, trust_model=trust_model)

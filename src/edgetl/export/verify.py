@@ -1,4 +1,5 @@
-"""Compare an exported model's predictions with the Keras original's on the same images."""
+"""Compare an exported model's predictions with the Keras original's on the same images (NumPy only: the
+device-side bench uses it on boards)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,13 @@ class Fidelity:
 def predict_in_batches(predict, pixels: np.ndarray, batch_size: int = 32) -> np.ndarray:
     outputs = [predict(pixels[start : start + batch_size]) for start in range(0, len(pixels), batch_size)]
     return np.concatenate(outputs, axis=0)
+
+
+def fidelity(probabilities: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    """Top-1 agreement with the reference probabilities and the largest absolute probability difference: the two
+    figures a bench row carries (`compare` gives the export's full account)."""
+    agreement = float(np.mean(probabilities.argmax(axis=1) == reference.argmax(axis=1)))
+    return agreement, float(np.max(np.abs(probabilities - reference)))
 
 
 def _share(hits: np.ndarray) -> float | None:

@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 INPUT_NAME = "pixels"
 OUTPUT_NAME = "probabilities"
 BACKBONE_LAYER_NAME = "backbone"
+# The pooled backbone features: the head starts after it, and stage 1 caches its output (train/features.py).
+POOL_LAYER_NAME = "pool"
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ def build_classifier(
         if layer_weights is not None:
             layer.set_weights(layer_weights)
     x = backbone(x) if from_scratch else backbone(x, training=False)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.GlobalAveragePooling2D(name=POOL_LAYER_NAME)(x)
     x = keras.layers.Dropout(head.dropout, name="dropout")(x)
     if head.hidden_units:
         x = keras.layers.Dense(head.hidden_units, activation="relu", name="hidden")(x)

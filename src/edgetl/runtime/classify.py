@@ -11,6 +11,7 @@ import numpy as np
 
 from edgetl.runtime.engine import Engine
 from edgetl.runtime.image import find_images, load_images
+from edgetl.runtime.settings import ClassifySettings
 
 UNKNOWN = "unknown"
 GLOB_CHARACTERS = frozenset("*?[")
@@ -90,9 +91,9 @@ def _batches(items: Iterable[Path | MissingInput], size: int) -> Iterator[list[P
 def classify_stream(
     engine: Engine,
     inputs: Iterable[Path | MissingInput],
-    k: int = 3,
-    threshold: float = 0.0,
-    batch_size: int = 16,
+    k: int = ClassifySettings.top_k,
+    threshold: float = ClassifySettings.threshold,
+    batch_size: int = ClassifySettings.batch_size,
 ) -> Iterator[Classification]:
     """One result per input, in order, as soon as its batch is done; unreadable files get an error result."""
     k = min(k, len(engine.labels))

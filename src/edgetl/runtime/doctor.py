@@ -40,7 +40,7 @@ def _numpy_major() -> int:
 
 
 def _check_tflite(name: str) -> RuntimeCheck:
-    distribution = TFLITE_RUNTIMES[name][1]
+    distribution = TFLITE_RUNTIMES[name].distribution
     release = installed_version(distribution)
     machine = platform.machine().lower()
     python = sys.version_info[:2]

@@ -11,6 +11,7 @@ import numpy as np
 from edgetl.errors import EdgetlError, ModelFileError
 from edgetl.runtime.foreign import ModelFlags
 from edgetl.runtime.metadata import ModelMetadata
+from edgetl.runtime.runtimes import runtimes_for
 
 
 class Engine:
@@ -83,7 +84,7 @@ def open_engine(
 
         return open_tflite(path, runtime=runtime, threads=threads, flags=flags)
     if suffix == ".onnx":
-        if runtime not in (None, "onnxruntime"):
+        if runtime is not None and runtime not in runtimes_for(".onnx"):
             raise EdgetlError(f"--runtime {runtime}: {path.name} is an ONNX file, which runs on onnxruntime only")
         from edgetl.runtime.onnxrt import open_onnx
 

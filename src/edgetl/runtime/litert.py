@@ -17,14 +17,10 @@ from edgetl.runtime.engine import Engine, is_available
 from edgetl.runtime.foreign import ModelFlags, TensorShapes, describe_foreign_model, refuse_flags_for_edgetl_file
 from edgetl.runtime.metadata import ModelMetadata, Normalization, read_tflite_metadata
 from edgetl.runtime.quiet import native_stderr_captured
+from edgetl.runtime.runtimes import runtimes_for
 from edgetl.runtime.tflite_metadata import read_standard_metadata
 
-# Module holding the Interpreter class and the distribution that provides it, in order of preference.
-TFLITE_RUNTIMES = {
-    "litert": ("ai_edge_litert.interpreter", "ai-edge-litert"),
-    "tflite-runtime": ("tflite_runtime.interpreter", "tflite-runtime"),
-    "tensorflow": ("tensorflow.lite.python.interpreter", "tensorflow"),
-}
+TFLITE_RUNTIMES = runtimes_for(".tflite")
 
 
 def distribution_version(distribution: str) -> str:
@@ -36,10 +32,10 @@ def distribution_version(distribution: str) -> str:
 
 def import_interpreter(name: str):
     """The Interpreter class of one runtime, or the ImportError that says why it cannot be had."""
-    module_name, _ = TFLITE_RUNTIMES[name]
-    if not is_available(module_name.split(".")[0]):
-        raise ImportError(f"{TFLITE_RUNTIMES[name][1]} is not installed")
-    return importlib.import_module(module_name).Interpreter
+    runtime = TFLITE_RUNTIMES[name]
+    if not is_available(runtime.package):
+        raise ImportError(f"{runtime.distribution} is not installed")
+    return importlib.import_module(runtime.module).Interpreter
 
 
 def _interpreter_class(runtime: str | None):
@@ -52,10 +48,10 @@ def _interpreter_class(runtime: str | None):
         except ImportError as error:  # e.g. tflite-runtime 2.14 cannot import under NumPy 2
             reasons.append(f"{name}: {str(error).splitlines()[0]}")
             continue
-        distribution = TFLITE_RUNTIMES[name][1]
+        distribution = TFLITE_RUNTIMES[name].distribution
         return interpreter, f"{distribution} {distribution_version(distribution)}"
     if runtime:
-        distribution = TFLITE_RUNTIMES[runtime][1]
+        distribution = TFLITE_RUNTIMES[runtime].distribution
         raise EdgetlError(
             f"--runtime {runtime} cannot be used here ({reasons[0]}): pip install {distribution}, "
             f"or leave --runtime out (see `edgetl doctor`)"

@@ -8,17 +8,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from edgetl.config import TrainConfig
+
 FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical", "none")
 
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    flip: str = "horizontal"
-    rotation: float = 0.1  # fraction of a full turn
-    zoom: float = 0.1
-    translation: float = 0.1  # fraction of the height and width
-    brightness: float = 0.1  # fraction of the 0-255 range
-    contrast: float = 0.1
+    """The augmentations' strengths; the defaults are training's (TrainConfig)."""
+
+    flip: str = TrainConfig.flip
+    rotation: float = TrainConfig.rotation  # fraction of a full turn
+    zoom: float = TrainConfig.zoom
+    translation: float = TrainConfig.translation  # fraction of the height and width
+    brightness: float = TrainConfig.brightness  # fraction of the 0-255 range
+    contrast: float = TrainConfig.contrast
 
 
 def _flip(keras, config: AugmentConfig, seed: int):

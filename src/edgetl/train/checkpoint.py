@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.errors import ModelFileError
+from edgetl.files import atomic_write
 from edgetl.models.classifier import BACKBONE_LAYER_NAME
-from edgetl.run import RunDir, atomic_write
+from edgetl.run import RunDir
 
 STATE_FILE = "state.json"
 TRAINING_DONE = 3  # the stage after the last one: only evaluation and writing the run remain

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 
 from edgetl.data.pipeline import DecodedSubset, to_dataset
+from edgetl.models.classifier import POOL_LAYER_NAME
 from edgetl.progress import step
 
-POOL_LAYER_NAME = "pool"
 # Inference needs no gradients, so it can take larger batches than training: fewer steps, less per-step overhead.
 # But not too large: the first pass touches all of a slice's activation memory for the first time, and at small
 # sizes the page faults outweigh the compute (48 px, 3,119 images: 1.9 s in one slice, 0.9 s in slices of 1,024;

@@ -18,15 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.config import TrainConfig
+from edgetl.config import CLASS_WEIGHTS, TrainConfig
 from edgetl.data.dataset import Dataset, decode_dataset_subset, write_array_files
 from edgetl.data.layouts import ARRAY_LAYOUTS, LayoutOptions, read_dataset
 from edgetl.data.pipeline import DecodedSubset, to_dataset
 from edgetl.data.split import SUBSETS
 from edgetl.errors import DataError, EdgetlError, MissingExtraError, TrainingInterrupted
+from edgetl.files import atomic_write, temporary_sibling
 from edgetl.models.backbones import BackboneSpec, get_backbone
 from edgetl.models.classifier import HeadConfig, build_classifier
-from edgetl.run import RunDir, atomic_write, temporary_sibling
+from edgetl.run import RunDir
 from edgetl.runtime.metadata import ModelMetadata
 from edgetl.tfquiet import import_tensorflow_quietly
 from edgetl.train.augment import AugmentConfig
@@ -84,8 +85,8 @@ def check_config(config: TrainConfig) -> BackboneSpec:
         )
     if config.fine_tune_layers is not None and config.fine_tune_from is not None:
         raise EdgetlError("--fine-tune-layers and --fine-tune-from choose the same thing: pass only one")
-    if config.class_weight not in ("none", "balanced"):
-        raise EdgetlError(f"--class-weight {config.class_weight}: choose none or balanced")
+    if config.class_weight not in CLASS_WEIGHTS:
+        raise EdgetlError(f"--class-weight {config.class_weight}: choose {' or '.join(CLASS_WEIGHTS)}")
     for module in ("matplotlib", "sklearn"):
         if importlib.util.find_spec(module) is None:
             raise MissingExtraError(module, "train", "edgetl train's reports")

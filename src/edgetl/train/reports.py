@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.run import atomic_write
+from edgetl.files import atomic_write
 
 GRID_IMAGES = 25
 

@@ -1,0 +1,270 @@
+"""The export formats: one table (`FORMATS`) of what each is called, how it is converted, written and run, and
+the default agreement it must reach; and `ExportOptions`, the defaults of `edgetl export`.
+
+Nothing here imports more than the standard library at module level (converters are imported when they run), so
+the CLI reads its choices and defaults from here, and the device-side bench its file names, without paying for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgetl.errors import EdgetlError
+from edgetl.export.int8 import INT8_FALLBACKS, IO_TYPES, QUANTIZERS, Int8Recipe
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from edgetl.export.calibration import CalibrationImages
+
+# The calibration methods the ONNX int8 ladder tries, by edgetl's name; percentile clips the rare extreme activations.
+ONNX_CALIBRATION_METHODS = ("minmax", "percentile")
+# onnxruntime's histogram calibrators (percentile) hold every calibration image's activations in memory at once
+# (gigabytes for a MobileNetV2 at 160 px and a few hundred images), so they calibrate on at most this many.
+ONNX_MOST_CALIBRATION_IMAGES = {"percentile": 64}
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    calibration_samples: int = 200
+    min_agreement: float | None = None  # None: each format's own default
+    io_type: str | None = None  # input/output type of the int8 TFLite file; None: the quantizer's (QUANTIZERS)
+    opset: int = 17
+    quantizer: str = "converter"  # who makes the int8 TFLite file: the TFLite converter or ai-edge-quantizer
+    int8_fallback: str = INT8_FALLBACKS[0]  # may int8 files keep their most sensitive layers in float
+
+    @property
+    def int8_io_type(self) -> str:
+        return self.io_type or QUANTIZERS.get(self.quantizer, IO_TYPES[0])
+
+
+@dataclass(frozen=True)
+class KerasFileOptions:
+    """What a Keras file from outside edgetl needs besides itself; a run directory takes none of it."""
+
+    labels: Path | None = None  # class names, one per line, in output order
+    calibration: Path | None = None  # images: a folder per class named as the labels, or a plain folder
+    out: Path | None = None  # the output folder; default MODEL-export beside the file
+    image_size: int | None = None  # for a model whose input size is not fixed
+    normalization: str = "raw"  # what input the model expects; edgetl prepends it so exports take raw pixels
+
+    @property
+    def given(self) -> list[str]:
+        """The options given, as flags."""
+        defaults = KerasFileOptions()
+        return [
+            f"--{option.name.replace('_', '-')}"
+            for option in fields(self)
+            if getattr(self, option.name) != getattr(defaults, option.name)
+        ]
+
+
+@dataclass
+class ConversionInputs:
+    """Everything a converter may need besides the model; `cache` shares work between formats (the float
+    ONNX graph is the starting point of the int8 one). `calibration` decodes the calibration images as far as
+    asked; an int8 `recipe` says how many of them to use, how, and which layers stay in float."""
+
+    options: ExportOptions
+    calibration: CalibrationImages | None = None
+    cache: dict = field(default_factory=dict)
+    recipe: Int8Recipe | None = None
+
+    @property
+    def calibration_images(self) -> np.ndarray:
+        return self.calibration.take(self.recipe.calibration_images)
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    name: str
+    filename: str
+    kind: str  # "tflite", "onnx" or "savedmodel": how the result is written and run
+    convert: Callable  # (keras model, ConversionInputs) -> bytes (tflite) or ModelProto (onnx) or model (savedmodel)
+    min_agreement: float  # default verification gate: float formats must match Keras almost everywhere
+    calibrated: bool = False  # needs calibration images
+    quantized_by: str = ""  # recorded as `quantizer`; "--quantizer" means the option chooses
+    # Promises integer-only kernels (what NPUs and microcontrollers need). The converter does NOT enforce it: even
+    # with only TFLITE_BUILTINS_INT8 allowed, an op without an int8 kernel (e.g. SIN) is silently left in float
+    # between DEQUANTIZE/QUANTIZE, so the written file is checked. ONNX QDQ graphs are mixed by design.
+    integer_only: bool = False
+    # Calibrated formats: the calibration methods the ladder tries, the default first, and the most images a
+    # method may calibrate on.
+    calibration_methods: tuple[str, ...] = ("minmax",)
+    most_calibration_images: dict[str, int] = field(default_factory=dict)
+    # Calibrated formats: (model, inputs) -> layer names, most sensitive to int8 first, for float fallback.
+    rank_layers: Callable | None = None
+    # Its float layers' names name the Keras layers in them (TFLite tensor names do, tf2onnx's node names do not),
+    # so bias correction can leave those out and still apply to the rest.
+    float_layers_keep_bias_correction: bool = False
+    # The ExportOptions it reads besides min_agreement (every format's gate); an option given for formats that
+    # all ignore it is refused (check_options), not silently dropped.
+    takes: frozenset[str] = frozenset()
+
+
+# What every calibrated format reads.
+CALIBRATED_OPTIONS = frozenset({"calibration_samples", "int8_fallback"})
+
+
+def _tflite_float32(model, inputs: ConversionInputs):
+    from edgetl.export.tflite import convert_float32
+
+    return convert_float32(model)
+
+
+def _tflite_float16(model, inputs: ConversionInputs):
+    from edgetl.export.tflite import convert_float16
+
+    return convert_float16(model)
+
+
+def _tflite_dynamic(model, inputs: ConversionInputs):
+    from edgetl.export.tflite import convert_dynamic
+
+    return convert_dynamic(model)
+
+
+def _tflite_int8(model, inputs: ConversionInputs):
+    if inputs.options.quantizer == "ai-edge":
+        from edgetl.export.aiedge import quantize_int8_ai_edge
+
+        return quantize_int8_ai_edge(model, inputs.calibration_images, inputs.options.int8_io_type)
+    from edgetl.export.tflite import convert_int8
+
+    return convert_int8(model, inputs.calibration_images, inputs.options.int8_io_type, inputs.recipe.float_layers)
+
+
+def _tflite_rank(model, inputs: ConversionInputs) -> list[str]:
+    if inputs.options.quantizer == "ai-edge":
+        return []  # ai-edge-quantizer's recipes take no float layers here
+    from edgetl.export.tflite import rank_int8_sensitivity
+
+    return rank_int8_sensitivity(model, inputs.calibration_images, inputs.options.int8_io_type)
+
+
+def _onnx_rank(model, inputs: ConversionInputs) -> list[str]:
+    from edgetl.export.onnx import rank_onnx_int8_sensitivity
+
+    return rank_onnx_int8_sensitivity(_float_onnx(model, inputs), inputs.calibration_images, inputs.recipe.method)
+
+
+def _float_onnx(model, inputs: ConversionInputs, key: str = "onnx"):
+    """The float ONNX graph, converted once per `key`: the model as it is, or bias-corrected on a sample."""
+    from edgetl.export.onnx import convert_onnx
+
+    if key not in inputs.cache:
+        inputs.cache[key] = convert_onnx(model, opset=inputs.options.opset)
+    copy = type(inputs.cache[key])()
+    copy.CopyFrom(inputs.cache[key])
+    return copy
+
+
+def _onnx_int8(model, inputs: ConversionInputs):
+    from edgetl.export.onnx import quantize_onnx_int8
+
+    recipe = inputs.recipe
+    key = f"onnx-bias-corrected-{recipe.calibration_images}" if recipe.bias_correction else "onnx"
+    float_model = _float_onnx(model, inputs, key)
+    return quantize_onnx_int8(float_model, inputs.calibration_images, recipe.method, recipe.float_layers)
+
+
+def _savedmodel(model, inputs: ConversionInputs):
+    return model  # written by write_savedmodel straight from the Keras model
+
+
+FORMATS: dict[str, ExportFormat] = {
+    f.name: f
+    for f in (
+        ExportFormat("tflite-float32", "model_float32.tflite", "tflite", _tflite_float32, 0.99),
+        ExportFormat(
+            "tflite-float16", "model_float16.tflite", "tflite", _tflite_float16, 0.99, quantized_by="converter"
+        ),
+        ExportFormat(
+            "tflite-dynamic", "model_dynamic.tflite", "tflite", _tflite_dynamic, 0.98, quantized_by="converter"
+        ),
+        ExportFormat(
+            "tflite-int8",
+            "model_int8.tflite",
+            "tflite",
+            _tflite_int8,
+            0.90,
+            calibrated=True,
+            quantized_by="--quantizer",
+            integer_only=True,
+            rank_layers=_tflite_rank,
+            float_layers_keep_bias_correction=True,
+            takes=CALIBRATED_OPTIONS | {"io_type", "quantizer"},
+        ),
+        ExportFormat("onnx", "model.onnx", "onnx", _float_onnx, 0.99, takes=frozenset({"opset"})),
+        ExportFormat(
+            "onnx-int8",
+            "model_int8.onnx",
+            "onnx",
+            _onnx_int8,
+            0.90,
+            calibrated=True,
+            quantized_by="onnxruntime",
+            calibration_methods=ONNX_CALIBRATION_METHODS,
+            most_calibration_images=ONNX_MOST_CALIBRATION_IMAGES,
+            rank_layers=_onnx_rank,
+            takes=CALIBRATED_OPTIONS | {"opset"},
+        ),
+        ExportFormat("savedmodel", "saved_model", "savedmodel", _savedmodel, 0.99),
+    )
+}
+
+
+# The runtimes that load each kind of file. MediaPipe Tasks (and the TFLite Task Library, Android's ML Model
+# Binding) read the standard metadata every .tflite carries and take float32 or uint8 input, never int8.
+RUNTIMES = {"tflite": ("LiteRT", "MediaPipe"), "onnx": ("onnxruntime",), "savedmodel": ("TensorFlow",)}
+METADATA_READERS = frozenset({"MediaPipe"})
+
+
+def runtimes_for(kind: str, input_dtype: str) -> list[str]:
+    return [
+        runtime for runtime in RUNTIMES[kind] if runtime not in METADATA_READERS or input_dtype in ("float32", "uint8")
+    ]
+
+
+def check_formats(formats: list[str]) -> None:
+    unknown = [name for name in formats if name not in FORMATS]
+    if unknown:
+        raise EdgetlError(f"unknown export format '{unknown[0]}': choose from {', '.join(FORMATS)}")
+    if not formats:
+        raise EdgetlError(f"no export format given: choose from {', '.join(FORMATS)}")
+
+
+def check_options(formats: list[str], options: ExportOptions) -> None:
+    """Each option's value, then that an option given (not at its default) is read by one of `formats`."""
+    if options.io_type is not None and options.io_type not in IO_TYPES:
+        raise EdgetlError(f"--io-type {options.io_type}: unknown; choose one of {', '.join(IO_TYPES)}")
+    if options.quantizer not in QUANTIZERS:
+        raise EdgetlError(f"--quantizer {options.quantizer}: unknown; choose one of {', '.join(QUANTIZERS)}")
+    if options.int8_fallback not in INT8_FALLBACKS:
+        raise EdgetlError(
+            f"--int8-fallback {options.int8_fallback}: unknown; choose one of {', '.join(INT8_FALLBACKS)}"
+        )
+    if options.quantizer == "ai-edge" and options.int8_io_type != "int8":
+        raise EdgetlError(
+            f"--quantizer ai-edge writes int8 input and output; --io-type {options.io_type} needs --quantizer converter"
+        )
+    defaults = ExportOptions()
+    for option in fields(ExportOptions):
+        takers = [name for name, export_format in FORMATS.items() if option.name in export_format.takes]
+        given = getattr(options, option.name) != getattr(defaults, option.name)
+        if takers and given and not any(name in takers for name in formats):
+            raise EdgetlError(
+                f"--{option.name.replace('_', '-')} applies to {', '.join(takers)}, which --formats does not include "
+                f"(it has {', '.join(formats)})"
+            )
+
+
+def default_formats(int8: bool, onnx: bool) -> list[str]:
+    """What `edgetl export` writes without --formats: TFLite float32, ONNX, and with --int8 their int8 twins."""
+    formats = ["tflite-float32"] + (["tflite-int8"] if int8 else [])
+    if onnx:
+        formats += ["onnx"] + (["onnx-int8"] if int8 else [])
+    return formats

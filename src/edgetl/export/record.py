@@ -1,0 +1,107 @@
+"""What `edgetl export` records of each file in exports.json, and how a verified file becomes that record."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgetl.export.formats import ExportFormat, ExportOptions, runtimes_for
+from edgetl.export.int8 import LadderResult
+from edgetl.export.verify import Fidelity
+from edgetl.export.written import Loaded
+
+if TYPE_CHECKING:
+    from edgetl.export.source import ExportSource
+
+
+@dataclass(frozen=True)
+class ExportRecord:
+    format: str
+    path: str
+    size_bytes: int
+    sha256: str
+    input_dtype: str
+    output_dtype: str
+    images: int
+    agreement: float
+    top1: float | None  # None when the verification images have no labels
+    keras_top1: float | None
+    max_probability_diff: float
+    flipped_files: list[str]
+    min_agreement: float
+    passed: bool
+    per_class_accuracy_change: dict[str, float] = field(default_factory=dict)
+    operators: int | None = None  # ops in the graph (TFLite) or compute nodes (ONNX); None for SavedModel
+    int8_op_share: float | None = None  # share of those that run on integer tensors only
+    float_ops: dict[str, int] = field(default_factory=dict)  # op name -> count of ops left in float
+    calibration_images: int = 0
+    quantizer: str = ""  # who quantised it: "converter", "ai-edge" or "onnxruntime"
+    problems: list[str] = field(default_factory=list)  # why it failed besides agreement (e.g. float ops in int8)
+    confident_images: int = 0  # verification images on which Keras is confident (top probability >= 0.5)
+    confident_agreement: float | None = None  # agreement on those
+    mean_probability_diff: float = 0.0
+    recipe: str = ""  # int8: the recipe that made the file (see `attempts`)
+    float_layers: list[str] = field(default_factory=list)  # int8: layers kept in float by the fallback
+    attempts: list[dict] = field(default_factory=list)  # int8: every recipe tried, in order, with its agreement
+    runtimes: list[str] = field(default_factory=list)  # the runtimes that load the file as it is (`runtimes_for`)
+
+
+def quantizer_of(export_format: ExportFormat, options: ExportOptions) -> str:
+    return options.quantizer if export_format.quantized_by == "--quantizer" else export_format.quantized_by
+
+
+@dataclass
+class Verified:
+    """A file written and checked against Keras."""
+
+    path: Path
+    size: int
+    sha256: str
+    loaded: Loaded
+    fidelity: Fidelity
+    problems: list[str]
+    passed: bool
+
+
+def make_record(
+    name: str,
+    export_format: ExportFormat,
+    verified: Verified,
+    ladder: LadderResult | None,
+    source: ExportSource,
+    gate: float,
+    options: ExportOptions,
+) -> ExportRecord:
+    """The record of a written and verified file; `ladder` is the int8 recipe climb that made it, if any."""
+    fidelity, ops = verified.fidelity, verified.loaded.ops
+    return ExportRecord(
+        format=name,
+        path=str(verified.path.relative_to(source.root)),
+        size_bytes=verified.size,
+        sha256=verified.sha256,
+        input_dtype=verified.loaded.input_dtype,
+        output_dtype=verified.loaded.output_dtype,
+        images=fidelity.images,
+        agreement=fidelity.agreement,
+        top1=fidelity.top1,
+        keras_top1=fidelity.keras_top1,
+        max_probability_diff=fidelity.max_probability_diff,
+        flipped_files=[str(source.verification.examples[i].path) for i in fidelity.flipped],
+        min_agreement=gate,
+        passed=verified.passed,
+        per_class_accuracy_change=fidelity.per_class_accuracy_change,
+        operators=ops.operators if ops else None,
+        int8_op_share=round(ops.int8_share, 4) if ops else None,
+        float_ops=ops.float_ops if ops else {},
+        calibration_images=ladder.recipe.calibration_images if ladder else 0,
+        quantizer=quantizer_of(export_format, options),
+        problems=verified.problems,
+        confident_images=fidelity.confident_images,
+        confident_agreement=fidelity.confident_agreement,
+        mean_probability_diff=round(fidelity.mean_probability_diff, 6),
+        recipe=ladder.recipe.name if ladder else "",
+        float_layers=list(ladder.recipe.float_layers) if ladder else [],
+        attempts=[asdict(attempt) for attempt in ladder.attempts] if ladder else [],
+        runtimes=runtimes_for(export_format.kind, verified.loaded.input_dtype),
+    )
