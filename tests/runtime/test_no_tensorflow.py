@@ -19,6 +19,7 @@ def test_runtime_and_cli_import_nothing_heavy():
         """
         import json, sys
         import edgetl.cli, edgetl.runtime.classify, edgetl.runtime.engine
+        from edgetl import Classifier
         import edgetl.runtime.litert, edgetl.runtime.onnxrt, edgetl.runtime.metadata, edgetl.runtime.image
         import edgetl.runtime.tflite_metadata
         print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in HEAVY)))

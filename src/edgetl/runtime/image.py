@@ -186,6 +186,12 @@ def load_image(
             ) from None
         except DECODING_ERRORS as error:
             raise DataError(f"{path}: cannot be decoded as an image ({error})") from None
+    return fit_to_input(rgb, size, resize)
+
+
+def fit_to_input(rgb: Image.Image, size: tuple[int, int], resize: str = "bilinear") -> np.ndarray:
+    """An RGB image resized to the model's `size` = (height, width), no crop, as a uint8 array."""
+    height, width = size
     if rgb.size != (width, height):
         rgb = rgb.resize((width, height), RESAMPLING[resize])
     return np.asarray(rgb, dtype=np.uint8)
