@@ -58,6 +58,23 @@ def read_labels(path: Path) -> list[str]:
     return labels
 
 
+def metadata_normalization(
+    path: Path, mean: tuple[float, ...] | None, std: tuple[float, ...] | None
+) -> Normalization | None:
+    """The NormalizationOptions of a file's standard metadata ((x - mean) / std, one value or one per RGB
+    channel), checked; None when it gives none."""
+    if mean is None or std is None:
+        return None
+    if len(mean) not in (1, 3) or len(std) not in (1, 3):
+        raise ModelFileError(
+            f"{path}: its TFLite metadata normalises with {len(mean)} mean and {len(std)} std values; expected 1 or 3"
+        )
+    mean, std = (tuple(float(v) for v in (values * 3 if len(values) == 1 else values)) for values in (mean, std))
+    if min(std) <= 0:
+        raise ModelFileError(f"{path}: its TFLite metadata normalises with std {list(std)}; must be > 0")
+    return Normalization("metadata", mean=mean, std=std)
+
+
 def refuse_flags_for_edgetl_file(path: Path, flags: ModelFlags) -> None:
     if flags.given and not flags.where_missing:
         raise EdgetlError(

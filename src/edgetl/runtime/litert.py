@@ -14,8 +14,14 @@ import numpy as np
 
 from edgetl.errors import EdgetlError, MissingExtraError, ModelFileError
 from edgetl.runtime.engine import Engine, is_available
-from edgetl.runtime.foreign import ModelFlags, TensorShapes, describe_foreign_model, refuse_flags_for_edgetl_file
-from edgetl.runtime.metadata import ModelMetadata, Normalization, read_tflite_metadata
+from edgetl.runtime.foreign import (
+    ModelFlags,
+    TensorShapes,
+    describe_foreign_model,
+    metadata_normalization,
+    refuse_flags_for_edgetl_file,
+)
+from edgetl.runtime.metadata import ModelMetadata, read_tflite_metadata
 from edgetl.runtime.quiet import native_stderr_captured
 from edgetl.runtime.runtimes import runtimes_for
 from edgetl.runtime.tflite_metadata import read_standard_metadata
@@ -119,12 +125,7 @@ class TFLiteEngine(Engine):
         standard = read_standard_metadata(path)
         if standard is None:
             return describe_foreign_model(path, shapes, flags)
-        normalization = None
-        if standard.mean is not None and standard.std is not None:
-            mean, std = _per_channel(standard.mean, path), _per_channel(standard.std, path)
-            if min(std) <= 0:
-                raise ModelFileError(f"{path}: its TFLite metadata normalises with std {list(std)}; must be > 0")
-            normalization = Normalization("metadata", mean=mean, std=std)
+        normalization = metadata_normalization(path, standard.mean, standard.std)
         return describe_foreign_model(
             path, shapes, flags, standard.labels or None, normalization, "standard TFLite metadata"
         )
@@ -157,13 +158,6 @@ class TFLiteEngine(Engine):
         self.interpreter.set_tensor(self.input_detail["index"], values)
         self.interpreter.invoke()
         return dequantize_output(self.interpreter.get_tensor(self.output_detail["index"]), self.output_detail)
-
-
-def _per_channel(values: list[float], path: Path) -> tuple[float, float, float]:
-    """One value for every channel, or one per RGB channel, as the metadata's NormalizationOptions give them."""
-    if len(values) not in (1, 3):
-        raise ModelFileError(f"{path}: its TFLite metadata normalises with {len(values)} values; expected 1 or 3")
-    return tuple(float(value) for value in (values * 3 if len(values) == 1 else values))
 
 
 def open_tflite(
