@@ -35,33 +35,37 @@ def sample_dir(make_digits) -> Path:
 
 
 @pytest.fixture(scope="session")
-def trained_run(sample_dir, tmp_path_factory) -> Path:
-    from edgetl.config import TrainConfig
-    from edgetl.train.fit import train
+def trained(sample_dir, tmp_path_factory):
+    """The tiny run, trained for one epoch through the public API: edgetl.train's TrainResult."""
+    import edgetl
 
-    config = TrainConfig(
-        data_dir=str(sample_dir),
-        backbone="mobilenetv2",
-        alpha=0.35,
-        image_size=IMAGE_SIZE,
-        weights="none",
-        epochs=1,
-        batch_size=16,
-        seed=7,
-    )
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    train(config, out, verbose=False)
-    return out
+    return edgetl.train(
+        sample_dir, out, backbone="mobilenetv2", alpha=0.35, image_size=IMAGE_SIZE, weights="none", epochs=1,
+        batch_size=16, seed=7, verbose=False,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="session")
-def exported_run(trained_run) -> Path:
-    """The tiny run with every format exported. A one-epoch model is nearly uniform, so int8 may flip some
-    top-1 choices: the gate is off here, and fidelity is asserted on the numbers instead."""
-    from edgetl.export.exporter import export_run
+def trained_run(trained) -> Path:
+    return trained.run.path
 
-    export_run(trained_run, ["tflite-float32", "tflite-int8", "onnx"], calibration_samples=20, min_agreement=0.0)
-    return trained_run
+
+@pytest.fixture(scope="session")
+def exported(trained_run):
+    """The tiny run with every format exported, through the public API: edgetl.export's ExportResult. A one-epoch
+    model is nearly uniform, so int8 may flip some top-1 choices: the gate is off here, and fidelity is asserted on
+    the numbers instead."""
+    import edgetl
+
+    return edgetl.export(
+        trained_run, formats=["tflite-float32", "tflite-int8", "onnx"], calibration_samples=20, min_agreement=0.0
+    )
+
+
+@pytest.fixture(scope="session")
+def exported_run(exported) -> Path:
+    return exported.root
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ import click
 from edgetl import __version__, progress
 from edgetl.benchmark.settings import REMOTE_SAMPLE_IMAGES, BenchSettings, SshSettings
 from edgetl.config import CLASS_WEIGHTS, TrainConfig
-from edgetl.errors import EdgetlError
+from edgetl.errors import EdgetlError, UsageError
 from edgetl.export.formats import ExportOptions, KerasFileOptions
 from edgetl.export.int8 import INT8_FALLBACKS, IO_TYPES, QUANTIZERS
 from edgetl.models.backbones import BACKBONES
@@ -38,6 +38,8 @@ def reports_errors(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
+        except UsageError as error:
+            raise click.UsageError(str(error)) from None
         except EdgetlError as error:
             raise click.ClickException(str(error)) from None
 
@@ -217,9 +219,9 @@ def sample_data(out_dir: Path, per_class: int | None) -> None:
 
     Example: edgetl sample-data digits --per-class 30
     """
-    from edgetl.data.sample import write_sample_data
+    from edgetl import api
 
-    counts = write_sample_data(out_dir, per_class=per_class)
+    counts = api.sample_data(out_dir, per_class=per_class)
     click.echo(f"wrote {sum(counts.values())} images in {len(counts)} classes to {out_dir}")
 
 
@@ -306,20 +308,18 @@ def train(data: str | None, out: Path | None, resume: Path | None, overwrite: bo
 
     Example: edgetl train photos --out run --epochs 10 --fine-tune-epochs 5
     """
-    from edgetl.train.fit import resume as resume_run
-    from edgetl.train.fit import train as train_run
+    from edgetl import api
 
     if resume is not None:
         if data is not None or out is not None:
             raise click.UsageError("--resume RUN takes no DATA or --out: the run remembers them")
         with progress_shown(quiet):
-            result = resume_run(resume, verbose=not quiet)
+            result = api.resume(resume, verbose=not quiet)
     else:
         if data is None or out is None:
             raise click.UsageError("give DATA and --out RUN (or --resume RUN)")
-        source = data if data.startswith("tfds:") else str(Path(data).resolve())
         with progress_shown(quiet):
-            result = train_run(TrainConfig(data_dir=source, **options), out, overwrite=overwrite, verbose=not quiet)
+            result = api.train(data, out, overwrite=overwrite, verbose=not quiet, **options)
     config = result.run.read_config()
     counts = ", ".join(f"{name} {count}" for name, count in result.counts.items())
     stages = " + ".join(f"{epochs}" for epochs in result.epochs.values() if epochs)
@@ -398,25 +398,14 @@ def export(source: Path, formats: str | None, int8: bool, onnx: bool, wide: bool
 
     Example: edgetl export run --int8
     """
-    from edgetl.export.exporter import export_any
-    from edgetl.export.formats import default_formats
+    from edgetl import api
     from edgetl.export.report import format_export_table
 
-    chosen = [name.strip() for name in formats.split(",") if name.strip()] if formats else default_formats(int8, onnx)
-    export_options = ExportOptions(
-        **{
-            key: options.pop(key)
-            for key in ("calibration_samples", "min_agreement", "io_type", "opset", "quantizer", "int8_fallback")
-        }
-    )
     with progress_shown(quiet):
-        keras_file = KerasFileOptions(
-            **{key: options.pop(key) for key in ("labels", "calibration", "out", "image_size", "normalization")}
-        )
-        root, records = export_any(source, chosen, export_options, keras_file, options.pop("trust_model"))
+        result = api.export(source, formats, int8=int8, onnx=onnx, **options)
     width, color = table_layout()
-    click.echo(format_export_table(records, root, wide, width, color))
-    for r in records:
+    click.echo(format_export_table(result.records, result.root, wide, width, color))
+    for r in result.records:
         if len(r.attempts) > 1 or r.float_layers:
             tried = ", ".join(f"{a['recipe']} {a['agreement']:.4f}" for a in r.attempts)
             click.echo(f"{r.format}: tried {tried}; kept {r.recipe}{_fallback_cost(r)}")
@@ -424,10 +413,8 @@ def export(source: Path, formats: str | None, int8: bool, onnx: bool, wide: bool
             click.echo(f"{r.format}: left in float: " + ", ".join(f"{op} x{n}" for op, n in r.float_ops.items()))
         if r.flipped_files:
             click.echo(f"{r.format}: {len(r.flipped_files)} test image(s) changed top-1 (listed in exports.json)")
-    reasons = [f"{r.format} disagree with Keras too often" for r in records if r.agreement < r.min_agreement]
-    reasons += [f"{r.format} is {problem}" for r in records for problem in r.problems]
-    if reasons:
-        raise click.ClickException("; ".join(reasons) + "; files kept for inspection")
+    if result.problems:
+        raise click.ClickException("; ".join(result.problems) + "; files kept for inspection")
 
 
 def _fallback_cost(record) -> str:
@@ -563,26 +550,26 @@ def bench_run_command(
 
     Example: edgetl bench run --threads 1,2   (or: edgetl bench model_int8.tflite --images photos)
     """
-    from edgetl.benchmark.bench import bench_files, bench_run
+    from edgetl import api
     from edgetl.benchmark.device import parse_threads
-    from edgetl.runtime.foreign import ModelFlags
 
     outputs, gate_values = _split_bench_options(options)
-    flags = ModelFlags(labels_file, normalization, where_missing=True)
-    settings = BenchSettings(runs=runs, warmup=warmup, batch=batch, settle=settle)
-    ssh = SshSettings(options=tuple(ssh_options), python=remote_python)
-    threads_values = parse_threads(threads)
-    if len(targets) == 1 and not targets[0].is_file():
-        if images is not None or flags.given:
-            given = "--images" if images is not None else flags.given[0]
-            raise click.UsageError(f"{given} is for model files; a run directory is benched on its own test split")
-        with progress_shown(quiet):
-            report = bench_run(targets[0], settings, threads_values, tuple(remotes), ssh, remote_images)
-    else:
-        if images is None:
-            raise click.UsageError("model files need --images DIR (class subfolders) or --images FILE.csv")
-        with progress_shown(quiet):
-            report = bench_files(list(targets), images, settings, threads_values, tuple(remotes), ssh, flags)
+    with progress_shown(quiet):
+        report = api.bench(
+            *targets,
+            images=images,
+            threads=parse_threads(threads),
+            remotes=remotes,
+            ssh_options=ssh_options,
+            remote_python=remote_python,
+            remote_images=remote_images,
+            labels=labels_file,
+            normalization=normalization,
+            runs=runs,
+            warmup=warmup,
+            batch=batch,
+            settle=settle,
+        )
     wide = outputs.pop("wide")
     finish_bench(report, outputs, gate_values, wide)
 

@@ -30,3 +30,8 @@ class WeightsError(EdgetlError):
 
 class TrainingInterrupted(EdgetlError):
     """Training stopped (Ctrl-C); the run directory holds the last checkpoint to resume from."""
+
+
+class UsageError(EdgetlError):
+    """The arguments of a call do not fit together (model files without images, an unknown option); the CLI
+    reports it as click does a bad command line."""

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -162,10 +162,24 @@ class _Exporter:
         return make_record(name, export_format, verified, ladder, source, gate, self.options)
 
 
-def export_source(source: ExportSource, formats: list[str], options: ExportOptions) -> list[ExportRecord]:
-    """Convert, write and verify each format in turn; exports.json is rewritten after each file."""
-    check_formats(formats)
-    check_options(formats, options)
+@dataclass(frozen=True)
+class ExportResult:
+    """What one export wrote: the folder (a run directory, or an outside model's output folder) and a record per
+    format, in the order asked for."""
+
+    root: Path
+    records: list[ExportRecord]
+
+    @property
+    def problems(self) -> list[str]:
+        """Why a file is not fit to use: below its agreement gate, or not what its format promises."""
+        reasons = [f"{r.format} disagree with Keras too often" for r in self.records if r.agreement < r.min_agreement]
+        return reasons + [f"{r.format} is {problem}" for r in self.records for problem in r.problems]
+
+
+def _export_checked(source: ExportSource, formats: list[str], options: ExportOptions) -> list[ExportRecord]:
+    """Convert, write and verify each format in turn (formats and options already checked); exports.json is
+    rewritten after each file."""
     exporter = _Exporter(source, formats, options)
     source.read_exports()  # a damaged index is reported before any work
     results = []
@@ -182,6 +196,18 @@ def export_source(source: ExportSource, formats: list[str], options: ExportOptio
     return results
 
 
+def _checked(formats: list[str], options: ExportOptions) -> None:
+    """The formats and options of one export call, checked once, before a model is loaded."""
+    check_formats(formats)
+    check_options(formats, options)
+
+
+def export_source(source: ExportSource, formats: list[str], options: ExportOptions) -> list[ExportRecord]:
+    """Export an already resolved source (a run's, or an outside Keras file's)."""
+    _checked(formats, options)
+    return _export_checked(source, formats, options)
+
+
 def export_run(
     run_path: Path,
     formats: list[str],
@@ -191,10 +217,9 @@ def export_run(
     trust_model: bool = False,
 ) -> list[ExportRecord]:
     """Export a run directory's model (the source of `edgetl export RUN`)."""
-    check_formats(formats)
     options = options or ExportOptions(calibration_samples=calibration_samples, min_agreement=min_agreement)
-    check_options(formats, options)
-    return export_source(from_run(run_path, trust_model=trust_model), formats, options)
+    _checked(formats, options)
+    return _export_checked(from_run(run_path, trust_model=trust_model), formats, options)
 
 
 def export_any(
@@ -203,10 +228,9 @@ def export_any(
     options: ExportOptions,
     keras_file: KerasFileOptions | None = None,
     trust_model: bool = False,
-) -> tuple[Path, list[ExportRecord]]:
-    """The `edgetl export` entry point: a run directory, or a Keras file from outside edgetl (`keras_file` says
-    what it needs); returns the folder written to and the records."""
-    check_formats(formats)
-    check_options(formats, options)
+) -> ExportResult:
+    """A run directory, or a Keras file from outside edgetl (`keras_file` says what it needs): what `edgetl.export`
+    and `edgetl export` call."""
+    _checked(formats, options)
     resolved = resolve_source(Path(source), keras_file or KerasFileOptions(), trust_model)
-    return resolved.root, export_source(resolved, formats, options)
+    return ExportResult(resolved.root, _export_checked(resolved, formats, options))
