@@ -34,7 +34,7 @@ from edgetl.export.verify import fidelity
 from edgetl.progress import step
 from edgetl.run import RunDir
 from edgetl.runtime.foreign import ModelFlags
-from edgetl.runtime.runtimes import MODEL_SUFFIXES
+from edgetl.runtime.runtimes import MODEL_SUFFIXES, RUNTIME_DISTRIBUTIONS
 from edgetl.tfquiet import import_tensorflow_quietly
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,7 @@ log = logging.getLogger(__name__)
 
 def machine_title(fingerprint: dict, accelerators: list[str]) -> str:
     versions = fingerprint.get("versions", {})
-    runtimes = ", ".join(
-        f"{name} {versions[name]}"
-        for name in ("tensorflow", "ai-edge-litert", "tflite-runtime", "onnxruntime", "onnxruntime-gpu")
-        if name in versions
-    )
+    runtimes = ", ".join(f"{name} {versions[name]}" for name in RUNTIME_DISTRIBUTIONS if name in versions)
     gpu = ", ".join(accelerators) if accelerators else "no GPU"
     return (
         f"edgetl bench on {fingerprint['cpu']}, {fingerprint['cores']} cores, {fingerprint['architecture']}, {gpu}"

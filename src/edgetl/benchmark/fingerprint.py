@@ -13,16 +13,11 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-# Distributions whose versions change the figures; looked up, never imported.
-RUNTIME_DISTRIBUTIONS = (
-    "ai-edge-litert",
-    "tflite-runtime",
-    "onnxruntime",
-    "onnxruntime-gpu",
-    "tensorflow",
-    "numpy",
-    "pillow",
-)
+from edgetl.runtime.runtimes import RUNTIME_DISTRIBUTIONS
+
+# Distributions whose versions change the figures, looked up, never imported: the runtimes (from their registry)
+# and the libraries that decode and hold the images.
+MEASURED_DISTRIBUTIONS = (*RUNTIME_DISTRIBUTIONS, "numpy", "pillow")
 
 # ELF e_machine values of the interpreter binary, to tell the host's architecture from the one uname reports.
 ELF_MACHINES = {0x03: "i686", 0x28: "armv7l", 0x3E: "x86_64", 0xB7: "aarch64", 0xF3: "riscv64", 0x15: "ppc64le"}
@@ -64,7 +59,7 @@ def temperature_c() -> float | None:
 
 def runtime_versions() -> dict[str, str]:
     versions = {}
-    for name in RUNTIME_DISTRIBUTIONS:
+    for name in MEASURED_DISTRIBUTIONS:
         try:
             versions[name] = version(name)
         except PackageNotFoundError:

@@ -15,6 +15,8 @@ class Runtime:
     suffix: str  # the model files it runs
     module: str  # the module holding its Interpreter class (TFLite) or its InferenceSession (ONNX)
     distribution: str  # the pip distribution that provides it
+    # Other distributions that provide the same module, a build of it for other hardware.
+    other_builds: tuple[str, ...] = ()
     # What a board has. TensorFlow's interpreter is a workstation's last resort, imported only when neither light
     # TFLite runtime can be, and is never asked of a board.
     light: bool = True
@@ -32,9 +34,13 @@ RUNTIMES: dict[str, Runtime] = {
         Runtime("litert", ".tflite", "ai_edge_litert.interpreter", "ai-edge-litert"),
         Runtime("tflite-runtime", ".tflite", "tflite_runtime.interpreter", "tflite-runtime"),
         Runtime("tensorflow", ".tflite", "tensorflow.lite.python.interpreter", "tensorflow", light=False),
-        Runtime("onnxruntime", ".onnx", "onnxruntime", "onnxruntime"),
+        Runtime("onnxruntime", ".onnx", "onnxruntime", "onnxruntime", other_builds=("onnxruntime-gpu",)),
     )
 }
+# Every distribution that provides a runtime, in the registry's order: the versions a bench records.
+RUNTIME_DISTRIBUTIONS = tuple(
+    name for runtime in RUNTIMES.values() for name in (runtime.distribution, *runtime.other_builds)
+)
 # The model files edgetl runs, by suffix.
 MODEL_SUFFIXES = tuple(dict.fromkeys(runtime.suffix for runtime in RUNTIMES.values()))
 
