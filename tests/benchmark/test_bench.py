@@ -8,24 +8,19 @@ import math
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from edgetl.benchmark import fingerprint
 from edgetl.benchmark.device import default_format_name, top_k_accuracy
 from edgetl.benchmark.labelled import labelled_images
 from edgetl.benchmark.timing import Latency, harness_overhead_ms, time_calls
-from edgetl.cli import main
 from edgetl.errors import DataError
 from edgetl.export.verify import fidelity
+from tests.helpers import invoke
 
 EXPORTED = ("tflite-float32", "tflite-int8", "onnx")
 KEYS = {"format", "path", "size_bytes", "top1", "top5", "agreement", "latency_ms", "throughput_ips", "threads"}
 KEYS |= {"runtime", "device", "provider", "load_ms", "peak_rss_bytes", "max_probability_diff", "fingerprint"}
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")

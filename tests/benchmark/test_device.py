@@ -10,18 +10,7 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("tensorflow", "keras", "tf2onnx", "onnx")
-
-# sitecustomize runs at the start of every Python process on PYTHONPATH: the blocker reaches the per-file children.
-BLOCKER = """
-import importlib.abc, sys
-HEAVY = HEAVY_NAMES
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in HEAVY:
-            raise ImportError("blocked for this test: " + name)
-sys.meta_path.insert(0, Block())
-""".replace("HEAVY_NAMES", repr(HEAVY))
+from tests.helpers import BLOCKER, HEAVY
 
 
 def test_bench_package_and_cli_import_nothing_heavy():
@@ -38,6 +27,7 @@ def test_bench_package_and_cli_import_nothing_heavy():
 @pytest.mark.slow
 def test_device_bench_runs_where_tensorflow_cannot_be_imported(exported_run, sample_dir, tmp_path):
     (tmp_path / "site").mkdir()
+    # sitecustomize runs at the start of every Python process on PYTHONPATH: the blocker reaches the per-file children.
     (tmp_path / "site" / "sitecustomize.py").write_text(BLOCKER)
     source = str(Path(__file__).resolve().parents[2] / "src")
     environment = os.environ | {"PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), source])}

@@ -1,16 +1,13 @@
 """The exported files: what they hold, what they carry, and how close they are to Keras."""
 
 import hashlib
-import json
 
 import numpy as np
 import pytest
 
+from tests.helpers import records
+
 pytestmark = pytest.mark.slow
-
-
-def records(run):
-    return {r["format"]: r for r in json.loads((run / "exports.json").read_text())}
 
 
 def test_exports_json_describes_each_file(exported_run):

@@ -6,11 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import records
+
 pytestmark = pytest.mark.slow
-
-
-def records(run):
-    return {r["format"]: r for r in json.loads((run / "exports.json").read_text())}
 
 
 def test_every_format_is_written_and_verified(all_formats_run, exported_run):
@@ -131,7 +129,7 @@ def test_exports_json_per_class_figures_add_up(all_formats_run):
 
 
 def test_metadata_of_the_new_files_reads_without_tensorflow(all_formats_run):
-    from tests.runtime.test_no_tensorflow import BLOCKER, run_python
+    from tests.helpers import BLOCKER, run_python
 
     labels = (all_formats_run / "labels.txt").read_text().split()
     for filename in ("model_float16.tflite", "model_dynamic.tflite", "model_int8.tflite", "model_int8.onnx"):

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from tests.test_cli import assert_one_line_error, invoke
+from tests.helpers import invoke
+from tests.test_cli import assert_one_line_error
 
 pytestmark = pytest.mark.slow
 

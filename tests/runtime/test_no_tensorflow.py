@@ -1,17 +1,10 @@
 """The device path must never import TensorFlow: prove it in fresh processes, as click's test_imports does."""
 
 import json
-import subprocess
-import sys
-import textwrap
 
 import pytest
 
-HEAVY = ("tensorflow", "keras", "tf2onnx", "onnx")
-
-
-def run_python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120)
+from tests.helpers import BLOCKER, HEAVY, run_python
 
 
 def test_runtime_and_cli_import_nothing_heavy():
@@ -27,17 +20,6 @@ def test_runtime_and_cli_import_nothing_heavy():
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []
-
-
-# An import hook that makes TensorFlow and friends impossible to import, as on a board without them.
-BLOCKER = """
-import importlib.abc, sys
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in HEAVY:
-            raise ImportError("blocked for this test: " + name)
-sys.meta_path.insert(0, Block())
-""".replace("HEAVY", repr(HEAVY))
 
 
 @pytest.mark.slow

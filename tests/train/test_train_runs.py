@@ -10,19 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from edgetl.cli import main
+from tests.helpers import invoke
 from tests.train.conftest import SIZE, tiny_args
 
 pytestmark = pytest.mark.slow
 
 FINE_TUNE_LAYERS = 10
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 def fresh_backbone(weights: Path):
