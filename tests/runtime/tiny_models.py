@@ -20,11 +20,14 @@ def metadata(labels: list[str] = COLOURS, size: int = 8) -> ModelMetadata:
     return ModelMetadata(labels=list(labels), input_size=(size, size), normalization=Normalization(mode="raw"))
 
 
-def tflite_flatbuffer(size: int = 8) -> bytes:
+def tflite_flatbuffer(size: int = 8, dtype: str = "FLOAT32") -> bytes:
+    """`dtype` (a TFLite TensorType name) is the type of the pixels, the mean and the probabilities."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
-    def tensor(shape, buffer, name, dtype=schema.TensorType.FLOAT32):
+    data_type = getattr(schema.TensorType, dtype)
+
+    def tensor(shape, buffer, name, dtype=data_type):
         made = schema.TensorT()
         made.shape, made.type, made.buffer, made.name = list(shape), dtype, buffer, name
         return made

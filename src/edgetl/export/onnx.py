@@ -164,8 +164,11 @@ def rank_onnx_int8_sensitivity(float_model, calibration_pixels: np.ndarray, meth
 def onnx_op_report(model_proto) -> OpReport:
     """Which compute nodes of a QDQ graph run in int8: those whose float inputs all come out of a
     DequantizeLinear (onnxruntime fuses such a DQ -> op -> Q group into one integer kernel)."""
+    from onnx import TensorProto
+
+    float_types = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
     dequantized = {out for node in model_proto.graph.node if node.op_type == "DequantizeLinear" for out in node.output}
-    float_initializers = {init.name for init in model_proto.graph.initializer if init.data_type in (1, 10, 11, 16)}
+    float_initializers = {init.name for init in model_proto.graph.initializer if init.data_type in float_types}
     produced = {out for node in model_proto.graph.node for out in node.output}
     produced |= {graph_input.name for graph_input in model_proto.graph.input}
     operators = 0
