@@ -1,9 +1,14 @@
 """The model edgetl builds: preprocessing inside, what trains, and where the weights come from."""
 
+import ast
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
-from edgetl.errors import WeightsError
 from edgetl.models.backbones import BACKBONES, get_backbone
 from edgetl.models.classifier import HeadConfig, build_backbone, build_classifier
 
@@ -62,18 +67,30 @@ def test_local_weights_file_is_loaded_and_backbone_frozen(tmp_path):
     assert trainable == {"probabilities"}
 
 
-def test_imagenet_download_failure_is_one_clear_line(monkeypatch):
-    from keras.src.utils import file_utils
-
-    def offline(fname, origin=None, **kwargs):
-        raise Exception(f"URL fetch failure on {origin}: None -- [Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr(file_utils, "get_file", offline)
-    with pytest.raises(WeightsError) as caught:
-        build_backbone(get_backbone("mobilenetv2"), 96, 0.35, "imagenet")
-    message = str(caught.value)
-    assert "\n" not in message
+def test_imagenet_download_failure_is_one_clear_line(tmp_path):
+    # A real failed download, in a fresh process: an empty Keras cache (KERAS_HOME, read when Keras is imported),
+    # and every URL sent to a proxy on a closed local port.
+    code = textwrap.dedent(
+        """
+        from edgetl.errors import WeightsError
+        from edgetl.models.backbones import get_backbone
+        from edgetl.models.classifier import build_backbone
+        try:
+            build_backbone(get_backbone("mobilenetv2"), 96, 0.35, "imagenet")
+        except WeightsError as error:
+            print("caught:", repr(str(error)))
+        """
+    )
+    closed = "http://127.0.0.1:9"
+    environment = os.environ | {"KERAS_HOME": str(tmp_path), "https_proxy": closed, "http_proxy": closed}
+    environment |= {"HTTPS_PROXY": closed, "HTTP_PROXY": closed, "no_proxy": "", "NO_PROXY": ""}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=environment)
+    assert result.returncode == 0, result.stderr
+    (caught,) = [line for line in result.stdout.splitlines() if line.startswith("caught: ")]  # Keras prints too
+    message = ast.literal_eval(caught.removeprefix("caught: "))
+    assert "\n" not in message and message.startswith("--weights imagenet: cannot download https://")
     assert "mobilenet_v2_weights" in message and "--weights none" in message
+    assert not list((tmp_path / "models").glob("*.h5"))
 
 
 def test_registry_covers_the_tutorial_backbones():
