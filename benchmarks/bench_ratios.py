@@ -29,8 +29,8 @@ def main() -> int:
     args = parser.parse_args()
 
     from edgetl.benchmark.bench import bench_run
-    from edgetl.benchmark.device import BenchSettings
     from edgetl.benchmark.report import format_table
+    from edgetl.benchmark.settings import BenchSettings
     from edgetl.config import TrainConfig
     from edgetl.data.sample import write_sample_data
     from edgetl.export.exporter import export_run

@@ -551,7 +551,7 @@ def bench_run_command(
     Example: edgetl bench run --threads 1,2   (or: edgetl bench model_int8.tflite --images photos)
     """
     from edgetl import api
-    from edgetl.benchmark.device import parse_threads
+    from edgetl.benchmark.exported import parse_threads
 
     outputs, gate_values = _split_bench_options(options)
     with progress_shown(quiet):

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from edgetl.benchmark import fingerprint
-from edgetl.benchmark.device import default_format_name, top_k_accuracy
+from edgetl.benchmark.exported import default_format_name, top_k_accuracy
 from edgetl.benchmark.labelled import labelled_images
 from edgetl.benchmark.timing import Latency, harness_overhead_ms, time_calls
 from edgetl.errors import DataError

@@ -15,7 +15,8 @@ from tests.helpers import BLOCKER, HEAVY
 
 def test_bench_package_and_cli_import_nothing_heavy():
     code = (
-        "import json, sys\nimport edgetl.cli, edgetl.benchmark, edgetl.benchmark.device, edgetl.benchmark.remote\n"
+        "import json, sys\nimport edgetl.cli, edgetl.benchmark, edgetl.benchmark.exported, edgetl.benchmark.remote\n"
+        "import edgetl.benchmark.worker\n"
         "import edgetl.benchmark.report, edgetl.benchmark.compare, edgetl.benchmark.gates\n"
         f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r} + ('matplotlib',))))"
     )

@@ -96,7 +96,7 @@ class FakeBoard:
 )
 def test_board_without_space_or_a_recent_python_is_refused_and_cleaned(monkeypatch, tmp_path, answer, message):
     from edgetl.benchmark import remote
-    from edgetl.benchmark.device import BenchSettings
+    from edgetl.benchmark.settings import BenchSettings
 
     board = FakeBoard(answer)
     monkeypatch.setattr(remote, "_run_ssh", board)
@@ -117,3 +117,13 @@ def test_preflight_quotes_the_interpreter():
     script = _preflight_script("/opt/my python/bin/python3; rm -rf ~", {".tflite"})
     assert "'/opt/my python/bin/python3; rm -rf ~'" in script
     assert "ai_edge_litert" in script and "onnxruntime" not in script
+
+
+def test_a_board_needs_the_python_the_package_requires():
+    import tomllib
+
+    from edgetl.benchmark.remote import MIN_PYTHON
+
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]
+    lowest = next(part for part in project["requires-python"].split(",") if part.startswith(">="))
+    assert lowest == ">=" + ".".join(str(part) for part in MIN_PYTHON)

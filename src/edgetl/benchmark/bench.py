@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.benchmark.device import (
+from edgetl.benchmark.exported import (
     BenchOptionError,
-    BenchSettings,
     bench_model_files,
     cuda_available,
     local_row,
@@ -26,7 +25,7 @@ from edgetl.benchmark.device import (
 )
 from edgetl.benchmark.fingerprint import machine_fingerprint
 from edgetl.benchmark.result import BenchReport
-from edgetl.benchmark.settings import REMOTE_SAMPLE_IMAGES
+from edgetl.benchmark.settings import REMOTE_SAMPLE_IMAGES, BenchSettings
 from edgetl.benchmark.timing import harness_overhead_ms, measure_latency, measure_throughput
 from edgetl.data.pipeline import decode_subset
 from edgetl.errors import DataError
@@ -196,7 +195,7 @@ def bench_files(
 ) -> BenchReport:
     """The device bench of exported files on labelled images (no TensorFlow), here and on each remote board;
     `flags` describe files from other tools that carry no metadata."""
-    from edgetl.benchmark.device import default_format_name
+    from edgetl.benchmark.exported import default_format_name
     from edgetl.benchmark.labelled import labelled_images
 
     settings = settings or BenchSettings()

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.benchmark.device import BenchSettings, Measured
+from edgetl.benchmark.exported import Measured
 from edgetl.benchmark.result import BenchRow
-from edgetl.benchmark.settings import SshSettings
+from edgetl.benchmark.settings import BenchSettings, SshSettings
+from edgetl.benchmark.worker import WorkerRequest
 from edgetl.errors import EdgetlError
 from edgetl.progress import step
 from edgetl.runtime.runtimes import MODEL_SUFFIXES, runtimes_for
@@ -37,6 +38,8 @@ NEEDED_MODULES = {
         for suffix in MODEL_SUFFIXES
     },
 }
+# The oldest Python edgetl runs on, as pyproject.toml's requires-python says (tests/benchmark/test_remote.py checks).
+MIN_PYTHON = (3, 10)
 SAFE_REMOTE_DIR = re.compile(r"^/[A-Za-z0-9._/-]+$")
 DISK_MARGIN_BYTES = 20 * 1024 * 1024
 SSH_LOST = 255
@@ -112,8 +115,11 @@ def _package_zip(destination: Path) -> Path:
     return destination
 
 
-def _payload(folder: Path, exports: list[tuple[str, Path]], images: list[tuple[Path, str]]) -> list[Path]:
-    """edgetl.zip, models/, images/ and images.csv (file,label) in `folder`; images keep the given order."""
+def _payload(
+    folder: Path, exports: list[tuple[str, Path]], images: list[tuple[Path, str]], request: WorkerRequest
+) -> list[Path]:
+    """edgetl.zip, models/, images/, images.csv (file,label) and the worker's request.json in `folder`; images keep
+    the given order."""
     import csv
     import io
     import shutil
@@ -131,7 +137,8 @@ def _payload(folder: Path, exports: list[tuple[str, Path]], images: list[tuple[P
         shutil.copy2(image, folder / "images" / name)
         writer.writerow([f"images/{name}", label])
     (folder / "images.csv").write_text(table.getvalue(), encoding="utf-8")
-    return [folder / "edgetl.zip", folder / "models", folder / "images", folder / "images.csv"]
+    (folder / "request.json").write_text(request.to_json(), encoding="utf-8")
+    return [folder / name for name in ("edgetl.zip", "models", "images", "images.csv", "request.json")]
 
 
 def _size(paths: list[Path]) -> int:
@@ -153,7 +160,9 @@ def bench_remote(
     facts = {}
     output = _check(host, _run_ssh(host, _preflight_script(ssh.python, suffixes), ssh, 60), "checking the board")
     if output.strip() == "no-python":
-        raise RemoteError(f"{host}: no {ssh.python} on the board; install Python 3.10+ or pass --remote-python PATH")
+        raise RemoteError(
+            f"{host}: no {ssh.python} on the board; install Python {_release(MIN_PYTHON)}+ or pass --remote-python PATH"
+        )
     for line in output.splitlines():
         key, _, value = line.partition("=")
         facts[key.strip()] = value.strip()
@@ -162,8 +171,10 @@ def bench_remote(
         raise RemoteError(f"{host}: unexpected answer while making a temporary directory ({_last_line(output)})")
     try:
         version = tuple(int(part) for part in facts.get("python", "0.0").split(".") if part.isdigit())
-        if version < (3, 9):
-            raise RemoteError(f"{host}: {ssh.python} is Python {facts.get('python')}; the bench needs 3.9 or newer")
+        if version < MIN_PYTHON:
+            raise RemoteError(
+                f"{host}: {ssh.python} is Python {facts.get('python')}; the bench needs {_release(MIN_PYTHON)} or newer"
+            )
         if facts.get("missing"):
             raise RemoteError(
                 f"{host}: the board's {ssh.python} lacks {facts['missing'].replace(',', ', ')}; "
@@ -176,11 +187,24 @@ def bench_remote(
             log.warning("%s: could not remove %s (%s)", host, remote_dir, _last_line(cleanup.stderr))
 
 
+def _release(version: tuple[int, ...]) -> str:
+    return ".".join(str(part) for part in version)
+
+
 def _bench_in(host, remote_dir, facts, exports, images, settings, threads_values, ssh) -> list[Measured]:
     with tempfile.TemporaryDirectory(prefix="edgetl-remote-") as scratch:
         local = Path(scratch)
         (local / "out").mkdir()
-        payload = _payload(local / "out", exports, images)
+        # Paths in the request are relative to the board's temporary directory, where the worker runs.
+        request = WorkerRequest(
+            models=[f"models/{path.name}" for _, path in exports],
+            settings=settings,
+            threads=[t for t in threads_values if t] or [None],
+            out="result.json",
+            probabilities="probabilities.npz",
+            images="images.csv",
+        )
+        payload = _payload(local / "out", exports, images, request)
         needed = _size(payload) * 2 + DISK_MARGIN_BYTES  # the files, plus the worker's decoded copies and results
         free = int(facts.get("free_kb") or 0) * 1024
         if free < needed:
@@ -189,23 +213,9 @@ def _bench_in(host, remote_dir, facts, exports, images, settings, threads_values
                 "free some space or point TMPDIR at a bigger disk"
             )
         _copy(host, [str(p) for p in payload], f"{host}:{remote_dir}/", ssh)
-        threads = ",".join(str(t) for t in threads_values if t)
-        arguments = [
-            "-m",
-            "edgetl.benchmark.device",
-            *[f"models/{path.name}" for _, path in exports],
-            "--images",
-            "images.csv",
-            "--out",
-            "result.json",
-            "--probabilities",
-            "probabilities.npz",
-            *settings.to_args(),
-            *(["--threads", threads] if threads else []),
-        ]
         command = (
             f"cd {shlex.quote(remote_dir)} && PYTHONPATH={shlex.quote(remote_dir + '/edgetl.zip')} "
-            f"{shlex.quote(ssh.python)} " + " ".join(shlex.quote(a) for a in arguments)
+            f"{shlex.quote(ssh.python)} -m edgetl.benchmark.worker request.json"
         )
         _check(host, _run_ssh(host, command, ssh), "the bench on the board")
         _copy(host, [f"{host}:{remote_dir}/result.json", f"{host}:{remote_dir}/probabilities.npz"], str(local), ssh)

@@ -1,5 +1,5 @@
-"""The defaults of `edgetl bench`, in one light module: the CLI, the library and the device-side bench's own
-command line (what boards and per-row processes run) all read them here."""
+"""The defaults of `edgetl bench`, in one light module: the CLI and the API read them here, and the per-row
+processes and boards get the caller's settings whole (worker.py)."""
 
 from __future__ import annotations
 
@@ -20,10 +20,6 @@ class BenchSettings:
     def throughput_runs(self) -> int:
         """Timed batch calls for the throughput figure: a tenth of the latency runs, and never fewer than three."""
         return max(3, self.runs // 10)
-
-    def to_args(self) -> list[str]:
-        settle = ["--settle"] if self.settle else []
-        return ["--runs", str(self.runs), "--warmup", str(self.warmup), "--batch", str(self.batch), *settle]
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ class Engine:
 
     runtime: str = ""  # the package and its version, e.g. "ai-edge-litert 2.3.0"
     provider: str = ""  # the delegate or execution provider that runs it, e.g. "XNNPACK", "CUDAExecutionProvider"
-    device: str = "cpu"
+    processor: str = "cpu"  # what computes: "cpu", or "cuda" under onnxruntime's CUDA provider
     threads: int | None = None  # None: the runtime's own default
 
     def __init__(self, path: Path, metadata: ModelMetadata):

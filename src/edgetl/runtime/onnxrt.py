@@ -89,7 +89,7 @@ class OnnxEngine(Engine):
         self.runtime = f"onnxruntime {onnxruntime.__version__}"
         self.threads = threads
         self.provider = self.session.get_providers()[0]
-        self.device = "cuda" if self.provider == "CUDAExecutionProvider" else "cpu"
+        self.processor = "cuda" if self.provider == "CUDAExecutionProvider" else "cpu"
 
     def _foreign_metadata(self, path: Path, model_input, model_output, flags: ModelFlags) -> ModelMetadata:
         """Another tool's ONNX classifier: float input, NHWC or NCHW (as PyTorch exports), labels and

@@ -1,14 +1,12 @@
-"""The device-side bench: exported .tflite/.onnx files on labelled images, with numpy, pillow and a runtime only.
+"""The bench of exported .tflite/.onnx files on labelled images, with numpy, pillow and a runtime only.
 
 This module never imports TensorFlow, so a board can bench itself (`edgetl bench MODEL --images DIR`), and
 `edgetl bench RUN` uses it for every exported file. Each (file, threads, provider) is measured in a fresh
-process (`python -m edgetl.benchmark.device ... --in-process`), so its load time, memory peak and warm-up are
-its own and not those of whatever ran before it.
+process (worker.py), so its load time, memory peak and warm-up are its own and not those of whatever ran before it.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import logging
@@ -76,7 +74,7 @@ def _use_cpu_only(engine: Engine) -> None:
     if session is not None and engine.provider != "CPUExecutionProvider":
         session.set_providers(["CPUExecutionProvider"])
         engine.provider = session.get_providers()[0]
-        engine.device = "cpu"
+        engine.processor = "cpu"
 
 
 def _batch_of(pixels: np.ndarray, batch: int) -> np.ndarray:
@@ -113,7 +111,8 @@ def measure_file(
         )
     except (ValueError, RuntimeError) as error:  # a file fixed to batch 1: no throughput figure, not a failure
         log.info("%s: no throughput at batch %d (%s)", path, settings.batch, error)
-    device = "cuda" if engine.device == "cuda" else platform.machine()
+    # A row's device: the machine's architecture, or the GPU that ran it.
+    device = "cuda" if engine.processor == "cuda" else platform.machine()
     row = local_row(
         format_name or default_format_name(path),
         path,
@@ -218,27 +217,25 @@ def measure_isolated(
     flags: ModelFlags | None = None,
 ) -> Measured:
     """`measure_file` in a fresh Python process, so the peak memory and load time belong to this file alone."""
+    from edgetl.benchmark.worker import WorkerRequest
+
     with tempfile.TemporaryDirectory(prefix="edgetl-bench-") as scratch:
         out, probabilities_out = Path(scratch) / "row.json", Path(scratch) / "probabilities.npz"
-        command = [
-            sys.executable,
-            "-m",
-            "edgetl.benchmark.device",
-            str(path),
-            "--pixels",
-            str(pixels_file),
-            "--in-process",
-            "--provider",
-            provider,
-            "--out",
-            str(out),
-            "--probabilities",
-            str(probabilities_out),
-            *settings.to_args(),
-            *(["--threads", str(threads)] if threads else []),
-            *(["--format", format_name] if format_name else []),
-            *flags_to_args(flags),
-        ]
+        request = WorkerRequest(
+            models=[str(path)],
+            settings=settings,
+            threads=[threads],
+            out=str(out),
+            probabilities=str(probabilities_out),
+            pixels=str(pixels_file),
+            provider=provider,
+            format_name=format_name,
+            labels=str(flags.labels) if flags and flags.labels else None,
+            normalization=flags.normalization if flags else None,
+        )
+        request_file = Path(scratch) / "request.json"
+        request_file.write_text(request.to_json(), encoding="utf-8")
+        command = [sys.executable, "-m", "edgetl.benchmark.worker", str(request_file)]
         environment = os.environ | {"PYTHONPATH": _import_path()}
         result = subprocess.run(command, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, env=environment)
         if result.returncode != 0:
@@ -305,28 +302,6 @@ def bench_model_files(
     return measured
 
 
-def write_measured(measured: list[Measured], out: Path, probabilities_out: Path | None) -> None:
-    from edgetl.files import atomic_write
-
-    atomic_write(out, json.dumps([m.row.to_dict() for m in measured], indent=1))
-    if probabilities_out is not None:
-        import io
-
-        buffer = io.BytesIO()
-        np.savez(buffer, **{f"row{i}": m.probabilities for i, m in enumerate(measured)})
-        atomic_write(probabilities_out, buffer.getvalue())
-
-
-def flags_to_args(flags: ModelFlags | None) -> list[str]:
-    """The worker's arguments that carry `flags` to a fresh process."""
-    if flags is None:
-        return []
-    return [
-        *(["--labels", str(flags.labels)] if flags.labels else []),
-        *(["--normalization", flags.normalization] if flags.normalization else []),
-    ]
-
-
 def parse_threads(text: str | None) -> list[int | None]:
     if not text:
         return [None]
@@ -337,50 +312,3 @@ def parse_threads(text: str | None) -> list[int | None]:
     if not values or any(value < 1 for value in values):
         raise BenchOptionError(f"--threads {text}: expected positive thread counts, e.g. 1,2,4")
     return list(values)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """The worker entry point: what a fresh process per row and a remote board run."""
-    parser = argparse.ArgumentParser(prog="python -m edgetl.benchmark.device", description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="+", type=Path)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--images", type=Path, help="folder of class subfolders, or a CSV of file,label rows")
-    source.add_argument("--pixels", type=Path, help="an .npz of decoded pixels and label indices")
-    parser.add_argument("--runs", type=int, default=BenchSettings.runs)
-    parser.add_argument("--warmup", type=int, default=BenchSettings.warmup)
-    parser.add_argument("--batch", type=int, default=BenchSettings.batch)
-    parser.add_argument("--settle", action="store_true")
-    parser.add_argument("--threads", default=None)
-    parser.add_argument("--provider", choices=("auto", "cpu"), default="cpu")
-    parser.add_argument("--format", default=None)
-    parser.add_argument("--in-process", action="store_true", help="measure here, not in a fresh process per row")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--probabilities", type=Path, default=None)
-    parser.add_argument("--labels", type=Path, default=None, help="for a model without metadata: class names")
-    parser.add_argument("--normalization", default=None, help="for a model without metadata: its input's")
-    args = parser.parse_args(argv)
-    flags = ModelFlags(args.labels, args.normalization, where_missing=True)  # for the files that carry nothing
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    settings = BenchSettings(args.runs, args.warmup, args.batch, args.settle)
-    try:
-        threads_values = parse_threads(args.threads)
-        if args.pixels is not None:
-            with np.load(args.pixels) as stored:
-                pixels, labels = stored["pixels"], stored["labels"]
-            scope = "format" if args.in_process else "process"
-            measured = [
-                measure_file(model, pixels, labels, settings, threads, args.provider, scope, args.format, flags)
-                for model in _model_files(args.models)
-                for threads in threads_values
-            ]
-        else:
-            measured = bench_model_files(args.models, args.images, settings, threads_values, not args.in_process, flags)
-        write_measured(measured, args.out, args.probabilities)
-    except EdgetlError as error:
-        print(f"Error: {error}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
