@@ -20,6 +20,9 @@ from edgetl.files import atomic_write
 from edgetl.progress import step
 from edgetl.runtime.metadata import ModelMetadata
 
+# Keras' reason for not loading a model, cut to what a one-line message can carry.
+LOAD_ERROR_MAX_CHARS = 200
+
 
 @contextmanager
 def locked(path: Path) -> Iterator[None]:
@@ -155,4 +158,4 @@ def load_keras_model(path: Path, trust_model: bool = False):
                 f"{path}: holds Python code (a Lambda layer) that safe mode will not run; pass --trust-model "
                 f"only if you trust where the file came from"
             ) from None
-        raise ModelFileError(f"{path}: not a loadable Keras model ({reason[:200]})") from None
+        raise ModelFileError(f"{path}: not a loadable Keras model ({reason[:LOAD_ERROR_MAX_CHARS]})") from None

@@ -11,6 +11,14 @@ from edgetl.train.checkpoint import CheckpointState, load_checkpoint, save_check
 EARLY_STOPPING = "early_stopping"
 REDUCE_LR = "reduce_lr"
 COUNTERS = {EARLY_STOPPING: ("best", "wait", "best_epoch"), REDUCE_LR: ("best", "wait", "cooldown_counter")}
+# When the validation loss stops improving, the learning rate is cut to this fraction of itself.
+PLATEAU_LEARNING_RATE_FACTOR = 0.3
+
+
+def plateau_patience(patience: int) -> int:
+    """Epochs without improvement before the learning rate is cut: half of early stopping's patience, so the
+    lower rate gets its chance before training stops."""
+    return max(1, patience // 2)
 
 
 def counters(callback, name: str) -> dict:
@@ -60,7 +68,10 @@ def stage_callbacks(
         monitor="val_loss", patience=config.patience, restore_best_weights=True, verbose=int(verbose)
     )
     reduce_lr = ReduceLROnPlateau(
-        monitor="val_loss", factor=0.3, patience=max(1, config.patience // 2), verbose=int(verbose)
+        monitor="val_loss",
+        factor=PLATEAU_LEARNING_RATE_FACTOR,
+        patience=plateau_patience(config.patience),
+        verbose=int(verbose),
     )
     key = f"stage{stage}"
 

@@ -11,15 +11,13 @@ from edgetl.models.classifier import POOL_LAYER_NAME
 from edgetl.progress import step
 
 # Inference needs no gradients, so it can take larger batches than training: fewer steps, less per-step overhead.
-# But not too large: the first pass touches all of a slice's activation memory for the first time, and at small
-# sizes the page faults outweigh the compute (48 px, 3,119 images: 1.9 s in one slice, 0.9 s in slices of 1,024;
-# 96 px, 2,048 images: 2.5 s in slices of 700, 1.6 s in slices of 256). On 2 cores about 2.4 million pixels a
-# slice was best: 1,024 images at 48 px, 256 at 96 px, 47 at 224 px (where the size hardly matters).
+# But not too large: the first pass touches all of a slice's activation memory for the first time, and beyond a
+# point the page faults outweigh the compute. What matters is the activation memory, so a slice holds a fixed
+# number of pixels, not of images (the figures behind it are in the README, under "Training").
 EXTRACTION_PIXELS = 256 * 96 * 96
 # Weights as graph constants (below) speed up the pass, but every constant is copied as the function is traced
-# and first run. Measured on 2 cores at 96 px (EfficientNetB0 also at 224 px): MobileNetV2 (1.6-17 MB of weights)
-# and EfficientNetB0 (16 MB) pay at most 0.1 s once for 17-35% less time per image; VGG16, Xception and
-# ResNet50V2 (59-94 MB) pay 1.5-2.8 s once for 0-10%. Above this size the backbone runs on its variables.
+# and first run: small backbones (MobileNetV2, EfficientNetB0) gain more than the copy costs, large ones (VGG16,
+# Xception, ResNet50V2) do not. Above this size the backbone runs on its variables.
 CONSTANT_WEIGHTS_MAX_BYTES = 32 * 2**20
 
 
