@@ -95,3 +95,10 @@ def test_bench_of_model_files_returns_a_row_per_file_and_thread_count(exported_r
         assert row.images == 90 and row.threads == 1 and row.host == "local"
         assert 0.0 <= row.top1 <= row.top5 <= 1.0 and row.latency.p50 > 0
     assert report.errors == [] and report.title.startswith("edgetl bench on ")
+
+
+def test_the_callable_packages_show_the_functions_signatures():
+    import inspect
+
+    assert list(inspect.signature(edgetl.train).parameters) == ["data", "out", "overwrite", "verbose", "options"]
+    assert list(inspect.signature(edgetl.export).parameters)[:2] == ["source", "formats"]

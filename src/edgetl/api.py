@@ -21,6 +21,7 @@ users type without renaming the packages every other module imports.
 from __future__ import annotations
 
 import importlib
+import inspect
 import types
 from collections.abc import Sequence
 from dataclasses import fields
@@ -40,8 +41,15 @@ class CallablePackage(types.ModuleType):
     """A package that is also the API function of its own name: `edgetl.train(...)` is `edgetl.api.train(...)`."""
 
     def __call__(self, *args, **kwargs):
-        function = getattr(importlib.import_module(__name__), self.__name__.rpartition(".")[2])
-        return function(*args, **kwargs)
+        return self._function()(*args, **kwargs)
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        """The function's signature, for help() and a notebook's completion."""
+        return inspect.signature(self._function())
+
+    def _function(self):
+        return getattr(importlib.import_module(__name__), self.__name__.rpartition(".")[2])
 
 
 def _split_options(options: dict, *dataclasses: type, command: str, positional: tuple[str, ...] = ()) -> list[dict]:

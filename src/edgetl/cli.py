@@ -22,7 +22,7 @@ from edgetl import __version__, progress
 from edgetl.benchmark.settings import REMOTE_SAMPLE_IMAGES, BenchSettings, SshSettings
 from edgetl.config import CLASS_WEIGHTS, TrainConfig
 from edgetl.errors import EdgetlError, UsageError
-from edgetl.export.formats import ExportOptions, KerasFileOptions
+from edgetl.export.formats import FORMATS, ExportOptions, KerasFileOptions
 from edgetl.export.int8 import INT8_FALLBACKS, IO_TYPES, QUANTIZERS
 from edgetl.models.backbones import BACKBONES
 from edgetl.runtime.metadata import NORMALIZATIONS
@@ -240,8 +240,20 @@ def sample_data(out_dir: Path, per_class: int | None) -> None:
 @click.option("--label-column", default=None, help="CSV layout: the column of labels (guessed: label, breed, ...).")
 @click.option("--images", default=None, help="CSV layout: the image folder inside DATA (default train/).")
 @click.option("--backbone", default=TrainConfig.backbone, show_default=True, help=", ".join(BACKBONES) + ".")
-@click.option("--alpha", type=float, default=None, help="Width multiplier (MobileNetV2: 0.35 ... 1.4).")
-@click.option("--image-size", type=click.IntRange(min=32), default=TrainConfig.image_size, show_default=True)
+@click.option(
+    "--alpha",
+    type=float,
+    default=None,
+    help="Width multiplier ("
+    + "; ".join(f"{spec.name}: {', '.join(map(str, spec.alphas))}" for spec in BACKBONES.values() if spec.alphas)
+    + ").",
+)
+@click.option(
+    "--image-size",
+    type=click.IntRange(min=min(spec.min_size for spec in BACKBONES.values())),
+    default=TrainConfig.image_size,
+    show_default=True,
+)
 @click.option(
     "--weights", default=TrainConfig.weights, show_default=True, help="imagenet, none (train from scratch), or a file."
 )
@@ -344,8 +356,9 @@ def train(data: str | None, out: Path | None, resume: Path | None, overwrite: bo
     "--io-type",
     type=click.Choice(IO_TYPES),
     default=None,
-    help="Input/output tensor type of the int8 TFLite file [default: uint8, which MediaPipe and Android tooling "
-    "accept; int8 with --quantizer ai-edge].",
+    help="Input/output tensor type of the int8 TFLite file [default: "
+    + "; ".join(f"{io_type} with --quantizer {name}" for name, io_type in QUANTIZERS.items())
+    + "]. MediaPipe and Android tooling take uint8 or float32, not int8.",
 )
 @click.option(
     "--quantizer",
@@ -372,7 +385,9 @@ def train(data: str | None, out: Path | None, resume: Path | None, overwrite: bo
     "--min-agreement",
     type=click.FloatRange(0, 1),
     default=None,
-    help="Fail an export whose top-1 agreement with Keras is lower (default per format: 0.99 float, 0.90 int8).",
+    help="Fail an export whose top-1 agreement with Keras is lower [default: each format's own, "
+    + ", ".join(f"{name} {f.min_agreement}" for name, f in FORMATS.items())
+    + "].",
 )
 @click.option("--labels", type=click.Path(path_type=Path), help="MODEL.keras only: class names, one per line.")
 @click.option(
