@@ -217,15 +217,16 @@ FORMATS: dict[str, ExportFormat] = {
 }
 
 
-# The runtimes that load each kind of file. MediaPipe Tasks (and the TFLite Task Library, Android's ML Model
-# Binding) read the standard metadata every .tflite carries and take float32 or uint8 input, never int8.
-RUNTIMES = {"tflite": ("LiteRT", "MediaPipe"), "onnx": ("onnxruntime",), "savedmodel": ("TensorFlow",)}
+# The tools that load each kind of file as it is, as a record lists them for its users (edgetl's own engines are
+# in runtime/runtimes.py). MediaPipe Tasks (and the TFLite Task Library, Android's ML Model Binding) read the
+# standard metadata every .tflite carries and take float32 or uint8 input, never int8.
+FILE_CLIENTS = {"tflite": ("LiteRT", "MediaPipe"), "onnx": ("onnxruntime",), "savedmodel": ("TensorFlow",)}
 METADATA_READERS = frozenset({"MediaPipe"})
 
 
-def runtimes_for(kind: str, input_dtype: str) -> list[str]:
+def clients_for(kind: str, input_dtype: str) -> list[str]:
     return [
-        runtime for runtime in RUNTIMES[kind] if runtime not in METADATA_READERS or input_dtype in ("float32", "uint8")
+        client for client in FILE_CLIENTS[kind] if client not in METADATA_READERS or input_dtype in ("float32", "uint8")
     ]
 
 

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgetl.export.formats import ExportFormat, ExportOptions, runtimes_for
+from edgetl.export.formats import ExportFormat, ExportOptions, clients_for
 from edgetl.export.int8 import LadderResult
 from edgetl.export.verify import Fidelity
 from edgetl.export.written import Loaded
@@ -44,7 +44,7 @@ class ExportRecord:
     recipe: str = ""  # int8: the recipe that made the file (see `attempts`)
     float_layers: list[str] = field(default_factory=list)  # int8: layers kept in float by the fallback
     attempts: list[dict] = field(default_factory=list)  # int8: every recipe tried, in order, with its agreement
-    runtimes: list[str] = field(default_factory=list)  # the runtimes that load the file as it is (`runtimes_for`)
+    runtimes: list[str] = field(default_factory=list)  # the tools that load the file as it is (`clients_for`)
 
 
 def quantizer_of(export_format: ExportFormat, options: ExportOptions) -> str:
@@ -103,5 +103,5 @@ def make_record(
         recipe=ladder.recipe.name if ladder else "",
         float_layers=list(ladder.recipe.float_layers) if ladder else [],
         attempts=[asdict(attempt) for attempt in ladder.attempts] if ladder else [],
-        runtimes=runtimes_for(export_format.kind, verified.loaded.input_dtype),
+        runtimes=clients_for(export_format.kind, verified.loaded.input_dtype),
     )
