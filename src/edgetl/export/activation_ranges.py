@@ -3,21 +3,26 @@
 The converter calibrates by min-max: each activation's range is the most extreme value any calibration image gave.
 On an ImageNet network a few images drive some activations far beyond where nearly all values lie, and the range
 that covers them spends the 256 int8 steps on values that almost never occur, so the common values get coarse
-steps. Percentile calibration clips each range to the values all but a `percentile`th of the calibration
-activations lie within, as onnxruntime's percentile calibrator does for ONNX: the rare extreme saturates, the
-common value is finer. The converter keeps its calibrated ranges as min/max in the float model it returns when
-asked to calibrate only; they are rewritten here before it quantises.
+steps. Percentile calibration clips each range to the values all but a small share of the calibration
+activations lie within: the rare extreme saturates, the common value is finer. The cut is exact: the most
+extreme values of each activation over all calibration images are kept, as many as the share cuts off, so any
+number of images calibrates in little memory. The converter keeps its calibrated ranges as min/max in the float
+model it returns when asked to calibrate only; they are rewritten here before it quantises. (ONNX files use
+onnxruntime's own percentile calibrator.)
 """
 
 from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable, Hashable
+from typing import TypeVar
 
 import numpy as np
 
 from edgetl.errors import EdgetlError
 
+K = TypeVar("K", bound=Hashable)
 # Images per interpreter call while the activations are measured: fewer calls, activations still small.
 BATCH_IMAGES = 16
 # QuantizationParameters' min and max fields (vtable offsets in the TFLite schema).
@@ -69,9 +74,27 @@ def write_range(buffer: bytearray, quantization, low: float, high: float) -> Non
     struct.pack_into("<f", buffer, table.Vector(table.Offset(MAX_FIELD)), high)
 
 
+def percentile_cuts(
+    activations: Callable[[np.ndarray], dict[K, np.ndarray]], calibration_pixels: np.ndarray, percentile: float
+) -> dict[K, tuple[float, float]]:
+    """Per activation, the range all but (100 - `percentile`)% of its values over the calibration images lie
+    within. `activations` runs the float model on a batch of images and returns each activation's values."""
+    images = len(calibration_pixels)
+    tails: dict[K, _Tails] = {}
+    for start in range(0, images, BATCH_IMAGES):
+        batch = calibration_pixels[start : start + BATCH_IMAGES].astype(np.float32)
+        for key, values in activations(batch).items():
+            values = np.asarray(values, np.float32).ravel()
+            if key not in tails:  # the first batch tells how many values an image gives, so how many to cut
+                per_image = values.size / len(batch)
+                tails[key] = _Tails(math.floor(images * per_image * (100.0 - percentile) / 100.0) + 1)
+            tails[key].add(values)
+    return {key: tail.range() for key, tail in tails.items()}
+
+
 def percentile_ranges(calibrated: bytes, calibration_pixels: np.ndarray, percentile: float) -> bytes:
-    """`calibrated` (the converter's calibrate-only output) with every activation's range clipped to the values
-    all but (100 - `percentile`)% of the calibration images' activations lie within; never widened."""
+    """`calibrated` (the TFLite converter's calibrate-only output) with every activation's range clipped to its
+    percentile cut; never widened."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
     from tensorflow.lite.python import schema_py_generated as schema
 
@@ -85,24 +108,16 @@ def percentile_ranges(calibrated: bytes, calibration_pixels: np.ndarray, percent
         experimental_preserve_all_tensors=True,
     )
     input_index = interpreter.get_input_details()[0]["index"]
-    sizes = {detail["index"]: int(np.prod(detail["shape"][1:])) for detail in interpreter.get_tensor_details()}
-    images = len(calibration_pixels)
-    # The values cut off on each side: that many of the largest (smallest) are kept to find the cut exactly.
-    tails = {
-        index: _Tails(math.floor(images * sizes[index] * (100.0 - percentile) / 100.0) + 1)
-        for index in ranged
-        if sizes.get(index, 0) > 0
-    }
-    for start in range(0, images, BATCH_IMAGES):
-        batch = calibration_pixels[start : start + BATCH_IMAGES].astype(np.float32)
+
+    def activations(batch: np.ndarray) -> dict[int, np.ndarray]:
         interpreter.resize_tensor_input(input_index, list(batch.shape))
         interpreter.allocate_tensors()
         interpreter.set_tensor(input_index, batch)
         interpreter.invoke()
-        for index, tail in tails.items():
-            tail.add(interpreter.get_tensor(index).ravel().astype(np.float32, copy=False))
-    for index, tail in tails.items():
+        return {index: interpreter.get_tensor(index) for index in ranged}
+
+    cuts = percentile_cuts(activations, calibration_pixels, percentile)
+    for index, (low, high) in cuts.items():
         quantization = ranged[index]
-        low, high = tail.range()
         write_range(buffer, quantization, max(low, quantization.Min(0)), min(high, quantization.Max(0)))
     return bytes(buffer)
