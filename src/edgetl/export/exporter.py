@@ -118,7 +118,7 @@ class _Exporter:
         rungs = integer_rungs(
             self.options.calibration_samples,
             available,
-            export_format.calibration_methods,
+            export_format.methods(self.options),
             export_format.most_calibration_images,
         )
         float_allowed = self.options.int8_fallback == "float" and export_format.rank_layers is not None

@@ -20,7 +20,10 @@ if TYPE_CHECKING:
 
     from edgetl.export.calibration import CalibrationImages
 
-# The calibration methods the ONNX int8 ladder tries, by edgetl's name; percentile clips the rare extreme activations.
+# The calibration methods each int8 ladder tries, by edgetl's name, its first choice first; percentile clips the
+# rarest extreme activations (CALIBRATION_PERCENTILE). For the int8 TFLite file, by --quantizer: edgetl rewrites
+# the converter's calibrated ranges (export/activation_ranges.py); ai-edge-quantizer calibrates its own way.
+TFLITE_CALIBRATION_METHODS = {"converter": ("percentile", "minmax"), "ai-edge": ("minmax",)}
 ONNX_CALIBRATION_METHODS = ("minmax", "percentile")
 # onnxruntime's histogram calibrators (percentile) hold every calibration image's activations in memory at once
 # (gigabytes for a MobileNetV2 at 160 px and a few hundred images), so they calibrate on at most this many.
@@ -91,9 +94,9 @@ class ExportFormat:
     # with only TFLITE_BUILTINS_INT8 allowed, an op without an int8 kernel (e.g. SIN) is silently left in float
     # between DEQUANTIZE/QUANTIZE, so the written file is checked. ONNX QDQ graphs are mixed by design.
     integer_only: bool = False
-    # Calibrated formats: the calibration methods the ladder tries, the default first, and the most images a
-    # method may calibrate on.
-    calibration_methods: tuple[str, ...] = ("minmax",)
+    # Calibrated formats: the calibration methods the ladder tries, the default first (by quantizer, for a format
+    # --quantizer makes), and the most images a method may calibrate on.
+    calibration_methods: tuple[str, ...] | dict[str, tuple[str, ...]] = ("minmax",)
     most_calibration_images: dict[str, int] = field(default_factory=dict)
     # Calibrated formats: (model, inputs) -> layer names, most sensitive to int8 first, for float fallback.
     rank_layers: Callable | None = None
@@ -103,6 +106,12 @@ class ExportFormat:
     # The ExportOptions it reads besides min_agreement (every format's gate); an option given for formats that
     # all ignore it is refused (check_options), not silently dropped.
     takes: frozenset[str] = frozenset()
+
+    def methods(self, options: ExportOptions) -> tuple[str, ...]:
+        """The calibration methods the ladder tries under these options."""
+        if isinstance(self.calibration_methods, dict):
+            return self.calibration_methods[options.quantizer]
+        return self.calibration_methods
 
 
 # What every calibrated format reads.
@@ -134,7 +143,10 @@ def _tflite_int8(model, inputs: ConversionInputs):
         return quantize_int8_ai_edge(model, inputs.calibration_images, inputs.options.int8_io_type)
     from edgetl.export.tflite import convert_int8
 
-    return convert_int8(model, inputs.calibration_images, inputs.options.int8_io_type, inputs.recipe.float_layers)
+    recipe = inputs.recipe
+    return convert_int8(
+        model, inputs.calibration_images, inputs.options.int8_io_type, recipe.float_layers, recipe.method
+    )
 
 
 def _tflite_rank(model, inputs: ConversionInputs) -> list[str]:
@@ -142,7 +154,7 @@ def _tflite_rank(model, inputs: ConversionInputs) -> list[str]:
         return []  # ai-edge-quantizer's recipes take no float layers here
     from edgetl.export.tflite import rank_int8_sensitivity
 
-    return rank_int8_sensitivity(model, inputs.calibration_images, inputs.options.int8_io_type)
+    return rank_int8_sensitivity(model, inputs.calibration_images, inputs.options.int8_io_type, inputs.recipe.method)
 
 
 def _onnx_rank(model, inputs: ConversionInputs) -> list[str]:
@@ -194,6 +206,7 @@ FORMATS: dict[str, ExportFormat] = {
             calibrated=True,
             quantized_by="--quantizer",
             integer_only=True,
+            calibration_methods=TFLITE_CALIBRATION_METHODS,
             rank_layers=_tflite_rank,
             float_layers_keep_bias_correction=True,
             takes=CALIBRATED_OPTIONS | {"io_type", "quantizer"},

@@ -27,6 +27,9 @@ IO_TYPES = ("uint8", "int8", "float32")
 # is what MediaPipe Tasks, the TFLite Task Library and Android's ML Model Binding accept (they refuse int8 input);
 # ai-edge-quantizer writes int8 only.
 QUANTIZERS = {"converter": "uint8", "ai-edge": "int8"}
+# Percentile calibration (TFLite and ONNX alike) keeps each activation's range to the values all but this share
+# of the calibration activations lie within: the rarest extremes saturate, the common values get finer steps.
+CALIBRATION_PERCENTILE = 99.99
 # How many of the most sensitive layers are kept in float at each fallback rung.
 FLOAT_LAYER_STEPS = (1, 2, 4, 8, 16)
 # More calibration images are tried as one rung: this many times the requested sample, as far as the pool allows.

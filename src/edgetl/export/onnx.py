@@ -10,6 +10,7 @@ import numpy as np
 
 from edgetl.errors import MissingExtraError
 from edgetl.export.formats import ExportOptions
+from edgetl.export.int8 import CALIBRATION_PERCENTILE
 from edgetl.export.tflite import OpReport
 from edgetl.models.classifier import INPUT_NAME, OUTPUT_NAME
 
@@ -45,7 +46,6 @@ def _name_output(model_proto) -> None:
     output.name = OUTPUT_NAME
 
 
-PERCENTILE = 99.99
 # The min-max calibrator folds its images' activations into running ranges this many at a time.
 MINMAX_IMAGES_HELD = 32
 ACTIVATION_TYPE = "QUInt8"
@@ -104,7 +104,7 @@ class _Quantizer:
             calibrate_method=methods[self.method],
             nodes_to_exclude=list(float_nodes),
             extra_options=(
-                {"CalibPercentile": PERCENTILE}
+                {"CalibPercentile": CALIBRATION_PERCENTILE}
                 if self.method == "percentile"
                 else {"CalibMaxIntermediateOutputs": MINMAX_IMAGES_HELD}
             ),

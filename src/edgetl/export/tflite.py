@@ -9,13 +9,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgetl.errors import EdgetlError
-from edgetl.export.int8 import IO_TYPES
+from edgetl.export.activation_ranges import percentile_ranges, write_range
+from edgetl.export.formats import TFLITE_CALIBRATION_METHODS
+from edgetl.export.int8 import CALIBRATION_PERCENTILE, IO_TYPES
 
 # Every exported model takes raw pixels: the int8 file's input range is pinned to them, so its input quantisation
 # is exact (uint8: scale 1, zero point 0; int8: scale 1, zero point -128) whatever the calibration images held.
 RAW_PIXEL_RANGE = (0.0, 255.0)
 # Ops that only convert (float or uint8 <-> int8 at the edges, float16 weights to float32): not fallbacks.
 BOUNDARY_OPS = frozenset({"QUANTIZE", "DEQUANTIZE"})
+# How the converter's int8 may be calibrated: percentile (export/activation_ranges.py) or its own min-max.
+CALIBRATION_METHODS = TFLITE_CALIBRATION_METHODS["converter"]
 
 
 def _converter(model):
@@ -60,18 +64,21 @@ def _calibrating_converter(model, calibration_pixels: np.ndarray):
     return converter
 
 
-def _calibrated(model, calibration_pixels: np.ndarray) -> bytes:
-    """The float model with the activation ranges the calibration images give, not yet quantised, its input
-    range pinned to raw pixels."""
+def _calibrated(model, calibration_pixels: np.ndarray, method: str = CALIBRATION_METHODS[0]) -> bytes:
+    """The float model with the activation ranges the calibration images give (by `method`), not yet quantised,
+    its input range pinned to raw pixels."""
+    if method not in CALIBRATION_METHODS:
+        raise EdgetlError(f"TFLite calibration method {method!r}: unknown; one of {', '.join(CALIBRATION_METHODS)}")
     converter = _calibrating_converter(model, calibration_pixels)
     converter._experimental_calibrate_only = True  # the converter's own two steps, so a denylist can be given
-    return _pin_input_range(converter.convert(), RAW_PIXEL_RANGE)
+    calibrated = _pin_input_range(converter.convert(), RAW_PIXEL_RANGE)
+    if method == "percentile":
+        calibrated = percentile_ranges(calibrated, calibration_pixels, CALIBRATION_PERCENTILE)
+    return calibrated
 
 
 def _pin_input_range(calibrated: bytes, value_range: tuple[float, float]) -> bytes:
     """Overwrite the calibrated min/max of the model's inputs in place (one value each, per tensor)."""
-    import struct
-
     from tensorflow.lite.python import schema_py_generated as schema
 
     buffer = bytearray(calibrated)
@@ -80,9 +87,7 @@ def _pin_input_range(calibrated: bytes, value_range: tuple[float, float]) -> byt
         quantization = subgraph.Tensors(subgraph.Inputs(i)).Quantization()
         if quantization is None or quantization.MinLength() != 1 or quantization.MaxLength() != 1:
             raise EdgetlError("the calibrated TFLite model has no input range to pin; please report this")
-        table = quantization._tab
-        for field_offset, value in zip((4, 6), value_range, strict=True):  # QuantizationParameters.min, .max
-            struct.pack_into("<f", buffer, table.Vector(table.Offset(field_offset)), value)
+        write_range(buffer, quantization, *value_range)
     return bytes(buffer)
 
 
@@ -106,10 +111,14 @@ def _quantize(calibrated: bytes, io_type: str, float_layers: tuple[str, ...]) ->
 
 
 def convert_int8(
-    model, calibration_pixels: np.ndarray, io_type: str = IO_TYPES[0], float_layers: tuple[str, ...] = ()
+    model,
+    calibration_pixels: np.ndarray,
+    io_type: str = IO_TYPES[0],
+    float_layers: tuple[str, ...] = (),
+    method: str = CALIBRATION_METHODS[0],
 ) -> bytes:
-    """int8 weights (per channel) and activations; input and output of `io_type`; `float_layers` (output tensor
-    names of the float graph's ops) stay in float.
+    """int8 weights (per channel) and activations, calibrated by `method`; input and output of `io_type`;
+    `float_layers` (output tensor names of the float graph's ops) stay in float.
 
     The calibration pixels are raw 0-255 images, exactly what the model's input sees on a device. An op without an
     int8 kernel is left in float between DEQUANTIZE/QUANTIZE even when no layer is asked to be, so the exporter
@@ -117,7 +126,7 @@ def convert_int8(
     """
     if io_type not in IO_TYPES:
         raise EdgetlError(f"--io-type {io_type}: unknown; choose one of {', '.join(IO_TYPES)}")
-    return _quantize(_calibrated(model, calibration_pixels), io_type, float_layers)
+    return _quantize(_calibrated(model, calibration_pixels, method), io_type, float_layers)
 
 
 # The ops whose weights int8 rounds, and so the layers the fallback may keep in float.
@@ -126,11 +135,13 @@ WEIGHTED_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"})
 SENSITIVITY_IMAGES = 48
 
 
-def rank_int8_sensitivity(model, calibration_pixels: np.ndarray, io_type: str) -> list[str]:
+def rank_int8_sensitivity(
+    model, calibration_pixels: np.ndarray, io_type: str, method: str = CALIBRATION_METHODS[0]
+) -> list[str]:
     """The weighted layers, most sensitive to int8 first: each is kept in float alone, in turn, and ranked by how
     much closer that brings the int8 file's probabilities to the float model's (mean total variation on a few
     calibration images). Measured on the graph the converter writes, so ranking and fallback name the same ops."""
-    calibrated = _calibrated(model, calibration_pixels)
+    calibrated = _calibrated(model, calibration_pixels, method)
     images = calibration_pixels[:SENSITIVITY_IMAGES].astype(np.float32)
     reference = _predict(calibrated, images)
 
