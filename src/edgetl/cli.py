@@ -20,7 +20,7 @@ import click
 
 from edgetl import __version__, progress
 from edgetl.benchmark.settings import REMOTE_SAMPLE_IMAGES, BenchSettings, SshSettings
-from edgetl.config import CLASS_WEIGHTS, TrainConfig
+from edgetl.config import CACHES, CLASS_WEIGHTS, TrainConfig
 from edgetl.errors import EdgetlError, UsageError
 from edgetl.export.formats import FORMATS, ExportOptions, KerasFileOptions
 from edgetl.export.int8 import INT8_FALLBACKS, IO_TYPES, QUANTIZERS
@@ -290,7 +290,14 @@ def sample_data(out_dir: Path, per_class: int | None) -> None:
     "--feature-cache/--no-feature-cache",
     default=TrainConfig.feature_cache,
     show_default=True,
-    help="Stage 1 without --augment: compute the frozen backbone's features once (kept in memory).",
+    help="Stage 1 without --augment: compute the frozen backbone's features once (in memory, or on disk if many).",
+)
+@click.option(
+    "--cache",
+    type=click.Choice(CACHES),
+    default=TrainConfig.cache,
+    show_default=True,
+    help="Where decoded images are kept between epochs; auto: memory for small sets, else a file in RUN/cache/.",
 )
 @click.option("--augment", is_flag=True, help="Random flips, rotation, zoom, shifts, brightness, contrast.")
 @click.option(
@@ -332,8 +339,14 @@ def train(data: str | None, out: Path | None, resume: Path | None, overwrite: bo
             raise click.UsageError("give DATA and --out RUN (or --resume RUN)")
         with progress_shown(quiet):
             result = api.train(data, out, overwrite=overwrite, verbose=not quiet, **options)
-    config = result.run.read_config()
     counts = ", ".join(f"{name} {count}" for name, count in result.counts.items())
+    if not result.worker.chief:
+        click.echo(
+            f"worker {result.worker.index} of {result.worker.count} trained on its shard ({counts} images) in "
+            f"{result.seconds:.0f} s; the chief writes the run"
+        )
+        return
+    config = result.run.read_config()
     stages = " + ".join(f"{epochs}" for epochs in result.epochs.values() if epochs)
     timings = ", ".join(f"stage {name[-1]} {seconds:.1f} s" for name, seconds in result.stage_seconds.items())
     click.echo(

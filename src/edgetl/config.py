@@ -11,6 +11,9 @@ from edgetl.models.classifier import HeadConfig
 
 # How `--class-weight` weighs the classes in the loss: not at all, or each class the same in total.
 CLASS_WEIGHTS = ("none", "balanced")
+# Where `--cache` keeps decoded training pixels between epochs: "auto" chooses memory or disk by the estimated
+# size (edgetl.data.dataset.choose_cache); "none" decodes the files again every epoch.
+CACHES = ("auto", "memory", "disk", "none")
 
 
 @dataclass
@@ -40,8 +43,10 @@ class TrainConfig:
     fine_tune_from: str | None = None
     fine_tune_learning_rate: float | None = None
     class_weight: str = CLASS_WEIGHTS[0]
-    # Stage 1 without augmentation trains the head on backbone features computed once (held in memory).
+    # Stage 1 without augmentation trains the head on backbone features computed once (in memory, or on disk when
+    # they are many).
     feature_cache: bool = True
+    cache: str = CACHES[0]
     # Training-time augmentation (never in the saved model); a strength of 0 leaves that one out.
     augment: bool = False
     flip: str = "horizontal"

@@ -2,8 +2,9 @@
 
 import pytest
 
+from edgetl.errors import EdgetlError
 from edgetl.train import device
-from edgetl.train.device import plan_devices
+from edgetl.train.device import plan_devices, worker_role
 
 
 @pytest.mark.parametrize(
@@ -53,3 +54,31 @@ def test_set_up_cpu_keeps_float32_and_the_default_strategy(monkeypatch):
     assert setup.plan.strategy == "default" and setup.strategy is tf.distribute.get_strategy()
     assert keras.mixed_precision.global_policy().name == "float32"
     assert not setup.plan.jit_compile
+
+
+@pytest.mark.parametrize(
+    ("tf_config", "index", "count"),
+    [
+        (None, 0, 1),
+        ('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}', 1, 2),
+        ('{"cluster": {"chief": ["c:1"], "worker": ["a:1", "b:1"]}, "task": {"type": "chief", "index": 0}}', 0, 3),
+        ('{"cluster": {"chief": ["c:1"], "worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}', 1, 3),
+    ],
+)
+def test_worker_role_from_tf_config(tf_config, index, count):
+    role = worker_role(tf_config)
+    assert (role.index, role.count, role.chief) == (index, count, index == 0)
+
+
+@pytest.mark.parametrize(
+    ("tf_config", "message"),
+    [
+        ("{not json", "not a cluster and task"),
+        ('{"cluster": {"worker": ["a:1"]}}', "not a cluster and task"),
+        ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1}}', "task worker 1 is not in"),
+        ('{"cluster": {"ps": ["a:1"]}, "task": {"type": "ps", "index": 0}}', "runs as a chief or a worker"),
+    ],
+)
+def test_a_bad_tf_config_is_a_one_line_error(tf_config, message):
+    with pytest.raises(EdgetlError, match=message):
+        worker_role(tf_config)

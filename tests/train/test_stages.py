@@ -82,25 +82,43 @@ def test_head_model_shares_the_full_models_head(pretrained_model):
     assert not np.allclose(np.asarray(head(features)), before)
 
 
-@pytest.mark.parametrize("constant_weights", [True, False])
-def test_cached_features_then_head_give_the_full_models_output(pretrained_model, monkeypatch, constant_weights):
+@pytest.mark.parametrize(("constant_weights", "spilled"), [(True, False), (False, False), (True, True)])
+def test_cached_features_then_head_give_the_full_models_output(
+    pretrained_model, monkeypatch, tmp_path, constant_weights, spilled
+):
+    from edgetl.data.pipeline import RecordFile, StreamedSubset
+    from edgetl.train.features import features_dataset
+
     rng = np.random.default_rng(0)
     # Slices of 16 images at 32 px: three slices, the last one short, and a subset of one image; one trace.
     monkeypatch.setattr(features_module, "EXTRACTION_PIXELS", 16 * 32 * 32)
     if not constant_weights:  # as for a backbone of more weights than pay to be constants
         monkeypatch.setattr(features_module, "CONSTANT_WEIGHTS_MAX_BYTES", 0)
+    if spilled:  # features over the memory budget go to a file
+        monkeypatch.setattr(features_module, "FEATURE_MEMORY_BYTES", 0)
     sizes = (37, 1)
     subsets = [
-        DecodedSubset(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), np.zeros(n, np.int32), [], [])
+        DecodedSubset(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), np.arange(n, dtype=np.int32), [], [])
         for n in sizes
     ]
-    features = backbone_features(pretrained_model, subsets, batch_size=16)
-    assert [f.shape for f in features] == [(n, pretrained_model.get_layer("pool").output.shape[-1]) for n in sizes]
-    assert all(f.dtype == np.float32 for f in features)
+    # The pixels may be streamed: a subset is anything that reads pixels by index.
+    subsets[0] = StreamedSubset(subsets[0].labels, [], [], subsets[0].shape, subsets[0].read)
+    features = backbone_features(pretrained_model, subsets, batch_size=16, spill_folder=tmp_path)
+    assert all(isinstance(f, RecordFile) is spilled for f in features)
+    assert sorted(path.name for path in tmp_path.iterdir()) == (["features-0.f32", "features-1.f32"] if spilled else [])
+    width = pretrained_model.get_layer("pool").output.shape[-1]
     head = head_model(pretrained_model)
-    for subset, subset_features in zip(subsets, features, strict=True):
-        expected = np.asarray(pretrained_model(subset.pixels.astype("float32"), training=False))
-        np.testing.assert_allclose(np.asarray(head(subset_features, training=False)), expected, atol=1e-5)
+    for subset, subset_features, n in zip(subsets, features, sizes, strict=True):
+        rows = subset_features.read(np.arange(n)) if spilled else subset_features
+        assert rows.shape == (n, width) and len(subset_features) == n
+        assert rows.dtype == np.float32
+        expected = np.asarray(pretrained_model(subset.read(np.arange(n)).astype("float32"), training=False))
+        np.testing.assert_allclose(np.asarray(head(rows, training=False)), expected, atol=1e-5)
+        # The head trains on every row once an epoch, each with its own label, in or out of memory.
+        epoch = list(features_dataset(subset_features, subset.labels, batch_size=8, shuffle_seed=1))
+        labels = np.concatenate([y.numpy() for _, y in epoch])
+        assert sorted(labels) == list(range(n))
+        np.testing.assert_array_equal(np.concatenate([x.numpy() for x, _ in epoch]), rows[labels])
 
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_float16"])

@@ -46,6 +46,7 @@ def test_two_stages_skip_a_bad_file_and_report(digits, backbone_weights, tmp_pat
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["skipped_count"] == 1 and "broken.png" in metrics["skipped"][0]
     assert metrics["feature_cache"] is True and metrics["epochs"] == {"stage1": 1, "stage2": 1}
+    assert metrics["cache"] == "memory"  # --cache auto, for a set this small
     assert set(metrics["stage_seconds"]) == {"stage1", "stage2"} and min(metrics["stage_seconds"].values()) > 0
     history = json.loads((run / "history.json").read_text())
     assert len(history["stage1"]["loss"]) == 1 and len(history["stage2"]["val_loss"]) == 1
@@ -124,15 +125,20 @@ def test_npz_with_augmentation_keeps_it_out_of_the_model(digits, backbone_weight
 
 
 def test_no_feature_cache_runs_stage1_through_the_backbone(digits, backbone_weights, tmp_path, caplog):
+    """Here the decoded images stream from a file on disk, written once by the check of every file."""
     run = tmp_path / "run"
     with caplog.at_level(logging.WARNING):
-        result = invoke("train", digits, "--out", run, *tiny_args(backbone_weights), "--no-feature-cache")
+        result = invoke(
+            "train", digits, "--out", run, *tiny_args(backbone_weights), "--no-feature-cache", "--cache", "disk"
+        )
     assert result.exit_code == 0, result.output
     assert "cached features" not in result.output and "stage 1" in result.output
     assert not any("cannot be cached" in record.getMessage() for record in caplog.records)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["feature_cache"] is False and list(metrics["stage_seconds"]) == ["stage1"]
-    assert json.loads((run / "config.json").read_text())["feature_cache"] is False
+    assert metrics["cache"] == "disk" and not (run / "cache").exists()  # the cache file lives while the run trains
+    config = json.loads((run / "config.json").read_text())
+    assert config["feature_cache"] is False and config["cache"] == "disk"
 
 
 def test_overwrite_leaves_nothing_of_the_previous_model(digits, backbone_weights, tmp_path):

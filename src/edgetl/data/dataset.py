@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.data.folder import Example
-from edgetl.data.pipeline import DecodedSubset, decode_subset
+from edgetl.data.pipeline import MEMORY_CACHE_BYTES, DecodedSubset, StreamedSubset, check_subset
 from edgetl.data.split import SUBSETS, Split, stratified_order
 from edgetl.errors import DataError
 from edgetl.files import staged_folder
@@ -85,16 +85,52 @@ def resize_array(image: np.ndarray, image_size: int) -> np.ndarray:
 
 
 def decode_dataset_subset(dataset: Dataset, name: str, image_size: int) -> DecodedSubset:
-    """Model-sized pixels of one subset; bad files are skipped (and logged) by `decode_subset`."""
+    """Model-sized pixels of one subset, all in memory; bad files are skipped (and logged) by `decode_subset`."""
+    return stream_dataset_subset(dataset, name, image_size, "memory")
+
+
+def choose_cache(cache: str, dataset: Dataset, image_size: int) -> str:
+    """--cache as it will be done: "auto" is memory while all decoded pixels fit MEMORY_CACHE_BYTES, else disk.
+    An array layout's images are in memory already: resizing a batch when it is read costs little, and a resized
+    copy would be a second full copy, so there "auto" reads the arrays ("none")."""
+    if cache != "auto":
+        return cache
+    if dataset.split is None:
+        return "none"
+    decoded_bytes = sum(dataset.counts().values()) * image_size * image_size * 3
+    return "memory" if decoded_bytes <= MEMORY_CACHE_BYTES else "disk"
+
+
+def stream_dataset_subset(
+    dataset: Dataset,
+    name: str,
+    image_size: int,
+    cache: str,
+    cache_folder: Path | None = None,
+    shard: tuple[int, int] = (0, 1),
+) -> DecodedSubset | StreamedSubset:
+    """One subset checked and cached as `cache` (not "auto": see `choose_cache`) for training; `shard` = (index,
+    count) keeps every count-th image from the index-th, so that each of several workers reads only its own."""
+    index, count = shard
     if dataset.split is not None:
-        return decode_subset(dataset.split.subset(name), image_size, what=f"{name} images")
-    subset = dataset.arrays[name]
-    pixels = np.zeros((len(subset), image_size, image_size, 3), dtype=np.uint8)
-    with step(f"resizing {name} images", total=len(subset)) as resizing:
-        for index, image in enumerate(subset.images):
-            pixels[index] = resize_array(image, image_size)
-            resizing.advance()
-    return DecodedSubset(pixels, np.asarray(subset.labels, dtype=np.int32), [], [])
+        examples = dataset.split.subset(name)[index::count]
+        cache_file = None if cache_folder is None else Path(cache_folder) / f"{name}-{index}.pixels"
+        return check_subset(examples, image_size, cache, cache_file, what=f"{name} images")
+    arrays = dataset.arrays[name]
+    chosen = np.arange(len(arrays))[index::count]
+    labels = np.asarray(arrays.labels, dtype=np.int32)[chosen]
+    if cache == "memory":
+        pixels = np.zeros((len(chosen), image_size, image_size, 3), dtype=np.uint8)
+        with step(f"resizing {name} images", total=len(chosen)) as resizing:
+            for row, position in enumerate(chosen):
+                pixels[row] = resize_array(arrays.images[position], image_size)
+                resizing.advance()
+        return DecodedSubset(pixels, labels, [], [])
+
+    def read(indices: np.ndarray) -> np.ndarray:
+        return np.stack([resize_array(arrays.images[chosen[int(i)]], image_size) for i in indices])
+
+    return StreamedSubset(labels, [], [], (image_size, image_size, 3), read)
 
 
 def safe_folder_name(name: str) -> str:

@@ -7,9 +7,12 @@ or compile time for nothing. The output layer is float32 in every model (see mod
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
+
+from edgetl.errors import EdgetlError
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,44 @@ def plan_devices(gpus: int, tf_config: str | None) -> DevicePlan:
         strategy = "default"
     on_gpu = gpus > 0
     return DevicePlan(strategy=strategy, gpus=gpus, mixed_precision=on_gpu, jit_compile=on_gpu)
+
+
+@dataclass(frozen=True)
+class WorkerRole:
+    """This process's place among the machines training one model (TF_CONFIG), or the only one.
+
+    The chief (index 0: the "chief" task, else worker 0) alone writes the run; every worker reads only its shard
+    of the images, the ones at index, index + count, ...
+    """
+
+    index: int = 0
+    count: int = 1
+
+    @property
+    def chief(self) -> bool:
+        return self.index == 0
+
+
+def worker_role(tf_config: str | None) -> WorkerRole:
+    """Read this process's role from TF_CONFIG's cluster ("chief" and "worker" tasks) and task."""
+    if not tf_config:
+        return WorkerRole()
+    try:
+        config = json.loads(tf_config)
+        cluster, task = config["cluster"], config["task"]
+        chiefs, workers = list(cluster.get("chief", [])), list(cluster.get("worker", []))
+        kind, index = task["type"], int(task["index"])
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
+        raise EdgetlError(
+            f"TF_CONFIG {tf_config!r}: not a cluster and task as MultiWorkerMirroredStrategy reads them "
+            f"({type(error).__name__}: {error}); see the README's section on several machines"
+        ) from None
+    if kind not in ("chief", "worker") or not 0 <= index < len(chiefs if kind == "chief" else workers):
+        raise EdgetlError(
+            f"TF_CONFIG: task {kind} {index} is not in the cluster's chief or worker tasks "
+            f"({len(chiefs)} chief, {len(workers)} worker); edgetl train runs as a chief or a worker"
+        )
+    return WorkerRole(index if kind == "chief" else len(chiefs) + index, len(chiefs) + len(workers))
 
 
 @dataclass

@@ -4,9 +4,19 @@ the trained head, because the head model is made of the full model's own head la
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
 import numpy as np
 
-from edgetl.data.pipeline import DecodedSubset, to_dataset
+from edgetl.data.pipeline import (
+    DecodedSubset,
+    RecordFile,
+    StreamedSubset,
+    indexed_batches,
+    per_worker_options,
+    to_dataset,
+)
 from edgetl.models.classifier import POOL_LAYER_NAME
 from edgetl.progress import step
 
@@ -19,15 +29,32 @@ EXTRACTION_PIXELS = 256 * 96 * 96
 # and first run: small backbones (MobileNetV2, EfficientNetB0) gain more than the copy costs, large ones (VGG16,
 # Xception, ResNet50V2) do not. Above this size the backbone runs on its variables.
 CONSTANT_WEIGHTS_MAX_BYTES = 32 * 2**20
+# A subset's features stay in memory up to this many bytes and are spilled to a file above it. Features are small
+# (MobileNetV2's 1,280 floats are 5 KB an image against 150 KB of pixels at 224 px), so the budget holds about
+# 200,000 images' worth: training the head reads them every step, and from memory is fastest, while past the
+# budget memory would grow with the dataset again.
+FEATURE_MEMORY_BYTES = 2**30
+
+Features = np.ndarray | RecordFile
 
 
-def backbone_features(model, subsets: list[DecodedSubset], batch_size: int) -> list[np.ndarray]:
-    """The pooled backbone output of each subset.
+def is_multi_worker(strategy) -> bool:
+    import tensorflow as tf
+
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def backbone_features(
+    model, subsets: list[DecodedSubset | StreamedSubset], batch_size: int, spill_folder: Path | None = None
+) -> list[Features]:
+    """The pooled backbone output of each subset: an array, or a RecordFile in `spill_folder` when over
+    FEATURE_MEMORY_BYTES.
 
     One tf.function with an open batch dimension serves every subset and the short last batches, so the
-    backbone is traced once; the pixels are already decoded in memory and go in by slices. Keras' predict
-    would trace again for each new batch shape and feed a tf.data pipeline: on a small dataset that overhead
-    is about as long as the pass itself. With several replicas, predict spreads the batches over them.
+    backbone is traced once; the pixels go in by slices, the next slice read while this one is computed. Keras'
+    predict would trace again for each new batch shape and feed a tf.data pipeline: on a small dataset that
+    overhead is about as long as the pass itself. With several replicas on one machine, predict spreads the
+    batches over them; with several machines each worker computes its own shard's features here, alone.
     """
     import keras
     import tensorflow as tf
@@ -35,25 +62,35 @@ def backbone_features(model, subsets: list[DecodedSubset], batch_size: int) -> l
     extractor = keras.Model(model.inputs, model.get_layer(POOL_LAYER_NAME).output)
     height, width = model.input_shape[1:3]
     chunk = max(batch_size, EXTRACTION_PIXELS // (height * width))
-    if model.distribute_strategy.num_replicas_in_sync > 1:
+    strategy = model.distribute_strategy
+    if strategy.num_replicas_in_sync > 1 and not is_multi_worker(strategy):
         return [np.asarray(extractor.predict(to_dataset(s, chunk), verbose=0), np.float32) for s in subsets]
+    feature_shape = tuple(extractor.output_shape[1:])
     total = sum(len(subset.labels) for subset in subsets)
-    with step("computing backbone features", total=total) as computing:
+    results: list[Features] = []
+    with step("computing backbone features", total=total) as computing, ThreadPoolExecutor(1) as reader:
         extract = inference_function(extractor)
-
-        def features(pixels: np.ndarray) -> np.ndarray:
-            computed = extract(tf.constant(pixels, tf.float32)).numpy().astype(np.float32)
-            computing.advance(len(pixels))
-            return computed
-
-        empty = np.zeros((0, *extractor.output_shape[1:]), np.float32)
-        return [
-            np.concatenate(
-                [empty]
-                + [features(subset.pixels[start : start + chunk]) for start in range(0, len(subset.labels), chunk)]
-            )
-            for subset in subsets
-        ]
+        for number, subset in enumerate(subsets):
+            count = len(subset.labels)
+            spill = spill_folder is not None and count * int(np.prod(feature_shape)) * 4 > FEATURE_MEMORY_BYTES
+            if spill:
+                kept: Features = RecordFile(Path(spill_folder) / f"features-{number}.f32", feature_shape, np.float32)
+            else:
+                kept = np.empty((count, *feature_shape), np.float32)
+            starts = range(0, count, chunk)
+            pending = reader.submit(subset.read, np.arange(0, min(chunk, count))) if count else None
+            for start in starts:
+                pixels = pending.result()
+                if start + chunk < count:
+                    pending = reader.submit(subset.read, np.arange(start + chunk, min(start + 2 * chunk, count)))
+                computed = extract(tf.constant(pixels, tf.float32)).numpy().astype(np.float32)
+                if spill:
+                    kept.append(computed)
+                else:
+                    kept[start : start + len(computed)] = computed
+                computing.advance(len(computed))
+            results.append(kept.finish() if spill else kept)
+    return results
 
 
 def inference_function(model):
@@ -112,10 +149,27 @@ def head_model(model):
     return keras.Model(features, x, name="head")
 
 
-def features_dataset(features: np.ndarray, labels: np.ndarray, batch_size: int, shuffle_seed: int | None = None):
+def features_dataset(features: Features, labels: np.ndarray, batch_size: int, shuffle_seed: int | None = None):
+    """Batches of (features, labels), in a fresh order each epoch when seeded. Features in memory are one tensor
+    gathered by shuffled indices inside the graph (no copy in a shuffle buffer, no Python per step); spilled ones
+    are read from their file a batch at a time."""
     import tensorflow as tf
 
-    dataset = tf.data.Dataset.from_tensor_slices((features, labels))
+    count = len(labels)
+    if isinstance(features, RecordFile):
+        label_array = np.asarray(labels)
+
+        def load(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return features.read(indices), label_array[indices]
+
+        specs = (
+            tf.TensorSpec([None, *features.shape], tf.float32),
+            tf.TensorSpec([None], tf.as_dtype(label_array.dtype)),
+        )
+        return indexed_batches(count, batch_size, shuffle_seed, load, specs).prefetch(tf.data.AUTOTUNE)
+    feature_tensor, label_tensor = tf.constant(features), tf.constant(labels)
+    indices = tf.data.Dataset.range(count)
     if shuffle_seed is not None:
-        dataset = dataset.shuffle(len(labels), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        indices = indices.shuffle(count, seed=shuffle_seed, reshuffle_each_iteration=True)
+    dataset = indices.batch(batch_size).map(lambda i: (tf.gather(feature_tensor, i), tf.gather(label_tensor, i)))
+    return dataset.with_options(per_worker_options()).prefetch(tf.data.AUTOTUNE)

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,14 +20,15 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.config import CLASS_WEIGHTS, TrainConfig
-from edgetl.data.dataset import Dataset, decode_dataset_subset, write_array_files
+from edgetl.data.dataset import Dataset, choose_cache, stream_dataset_subset, write_array_files
 from edgetl.data.layouts import ARRAY_LAYOUTS, LayoutOptions, read_dataset
-from edgetl.data.pipeline import DecodedSubset, to_dataset
+from edgetl.data.pipeline import DecodedSubset, StreamedSubset, to_dataset
 from edgetl.data.split import SUBSETS
 from edgetl.errors import DataError, EdgetlError, MissingExtraError, TrainingInterrupted
 from edgetl.files import atomic_write, temporary_sibling
 from edgetl.models.backbones import BackboneSpec, get_backbone
 from edgetl.models.classifier import HeadConfig, build_classifier
+from edgetl.progress import step
 from edgetl.run import RunDir
 from edgetl.runtime.metadata import ModelMetadata
 from edgetl.tfquiet import import_tensorflow_quietly
@@ -39,11 +41,15 @@ from edgetl.train.checkpoint import (
     read_state,
     save_checkpoint,
 )
+from edgetl.train.device import WorkerRole, worker_role
 
 log = logging.getLogger(__name__)
 
 REPORT_DIR = "report"
 ARRAY_DATA_DIR = "data"
+CACHE_DIR = "cache"  # decoded pixels and spilled features while the run trains; removed when it ends
+
+Subset = DecodedSubset | StreamedSubset
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,8 @@ class TrainResult:
     feature_cache: bool
     seconds: float
     stage_seconds: dict[str, float]  # wall time of each stage trained in this process, tracing included
+    cache: str = "memory"  # where decoded pixels were kept: memory, disk or none
+    worker: WorkerRole = WorkerRole()  # counts are this worker's shard when there are several
 
     @property
     def epochs_run(self) -> int:
@@ -118,45 +126,79 @@ def clear_previous(run: RunDir) -> None:
             shutil.rmtree(folder)
 
 
-def decode_all(dataset: Dataset, image_size: int) -> dict[str, DecodedSubset]:
-    decoded = {name: decode_dataset_subset(dataset, name, image_size) for name in SUBSETS}
-    for name, subset in decoded.items():
-        if len(subset.labels) == 0:
-            raise DataError(f"{dataset.source}: no {name} image could be decoded")
-    return decoded
+def stream_all(dataset: Dataset, image_size: int, cache: str, folder: Path, role: WorkerRole) -> dict[str, Subset]:
+    """Check and cache each subset: train and validation as this worker's shard; test (the chief's evaluation)
+    whole, and only on the chief."""
+    subsets = {}
+    for name in SUBSETS:
+        if name == "test" and not role.chief:
+            continue
+        shard = (role.index, role.count) if name != "test" else (0, 1)
+        subsets[name] = stream_dataset_subset(dataset, name, image_size, cache, folder, shard)
+        if len(subsets[name].labels) == 0:
+            where = f" in worker {role.index}'s shard" if role.count > 1 else ""
+            raise DataError(f"{dataset.source}: no {name} image could be decoded{where}")
+    return subsets
+
+
+def work_run(run: RunDir, role: WorkerRole) -> RunDir:
+    """Where this process writes: the run for the chief; for another worker, a temporary folder of its own (its
+    checkpoints are never read: only the chief's state is the run's), removed when training ends."""
+    if role.chief:
+        return run
+    return RunDir(Path(tempfile.mkdtemp(prefix=f"edgetl-worker{role.index}-")))
 
 
 def train(config: TrainConfig, out: Path, overwrite: bool = False, verbose: bool = True) -> TrainResult:
     started = time.perf_counter()
+    role = worker_role(os.environ.get("TF_CONFIG"))
     spec = check_config(config)
     run = RunDir(Path(out))
-    check_output(run, overwrite)
-    dataset = read_dataset(config.data_dir, config.layout, layout_options(config))
+    if role.chief:
+        check_output(run, overwrite)
+    with step("listing images"):
+        dataset = read_dataset(config.data_dir, config.layout, layout_options(config))
     config = replace(config, layout=dataset.layout)
-    decoded = decode_all(dataset, config.image_size)
-
-    run.path.mkdir(parents=True, exist_ok=True)
-    if overwrite:
-        clear_previous(run)
-    split = dataset.split or write_array_files(dataset, run.path / ARRAY_DATA_DIR, config.seed)
-    metadata = ModelMetadata(
-        labels=dataset.class_names,
-        input_size=(config.image_size, config.image_size),
-        normalization=spec.normalization,
-        backbone=spec.name,
-    )
-    # Everything a resume needs is written before the first epoch.
-    atomic_write(run.config, config.to_json())
-    atomic_write(run.labels, "\n".join(dataset.class_names) + "\n")
-    atomic_write(run.preprocessing, metadata.to_json())
-    atomic_write(run.split, split.to_json())
-    return run_training(config, spec, run, dataset, decoded, None, verbose, started)
+    run = work_run(run, role)
+    existed = run.path.exists()
+    cache = choose_cache(config.cache, dataset, config.image_size)
+    log.info("decoded images kept in %s (--cache %s)", cache, config.cache)
+    shutil.rmtree(run.path / CACHE_DIR, ignore_errors=True)  # left by a run that was killed
+    try:
+        decoded = stream_all(dataset, config.image_size, cache, run.path / CACHE_DIR, role)
+        run.path.mkdir(parents=True, exist_ok=True)
+        if overwrite and role.chief:
+            clear_previous(run)
+        if role.chief:
+            split = dataset.split or write_array_files(dataset, run.path / ARRAY_DATA_DIR, config.seed)
+            metadata = ModelMetadata(
+                labels=dataset.class_names,
+                input_size=(config.image_size, config.image_size),
+                normalization=spec.normalization,
+                backbone=spec.name,
+            )
+            # Everything a resume needs is written before the first epoch.
+            atomic_write(run.config, config.to_json())
+            atomic_write(run.labels, "\n".join(dataset.class_names) + "\n")
+            atomic_write(run.preprocessing, metadata.to_json())
+            atomic_write(run.split, split.to_json())
+        return run_training(config, spec, run, dataset, decoded, None, verbose, started, cache, role)
+    finally:
+        shutil.rmtree(run.path / CACHE_DIR, ignore_errors=True)
+        if not role.chief:
+            shutil.rmtree(run.path, ignore_errors=True)
+        elif not existed and run.path.is_dir() and not any(run.path.iterdir()):
+            run.path.rmdir()  # the data failed its checks before anything of the run was written
 
 
 def resume(path: Path, verbose: bool = True) -> TrainResult:
     """Continue an interrupted run from its last completed epoch, with the data, split and flags it recorded."""
     started = time.perf_counter()
     run = RunDir(Path(path))
+    if worker_role(os.environ.get("TF_CONFIG")).count > 1:
+        raise EdgetlError(
+            f"{run.path}: --resume runs on one machine (the other workers' state is not kept); unset TF_CONFIG"
+        )
     if not run.path.is_dir():
         raise EdgetlError(f"{run.path}: no such run directory to resume")
     if run.model.exists():
@@ -175,7 +217,13 @@ def resume(path: Path, verbose: bool = True) -> TrainResult:
         split = run.read_split()
         dataset = Dataset(config.layout, config.data_dir, split.class_names, split=split)
     log.info("resuming %s at stage %d after epoch %d", run.path, state.stage, state.epoch)
-    return run_training(config, spec, run, dataset, decode_all(dataset, config.image_size), state, verbose, started)
+    cache = choose_cache(config.cache, dataset, config.image_size)
+    shutil.rmtree(run.path / CACHE_DIR, ignore_errors=True)  # left by the interrupted run
+    try:
+        decoded = stream_all(dataset, config.image_size, cache, run.path / CACHE_DIR, WorkerRole())
+        return run_training(config, spec, run, dataset, decoded, state, verbose, started, cache, WorkerRole())
+    finally:
+        shutil.rmtree(run.path / CACHE_DIR, ignore_errors=True)
 
 
 def balanced_class_weight(labels: np.ndarray, num_classes: int) -> dict[int, float]:
@@ -189,10 +237,12 @@ def run_training(
     spec: BackboneSpec,
     run: RunDir,
     dataset: Dataset,
-    decoded: dict[str, DecodedSubset],
+    decoded: dict[str, Subset],
     state: CheckpointState | None,
     verbose: bool,
     started: float,
+    cache: str,
+    role: WorkerRole,
 ) -> TrainResult:
     import_tensorflow_quietly()
     import keras
@@ -201,8 +251,18 @@ def run_training(
     from edgetl.train.device import set_up_devices
     from edgetl.train.stages import StagePlan, fit_stage1, fit_stage2
 
-    keras.utils.set_random_seed(config.seed)
+    # The strategy first: MultiWorkerMirroredStrategy must be made before TensorFlow runs anything else.
     devices = set_up_devices()
+    keras.utils.set_random_seed(config.seed)
+    if role.count > 1:
+        log.info(
+            "worker %d of %d: training on its shard of %d training and %d validation images; writing to %s",
+            role.index,
+            role.count,
+            len(decoded["train"].labels),
+            len(decoded["validation"].labels),
+            run.path,
+        )
 
     def build(weights: str):
         return build_classifier(
@@ -238,6 +298,7 @@ def run_training(
         jit_compile=devices.plan.jit_compile,
         verbose=verbose,
         resumed=state,
+        cache_folder=run.path / CACHE_DIR,
     )
     feature_cache = False
     stage_seconds: dict[str, float] = {}
@@ -264,9 +325,20 @@ def run_training(
             f"{run.path}: training interrupted; stage {saved.stage} epoch {saved.epoch} is saved: "
             f"continue with `edgetl train --resume {run.path}`"
         ) from None
-    if devices.plan.mixed_precision:
+    if not role.chief:
+        counts = {name: len(subset.labels) for name, subset in decoded.items()}
+        epochs = {stage: len(rows.get("loss", [])) for stage, rows in history.items()}
+        log.info("worker %d of %d: finished %s epochs; the chief writes the run", role.index, role.count, epochs)
+        skipped = sum(len(subset.skipped) for subset in decoded.values())
+        return TrainResult(
+            run, dataset.class_names, dataset.layout, float("nan"), counts, skipped, epochs, feature_cache,
+            time.perf_counter() - started, stage_seconds, cache, role,
+        )  # fmt: skip
+    if devices.plan.mixed_precision or role.count > 1:
+        # Several workers: the chief evaluates and saves a copy outside the strategy, so that nothing it does
+        # now waits for the others' collective operations.
         model = float32_copy(model, build)
-    return finish_run(config, run, model, dataset, decoded, history, feature_cache, stage_seconds, started)
+    return finish_run(config, run, model, dataset, decoded, history, feature_cache, stage_seconds, started, cache)
 
 
 def float32_copy(model, build):
@@ -285,11 +357,12 @@ def finish_run(
     run: RunDir,
     model,
     dataset: Dataset,
-    decoded: dict[str, DecodedSubset],
+    decoded: dict[str, Subset],
     history: dict,
     feature_cache: bool,
     stage_seconds: dict[str, float],
     started: float,
+    cache: str = "memory",
 ) -> TrainResult:
     from edgetl.train.reports import write_reports
 
@@ -299,7 +372,7 @@ def finish_run(
     test_accuracy = float(np.mean(predicted == test.labels))
     picked = probabilities[np.arange(len(test.labels)), test.labels]
     test_loss = float(-np.mean(np.log(np.clip(picked, 1e-12, 1.0))))
-    report = write_reports(run.path / REPORT_DIR, test.pixels, test.labels, probabilities, dataset.class_names, history)
+    report = write_reports(run.path / REPORT_DIR, test.read, test.labels, probabilities, dataset.class_names, history)
     counts = {name: len(subset.labels) for name, subset in decoded.items()}
     skipped = [str(error) for subset in decoded.values() for error in subset.skipped]
     epochs = {stage: len(rows.get("loss", [])) for stage, rows in history.items()}
@@ -316,6 +389,7 @@ def finish_run(
                 "images": counts,
                 "epochs": epochs,
                 "feature_cache": feature_cache,
+                "cache": cache,
                 "stage_seconds": stage_seconds,
                 "skipped_count": len(skipped),
                 "skipped": skipped,
@@ -342,4 +416,5 @@ def finish_run(
         feature_cache=feature_cache,
         seconds=time.perf_counter() - started,
         stage_seconds=stage_seconds,
+        cache=cache,
     )

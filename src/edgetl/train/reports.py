@@ -90,12 +90,13 @@ def training_curves_png(history: dict[str, dict[str, list[float]]]) -> bytes:
     return _png(figure)
 
 
-def prediction_grid_png(pixels: np.ndarray, true: np.ndarray, predicted: np.ndarray, class_names: list[str]) -> bytes:
+def prediction_grid_png(read_pixels, true: np.ndarray, predicted: np.ndarray, class_names: list[str]) -> bytes:
     from matplotlib.figure import Figure
 
     # Mistakes first: they are what a reader looks at the grid for.
     order = np.concatenate([np.flatnonzero(true != predicted), np.flatnonzero(true == predicted)])[:GRID_IMAGES]
-    pixels, true, predicted = pixels[order], true[order], predicted[order]
+    # Only the shown images are read: the test set may be streamed from files.
+    pixels, true, predicted = read_pixels(order), true[order], predicted[order]
     count = len(order)
     columns = min(5, max(1, count))
     rows = max(1, -(-count // columns))
@@ -115,7 +116,7 @@ def prediction_grid_png(pixels: np.ndarray, true: np.ndarray, predicted: np.ndar
 
 def write_reports(
     folder: Path,
-    pixels: np.ndarray,
+    read_pixels,  # indices -> (n, height, width, 3) uint8 test images
     true: np.ndarray,
     probabilities: np.ndarray,
     class_names: list[str],
@@ -127,5 +128,5 @@ def write_reports(
     atomic_write(folder / "classification_report.txt", as_text)
     atomic_write(folder / "confusion_matrix.png", confusion_matrix_png(true, predicted, class_names))
     atomic_write(folder / "training_curves.png", training_curves_png(history))
-    atomic_write(folder / "test_predictions.png", prediction_grid_png(pixels, true, predicted, class_names))
+    atomic_write(folder / "test_predictions.png", prediction_grid_png(read_pixels, true, predicted, class_names))
     return ReportFiles(folder, as_dict["macro avg"]["f1-score"], as_dict["weighted avg"]["f1-score"])

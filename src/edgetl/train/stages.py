@@ -3,16 +3,18 @@ and reduce-on-plateau, and checkpoints the full model after every epoch."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from edgetl.config import TrainConfig
-from edgetl.data.pipeline import DecodedSubset, to_dataset
+from edgetl.data.pipeline import DecodedSubset, StreamedSubset, to_dataset
 from edgetl.models.finetune import unfreeze_top
 from edgetl.run import RunDir
 from edgetl.train.callbacks import EARLY_STOPPING, stage_callbacks
 from edgetl.train.checkpoint import CheckpointState, load_checkpoint, load_optimizer
-from edgetl.train.features import backbone_features, features_dataset, head_model
+from edgetl.train.features import backbone_features, features_dataset, head_model, is_multi_worker
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +31,14 @@ class StagePlan:
     config: TrainConfig
     run: RunDir
     model: object  # the full keras.Model
-    decoded: dict[str, DecodedSubset]
+    decoded: dict[str, DecodedSubset | StreamedSubset]  # each worker's own shard of train and validation
     history: dict[str, dict[str, list[float]]]
     class_weight: dict[int, float] | None
     augmenter: object | None  # keras.Sequential of random layers, applied in tf.data
     jit_compile: bool
     verbose: bool
     resumed: CheckpointState | None = None  # the checkpoint an interrupted run continues from
+    cache_folder: Path | None = None  # where features too large for memory are spilled
 
 
 def _compile(model, learning_rate: float, jit_compile: bool, steps_per_execution: int = 1) -> None:
@@ -65,6 +68,41 @@ def _build_training_state(fitted, train_data) -> None:
             symbolic_build(data_batch=train_data.element_spec)
 
 
+@contextlib.contextmanager
+def _keras_multi_worker_fixes(fitted):
+    """Let Keras 3's fit run under MultiWorkerMirroredStrategy, which it fails on twice (keras-team/keras#20585).
+
+    Before the first step, fit builds the training state from a first batch averaged over the replicas, which
+    cannot be done outside a tf.function across workers; `_build_training_state` has built it from the data's
+    shapes already, so that build is skipped. And every step averages each replica's scalar logs along an axis 0
+    they do not have; they are averaged over the replicas instead, as MirroredStrategy does on one machine.
+    Both are undone when the fit ends.
+    """
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import trainer
+
+    keras_reduce = trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction not in ("auto", "mean"):
+            return keras_reduce(values, strategy, reduction)
+
+        def mean(value):
+            if isinstance(value, tf.distribute.DistributedValues):
+                return strategy.reduce("MEAN", value, axis=None)
+            return value
+
+        return tf.nest.map_structure(mean, values)
+
+    trainer.reduce_per_replica = reduce_per_replica
+    fitted._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    try:
+        yield
+    finally:
+        trainer.reduce_per_replica = keras_reduce
+        del fitted._maybe_symbolic_build
+
+
 def _fit(plan: StagePlan, fitted, train_data, validation_data, stage: int, initial_epoch: int, epochs: int) -> None:
     """Fit `fitted` (the full model, or the head on cached features); a stage resumed mid-way (initial_epoch > 0)
     gets back its optimizer's state and its callbacks' counters."""
@@ -73,16 +111,18 @@ def _fit(plan: StagePlan, fitted, train_data, validation_data, stage: int, initi
     if resumed is not None:
         load_optimizer(plan.run, fitted, resumed)
     callbacks = stage_callbacks(plan.config, plan.run, plan.model, fitted, stage, plan.history, resumed, plan.verbose)
-    fitted.fit(
-        train_data,
-        validation_data=validation_data,
-        epochs=epochs,
-        initial_epoch=initial_epoch,
-        class_weight=plan.class_weight,
-        shuffle=False,  # the tf.data pipeline shuffles (seeded); Keras would only warn that it cannot
-        callbacks=callbacks,
-        verbose=2 if plan.verbose else 0,
-    )
+    multi_worker = is_multi_worker(fitted.distribute_strategy)
+    with _keras_multi_worker_fixes(fitted) if multi_worker else contextlib.nullcontext():
+        fitted.fit(
+            train_data,
+            validation_data=validation_data,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            class_weight=plan.class_weight,
+            shuffle=False,  # the tf.data pipeline shuffles (seeded); Keras would only warn that it cannot
+            callbacks=callbacks,
+            verbose=2 if plan.verbose else 0,
+        )
 
 
 def _stage_already_over(plan: StagePlan, initial_epoch: int, epochs: int) -> bool:
@@ -111,7 +151,7 @@ def fit_stage1(plan: StagePlan, initial_epoch: int = 0) -> bool:
     if can_cache_features(plan):
         log.info("stage 1: computing the frozen backbone's features once, then training the head on them")
         train_features, validation_features = backbone_features(
-            plan.model, [plan.decoded["train"], plan.decoded["validation"]], config.batch_size
+            plan.model, [plan.decoded["train"], plan.decoded["validation"]], config.batch_size, plan.cache_folder
         )
         # In the full model's strategy scope: its variables are mirrored over the replicas, and so the head's.
         strategy = plan.model.distribute_strategy
