@@ -155,7 +155,8 @@ def mobilenet_224(work: Path) -> Path:
     labels = work / "labels10.txt"
     labels.write_text("\n".join(f"class{i}" for i in range(10)) + "\n")
     crops = work / "crops224"
-    write_natural_crops(crops, 120, size=224, seed=5)
+    if not crops.exists():
+        write_natural_crops(crops, 120, size=224, seed=5)
     edgetl("export", model, "--labels", labels, "--calibration", crops, "--int8", "--min-agreement", 0, "--out", out,
            "--calibration-samples", 100)  # fmt: skip
     return out / "exports"
