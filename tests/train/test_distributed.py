@@ -24,18 +24,18 @@ gpus = int(gpus)
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-from edgetl.train import device
+from edgetl.train import strategy
 
-planned = device.plan_devices(gpus, None)
+planned = strategy.plan_devices(gpus, None)
 # XLA is left out with several replicas: on logical CPUs it cannot reach the other replica's variables.
-device.plan_devices = lambda found, tf_config: device.DevicePlan(
+strategy.plan_devices = lambda found, tf_config: strategy.DevicePlan(
     planned.strategy, gpus, planned.mixed_precision, planned.jit_compile and gpus == 1
 )
 Mirrored = tf.distribute.MirroredStrategy
 tf.distribute.MirroredStrategy = lambda: Mirrored(["/cpu:0", "/cpu:1"])
 setups = []
-set_up_devices = device.set_up_devices
-device.set_up_devices = lambda: setups.append(set_up_devices()) or setups[-1]
+set_up_devices = strategy.set_up_devices
+strategy.set_up_devices = lambda: setups.append(set_up_devices()) or setups[-1]
 
 from pathlib import Path
 from edgetl.config import TrainConfig

@@ -41,7 +41,7 @@ from edgetl.train.checkpoint import (
     read_state,
     save_checkpoint,
 )
-from edgetl.train.device import WorkerRole, worker_role
+from edgetl.train.strategy import WorkerRole, worker_role
 
 log = logging.getLogger(__name__)
 
@@ -248,8 +248,8 @@ def run_training(
     import keras
 
     from edgetl.train.augment import build_augmenter
-    from edgetl.train.device import set_up_devices
     from edgetl.train.stages import StagePlan, fit_stage1, fit_stage2
+    from edgetl.train.strategy import set_up_devices
 
     # The strategy first: MultiWorkerMirroredStrategy must be made before TensorFlow runs anything else.
     devices = set_up_devices()

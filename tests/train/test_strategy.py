@@ -3,8 +3,8 @@
 import pytest
 
 from edgetl.errors import EdgetlError
-from edgetl.train import device
-from edgetl.train.device import plan_devices, worker_role
+from edgetl.train import strategy
+from edgetl.train.strategy import plan_devices, worker_role
 
 
 @pytest.mark.parametrize(
@@ -37,7 +37,7 @@ def test_set_up_two_gpus_mirrors_in_mixed_precision(monkeypatch):
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["GPU:0", "GPU:1"])
     monkeypatch.setattr(tf.distribute, "MirroredStrategy", FakeMirrored)
     try:
-        setup = device.set_up_devices()
+        setup = strategy.set_up_devices()
         assert setup.plan.strategy == "mirrored" and setup.strategy is made[0]
         assert keras.mixed_precision.global_policy().name == "mixed_float16"
     finally:
@@ -50,7 +50,7 @@ def test_set_up_cpu_keeps_float32_and_the_default_strategy(monkeypatch):
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
-    setup = device.set_up_devices()
+    setup = strategy.set_up_devices()
     assert setup.plan.strategy == "default" and setup.strategy is tf.distribute.get_strategy()
     assert keras.mixed_precision.global_policy().name == "float32"
     assert not setup.plan.jit_compile
