@@ -99,3 +99,35 @@ def test_a_converted_tensor_name_names_the_keras_layers_fused_into_it():
     assert _names_layer(name, "expanded_conv_depthwise")
     assert not _names_layer(name, "expanded_conv") and not _names_layer(name, "expanded_conv_project")
     assert _names_layer("Conv1/convolution", "Conv1") and not _names_layer("Conv1/convolution", "Conv")
+
+
+def tiny_graph():
+    """pixels (N, 2, 2, 3) -> Relu -> Sigmoid, shapes left to ONNX's inference: 12 floats an image at each step."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["pixels"], ["relu"]), helper.make_node("Sigmoid", ["relu"], ["probabilities"])],
+        "tiny",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 2, 2, 3])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, None)],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_activation_bytes_count_every_computed_float_tensor_of_one_image():
+    from edgetl.export.onnx import activation_bytes_per_image
+
+    assert activation_bytes_per_image(tiny_graph()) == 2 * 12 * 4  # relu and probabilities, not the input
+
+
+def test_onnx_histogram_calibrators_take_as_many_images_as_the_memory_share_holds(monkeypatch):
+    from edgetl.export import formats
+    from edgetl.export.formats import ConversionInputs, ExportOptions
+
+    inputs = ConversionInputs(ExportOptions(), cache={"onnx": tiny_graph()})
+    monkeypatch.setattr(formats, "physical_memory_bytes", lambda: 3 * 96 * 50)  # a third holds 50 images of 96 B
+    assert formats.FORMATS["onnx-int8"].most_calibration_images(None, inputs) == {"percentile": 50}
+    names = [r.name for r in integer_rungs(200, 1000, formats.ONNX_CALIBRATION_METHODS, {"percentile": 50})]
+    assert names == ["minmax-200+bias", "minmax-200", "minmax-600+bias", "percentile-50+bias"]
+    monkeypatch.setattr(formats, "physical_memory_bytes", lambda: 10)  # less than one image: still one
+    assert formats.FORMATS["onnx-int8"].most_calibration_images(None, inputs) == {"percentile": 1}

@@ -115,11 +115,12 @@ class _Exporter:
     def export_int8(self, export_format: ExportFormat, destination: Path, gate: float) -> tuple[Verified, LadderResult]:
         """Climb the recipe ladder; every attempt is written beside the destination, the chosen one moved there."""
         available = self.inputs.calibration.available
+        limits = export_format.most_calibration_images
         rungs = integer_rungs(
             self.options.calibration_samples,
             available,
             export_format.methods(self.options),
-            export_format.most_calibration_images,
+            limits(self.source.model, self.inputs) if limits else None,
         )
         float_allowed = self.options.int8_fallback == "float" and export_format.rank_layers is not None
         attempts_dir = Path(

@@ -7,6 +7,7 @@ the CLI reads its choices and defaults from here, and the device-side bench its 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -26,8 +27,11 @@ if TYPE_CHECKING:
 TFLITE_CALIBRATION_METHODS = {"converter": ("percentile", "minmax"), "ai-edge": ("minmax",)}
 ONNX_CALIBRATION_METHODS = ("minmax", "percentile")
 # onnxruntime's histogram calibrators (percentile) hold every calibration image's activations in memory at once
-# (gigabytes for a MobileNetV2 at 160 px and a few hundred images), so they calibrate on at most this many.
-ONNX_MOST_CALIBRATION_IMAGES = {"percentile": 64}
+# (tens of MB an image for a MobileNetV2 at 160 px), so they calibrate on as many images as this share of the
+# machine's memory holds: more images give better ranges, too many would exhaust the memory.
+ONNX_HISTOGRAM_MEMORY_SHARE = 1 / 3
+ONNX_HISTOGRAM_METHODS = ("percentile",)
+SMALL_MACHINE_MEMORY = 4 * 2**30
 
 
 @dataclass(frozen=True)
@@ -95,9 +99,9 @@ class ExportFormat:
     # between DEQUANTIZE/QUANTIZE, so the written file is checked. ONNX QDQ graphs are mixed by design.
     integer_only: bool = False
     # Calibrated formats: the calibration methods the ladder tries, the default first (by quantizer, for a format
-    # --quantizer makes), and the most images a method may calibrate on.
+    # --quantizer makes), and (model, inputs) -> the most images each method may calibrate on, where limited.
     calibration_methods: tuple[str, ...] | dict[str, tuple[str, ...]] = ("minmax",)
-    most_calibration_images: dict[str, int] = field(default_factory=dict)
+    most_calibration_images: Callable | None = None
     # Calibrated formats: (model, inputs) -> layer names, most sensitive to int8 first, for float fallback.
     rank_layers: Callable | None = None
     # Its float layers' names name the Keras layers in them (TFLite tensor names do, tf2onnx's node names do not),
@@ -174,6 +178,24 @@ def _float_onnx(model, inputs: ConversionInputs, key: str = "onnx"):
     return copy
 
 
+def _onnx_most_images(model, inputs: ConversionInputs) -> dict[str, int]:
+    """How many calibration images onnxruntime's histogram calibrators may hold: the memory share over the float
+    graph's activations per image."""
+    from edgetl.export.onnx import activation_bytes_per_image
+
+    budget = physical_memory_bytes() * ONNX_HISTOGRAM_MEMORY_SHARE
+    most = max(1, int(budget // activation_bytes_per_image(_float_onnx(model, inputs))))
+    return dict.fromkeys(ONNX_HISTOGRAM_METHODS, most)
+
+
+def physical_memory_bytes() -> int:
+    """This machine's memory; where the system does not say, a small machine's."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return SMALL_MACHINE_MEMORY
+
+
 def _onnx_int8(model, inputs: ConversionInputs):
     from edgetl.export.onnx import quantize_onnx_int8
 
@@ -221,7 +243,7 @@ FORMATS: dict[str, ExportFormat] = {
             calibrated=True,
             quantized_by="onnxruntime",
             calibration_methods=ONNX_CALIBRATION_METHODS,
-            most_calibration_images=ONNX_MOST_CALIBRATION_IMAGES,
+            most_calibration_images=_onnx_most_images,
             rank_layers=_onnx_rank,
             takes=CALIBRATED_OPTIONS | {"opset"},
         ),

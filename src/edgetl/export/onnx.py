@@ -113,6 +113,22 @@ class _Quantizer:
         return onnx.load(str(output))
 
 
+def activation_bytes_per_image(float_model) -> int:
+    """The bytes of every float tensor a graph computes for one image (batch dimension taken as 1, shapes from
+    ONNX shape inference): what a calibrator that keeps every activation holds per image."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(float_model)
+    total = 0
+    for info in [*inferred.graph.value_info, *inferred.graph.output]:
+        tensor_type = info.type.tensor_type
+        if tensor_type.elem_type != onnx.TensorProto.FLOAT:
+            continue
+        dims = [dim.dim_value if dim.dim_value > 0 else 1 for dim in tensor_type.shape.dim]
+        total += int(np.prod(dims[1:], dtype=np.int64)) * np.dtype(np.float32).itemsize
+    return max(total, 1)
+
+
 def quantize_onnx_int8(
     float_model, calibration_pixels: np.ndarray, method: str = "minmax", float_nodes: tuple[str, ...] = ()
 ):
