@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import struct
-import warnings
 from collections.abc import Callable, Hashable
 from typing import TypeVar
 
@@ -103,13 +102,11 @@ def percentile_ranges(calibrated: bytes, calibration_pixels: np.ndarray, percent
     ranged = _ranged_tensors(schema.Model.GetRootAs(buffer, 0).Subgraphs(0))
     if not ranged:
         raise EdgetlError("the calibrated TFLite model has no activation ranges to clip; please report this")
-    with warnings.catch_warnings():  # LiteRT warns that keeping every tensor costs memory: that is the point here
-        warnings.simplefilter("ignore", UserWarning)
-        interpreter = Interpreter(
-            model_content=bytes(calibrated),
-            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-            experimental_preserve_all_tensors=True,
-        )
+    interpreter = Interpreter(
+        model_content=bytes(calibrated),
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        experimental_preserve_all_tensors=True,
+    )
     input_index = interpreter.get_input_details()[0]["index"]
 
     def activations(batch: np.ndarray) -> dict[int, np.ndarray]:

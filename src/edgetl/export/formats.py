@@ -31,6 +31,7 @@ ONNX_CALIBRATION_METHODS = ("minmax", "percentile")
 # machine's memory holds: more images give better ranges, too many would exhaust the memory.
 ONNX_HISTOGRAM_MEMORY_SHARE = 1 / 3
 ONNX_HISTOGRAM_METHODS = ("percentile",)
+# Assumed where the system does not tell its memory: small, so the histogram calibrators stay modest.
 SMALL_MACHINE_MEMORY = 4 * 2**30
 
 
