@@ -38,8 +38,15 @@ class _Tails:
         self.low = np.empty(0, np.float32)
 
     def add(self, values: np.ndarray) -> None:
-        self.high = self._extreme(np.concatenate([self.high, values]), largest=True)
-        self.low = self._extreme(np.concatenate([self.low, values]), largest=False)
+        # Once `keep` values are held, only a value beyond the current cut can move it: one comparison pass leaves
+        # the few candidates, and only they are sorted in.
+        high, low = values, values
+        if self.high.size == self.keep:
+            high = values[values > self.high.min()]
+        if self.low.size == self.keep:
+            low = values[values < self.low.max()]
+        self.high = self._extreme(np.concatenate([self.high, high]), largest=True)
+        self.low = self._extreme(np.concatenate([self.low, low]), largest=False)
 
     def _extreme(self, values: np.ndarray, largest: bool) -> np.ndarray:
         if values.size <= self.keep:
