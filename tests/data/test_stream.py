@@ -98,6 +98,8 @@ def test_auto_cache_keeps_small_sets_in_memory_and_large_ones_on_disk(photos, mo
     assert choose_cache("none", files, SIZE) == "none"
     arrays = Dataset("npz", "x.npz", ["a"], arrays={"train": ArrayImages(np.zeros((1, 4, 4, 3), np.uint8), [0])})
     assert choose_cache("auto", arrays, SIZE) == "none"
+    # Arrays are read where they are: no pixel file is written for "disk", and the run says so.
+    assert choose_cache("disk", arrays, SIZE) == "none" and choose_cache("memory", arrays, SIZE) == "memory"
 
 
 def test_array_layout_streams_from_its_arrays_without_a_copy(tmp_path):

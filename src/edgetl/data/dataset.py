@@ -92,11 +92,12 @@ def decode_dataset_subset(dataset: Dataset, name: str, image_size: int) -> Decod
 def choose_cache(cache: str, dataset: Dataset, image_size: int) -> str:
     """--cache as it will be done: "auto" is memory while all decoded pixels fit MEMORY_CACHE_BYTES, else disk.
     An array layout's images are in memory already: resizing a batch when it is read costs little, and a resized
-    copy would be a second full copy, so there "auto" reads the arrays ("none")."""
+    copy would be a second full copy, so there "auto" reads the arrays ("none"); so does "disk", since the arrays
+    are read in place rather than copied to a file, and the run records what was done."""
+    if dataset.split is None and cache != "memory":
+        return "none"
     if cache != "auto":
         return cache
-    if dataset.split is None:
-        return "none"
     decoded_bytes = sum(dataset.counts().values()) * image_size * image_size * 3
     return "memory" if decoded_bytes <= MEMORY_CACHE_BYTES else "disk"
 
