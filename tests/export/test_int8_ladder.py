@@ -1,5 +1,8 @@
 """The int8 recipe ladder: the order it tries recipes in, where it stops, and what it keeps."""
 
+import tempfile
+from pathlib import Path
+
 import pytest
 
 from edgetl.export.int8 import FLOAT_LAYER_STEPS, Int8Recipe, Trial, climb, integer_rungs
@@ -131,3 +134,51 @@ def test_onnx_histogram_calibrators_take_as_many_images_as_the_memory_share_hold
     assert names == ["minmax-200+bias", "minmax-200", "minmax-600+bias", "percentile-50+bias"]
     monkeypatch.setattr(formats, "physical_memory_bytes", lambda: 10)  # less than one image: still one
     assert formats.FORMATS["onnx-int8"].most_calibration_images(None, inputs) == {"percentile": 1}
+
+
+def inverted_residual_classifier():
+    """MobileNetV2's building block, small: expand, depthwise, project, residual add, then the classifier; eight
+    weighted layers, random weights (ranking needs no training)."""
+    import keras
+
+    inputs = keras.Input((24, 24, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu6")(x)
+    for _ in range(2):
+        y = keras.layers.Conv2D(24, 1, activation="relu6")(x)
+        y = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu6")(y)
+        x = keras.layers.Add()([x, keras.layers.Conv2D(8, 1)(y)])
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(4, activation="softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
+WEIGHTED_LAYERS = 8  # the stem, three per block, the classifier
+
+
+@pytest.mark.slow
+def test_the_most_sensitive_layers_are_ranked_and_kept_in_float_by_both_quantisers():
+    """The fallback's two halves: every weighted layer ranked (each kept in float alone, in turn), and the first
+    few of them left in float in the written file; the rest stays int8."""
+    import numpy as np
+
+    from edgetl.export.onnx import convert_onnx, onnx_op_report, quantize_onnx_int8, rank_onnx_int8_sensitivity
+    from edgetl.export.tflite import convert_int8, rank_int8_sensitivity, tflite_op_report
+
+    model = inverted_residual_classifier()
+    pixels = np.random.default_rng(0).uniform(0, 255, (24, 24, 24, 3)).astype(np.float32)
+
+    ranked = rank_int8_sensitivity(model, pixels, "int8")
+    assert len(ranked) == len(set(ranked)) == WEIGHTED_LAYERS
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "float2.tflite"
+        path.write_bytes(convert_int8(model, pixels, "int8", tuple(ranked[:2])))
+        ops = tflite_op_report(path)
+    assert sum(ops.float_ops.values()) == 2 and ops.int8_operators >= ops.operators - 2
+
+    float_model = convert_onnx(model)
+    ranked = rank_onnx_int8_sensitivity(float_model, pixels)
+    assert len(ranked) == len(set(ranked)) == WEIGHTED_LAYERS
+    quantized = quantize_onnx_int8(float_model, pixels, "minmax", tuple(ranked[:3]))
+    assert {node.name for node in quantized.graph.node} >= set(ranked[:3])
+    assert sum(onnx_op_report(quantized).float_ops.values()) >= 3
