@@ -5,7 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from edgetl.export.int8 import FLOAT_LAYER_STEPS, Int8Recipe, Trial, climb, integer_rungs
+from edgetl.export.int8 import (
+    CONFIDENT_AGREEMENT_TARGET,
+    FLOAT_LAYER_STEPS,
+    Int8Recipe,
+    Trial,
+    climb,
+    integer_rungs,
+)
 from edgetl.export.verify import Fidelity
 
 LAYERS = [f"layer{i}" for i in range(40)]
@@ -68,6 +75,44 @@ def test_integer_only_never_keeps_a_layer_in_float():
     result, tried = ladder({"minmax-600+bias": 0.88}, gate=0.99, rank=False)
     assert tried == INTEGER
     assert result.recipe.name == "minmax-600+bias" and result.recipe.float_layers == ()
+
+
+def confident_ladder(results: dict[str, tuple[float, float]], float_islands: bool):
+    """Climb a gate of 0.9 with (agreement, confident agreement) looked up by name ((0.5, 0.5) when not listed),
+    with float islands and the confident target, or integer-only."""
+    tried = []
+
+    def attempt(recipe: Int8Recipe) -> Trial:
+        tried.append(recipe.name)
+        agreement, confident = results.get(recipe.name, (0.5, 0.5))
+        measured = Fidelity(100, agreement, None, None, 0.5, [], confident_agreement=confident)
+        return Trial(measured, agreement >= 0.9, 1000, recipe.name)
+
+    rungs = integer_rungs(200, 1000, ("percentile", "minmax"))
+    rank = (lambda recipe: LAYERS) if float_islands else None
+    return climb(rungs, attempt, rank, True, CONFIDENT_AGREEMENT_TARGET if float_islands else None), tried
+
+
+def test_with_float_islands_a_file_that_flips_confident_images_climbs_on_to_them():
+    passes_but_flips = {"percentile-200+bias": (0.91, 0.98), "percentile-200+bias+float2": (0.905, 1.0)}
+    result, tried = confident_ladder(passes_but_flips, float_islands=True)
+    # The other integer-only rungs first (one may reach the target without float layers), then float islands
+    # from the file that passed.
+    integer = ["percentile-200+bias", "percentile-200", "percentile-600+bias", "minmax-600+bias"]
+    assert tried == integer + ["percentile-200+bias+float1", "percentile-200+bias+float2"]
+    assert result.recipe.name == "percentile-200+bias+float2" and result.chosen.fidelity.confident_agreement == 1.0
+
+    # Integer-only: the file that passes its gate ends the climb, confident flips or not.
+    result, tried = confident_ladder(passes_but_flips, float_islands=False)
+    assert tried == ["percentile-200+bias"] and result.recipe.name == "percentile-200+bias"
+
+
+def test_when_no_float_island_reaches_the_confident_target_the_best_passing_file_is_kept():
+    results = {"percentile-200+bias": (0.91, 0.98), "percentile-200+bias+float8": (0.89, 0.985)}
+    result, tried = confident_ladder(results, float_islands=True)
+    assert len(tried) == 4 + len(FLOAT_LAYER_STEPS)
+    # float8 came closer on the confident images but fails the gate: the passing integer file is kept.
+    assert result.recipe.name == "percentile-200+bias" and result.chosen.passed
 
 
 @pytest.mark.parametrize("layers", [[], ["only"]])
