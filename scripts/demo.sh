@@ -12,7 +12,7 @@ fi
 
 # No network here, so no ImageNet weights: MobileNetV2 (alpha 0.35) learns from scratch at 48x48 pixels.
 edgetl train "$data" --out "$run" --backbone mobilenetv2 --alpha 0.35 --image-size 48 \
-  --weights none --epochs 40 --patience 8 --batch-size 32 --quiet --overwrite
+  --weights none --epochs 20 --patience 5 --batch-size 32 --quiet --overwrite
 edgetl export "$run" --int8
 edgetl bench "$run" --json "$out/bench.json"
 

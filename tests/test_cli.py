@@ -250,3 +250,28 @@ def test_help_reads_well_at_100_columns(command):
     if "Commands:" in result.output:  # no summary cut short in the list of commands
         assert not any(line.endswith("...") for line in result.output.split("Commands:")[1].splitlines())
     assert "Example: edgetl " in result.output or "edgetl sample-data digits" in result.output
+
+
+def test_the_export_summary_says_what_float_layers_cost_against_the_best_integer_file():
+    from edgetl.cli import _fallback_cost
+    from edgetl.export.record import ExportRecord
+
+    def attempt(recipe, agreement, confident, size, float_layers=()):
+        return {"recipe": recipe, "agreement": agreement, "confident_agreement": confident, "size_bytes": size,
+                "float_layers": list(float_layers)}  # fmt: skip
+
+    attempts = [
+        attempt("percentile-200+bias", 0.8967, 0.9941, 2_700_000),
+        attempt("percentile-600+bias", 0.9067, 0.9822, 2_640_000),
+        attempt("percentile-600+bias+float1", 0.9050, 1.0, 2_772_000, ["conv"]),
+    ]
+    record = ExportRecord(
+        format="tflite-int8", path="model_int8.tflite", size_bytes=2_772_000, sha256="", input_dtype="uint8",
+        output_dtype="uint8", images=600, agreement=0.905, top1=None, keras_top1=None, max_probability_diff=0.2,
+        flipped_files=[], min_agreement=0.9, passed=True, confident_images=169, confident_agreement=1.0,
+        recipe="percentile-600+bias+float1", float_layers=["conv"], attempts=attempts,
+    )  # fmt: skip
+    assert _fallback_cost(record) == (
+        " (1 layer(s) in float: agreement 0.9067 -> 0.9050, on confident images 0.9822 -> 1.0000, size +5%)"
+    )
+    assert _fallback_cost(dataclasses.replace(record, float_layers=[])) == ""

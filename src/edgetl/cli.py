@@ -452,9 +452,12 @@ def _fallback_cost(record) -> str:
     integer = [a for a in record.attempts if not a["float_layers"]]
     best = max(integer, key=lambda a: a["agreement"])
     size = (record.size_bytes - best["size_bytes"]) / best["size_bytes"]
+    confident = ""
+    if best["confident_agreement"] is not None and record.confident_agreement is not None:
+        confident = f", on confident images {best['confident_agreement']:.4f} -> {record.confident_agreement:.4f}"
     return (
         f" ({len(record.float_layers)} layer(s) in float: agreement {best['agreement']:.4f} -> "
-        f"{record.agreement:.4f}, size {size:+.0%})"
+        f"{record.agreement:.4f}{confident}, size {size:+.0%})"
     )
 
 

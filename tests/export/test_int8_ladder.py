@@ -1,8 +1,18 @@
 """The int8 recipe ladder: the order it tries recipes in, where it stops, and what it keeps."""
 
+import tempfile
+from pathlib import Path
+
 import pytest
 
-from edgetl.export.int8 import FLOAT_LAYER_STEPS, Int8Recipe, Trial, climb, integer_rungs
+from edgetl.export.int8 import (
+    CONFIDENT_AGREEMENT_TARGET,
+    FLOAT_LAYER_STEPS,
+    Int8Recipe,
+    Trial,
+    climb,
+    integer_rungs,
+)
 from edgetl.export.verify import Fidelity
 
 LAYERS = [f"layer{i}" for i in range(40)]
@@ -65,6 +75,44 @@ def test_integer_only_never_keeps_a_layer_in_float():
     result, tried = ladder({"minmax-600+bias": 0.88}, gate=0.99, rank=False)
     assert tried == INTEGER
     assert result.recipe.name == "minmax-600+bias" and result.recipe.float_layers == ()
+
+
+def confident_ladder(results: dict[str, tuple[float, float]], float_islands: bool):
+    """Climb a gate of 0.9 with (agreement, confident agreement) looked up by name ((0.5, 0.5) when not listed),
+    with float islands and the confident target, or integer-only."""
+    tried = []
+
+    def attempt(recipe: Int8Recipe) -> Trial:
+        tried.append(recipe.name)
+        agreement, confident = results.get(recipe.name, (0.5, 0.5))
+        measured = Fidelity(100, agreement, None, None, 0.5, [], confident_agreement=confident)
+        return Trial(measured, agreement >= 0.9, 1000, recipe.name)
+
+    rungs = integer_rungs(200, 1000, ("percentile", "minmax"))
+    rank = (lambda recipe: LAYERS) if float_islands else None
+    return climb(rungs, attempt, rank, True, CONFIDENT_AGREEMENT_TARGET if float_islands else None), tried
+
+
+def test_with_float_islands_a_file_that_flips_confident_images_climbs_on_to_them():
+    passes_but_flips = {"percentile-200+bias": (0.91, 0.98), "percentile-200+bias+float2": (0.905, 1.0)}
+    result, tried = confident_ladder(passes_but_flips, float_islands=True)
+    # The other integer-only rungs first (one may reach the target without float layers), then float islands
+    # from the file that passed.
+    integer = ["percentile-200+bias", "percentile-200", "percentile-600+bias", "minmax-600+bias"]
+    assert tried == integer + ["percentile-200+bias+float1", "percentile-200+bias+float2"]
+    assert result.recipe.name == "percentile-200+bias+float2" and result.chosen.fidelity.confident_agreement == 1.0
+
+    # Integer-only: the file that passes its gate ends the climb, confident flips or not.
+    result, tried = confident_ladder(passes_but_flips, float_islands=False)
+    assert tried == ["percentile-200+bias"] and result.recipe.name == "percentile-200+bias"
+
+
+def test_when_no_float_island_reaches_the_confident_target_the_best_passing_file_is_kept():
+    results = {"percentile-200+bias": (0.91, 0.98), "percentile-200+bias+float8": (0.89, 0.985)}
+    result, tried = confident_ladder(results, float_islands=True)
+    assert len(tried) == 4 + len(FLOAT_LAYER_STEPS)
+    # float8 came closer on the confident images but fails the gate: the passing integer file is kept.
+    assert result.recipe.name == "percentile-200+bias" and result.chosen.passed
 
 
 @pytest.mark.parametrize("layers", [[], ["only"]])
@@ -131,3 +179,51 @@ def test_onnx_histogram_calibrators_take_as_many_images_as_the_memory_share_hold
     assert names == ["minmax-200+bias", "minmax-200", "minmax-600+bias", "percentile-50+bias"]
     monkeypatch.setattr(formats, "physical_memory_bytes", lambda: 10)  # less than one image: still one
     assert formats.FORMATS["onnx-int8"].most_calibration_images(None, inputs) == {"percentile": 1}
+
+
+def inverted_residual_classifier():
+    """MobileNetV2's building block, small: expand, depthwise, project, residual add, then the classifier; eight
+    weighted layers, random weights (ranking needs no training)."""
+    import keras
+
+    inputs = keras.Input((24, 24, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu6")(x)
+    for _ in range(2):
+        y = keras.layers.Conv2D(24, 1, activation="relu6")(x)
+        y = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu6")(y)
+        x = keras.layers.Add()([x, keras.layers.Conv2D(8, 1)(y)])
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(4, activation="softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
+WEIGHTED_LAYERS = 8  # the stem, three per block, the classifier
+
+
+@pytest.mark.slow
+def test_the_most_sensitive_layers_are_ranked_and_kept_in_float_by_both_quantisers():
+    """The fallback's two halves: every weighted layer ranked (each kept in float alone, in turn), and the first
+    few of them left in float in the written file; the rest stays int8."""
+    import numpy as np
+
+    from edgetl.export.onnx import convert_onnx, onnx_op_report, quantize_onnx_int8, rank_onnx_int8_sensitivity
+    from edgetl.export.tflite import convert_int8, rank_int8_sensitivity, tflite_op_report
+
+    model = inverted_residual_classifier()
+    pixels = np.random.default_rng(0).uniform(0, 255, (24, 24, 24, 3)).astype(np.float32)
+
+    ranked = rank_int8_sensitivity(model, pixels, "int8")
+    assert len(ranked) == len(set(ranked)) == WEIGHTED_LAYERS
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "float2.tflite"
+        path.write_bytes(convert_int8(model, pixels, "int8", tuple(ranked[:2])))
+        ops = tflite_op_report(path)
+    assert sum(ops.float_ops.values()) == 2 and ops.int8_operators >= ops.operators - 2
+
+    float_model = convert_onnx(model)
+    ranked = rank_onnx_int8_sensitivity(float_model, pixels)
+    assert len(ranked) == len(set(ranked)) == WEIGHTED_LAYERS
+    quantized = quantize_onnx_int8(float_model, pixels, "minmax", tuple(ranked[:3]))
+    assert {node.name for node in quantized.graph.node} >= set(ranked[:3])
+    assert sum(onnx_op_report(quantized).float_ops.values()) >= 3

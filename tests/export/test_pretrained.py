@@ -2,7 +2,6 @@
 every format from a plain folder of natural photographs (no labels), each file run by its real client (LiteRT,
 onnxruntime) against Keras; and its backbone as `--weights` for transfer learning that ends in int8 files."""
 
-import numpy as np
 import pytest
 
 from tests.helpers import invoke, records
@@ -76,32 +75,3 @@ def test_transfer_learning_from_the_pretrained_backbone_keeps_its_accuracy_in_in
     for name in ("tflite-int8", "onnx-int8"):
         assert index[name]["top1"] >= keras_top1 - 0.03, (name, index[name]["attempts"])
         assert index[name]["agreement"] >= 0.9
-
-
-def test_the_most_sensitive_layers_are_ranked_and_kept_in_float_by_both_quantisers(trained_run):
-    """The fallback's two halves on the tiny run: every weighted layer ranked (each kept in float alone, in turn),
-    and the first few of them left in float in the written file; the rest stays int8."""
-    from edgetl.data.pipeline import decode_subset
-    from edgetl.export.onnx import convert_onnx, onnx_op_report, quantize_onnx_int8, rank_onnx_int8_sensitivity
-    from edgetl.export.tflite import convert_int8, rank_int8_sensitivity, tflite_op_report
-    from edgetl.run import RunDir
-
-    run = RunDir(trained_run)
-    model = run.load_model()
-    pixels = decode_subset(run.read_split().train[:24], 32).pixels.astype(np.float32)
-
-    ranked = rank_int8_sensitivity(model, pixels, "int8")
-    assert len(ranked) == len(set(ranked)) >= 30  # MobileNetV2's convolutions and the classifier
-    path = trained_run / "float2.tflite"
-    path.write_bytes(convert_int8(model, pixels, "int8", tuple(ranked[:2])))
-    ops = tflite_op_report(path)
-    assert sum(ops.float_ops.values()) == 2 and ops.int8_operators >= ops.operators - 2
-
-    float_model = convert_onnx(model)
-    ranked = rank_onnx_int8_sensitivity(float_model, pixels)
-    assert len(ranked) == len(set(ranked)) >= 30
-    quantized = quantize_onnx_int8(float_model, pixels, "minmax", tuple(ranked[:3]))
-    kept = {node.name for node in quantized.graph.node} & set(ranked[:3])
-    assert kept == set(ranked[:3])
-    ops = onnx_op_report(quantized)
-    assert sum(ops.float_ops.values()) >= 3

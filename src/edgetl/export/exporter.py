@@ -30,7 +30,7 @@ from edgetl.export.formats import (
     check_formats,
     check_options,
 )
-from edgetl.export.int8 import Int8Recipe, LadderResult, Trial, climb, integer_rungs
+from edgetl.export.int8 import CONFIDENT_AGREEMENT_TARGET, Int8Recipe, LadderResult, Trial, climb, integer_rungs
 from edgetl.export.logs import append_trace, first_line, output_to
 from edgetl.export.record import ExportRecord, Verified, make_record
 from edgetl.export.source import ExportSource, from_run, resolve_source
@@ -141,7 +141,8 @@ class _Exporter:
                     return export_format.rank_layers(self.source.model, replace(self.inputs, recipe=recipe))
 
             keeps = export_format.float_layers_keep_bias_correction
-            result = climb(rungs, attempt, rank if float_allowed else None, keeps)
+            target = CONFIDENT_AGREEMENT_TARGET if float_allowed else None
+            result = climb(rungs, attempt, rank if float_allowed else None, keeps, target)
             chosen: Verified = result.chosen.kept
             os.replace(chosen.path, destination)
             return replace(chosen, path=destination), result

@@ -3,8 +3,10 @@
 The ladder climbs from the cheapest recipe to the costliest: the requested calibration sample with bias
 correction (export/bias_correction.py), the same without it, more calibration images, then other calibration
 methods where the quantiser has them (all integer-only), and finally, when float islands are allowed
-(`--int8-fallback float`), the most sensitive layers kept in float, a few more at each rung. Every attempt is
-recorded; the first that passes is kept, or, when none does, the one closest to Keras.
+(`--int8-fallback float`), the most sensitive layers kept in float, a few more at each rung. Where float islands
+are allowed, a file that passes its gate but flips too many of the images Keras is confident about does not end
+the climb either. Every attempt is recorded; the first that passes (and, with float islands, reaches the confident
+target) is kept, or, when none does, the one closest to Keras among those that pass, else among all.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ QUANTIZERS = {"converter": "uint8", "ai-edge": "int8"}
 # Percentile calibration (TFLite and ONNX alike) keeps each activation's range to the values all but this share
 # of the calibration activations lie within: the rarest extremes saturate, the common values get finer steps.
 CALIBRATION_PERCENTILE = 99.99
+# With float islands allowed, the share of the images Keras is confident about (verify.CONFIDENT_PROBABILITY) an int8
+# file must agree on before the ladder stops: flips where Keras is sure are the errors users see, and one or two
+# float layers often remove them when integer-only recipes cannot. It steers the climb; the gate stays the verdict.
+CONFIDENT_AGREEMENT_TARGET = 0.99
 # How many of the most sensitive layers are kept in float at each fallback rung.
 FLOAT_LAYER_STEPS = (1, 2, 4, 8, 16)
 # More calibration images are tried as one rung: this many times the requested sample, as far as the pool allows.
@@ -99,11 +105,21 @@ def integer_rungs(
     return rungs
 
 
-def _better(candidate: Trial, best: Trial | None) -> bool:
-    """A passing file beats a failing one; then the one agreeing more with Keras."""
+def _settled(trial: Trial, confident_target: float | None) -> bool:
+    """Passed, and (when a confident target is set and there are confident images) reached it."""
+    confident = trial.fidelity.confident_agreement
+    return trial.passed and (confident_target is None or confident is None or confident >= confident_target)
+
+
+def _better(candidate: Trial, best: Trial | None, confident_target: float | None) -> bool:
+    """A settled file beats one that only passes, which beats a failing one; then the one agreeing more."""
     if best is None:
         return True
-    return (candidate.passed, candidate.fidelity.agreement) > (best.passed, best.fidelity.agreement)
+
+    def key(trial: Trial) -> tuple:
+        return _settled(trial, confident_target), trial.passed, trial.fidelity.agreement
+
+    return key(candidate) > key(best)
 
 
 def climb(
@@ -111,9 +127,11 @@ def climb(
     attempt: Callable[[Int8Recipe], Trial],
     rank_layers: Callable[[Int8Recipe], list[str]] | None,
     float_layers_keep_bias_correction: bool = False,
+    confident_target: float | None = None,
 ) -> LadderResult:
     """Try `rungs` in order, then (with `rank_layers`, which orders layers most sensitive first for a recipe)
-    the best integer recipe with more and more layers in float; stop at the first file that passes.
+    the best integer recipe with more and more layers in float; stop at the first file that passes and, with
+    `confident_target`, agrees with Keras on at least that share of its confident images.
 
     A bias correction made for a layer's int8 rounding is an error once that layer stays in float: float islands
     keep the best recipe's bias correction only where the quantiser leaves the layers kept in float uncorrected
@@ -143,16 +161,16 @@ def climb(
         )
         verdict = "passed" if trial.passed else "failed"
         log.info("int8 recipe %s: agreement %.4f, %s", recipe.name, fidelity.agreement, verdict)
-        if _better(trial, best[0] if best else None):
+        if _better(trial, best[0] if best else None, confident_target):
             best = (trial, recipe)
         return trial
 
     for recipe in rungs:
-        if run(recipe).passed:
+        if _settled(run(recipe), confident_target):
             return LadderResult(best[0], best[1], attempts)
     base = best[1] if float_layers_keep_bias_correction else replace(best[1], bias_correction=False)
     ranked = rank_layers(base) if rank_layers is not None else []
     for count in sorted({min(count, len(ranked)) for count in FLOAT_LAYER_STEPS if ranked}):
-        if run(replace(base, float_layers=tuple(ranked[:count]))).passed:
+        if _settled(run(replace(base, float_layers=tuple(ranked[:count]))), confident_target):
             break
     return LadderResult(best[0], best[1], attempts)
