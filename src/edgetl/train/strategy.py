@@ -88,7 +88,13 @@ def set_up_devices() -> DeviceSetup:
     import keras
     import tensorflow as tf
 
-    plan = plan_devices(len(tf.config.list_physical_devices("GPU")), os.environ.get("TF_CONFIG"))
+    from edgetl.runtime.quiet import native_stderr_captured
+
+    # Under TF_CONFIG the CUDA platform first starts here (tfquiet.py leaves the context to the strategy), and
+    # on a machine without a GPU it complains through absl, past every log level: expected, so not shown.
+    with native_stderr_captured():
+        gpus = len(tf.config.list_physical_devices("GPU"))
+    plan = plan_devices(gpus, os.environ.get("TF_CONFIG"))
     keras.mixed_precision.set_global_policy("mixed_float16" if plan.mixed_precision else "float32")
     constructor = STRATEGIES[plan.strategy]
     strategy = tf.distribute.get_strategy() if constructor is None else getattr(tf.distribute, constructor)()
