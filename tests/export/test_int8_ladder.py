@@ -188,13 +188,13 @@ def inverted_residual_classifier():
 
     inputs = keras.Input((24, 24, 3))
     x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
-    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu6")(x)
-    for _ in range(2):
-        y = keras.layers.Conv2D(24, 1, activation="relu6")(x)
-        y = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu6")(y)
-        x = keras.layers.Add()([x, keras.layers.Conv2D(8, 1)(y)])
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu6", name="stem")(x)
+    for block in range(2):  # named as keras.applications names them: no name is another's prefix plus "_<n>"
+        y = keras.layers.Conv2D(24, 1, activation="relu6", name=f"block{block}_expand")(x)
+        y = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu6", name=f"block{block}_depthwise")(y)
+        x = keras.layers.Add()([x, keras.layers.Conv2D(8, 1, name=f"block{block}_project")(y)])
     x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(4, activation="softmax")(x)
+    outputs = keras.layers.Dense(4, activation="softmax", name="classifier")(x)
     return keras.Model(inputs, outputs)
 
 
@@ -207,7 +207,14 @@ def test_the_most_sensitive_layers_are_ranked_and_kept_in_float_by_both_quantise
     few of them left in float in the written file; the rest stays int8."""
     import numpy as np
 
-    from edgetl.export.onnx import convert_onnx, onnx_op_report, quantize_onnx_int8, rank_onnx_int8_sensitivity
+    from edgetl.export.exporter import _names_layer
+    from edgetl.export.onnx import (
+        convert_onnx,
+        node_of,
+        onnx_op_report,
+        quantize_onnx_int8,
+        rank_onnx_int8_sensitivity,
+    )
     from edgetl.export.tflite import convert_int8, rank_int8_sensitivity, tflite_op_report
 
     model = inverted_residual_classifier()
@@ -224,6 +231,9 @@ def test_the_most_sensitive_layers_are_ranked_and_kept_in_float_by_both_quantise
     float_model = convert_onnx(model)
     ranked = rank_onnx_int8_sensitivity(float_model, pixels)
     assert len(ranked) == len(set(ranked)) == WEIGHTED_LAYERS
+    # Each name says which Keras layer it is (tf2onnx's own node names do not), so bias correction can skip it.
+    weighted = [layer.name for layer in model.layers if layer.weights]
+    assert all(sum(_names_layer(name, layer) for layer in weighted) == 1 for name in ranked), ranked
     quantized = quantize_onnx_int8(float_model, pixels, "minmax", tuple(ranked[:3]))
-    assert {node.name for node in quantized.graph.node} >= set(ranked[:3])
+    assert {node.name for node in quantized.graph.node} >= {node_of(name) for name in ranked[:3]}
     assert sum(onnx_op_report(quantized).float_ops.values()) >= 3

@@ -105,8 +105,9 @@ class ExportFormat:
     most_calibration_images: Callable | None = None
     # Calibrated formats: (model, inputs) -> layer names, most sensitive to int8 first, for float fallback.
     rank_layers: Callable | None = None
-    # Its float layers' names name the Keras layers in them (TFLite tensor names do, tf2onnx's node names do not),
-    # so bias correction can leave those out and still apply to the rest.
+    # Its float layers' names name the Keras layers in them (TFLite tensor names do; edgetl names an ONNX float
+    # layer by its node and weights, see onnx.FLOAT_LAYER_JOIN), so bias correction can leave those out and still
+    # apply to the rest.
     float_layers_keep_bias_correction: bool = False
     # The ExportOptions it reads besides min_agreement (every format's gate); an option given for formats that
     # all ignore it is refused (check_options), not silently dropped.
@@ -246,6 +247,7 @@ FORMATS: dict[str, ExportFormat] = {
             calibration_methods=ONNX_CALIBRATION_METHODS,
             most_calibration_images=_onnx_most_images,
             rank_layers=_onnx_rank,
+            float_layers_keep_bias_correction=True,
             takes=CALIBRATED_OPTIONS | {"opset"},
         ),
         ExportFormat("savedmodel", "saved_model", "savedmodel", _savedmodel, 0.99),

@@ -87,7 +87,7 @@ class _Quantizer:
         quant_pre_process(str(source), str(self.prepared))
         self.cache = work / "calibration.json"
 
-    def quantize(self, float_nodes: tuple[str, ...] = ()):
+    def quantize(self, float_layers: tuple[str, ...] = ()):
         import onnx
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -102,7 +102,7 @@ class _Quantizer:
             activation_type=getattr(QuantType, ACTIVATION_TYPE),
             weight_type=getattr(QuantType, WEIGHT_TYPE),
             calibrate_method=methods[self.method],
-            nodes_to_exclude=list(float_nodes),
+            nodes_to_exclude=[node_of(layer) for layer in float_layers],
             extra_options=(
                 {"CalibPercentile": CALIBRATION_PERCENTILE}
                 if self.method == "percentile"
@@ -130,23 +130,38 @@ def activation_bytes_per_image(float_model) -> int:
 
 
 def quantize_onnx_int8(
-    float_model, calibration_pixels: np.ndarray, method: str = "minmax", float_nodes: tuple[str, ...] = ()
+    float_model, calibration_pixels: np.ndarray, method: str = "minmax", float_layers: tuple[str, ...] = ()
 ):
     """Static int8 quantisation with onnxruntime: QDQ format, uint8 activations and per-channel int8 weights
     (the combination onnxruntime's CPU kernels run fastest on x86-64 and ARM), after onnxruntime's own
-    pre-processing; `float_nodes` stay in float (the ladder's fallback)."""
+    pre-processing; `float_layers` (as `rank_onnx_int8_sensitivity` names them) stay in float (the ladder's
+    fallback)."""
     with tempfile.TemporaryDirectory(prefix="edgetl-onnx-int8-") as work:
-        return _Quantizer(float_model, calibration_pixels, method, Path(work)).quantize(float_nodes)
+        return _Quantizer(float_model, calibration_pixels, method, Path(work)).quantize(float_layers)
 
 
 # The nodes whose weights int8 rounds, and so the ones the fallback may keep in float.
 WEIGHTED_NODES = frozenset({"Conv", "Gemm", "MatMul"})
 SENSITIVITY_IMAGES = 48
+# A float layer is named as its node and the node's weights, joined as TFLite joins the ops fused into a tensor:
+# tf2onnx calls a pointwise convolution Conv__N, but its kernel keeps the Keras layer's name, which bias
+# correction needs to leave that layer out (and a user, to know which layer stayed in float).
+FLOAT_LAYER_JOIN = ";"
+
+
+def _float_layer_name(node, initializers: set[str]) -> str:
+    return FLOAT_LAYER_JOIN.join([node.name, *(name for name in node.input if name in initializers)])
+
+
+def node_of(float_layer: str) -> str:
+    """The graph node a float layer name (`_float_layer_name`) stands for."""
+    return float_layer.split(FLOAT_LAYER_JOIN)[0]
 
 
 def rank_onnx_int8_sensitivity(float_model, calibration_pixels: np.ndarray, method: str = "minmax") -> list[str]:
     """The weighted nodes, most sensitive to int8 first: each is kept in float alone, in turn, and ranked by how
-    much closer that brings the int8 graph's probabilities (run as edgetl runs it) to the float graph's."""
+    much closer that brings the int8 graph's probabilities (run as edgetl runs it) to the float graph's. Named
+    by `_float_layer_name`, so the names say which Keras layers they are."""
     import onnxruntime
 
     from edgetl.runtime.onnxrt import DISABLED_OPTIMIZERS, session_options
@@ -168,7 +183,12 @@ def rank_onnx_int8_sensitivity(float_model, calibration_pixels: np.ndarray, meth
 
         prepared = onnx.load(str(quantizer.prepared))
         reference = predict(prepared)
-        candidates = [node.name for node in prepared.graph.node if node.op_type in WEIGHTED_NODES and node.name]
+        initializers = {initializer.name for initializer in prepared.graph.initializer}
+        candidates = [
+            _float_layer_name(node, initializers)
+            for node in prepared.graph.node
+            if node.op_type in WEIGHTED_NODES and node.name
+        ]
 
         def distance(node: str) -> float:
             probabilities = predict(quantizer.quantize((node,)))
