@@ -229,6 +229,9 @@ def test_the_most_sensitive_layers_are_ranked_and_kept_in_float_by_both_quantise
     assert sum(ops.float_ops.values()) == 2 and ops.int8_operators >= ops.operators - 2
 
     float_model = convert_onnx(model)
+    # Converted again (as the bias-corrected model is), the graph has the same node names: a layer ranked on one
+    # conversion is found in the other.
+    assert [node.name for node in convert_onnx(model).graph.node] == [node.name for node in float_model.graph.node]
     ranked = rank_onnx_int8_sensitivity(float_model, pixels)
     assert len(ranked) == len(set(ranked)) == WEIGHTED_LAYERS
     # Each name says which Keras layer it is (tf2onnx's own node names do not), so bias correction can skip it.

@@ -202,7 +202,9 @@ def _onnx_int8(model, inputs: ConversionInputs):
     from edgetl.export.onnx import quantize_onnx_int8
 
     recipe = inputs.recipe
-    key = f"onnx-bias-corrected-{recipe.calibration_images}" if recipe.bias_correction else "onnx"
+    # The corrected graph depends on the sample and on the layers kept in float, which are left uncorrected.
+    corrected = f"onnx-bias-corrected-{recipe.calibration_images}-{'|'.join(recipe.float_layers)}"
+    key = corrected if recipe.bias_correction else "onnx"
     float_model = _float_onnx(model, inputs, key)
     return quantize_onnx_int8(float_model, inputs.calibration_images, recipe.method, recipe.float_layers)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -31,7 +32,18 @@ def convert_onnx(model, opset: int = ExportOptions.opset):
     signature = (tf.TensorSpec((None, height, width, 3), tf.float32, name=INPUT_NAME),)
     model_proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=opset)
     _name_output(model_proto)
+    _number_made_nodes(model_proto)
     return model_proto
+
+
+def _number_made_nodes(model_proto) -> None:
+    """tf2onnx names the nodes it makes (Conv__N) from a process-wide counter, so one model converted twice gets
+    two sets of names. Numbered again by their place in the graph, the same model always has the same node names,
+    and the layers ranked on one conversion are found again in another (the bias-corrected model's)."""
+    made = re.compile(r"__\d+$")
+    for index, node in enumerate(model_proto.graph.node):
+        if made.search(node.name):
+            node.name = made.sub(f"__{index}", node.name)
 
 
 def _name_output(model_proto) -> None:
