@@ -57,9 +57,10 @@ def test_the_first_recipe_that_passes_is_kept_and_nothing_after_it_is_tried():
 
 
 def test_float_fallback_keeps_more_and_more_layers_in_float():
-    result, tried = ladder({"percentile-600+bias": 0.85, "percentile-600+float4": 0.93}, gate=0.9)
-    # Float islands start from the best integer recipe, without bias correction.
-    assert tried == INTEGER + ["percentile-600+float1", "percentile-600+float2", "percentile-600+float4"]
+    result, tried = ladder({"percentile-600+bias": 0.85, "percentile-600+bias+float4": 0.93}, gate=0.9)
+    # Float islands start from the best integer recipe as it is, bias correction included.
+    floats = ["percentile-600+bias+float1", "percentile-600+bias+float2", "percentile-600+bias+float4"]
+    assert tried == INTEGER + floats
     assert result.recipe.float_layers == tuple(LAYERS[:4]) and result.chosen.passed
     assert result.attempts[-1].float_layers == LAYERS[:4]
 
@@ -90,7 +91,7 @@ def confident_ladder(results: dict[str, tuple[float, float]], float_islands: boo
 
     rungs = integer_rungs(200, 1000, ("percentile", "minmax"))
     rank = (lambda recipe: LAYERS) if float_islands else None
-    return climb(rungs, attempt, rank, True, CONFIDENT_AGREEMENT_TARGET if float_islands else None), tried
+    return climb(rungs, attempt, rank, CONFIDENT_AGREEMENT_TARGET if float_islands else None), tried
 
 
 def test_with_float_islands_a_file_that_flips_confident_images_climbs_on_to_them():
@@ -124,18 +125,7 @@ def test_few_rankable_layers_are_tried_once_each(layers):
         return Trial(fidelity(0.5), False, 1, None)
 
     climb([Int8Recipe(10, "minmax")], attempt, lambda recipe: layers)
-    assert tried == ["minmax-10+bias"] + (["minmax-10+float1"] if layers else [])
-
-
-def test_float_islands_keep_bias_correction_where_the_quantiser_can_leave_those_layers_out():
-    tried = []
-
-    def attempt(recipe):
-        tried.append(recipe.name)
-        return Trial(fidelity(0.5), False, 1, None)
-
-    climb([Int8Recipe(10, "minmax")], attempt, lambda recipe: ["a", "b"], float_layers_keep_bias_correction=True)
-    assert tried == ["minmax-10+bias", "minmax-10+bias+float1", "minmax-10+bias+float2"]
+    assert tried == ["minmax-10+bias"] + (["minmax-10+bias+float1"] if layers else [])
 
 
 def test_a_converted_tensor_name_names_the_keras_layers_fused_into_it():

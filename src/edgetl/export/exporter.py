@@ -140,9 +140,8 @@ class _Exporter:
                 with step(f"{export_format.name}: ranking layers by int8 sensitivity"), output_to(self.source.log_path):
                     return export_format.rank_layers(self.source.model, replace(self.inputs, recipe=recipe))
 
-            keeps = export_format.float_layers_keep_bias_correction
             target = CONFIDENT_AGREEMENT_TARGET if float_allowed else None
-            result = climb(rungs, attempt, rank if float_allowed else None, keeps, target)
+            result = climb(rungs, attempt, rank if float_allowed else None, target)
             chosen: Verified = result.chosen.kept
             os.replace(chosen.path, destination)
             return replace(chosen, path=destination), result

@@ -103,12 +103,10 @@ class ExportFormat:
     # --quantizer makes), and (model, inputs) -> the most images each method may calibrate on, where limited.
     calibration_methods: tuple[str, ...] | dict[str, tuple[str, ...]] = ("minmax",)
     most_calibration_images: Callable | None = None
-    # Calibrated formats: (model, inputs) -> layer names, most sensitive to int8 first, for float fallback.
+    # Calibrated formats: (model, inputs) -> layer names, most sensitive to int8 first, for float fallback. A name
+    # names the Keras layers in it (TFLite tensor names do; ONNX ones are made to, see onnx.FLOAT_LAYER_JOIN), so
+    # bias correction leaves the layers kept in float out and still applies to the rest.
     rank_layers: Callable | None = None
-    # Its float layers' names name the Keras layers in them (TFLite tensor names do; edgetl names an ONNX float
-    # layer by its node and weights, see onnx.FLOAT_LAYER_JOIN), so bias correction can leave those out and still
-    # apply to the rest.
-    float_layers_keep_bias_correction: bool = False
     # The ExportOptions it reads besides min_agreement (every format's gate); an option given for formats that
     # all ignore it is refused (check_options), not silently dropped.
     takes: frozenset[str] = frozenset()
@@ -234,7 +232,6 @@ FORMATS: dict[str, ExportFormat] = {
             integer_only=True,
             calibration_methods=TFLITE_CALIBRATION_METHODS,
             rank_layers=_tflite_rank,
-            float_layers_keep_bias_correction=True,
             takes=CALIBRATED_OPTIONS | {"io_type", "quantizer"},
         ),
         ExportFormat("onnx", "model.onnx", "onnx", _float_onnx, 0.99, takes=frozenset({"opset"})),
@@ -249,7 +246,6 @@ FORMATS: dict[str, ExportFormat] = {
             calibration_methods=ONNX_CALIBRATION_METHODS,
             most_calibration_images=_onnx_most_images,
             rank_layers=_onnx_rank,
-            float_layers_keep_bias_correction=True,
             takes=CALIBRATED_OPTIONS | {"opset"},
         ),
         ExportFormat("savedmodel", "saved_model", "savedmodel", _savedmodel, 0.99),

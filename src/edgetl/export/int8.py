@@ -126,16 +126,14 @@ def climb(
     rungs: list[Int8Recipe],
     attempt: Callable[[Int8Recipe], Trial],
     rank_layers: Callable[[Int8Recipe], list[str]] | None,
-    float_layers_keep_bias_correction: bool = False,
     confident_target: float | None = None,
 ) -> LadderResult:
     """Try `rungs` in order, then (with `rank_layers`, which orders layers most sensitive first for a recipe)
     the best integer recipe with more and more layers in float; stop at the first file that passes and, with
     `confident_target`, agrees with Keras on at least that share of its confident images.
 
-    A bias correction made for a layer's int8 rounding is an error once that layer stays in float: float islands
-    keep the best recipe's bias correction only where the quantiser leaves the layers kept in float uncorrected
-    (`float_layers_keep_bias_correction`), else they start from it without."""
+    Float islands start from the best recipe as it is, bias correction included: the exporter leaves the layers
+    kept in float out of the correction (a correction for int8 rounding is an error on a float layer)."""
     attempts: list[Attempt] = []
     best: tuple[Trial, Int8Recipe] | None = None
 
@@ -168,7 +166,7 @@ def climb(
     for recipe in rungs:
         if _settled(run(recipe), confident_target):
             return LadderResult(best[0], best[1], attempts)
-    base = best[1] if float_layers_keep_bias_correction else replace(best[1], bias_correction=False)
+    base = best[1]
     ranked = rank_layers(base) if rank_layers is not None else []
     for count in sorted({min(count, len(ranked)) for count in FLOAT_LAYER_STEPS if ranked}):
         if _settled(run(replace(base, float_layers=tuple(ranked[:count]))), confident_target):
