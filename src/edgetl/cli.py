@@ -385,8 +385,8 @@ def train(data: str | None, out: Path | None, resume: Path | None, overwrite: bo
     type=click.Choice(INT8_FALLBACKS),
     default=ExportOptions.int8_fallback,
     show_default=True,
-    help="When no integer-only recipe reaches --min-agreement, may the most sensitive layers stay in float "
-    "(none: integer-only, for NPUs and Edge TPU).",
+    help="When no integer-only recipe reaches --min-agreement (or 99% agreement on the images Keras is confident "
+    "about), may the most sensitive layers stay in float (none: integer-only, for NPUs and Edge TPU).",
 )
 @click.option(
     "--opset", type=click.IntRange(min=13), default=ExportOptions.opset, show_default=True, help="ONNX opset."
