@@ -20,6 +20,11 @@ from edgetl.files import atomic_write
 from edgetl.progress import step
 from edgetl.runtime.metadata import ModelMetadata
 
+REPORT_DIR = "report"  # train's reports, and `edgetl report`'s page
+# Bench results of the run: `edgetl bench RUN` writes BENCH_RESULTS there; JSON files from other machines may join it.
+BENCH_DIR = "bench"
+BENCH_RESULTS = "bench.json"
+
 # Keras' reason for not loading a model, cut to what a one-line message can carry.
 LOAD_ERROR_MAX_CHARS = 200
 
@@ -87,6 +92,14 @@ class RunDir:
     @property
     def exports_index(self) -> Path:
         return self.path / "exports.json"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.path / REPORT_DIR
+
+    @property
+    def bench_dir(self) -> Path:
+        return self.path / BENCH_DIR
 
     def require_trained(self) -> None:
         if not self.path.is_dir():

@@ -24,14 +24,16 @@ from edgetl.benchmark.exported import (
     row_settings,
 )
 from edgetl.benchmark.fingerprint import machine_fingerprint
+from edgetl.benchmark.report import to_json
 from edgetl.benchmark.result import BenchReport
 from edgetl.benchmark.settings import REMOTE_SAMPLE_IMAGES, BenchSettings
 from edgetl.benchmark.timing import harness_overhead_ms, measure_latency, measure_throughput
 from edgetl.data.pipeline import decode_subset
 from edgetl.errors import DataError
 from edgetl.export.verify import fidelity
+from edgetl.files import atomic_write
 from edgetl.progress import step
-from edgetl.run import RunDir
+from edgetl.run import BENCH_RESULTS, RunDir
 from edgetl.runtime.foreign import ModelFlags
 from edgetl.runtime.runtimes import MODEL_SUFFIXES, RUNTIME_DISTRIBUTIONS
 from edgetl.tfquiet import import_tensorflow_quietly
@@ -167,7 +169,10 @@ def bench_run(
     elif remotes:
         errors.append(f"{run.path}: no exported .tflite/.onnx file to bench on the boards; run `edgetl export` first")
     title = machine_title(machine_fingerprint(), accelerators)
-    return BenchReport(rows, title, harness_overhead_ms(), errors=errors)
+    report = BenchReport(rows, title, harness_overhead_ms(), errors=errors)
+    # The run keeps its latest bench, so `edgetl report` can show it beside the exports it measured.
+    atomic_write(run.bench_dir / BENCH_RESULTS, to_json(report))
+    return report
 
 
 def _bench_exports(run: RunDir) -> list[tuple[str, Path]]:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from edgetl.export.formats import ExportFormat, ExportOptions, clients_for
 from edgetl.export.int8 import LadderResult
-from edgetl.export.verify import Fidelity
+from edgetl.export.verify import UNLABELLED, Fidelity
 from edgetl.export.written import Loaded
 
 if TYPE_CHECKING:
@@ -45,6 +45,28 @@ class ExportRecord:
     float_layers: list[str] = field(default_factory=list)  # int8: layers kept in float by the fallback
     attempts: list[dict] = field(default_factory=list)  # int8: every recipe tried, in order, with its agreement
     runtimes: list[str] = field(default_factory=list)  # the tools that load the file as it is (`clients_for`)
+    # per flipped file (as `flipped_files`): its label and Keras' and the file's top classes with probabilities
+    flipped_images: list[dict] = field(default_factory=list)
+
+
+def flipped_images(source: ExportSource, fidelity: Fidelity) -> list[dict]:
+    """What `edgetl report` shows of each flipped image: the file, its label (None when unlabelled), and the top
+    classes of Keras and of the file as [class name, probability] pairs."""
+    names = source.metadata.labels
+    images = []
+    for index, keras_top, export_top in zip(
+        fidelity.flipped, fidelity.flipped_keras_top, fidelity.flipped_export_top, strict=True
+    ):
+        label = int(source.verification.labels[index])
+        images.append(
+            {
+                "file": str(source.verification.examples[index].path),
+                "label": names[label] if label != UNLABELLED else None,
+                "keras_top": [[names[c], p] for c, p in keras_top],
+                "export_top": [[names[c], p] for c, p in export_top],
+            }
+        )
+    return images
 
 
 def quantizer_of(export_format: ExportFormat, options: ExportOptions) -> str:
@@ -104,4 +126,5 @@ def make_record(
         float_layers=list(ladder.recipe.float_layers) if ladder else [],
         attempts=[asdict(attempt) for attempt in ladder.attempts] if ladder else [],
         runtimes=clients_for(export_format.kind, verified.loaded.input_dtype),
+        flipped_images=flipped_images(source, fidelity),
     )

@@ -1,0 +1,62 @@
+"""Small HTML builders: every piece of text from a run goes through `escape` here before it reaches the page."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from html import escape as _escape
+
+
+def escape(value: object) -> str:
+    """Text and attribute values made inert: <, >, & and both quotes become entities."""
+    return _escape(str(value), quote=True)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A table cell: its HTML (already escaped) and the value the sort script orders it by."""
+
+    html: str
+    sort: str | float | None = None
+
+
+def text(value: object, sort: str | float | None = None) -> Cell:
+    return Cell(escape(value), sort)
+
+
+def number(value: float | int | None, spec: str = ".4f") -> Cell:
+    if value is None:
+        return Cell("-", "")
+    return Cell(escape(format(value, spec)), float(value))
+
+
+def percent(value: float | None, digits: int = 1) -> Cell:
+    if value is None:
+        return Cell("-", "")
+    return Cell(escape(f"{100 * value:.{digits}f}%"), float(value))
+
+
+def table(headers: list[str], rows: list[list[Cell]], footer: list[list[Cell]] = (), sortable: bool = True) -> str:
+    """A table; `sortable` ones get buttons in their headers from the page's script (without it, a plain table)."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+
+    def row(cells: list[Cell]) -> str:
+        parts = []
+        for cell in cells:
+            sort = "" if cell.sort is None else f' data-v="{escape(cell.sort)}"'
+            parts.append(f"<td{sort}>{cell.html}</td>")
+        return f"<tr>{''.join(parts)}</tr>"
+
+    body = "".join(row(cells) for cells in rows)
+    foot = f"<tfoot>{''.join(row(cells) for cells in footer)}</tfoot>" if footer else ""
+    css = ' class="sortable"' if sortable else ""
+    return f"<table{css}><thead><tr>{head}</tr></thead><tbody>{body}</tbody>{foot}</table>"
+
+
+def facts(pairs: list[tuple[str, object]]) -> str:
+    """A definition list of name: value pairs (values escaped), skipping those without a value."""
+    items = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in pairs if v is not None and v != "")
+    return f'<dl class="facts">{items}</dl>'
+
+
+def note(message: str) -> str:
+    return f'<p class="note">{escape(message)}</p>'
