@@ -100,7 +100,8 @@ svg .divider {{ stroke: #888; stroke-dasharray: 4 4; }}
 .legend {{ max-width: 460px; font-size: 12px; }}
 .legend .key {{ margin-right: 10px; white-space: nowrap; }}
 .legend i {{ display: inline-block; width: 18px; margin-right: 4px; vertical-align: middle; }}
-.cards {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); gap: 12px; }}
+.cards {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(440px, 1fr)); gap: 12px; }}
+.card dl.facts {{ grid-template-columns: 15em 1fr; }}
 .card {{ background: #fff; border: 1px solid #ddd; border-radius: 4px; padding: 8px; }}
 .card.failed {{ border-color: #b00; }}
 .card h3 {{ margin-top: 0; }}
@@ -116,7 +117,7 @@ svg .divider {{ stroke: #888; stroke-dasharray: 4 4; }}
 .top .p {{ color: #555; font-variant-numeric: tabular-nums; }}
 .top .bar {{ display: block; height: 3px; background: #0072b2; }}
 .thumb {{ display: inline-block; width: {THUMBNAIL_PIXELS}px; height: {THUMBNAIL_PIXELS}px; margin: 1px;
-  background-size: cover; image-rendering: pixelated; vertical-align: middle; border: 1px solid #ccc; }}
+  background-size: cover; vertical-align: middle; border: 1px solid #ccc; }}
 .thumb.missing {{ text-align: center; line-height: {THUMBNAIL_PIXELS}px; color: #999; background: #eee; }}
 .samples .label {{ display: inline-block; min-width: 120px; max-width: 200px; overflow-wrap: anywhere; }}
 footer {{ color: #777; font-size: 12px; padding-bottom: 24px; }}
@@ -159,7 +160,8 @@ def render(view: RunView, sections: list[Section], thumbs: Thumbnails) -> str:
     unreadable = ""
     if thumbs.unreadable:
         items = "".join(f"<li>{escape(line)}</li>" for line in thumbs.unreadable)
-        unreadable = f"<details><summary>{len(thumbs.unreadable)} image(s) could not be shown</summary><ul>{items}</ul></details>"
+        summary = f"{len(thumbs.unreadable)} image(s) could not be shown"
+        unreadable = f"<details><summary>{summary}</summary><ul>{items}</ul></details>"
     policy = (
         "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
         f"script-src 'sha256-{_script_hash(SORT_SCRIPT)}'; base-uri 'none'; form-action 'none'"

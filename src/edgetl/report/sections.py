@@ -52,7 +52,7 @@ def _top_list(top: list, true_label: str | None, title: str) -> str:
 
 
 def _image_card(thumbs: Thumbnails, file: str, label: str | None, tops: list[tuple[str, list]], extra: str = "") -> str:
-    name = Path(file).name
+    name = "/".join(Path(file).parts[-2:])  # the class folder tells apart files of the same name
     truth = f"<div>true: <b>{escape(label)}</b></div>" if label is not None else "<div>no label</div>"
     lists = "".join(_top_list(top, label, title) for title, top in tops)
     return (
@@ -147,6 +147,7 @@ def training_section(view: RunView, thumbs: Thumbnails) -> Section | None:
         rows = [
             [text(stage), number(epochs.get(stage), "d"), number(seconds.get(stage), ".1f")]
             for stage in dict.fromkeys([*epochs, *seconds])
+            if epochs.get(stage) or seconds.get(stage)
         ]
         parts.append(
             facts(
@@ -319,8 +320,9 @@ def _export_card(record: dict) -> str:
             for a in attempts
         ]
         headers = ["recipe", "agreement", "confident", "size", "seconds", "passed", "float layers"]
+        summary = f"recipe ladder: {len(attempts)} attempt(s)"
         parts.append(
-            f"<details open><summary>recipe ladder: {len(attempts)} attempt(s)</summary>{table(headers, rows)}</details>"
+            f'<details open><summary>{summary}</summary><div class="scroll">{table(headers, rows)}</div></details>'
         )
     flipped = record.get("flipped_images") or record.get("flipped_files") or []
     if flipped:
