@@ -110,8 +110,9 @@ def test_flipped_section_of_an_older_export_shows_the_listed_files_and_says_top3
 
 def test_bench_section_plots_one_point_per_format_threads_and_host(synthetic_run):
     page = page_of(synthetic_run)
-    points = page.tags("circle", "bench")
-    assert len(points) == 4
+    local, board = page.tags("circle", "bench"), page.tags("rect", "bench")  # a marker shape per machine
+    assert len(local) == 3 and len(board) == 1
+    assert len({a["fill"] for a in local + board}) == 2  # a colour per format: keras, tflite-int8
     legend = page.text("bench")
     assert "desktop (x86_64)" in legend and "pi@board (aarch64)" in legend
     assert "tflite-int8, 4 thread(s), pi@board" in page.source

@@ -43,7 +43,8 @@ def table(headers: list[str], rows: list[list[Cell]], footer: list[list[Cell]] =
         parts = []
         for cell in cells:
             sort = "" if cell.sort is None else f' data-v="{escape(cell.sort)}"'
-            parts.append(f"<td{sort}>{cell.html}</td>")
+            numeric = ' class="n"' if isinstance(cell.sort, int | float) else ""
+            parts.append(f"<td{numeric}{sort}>{cell.html}</td>")
         return f"<tr>{''.join(parts)}</tr>"
 
     body = "".join(row(cells) for cells in rows)

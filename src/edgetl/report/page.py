@@ -77,7 +77,8 @@ nav a {{ margin-right: 12px; }}
 section {{ margin-bottom: 24px; }}
 table {{ border-collapse: collapse; margin: 6px 0; background: #fff; }}
 th, td {{ border: 1px solid #ddd; padding: 2px 8px; text-align: left; }}
-td[data-v] {{ text-align: right; font-variant-numeric: tabular-nums; }}
+td.n {{ text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }}
+.card p, .card li {{ overflow-wrap: anywhere; }}
 tfoot td {{ font-weight: bold; }}
 th button {{ font: inherit; font-weight: bold; border: 0; background: none; padding: 0; cursor: pointer; }}
 th[aria-sort=ascending] button::after {{ content: " \\25b2"; }}

@@ -293,9 +293,10 @@ def _export_card(record: dict) -> str:
         parts.append(f'<p class="problem">{escape(problem)}</p>')
     float_layers = record.get("float_layers") or []
     if float_layers:
-        parts.append(f"<p>kept in float: {escape(', '.join(map(str, float_layers)))}</p>")
+        items = "".join(f"<li>{escape(layer)}</li>" for layer in float_layers)
+        parts.append(f"<p>layers kept in float:</p><ul>{items}</ul>")
     float_ops = record.get("float_ops") or {}
-    if float_ops:
+    if float_ops and record.get("int8_op_share"):  # in a float file every op is a float op: nothing to say
         parts.append(f"<p>ops left in float: {escape(', '.join(f'{op} x{n}' for op, n in float_ops.items()))}</p>")
     changes = {k: v for k, v in (record.get("per_class_accuracy_change") or {}).items() if v}
     if changes:
@@ -315,7 +316,7 @@ def _export_card(record: dict) -> str:
                 Cell(escape(_size(a.get("size_bytes"))), a.get("size_bytes")),
                 number(a.get("seconds"), ".1f"),
                 text("yes" if a.get("passed") else "no"),
-                text(", ".join(map(str, a.get("float_layers") or [])) or "-"),
+                _float_layers(a.get("float_layers") or []),
             ]
             for a in attempts
         ]
@@ -329,6 +330,14 @@ def _export_card(record: dict) -> str:
         parts.append(f'<p><a href="#flipped-{escape(record.get("format"))}">{len(flipped)} flipped image(s)</a></p>')
     css = "card export" + ("" if passed else " failed")
     return f'<div class="{css}"><h3>{escape(record.get("format"))} <small>{state}</small></h3>{"".join(parts)}</div>'
+
+
+def _float_layers(layers: list) -> Cell:
+    """How many layers an attempt kept in float, their names in the tooltip (they can be long graph paths)."""
+    if not layers:
+        return text("-", 0)
+    names = escape("\n".join(map(str, layers)))
+    return Cell(f'<span title="{names}">{len(layers)}</span>', len(layers))
 
 
 def _pct(value: object) -> str | None:
@@ -406,7 +415,8 @@ def bench_section(view: RunView, thumbs: Thumbnails) -> Section | None:
         threads = "auto" if row.threads is None else str(row.threads)
         host = row.host or "local"
         label = f"{row.format}, {threads} thread(s), {host}: top-1 {row.top1:.4f}, p50 {row.latency.p50:.3f} ms"
-        points.append(Point(row.latency.p50, row.top1, label, f"{host} ({row.device})" if row.device else host))
+        machine = f"{host} ({row.device})" if row.device else host
+        points.append(Point(row.latency.p50, row.top1, label, row.format, machine))
     chart = scatter(points, "top-1 against batch-1 latency", "p50 latency (ms)", "top-1 (test split)")
     table_rows = [
         [
