@@ -18,7 +18,7 @@ from edgetl.data.folder import Example
 from edgetl.data.split import Split
 from edgetl.run import BENCH_RESULTS, RunDir
 from edgetl.runtime.metadata import NORMALIZATIONS, ModelMetadata
-from edgetl.train.reports import CLASSIFICATION_REPORT, TEST_PREDICTIONS, test_predictions_json
+from edgetl.train.reports import CLASSIFICATION_REPORT, TEST_PREDICTIONS, predictions_json
 
 CLASSES = ["cat", "dog", "fox"]
 
@@ -131,7 +131,7 @@ def make_run(
     run.report_dir.mkdir()
     (run.report_dir / CLASSIFICATION_REPORT).write_text(json.dumps(report))
     if predictions:
-        (run.report_dir / TEST_PREDICTIONS).write_text(test_predictions_json(files, labels, keras, list(class_names)))
+        (run.report_dir / TEST_PREDICTIONS).write_text(predictions_json(files, labels, keras, list(class_names)))
     records = []
     for position, fmt in enumerate(formats):
         flipped = [i for i in range(len(files)) if (i + position) % flip_every == 0]

@@ -184,7 +184,7 @@ def render(view: RunView, sections: list[Section], thumbs: Thumbnails) -> str:
 def keras_test_predictions(view: RunView) -> None:
     """A run trained before train wrote report/test_predictions.json: compute Keras' test predictions once and
     keep them in the run, where TensorFlow and the model are at hand; else say why the section is incomplete."""
-    from edgetl.train.reports import test_predictions_json
+    from edgetl.train.reports import predictions_json
 
     run = view.run
     if view.split is None or view.classification_report is None or view.test_predictions is not None:
@@ -207,7 +207,7 @@ def keras_test_predictions(view: RunView) -> None:
     model = run.load_model()
     probabilities = predict_in_batches(lambda x: model.predict(x, verbose=0), test.pixels.astype(np.float32))
     files = [str(example.path) for example in test.examples]
-    document = test_predictions_json(files, test.labels, probabilities, view.split.class_names)
+    document = predictions_json(files, test.labels, probabilities, view.split.class_names)
     atomic_write(run.report_dir / TEST_PREDICTIONS, document)
     view.test_predictions = json.loads(document)
 

@@ -9,7 +9,7 @@ from html import escape
 # Colour-blind-safe palette (Okabe-Ito), cycled.
 PALETTE = ("#0072b2", "#e69f00", "#009e73", "#d55e00", "#cc79a7", "#56b4e9", "#f0e442", "#000000")
 WIDTH, HEIGHT = 460, 260
-MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 52, 12, 24, 40
+MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 52, 22, 24, 40
 TICKS = 5
 LOG_SPREAD = 20  # a scatter's x axis is logarithmic when its largest value is this many times its smallest
 

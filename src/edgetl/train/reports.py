@@ -118,7 +118,7 @@ def prediction_grid_png(read_pixels, true: np.ndarray, predicted: np.ndarray, cl
     return _png(figure)
 
 
-def test_predictions_json(files: list[str], true: np.ndarray, probabilities: np.ndarray, class_names: list[str]) -> str:
+def predictions_json(files: list[str], true: np.ndarray, probabilities: np.ndarray, class_names: list[str]) -> str:
     """Each test image's file, true class and Keras' top classes with their probabilities, by class name."""
     k = min(TEST_PREDICTIONS_TOP_K, len(class_names))
     order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
@@ -146,7 +146,7 @@ def write_reports(
     as_dict, as_text = classification_report(true, predicted, class_names)
     atomic_write(folder / CLASSIFICATION_REPORT, json.dumps(as_dict, indent=1))
     if files:
-        atomic_write(folder / TEST_PREDICTIONS, test_predictions_json(files, true, probabilities, class_names))
+        atomic_write(folder / TEST_PREDICTIONS, predictions_json(files, true, probabilities, class_names))
     atomic_write(folder / "classification_report.txt", as_text)
     atomic_write(folder / "confusion_matrix.png", confusion_matrix_png(true, predicted, class_names))
     atomic_write(folder / "training_curves.png", training_curves_png(history))
