@@ -1,7 +1,8 @@
 """The run directory: the contract between `train`, `export` and `bench`.
 
 `train` writes model.keras, labels.txt, config.json, preprocessing.json, split.json, history.json and
-metrics.json; `export` adds exports/ and exports.json; every write is atomic.
+metrics.json; `export` adds exports/ and exports.json; `bench` adds bench/bench.json; `edgetl report` writes
+report/index.html; every write is atomic.
 """
 
 from __future__ import annotations

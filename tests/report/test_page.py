@@ -130,3 +130,23 @@ def test_python_api_report_returns_the_page_and_stays_callable(synthetic_run):
     written = edgetl.report(synthetic_run.path)
     assert isinstance(written, ReportPage) and written.path.is_file() and written.seconds > 0
     assert written.sections[-1] == "Benchmarks"
+
+
+def test_report_imports_no_tensorflow_where_the_run_has_what_it_needs(synthetic_run):
+    from tests.helpers import BLOCKER, run_python
+
+    result = run_python(
+        BLOCKER
+        + f"""
+import sys
+from edgetl.cli import main
+sys.argv = ["edgetl", "report", {str(synthetic_run.path)!r}]
+try:
+    main()
+except SystemExit as done:
+    assert not done.code, done.code
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "matplotlib", "sklearn")))
+"""
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [str(synthetic_run.path / "report" / "index.html"), "[]"]

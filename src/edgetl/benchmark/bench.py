@@ -29,7 +29,7 @@ from edgetl.benchmark.result import BenchReport
 from edgetl.benchmark.settings import REMOTE_SAMPLE_IMAGES, BenchSettings
 from edgetl.benchmark.timing import harness_overhead_ms, measure_latency, measure_throughput
 from edgetl.data.pipeline import decode_subset
-from edgetl.errors import DataError
+from edgetl.errors import DataError, WriteError
 from edgetl.export.verify import fidelity
 from edgetl.files import atomic_write
 from edgetl.progress import step
@@ -111,7 +111,8 @@ def bench_run(
     ssh=None,
     remote_images: int = REMOTE_SAMPLE_IMAGES,
 ) -> BenchReport:
-    """Keras (tf.function and model.predict) and every exported file of RUN, here and on each remote board."""
+    """Keras (tf.function and model.predict) and every exported file of RUN, here and on each remote board; the
+    rows are kept in RUN/bench/bench.json."""
     settings = settings or BenchSettings()
     threads_values = threads_values or [None]
     run = RunDir(Path(run_path))
@@ -170,8 +171,12 @@ def bench_run(
         errors.append(f"{run.path}: no exported .tflite/.onnx file to bench on the boards; run `edgetl export` first")
     title = machine_title(machine_fingerprint(), accelerators)
     report = BenchReport(rows, title, harness_overhead_ms(), errors=errors)
-    # The run keeps its latest bench, so `edgetl report` can show it beside the exports it measured.
-    atomic_write(run.bench_dir / BENCH_RESULTS, to_json(report))
+    # The run keeps its latest bench, so `edgetl report` can show it beside the exports it measured; a run that
+    # cannot be written to (a read-only copy) is still benched.
+    try:
+        atomic_write(run.bench_dir / BENCH_RESULTS, to_json(report))
+    except WriteError as error:
+        log.warning("the bench is not kept in the run: %s", error)
     return report
 
 
