@@ -381,8 +381,9 @@ def flipped_section(view: RunView, thumbs: Thumbnails) -> Section | None:
     for record in records:
         name = str(record.get("format"))
         images = [image for image in record.get("flipped_images") or [] if isinstance(image, dict)]
-        parts.append(f'<h3 id="flipped-{escape(name)}">{escape(name)}: {len(images) or len(record["flipped_files"])} ')
-        parts.append(f"flipped of {escape(record.get('images'))} images</h3>")
+        count = len(images) or len(record.get("flipped_files") or [])
+        heading = f"{name}: {count} flipped of {record.get('images')} images"
+        parts.append(f'<h3 id="flipped-{escape(name)}">{escape(heading)}</h3>')
         if images:
             images.sort(key=lambda image: -_confidence(image.get("keras_top")))
             cards = [
