@@ -61,3 +61,36 @@ def test_keras_predictions_are_computed_and_kept_for_a_run_without_them(exported
     assert [i["top"][0][0] for i in computed["images"]] == [i["top"][0][0] for i in kept["images"]]
     wrong = [i["file"] for i in computed["images"] if i["top"][0][0] != i["label"]]
     assert sorted(page.files("evaluation")) == sorted(wrong)
+
+
+@pytest.fixture
+def outside_data(sample_dir, tmp_path):
+    """Three classes of the sample digits, and labels in the model's output order."""
+    import shutil
+
+    for name in ("two", "one", "three"):
+        shutil.copytree(sample_dir / name, tmp_path / "images" / name)
+    (tmp_path / "labels.txt").write_text("two\none\nthree\n")
+    return tmp_path
+
+
+def test_exporting_an_outside_model_writes_its_page_with_the_export_sections(outside_data, tmp_path):
+    from tests.export.test_outside_model import small_classifier
+    from tests.helpers import invoke
+
+    model = tmp_path / "notebook.keras"
+    small_classifier(with_lambda=False, size=32).save(model)
+    out = tmp_path / "out"
+    result = invoke(
+        "export", model, "--labels", outside_data / "labels.txt", "--calibration", outside_data / "images",
+        "--out", out, "--formats", "tflite-float32,tflite-int8", "--calibration-samples", 12, "--min-agreement", 0,
+        "--normalization", "tf",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    page_path = out / "report" / "index.html"
+    assert f"report: {page_path}" in result.output.splitlines()
+    page = Page(page_path)
+    assert page.sections[:2] == ["exports", "flipped"] and "dataset" not in page.sections
+    records = RunDir(out).read_exports()
+    assert sorted(page.files("flipped")) == sorted(f for r in records for f in r["flipped_files"])
+    assert invoke("report", out).output == f"{page_path}\n"
