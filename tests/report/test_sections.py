@@ -166,3 +166,24 @@ def test_a_folder_that_is_neither_run_nor_export_is_refused(tmp_path):
         write_report(tmp_path)
     with pytest.raises(ModelFileError, match="no such run directory"):
         write_report(tmp_path / "absent")
+
+
+def test_fields_of_the_wrong_type_show_as_absent_instead_of_failing(tmp_path):
+    synthetic = make_run(tmp_path)
+    run = RunDir(synthetic.path)
+    records = json.loads(run.exports_index.read_text())
+    records[0].update(
+        flipped_images=[{"file": synthetic.test_files[0], "label": 3, "keras_top": "high", "export_top": [["a", "x"]]}],
+        float_ops=["LOGISTIC"], attempts={"recipe": 1}, per_class_accuracy_change=[1], size_bytes="big",
+        agreement="most", problems="one", float_layers=7, runtimes=None,
+    )  # fmt: skip
+    run.exports_index.write_text(json.dumps(records))
+    run.history.write_text(json.dumps({"stage1": {"loss": ["a", "b"]}, "stage2": [1]}))
+    metrics = json.loads(run.metrics.read_text())
+    metrics.update(epochs=[3], stage_seconds={"stage1": "long"}, skipped=5, test_accuracy="good")
+    run.metrics.write_text(json.dumps(metrics))
+    (run.report_dir / TEST_PREDICTIONS).write_text(json.dumps({"images": {"a": 1}}))
+    page = page_of(synthetic)
+    assert page.sections == ["dataset", "training", "evaluation", "exports", "flipped", "bench"]
+    assert page.files("flipped")[0] == synthetic.test_files[0]
+    assert "most" in page.text("exports") and "long" in page.text("training")

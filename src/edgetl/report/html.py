@@ -23,15 +23,22 @@ def text(value: object, sort: str | float | None = None) -> Cell:
     return Cell(escape(value), sort)
 
 
-def number(value: float | int | None, spec: str = ".4f") -> Cell:
-    if value is None:
-        return Cell("-", "")
-    return Cell(escape(format(value, spec)), float(value))
+def is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def percent(value: float | None, digits: int = 1) -> Cell:
+def number(value: object, spec: str = ".4f") -> Cell:
+    """A number formatted by `spec`; anything else a run file may hold there is shown as text, never raised on."""
     if value is None:
         return Cell("-", "")
+    if not is_number(value):
+        return text(value, str(value))
+    return Cell(escape(format(round(value) if spec.endswith("d") else value, spec)), float(value))
+
+
+def percent(value: object, digits: int = 1) -> Cell:
+    if not is_number(value):
+        return number(value)
     return Cell(escape(f"{100 * value:.{digits}f}%"), float(value))
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from edgetl.benchmark.gates import is_keras
 from edgetl.data.split import SUBSETS
 from edgetl.export.verify import CONFIDENT_PROBABILITY
-from edgetl.report.html import Cell, escape, facts, note, number, percent, table, text
+from edgetl.report.html import Cell, escape, facts, is_number, note, number, percent, table, text
 from edgetl.report.load import RunView
 from edgetl.report.svg import Point, Series, line_chart, scatter
 from edgetl.report.thumbnails import Thumbnails
@@ -32,16 +32,31 @@ class Section:
     body: str
 
 
+def _dict(value: object) -> dict:
+    """`value` if a run file holds a JSON object there, else nothing: a field of the wrong type shows as absent."""
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: object) -> list:
+    return value if isinstance(value, list) else []
+
+
 def _gallery(cards: list[str], total: int, what: str) -> str:
     more = note(f"{total - len(cards)} more {what} not shown (the page shows the first {len(cards)})")
     return f'<div class="gallery">{"".join(cards)}</div>' + (more if total > len(cards) else "")
 
 
-def _top_list(top: list, true_label: str | None, title: str) -> str:
+def _pairs(top: object) -> list[tuple[str, float]]:
+    """The [class name, probability] pairs of a recorded top-k; entries of any other shape are left out."""
+    if not isinstance(top, list):
+        return []
+    return [(str(e[0]), float(e[1])) for e in top if isinstance(e, list) and len(e) == 2 and is_number(e[1])]
+
+
+def _top_list(top: object, true_label: str | None, title: str) -> str:
     """A top-k list: class name, probability and a bar; the true class is marked."""
     rows = []
-    for entry in top:
-        name, probability = str(entry[0]), float(entry[1])
+    for name, probability in _pairs(top):
         mark = ' class="true"' if true_label is not None and name == true_label else ""
         width = max(0.0, min(100.0, 100 * probability))
         rows.append(
@@ -104,7 +119,7 @@ def dataset_section(view: RunView, thumbs: Thumbnails) -> Section | None:
     parts.append("".join(sample_rows))
     if len(names) > len(shown):
         parts.append(note(f"samples of the first {len(shown)} of {len(names)} classes"))
-    skipped = (view.metrics or {}).get("skipped") or []
+    skipped = _list((view.metrics or {}).get("skipped"))
     if skipped:
         items = "".join(f"<li>{escape(line)}</li>" for line in skipped)
         parts.append(f"<details><summary>{len(skipped)} file(s) skipped: could not be read</summary><ul>{items}</ul>")
@@ -117,9 +132,9 @@ def dataset_section(view: RunView, thumbs: Thumbnails) -> Section | None:
 
 def _curves(history: dict, metric: str) -> str:
     series, dividers, offset = [], [], 0
-    for position, (stage, rows) in enumerate(history.items()):
+    for position, (stage, rows) in enumerate(_dict(history).items()):
         values = rows.get(metric) if isinstance(rows, dict) else None
-        if not values:
+        if not isinstance(values, list) or not values or not all(is_number(v) for v in values):
             continue
         xs = list(range(offset + 1, offset + len(values) + 1))
         if offset:
@@ -127,7 +142,7 @@ def _curves(history: dict, metric: str) -> str:
         dashed = position > 0
         series.append(Series(f"{stage} train", xs, [float(v) for v in values], dashed, 0))
         validation = rows.get(f"val_{metric}")
-        if validation and len(validation) == len(values):
+        if isinstance(validation, list) and len(validation) == len(values) and all(map(is_number, validation)):
             series.append(Series(f"{stage} validation", xs, [float(v) for v in validation], dashed, 1))
         offset += len(values)
     return line_chart(series, metric, "epoch", metric, dividers)
@@ -142,8 +157,8 @@ def training_section(view: RunView, thumbs: Thumbnails) -> Section | None:
         parts.append(f'<div class="charts">{charts}</div>')
     metrics = view.metrics or {}
     if metrics:
-        epochs = metrics.get("epochs") or {}
-        seconds = metrics.get("stage_seconds") or {}
+        epochs = _dict(metrics.get("epochs"))
+        seconds = _dict(metrics.get("stage_seconds"))
         rows = [
             [text(stage), number(epochs.get(stage), "d"), number(seconds.get(stage), ".1f")]
             for stage in dict.fromkeys([*epochs, *seconds])
@@ -203,11 +218,13 @@ def _confusion_matrix(images: list[dict], names: list[str]) -> str:
 
 
 def _top1(top: object) -> str | None:
-    return str(top[0][0]) if isinstance(top, list) and top and isinstance(top[0], list) and top[0] else None
+    pairs = _pairs(top)
+    return pairs[0][0] if pairs else None
 
 
 def _confidence(top: object) -> float:
-    return float(top[0][1]) if _top1(top) is not None else 0.0
+    pairs = _pairs(top)
+    return pairs[0][1] if pairs else 0.0
 
 
 def evaluation_section(view: RunView, thumbs: Thumbnails) -> Section | None:
@@ -216,7 +233,7 @@ def evaluation_section(view: RunView, thumbs: Thumbnails) -> Section | None:
         return None
     names = view.class_names
     parts = []
-    images = [image for image in (predictions or {}).get("images", []) if isinstance(image, dict)]
+    images = [image for image in _list(_dict(predictions).get("images")) if isinstance(image, dict)]
     if images and len(names) <= MOST_MATRIX_CLASSES:
         parts.append("<h3>Confusion matrix</h3>" + _confusion_matrix(images, names))
     elif images:
@@ -241,7 +258,7 @@ def evaluation_section(view: RunView, thumbs: Thumbnails) -> Section | None:
         parts.append(f"<h3>Test images Keras gets wrong ({len(wrong)} of {len(images)})</h3>")
         parts.append(note("most confident mistakes first; the true class is marked in the top-3"))
         cards = [
-            _image_card(thumbs, str(image.get("file")), image.get("label"), [("Keras", image.get("top") or [])])
+            _image_card(thumbs, str(image.get("file")), image.get("label"), [("Keras", _list(image.get("top")))])
             for image in wrong[:MOST_GALLERY_IMAGES]
         ]
         parts.append(_gallery(cards, len(wrong), "mistakes"))
@@ -254,7 +271,7 @@ def evaluation_section(view: RunView, thumbs: Thumbnails) -> Section | None:
 
 
 def _size(size_bytes: object) -> str:
-    return f"{size_bytes / 2**20:.2f} MB" if isinstance(size_bytes, int | float) else "-"
+    return f"{size_bytes / 2**20:.2f} MB" if is_number(size_bytes) else "-"
 
 
 def _export_card(record: dict) -> str:
@@ -285,28 +302,29 @@ def _export_card(record: dict) -> str:
             ("quantised by", record.get("quantizer")),
             ("recipe kept", record.get("recipe")),
             ("calibration images", record.get("calibration_images") or None),
-            ("runs on", ", ".join(map(str, record.get("runtimes") or [])) or None),
+            ("runs on", ", ".join(map(str, _list(record.get("runtimes")))) or None),
         ]
     )
     parts = [headline]
-    for problem in record.get("problems") or []:
+    for problem in _list(record.get("problems")):
         parts.append(f'<p class="problem">{escape(problem)}</p>')
-    float_layers = record.get("float_layers") or []
+    float_layers = _list(record.get("float_layers"))
     if float_layers:
         items = "".join(f"<li>{escape(layer)}</li>" for layer in float_layers)
         parts.append(f"<p>layers kept in float:</p><ul>{items}</ul>")
-    float_ops = record.get("float_ops") or {}
+    float_ops = _dict(record.get("float_ops"))
     if float_ops and record.get("int8_op_share"):  # in a float file every op is a float op: nothing to say
         parts.append(f"<p>ops left in float: {escape(', '.join(f'{op} x{n}' for op, n in float_ops.items()))}</p>")
-    changes = {k: v for k, v in (record.get("per_class_accuracy_change") or {}).items() if v}
+    change_by_class = record.get("per_class_accuracy_change")
+    changes = {k: v for k, v in change_by_class.items() if v} if isinstance(change_by_class, dict) else {}
     if changes:
-        rows = [[text(name), number(100 * change, "+.1f")] for name, change in changes.items()]
+        rows = [[text(name), number(100 * v if is_number(v) else v, "+.1f")] for name, v in changes.items()]
         parts.append(
             "<details><summary>per-class accuracy change (points; classes that changed)</summary>"
             + table(["class", "change"], rows)
             + "</details>"
         )
-    attempts = [a for a in record.get("attempts") or [] if isinstance(a, dict)]
+    attempts = [a for a in _list(record.get("attempts")) if isinstance(a, dict)]
     if attempts:
         rows = [
             [
@@ -316,7 +334,7 @@ def _export_card(record: dict) -> str:
                 Cell(escape(_size(a.get("size_bytes"))), a.get("size_bytes")),
                 number(a.get("seconds"), ".1f"),
                 text("yes" if a.get("passed") else "no"),
-                _float_layers(a.get("float_layers") or []),
+                _float_layers(_list(a.get("float_layers"))),
             ]
             for a in attempts
         ]
@@ -325,7 +343,7 @@ def _export_card(record: dict) -> str:
         parts.append(
             f'<details open><summary>{summary}</summary><div class="scroll">{table(headers, rows)}</div></details>'
         )
-    flipped = record.get("flipped_images") or record.get("flipped_files") or []
+    flipped = _list(record.get("flipped_images")) or _list(record.get("flipped_files"))
     if flipped:
         parts.append(f'<p><a href="#flipped-{escape(record.get("format"))}">{len(flipped)} flipped image(s)</a></p>')
     css = "card export" + ("" if passed else " failed")
@@ -341,7 +359,7 @@ def _float_layers(layers: list) -> Cell:
 
 
 def _pct(value: object) -> str | None:
-    return f"{100 * value:.2f}%" if isinstance(value, int | float) else None
+    return f"{100 * value:.2f}%" if is_number(value) else None
 
 
 def _pair(first: object, second: object) -> str | None:
@@ -361,7 +379,7 @@ def exports_section(view: RunView, thumbs: Thumbnails) -> Section | None:
             percent(r.get("int8_op_share")),
             percent(r.get("agreement"), 2),
             percent(r.get("confident_agreement"), 2),
-            number(len(r.get("flipped_images") or r.get("flipped_files") or []), "d"),
+            number(len(_list(r.get("flipped_images")) or _list(r.get("flipped_files"))), "d"),
             text("passed" if r.get("passed") else "FAILED"),
         ]
         for r in view.exports
@@ -380,8 +398,8 @@ def flipped_section(view: RunView, thumbs: Thumbnails) -> Section | None:
         parts.append(note("no exported file changed the top-1 class of any image"))
     for record in records:
         name = str(record.get("format"))
-        images = [image for image in record.get("flipped_images") or [] if isinstance(image, dict)]
-        count = len(images) or len(record.get("flipped_files") or [])
+        images = [image for image in _list(record.get("flipped_images")) if isinstance(image, dict)]
+        count = len(images) or len(_list(record.get("flipped_files")))
         heading = f"{name}: {count} flipped of {record.get('images')} images"
         parts.append(f'<h3 id="flipped-{escape(name)}">{escape(heading)}</h3>')
         if images:
@@ -391,13 +409,13 @@ def flipped_section(view: RunView, thumbs: Thumbnails) -> Section | None:
                     thumbs,
                     str(image.get("file")),
                     image.get("label"),
-                    [("Keras", image.get("keras_top") or []), (name, image.get("export_top") or [])],
+                    [("Keras", _list(image.get("keras_top"))), (name, _list(image.get("export_top")))],
                 )
                 for image in images[:MOST_GALLERY_IMAGES]
             ]
             parts.append(_gallery(cards, len(images), "flipped images"))
         else:
-            files = [str(file) for file in record.get("flipped_files") or []]
+            files = [str(file) for file in _list(record.get("flipped_files"))]
             parts.append(note("this export predates top-3 records: export again to see Keras' and the file's top-3"))
             cards = [_image_card(thumbs, file, None, []) for file in files[:MOST_GALLERY_IMAGES]]
             parts.append(_gallery(cards, len(files), "flipped images"))
