@@ -172,7 +172,7 @@ def training_section(view: RunView, thumbs: Thumbnails) -> Section | None:
                     ("macro F1", _fmt(metrics.get("macro_f1"))),
                     ("weighted F1", _fmt(metrics.get("weighted_f1"))),
                     ("decoded images kept in", metrics.get("cache")),
-                    ("stage 1 on cached features", metrics.get("feature_cache")),
+                    ("stage 1 on cached features", _yes_no(metrics.get("feature_cache"))),
                 ]
             )
         )
@@ -182,6 +182,10 @@ def training_section(view: RunView, thumbs: Thumbnails) -> Section | None:
         pairs = [(key, value) for key, value in view.config.items() if value is not None]
         parts.append(f"<details><summary>training configuration (config.json)</summary>{facts(pairs)}</details>")
     return Section("training", "Training", "".join(parts))
+
+
+def _yes_no(value: object) -> object:
+    return ("yes" if value else "no") if isinstance(value, bool) else value
 
 
 def _fmt(value: object) -> str | None:
@@ -393,7 +397,12 @@ def flipped_section(view: RunView, thumbs: Thumbnails) -> Section | None:
     records = [r for r in view.exports if r.get("flipped_images") or r.get("flipped_files")]
     if not view.exports:
         return None
-    parts = [note("test images whose top-1 differs from Keras', the images Keras was surest of first")]
+    parts = [
+        note(
+            "the images each file was verified on (a run's test split) whose top-1 differs from Keras', the images "
+            "Keras was surest of first; the true class is marked"
+        )
+    ]
     if not records:
         parts.append(note("no exported file changed the top-1 class of any image"))
     for record in records:
