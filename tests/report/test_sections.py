@@ -187,3 +187,14 @@ def test_fields_of_the_wrong_type_show_as_absent_instead_of_failing(tmp_path):
     assert page.sections == ["dataset", "training", "evaluation", "exports", "flipped", "bench"]
     assert page.files("flipped")[0] == synthetic.test_files[0]
     assert "most" in page.text("exports") and "long" in page.text("training")
+
+
+def test_a_gallery_shows_its_first_images_and_counts_the_rest(tmp_path):
+    from edgetl.report.sections import MOST_GALLERY_IMAGES
+
+    per_class = MOST_GALLERY_IMAGES // len(CLASSES) + 5
+    synthetic = make_run(tmp_path, per_class=per_class, flip_every=1, formats=("tflite-int8",), bench=False)
+    page = page_of(synthetic)
+    flipped = len(synthetic.flipped["tflite-int8"])
+    assert len(page.files("flipped")) == MOST_GALLERY_IMAGES < flipped
+    assert f"{flipped - MOST_GALLERY_IMAGES} more flipped images not shown" in page.text("flipped")
