@@ -71,15 +71,16 @@ class Browser:
                 return answer.get("result", {})
             self.events.append(answer)
 
-    def wait_for(self, method: str) -> dict:
+    def wait_for(self, method: str, session: str) -> dict:
+        """The first event `method` of the tab `session` (other tabs' events are kept, not taken)."""
         deadline = time.monotonic() + TIMEOUT_S
         for event in self.events:
-            if event.get("method") == method:
+            if event.get("method") == method and event.get("sessionId") == session:
                 return event
         while True:
             event = self._read_message(deadline)
             self.events.append(event)
-            if event.get("method") == method:
+            if event.get("method") == method and event.get("sessionId") == session:
                 return event
 
     def close(self) -> None:
@@ -110,7 +111,7 @@ class LoadedPage:
         if not scripts:
             browser.send("Emulation.setScriptExecutionDisabled", self.session, value=True)
         browser.send("Page.navigate", self.session, url=url)
-        browser.wait_for("Page.loadEventFired")
+        browser.wait_for("Page.loadEventFired", self.session)
         if scripts:
             self.evaluate("new Promise(done => requestAnimationFrame(() => setTimeout(done, 100)))")
 

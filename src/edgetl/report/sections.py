@@ -66,13 +66,13 @@ def _top_list(top: object, true_label: str | None, title: str) -> str:
     return f'<div class="top"><b>{escape(title)}</b><ol>{"".join(rows)}</ol></div>'
 
 
-def _image_card(thumbs: Thumbnails, file: str, label: str | None, tops: list[tuple[str, list]], extra: str = "") -> str:
+def _image_card(thumbs: Thumbnails, file: str, label: str | None, tops: list[tuple[str, list]]) -> str:
     name = "/".join(Path(file).parts[-2:])  # the class folder tells apart files of the same name
     truth = f"<div>true: <b>{escape(label)}</b></div>" if label is not None else "<div>no label</div>"
     lists = "".join(_top_list(top, label, title) for title, top in tops)
     return (
         f'<div class="card image" data-file="{escape(file)}">{thumbs.tag(file, label or "")}'
-        f'<div class="caption"><div class="file" title="{escape(file)}">{escape(name)}</div>{truth}{extra}</div>'
+        f'<div class="caption"><div class="file" title="{escape(file)}">{escape(name)}</div>{truth}</div>'
         f'<div class="tops">{lists}</div></div>'
     )
 
