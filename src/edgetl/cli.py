@@ -23,7 +23,7 @@ from edgetl.benchmark.settings import REMOTE_SAMPLE_IMAGES, BenchSettings, SshSe
 from edgetl.config import CACHES, CLASS_WEIGHTS, TrainConfig
 from edgetl.errors import EdgetlError, UsageError
 from edgetl.export.formats import FORMATS, ExportOptions, KerasFileOptions
-from edgetl.export.int8 import CONFIDENT_AGREEMENT_TARGET, INT8_FALLBACKS, IO_TYPES, QUANTIZERS
+from edgetl.export.int8 import CONFIDENT_AGREEMENT_TARGET, INT8_FALLBACKS, IO_TYPES, ONNX_INT8_TARGETS, QUANTIZERS
 from edgetl.models.backbones import BACKBONES
 from edgetl.runtime.metadata import NORMALIZATIONS
 from edgetl.runtime.runtimes import RUNTIMES
@@ -412,6 +412,15 @@ def train(
     help=f"When no integer-only recipe reaches --min-agreement (or {CONFIDENT_AGREEMENT_TARGET:.0%} agreement on the "
     "images Keras is confident about), may the most sensitive layers stay in float (none: integer-only, for NPUs "
     "and Edge TPU).",
+)
+@click.option(
+    "--target",
+    type=click.Choice(list(ONNX_INT8_TARGETS)),
+    default=ExportOptions.target,
+    show_default=True,
+    help="The CPUs the int8 ONNX file is made for: "
+    + "; ".join(f"{name}: {target.description}" for name, target in ONNX_INT8_TARGETS.items())
+    + ".",
 )
 @click.option(
     "--opset", type=click.IntRange(min=13), default=ExportOptions.opset, show_default=True, help="ONNX opset."

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from edgetl.export.bias_correction import INT8_MAX, bias_corrected
+from edgetl.export.bias_correction import bias_corrected
+from edgetl.export.int8 import INT8_WEIGHT_MAX as INT8_MAX
 
 pytestmark = pytest.mark.slow
 

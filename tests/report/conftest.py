@@ -162,7 +162,13 @@ def make_run(
                   "confident_agreement": 0.9, "mean_probability_diff": 0.05, "size_bytes": 123_456,
                   "passed": True, "seconds": 4.0},
              ],
-             "runtimes": ["LiteRT"], "flipped_images": images}
+             "runtimes": ["LiteRT"], "flipped_images": images, "target": "portable", "saturates_on": [],
+             "verified_on": [
+                 {"runtime": "ai-edge-litert 2.3.0", "options": "default", "cpu": "x86-64 AVX2", "host": "",
+                  "images": len(files), "agreement": 0.9, "top1": 0.7, "confident_agreement": 0.9},
+                 {"runtime": "ai-edge-litert 2.3.0", "options": "default", "cpu": "arm64", "host": "pi@board",
+                  "images": 10, "agreement": 0.8, "top1": 0.7, "confident_agreement": None},
+             ]}
         )  # fmt: skip
     run.exports_index.write_text(json.dumps(records))
     if bench:

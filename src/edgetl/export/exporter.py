@@ -87,7 +87,9 @@ class _Exporter:
             ) from None
 
     @contextmanager
-    def bias_corrected(self, recipe: Int8Recipe, inputs: ConversionInputs) -> Iterator[None]:
+    def bias_corrected(
+        self, export_format: ExportFormat, recipe: Int8Recipe, inputs: ConversionInputs
+    ) -> Iterator[None]:
         if not recipe.bias_correction:
             yield
             return
@@ -96,7 +98,9 @@ class _Exporter:
         def keep_float(layer: str) -> bool:
             return any(_names_layer(name, layer) for name in recipe.float_layers)
 
-        with output_to(self.source.log_path), bias_corrected(self.source.model, inputs.calibration_images, keep_float):
+        most = export_format.gemm_weight_max(self.options)
+        corrected = bias_corrected(self.source.model, inputs.calibration_images, keep_float, gemm_weight_max=most)
+        with output_to(self.source.log_path), corrected:
             yield
 
     def verify(self, export_format: ExportFormat, converted, destination: Path, gate: float) -> Verified:
@@ -130,7 +134,7 @@ class _Exporter:
 
             def attempt(recipe: Int8Recipe) -> Trial:
                 inputs = replace(self.inputs, recipe=recipe)
-                with self.bias_corrected(recipe, inputs):
+                with self.bias_corrected(export_format, recipe, inputs):
                     converted = self.convert(export_format, inputs)
                 path = attempts_dir / f"{len(os.listdir(attempts_dir))}{destination.suffix}"
                 verified = self.verify(export_format, converted, path, gate)
@@ -148,6 +152,21 @@ class _Exporter:
         finally:
             shutil.rmtree(attempts_dir, ignore_errors=True)
 
+    def consumer_figures(self, export_format: ExportFormat, verified: Verified) -> list[dict]:
+        """Where the file's figures were measured: the runtime edgetl opened it with (default options), then each
+        other program that runs it as its users do (consumers.CONSUMERS) on the same images."""
+        from edgetl.export.consumers import consumer_label, consumers_for, measured_where
+
+        figures = [measured_where(verified.loaded.runtime, "default", verified.fidelity)]
+        verification, labels = self.source.verification, self.source.metadata.labels
+        photos = [example.path for example in verification.examples]
+        for consumer in consumers_for(export_format.kind, verified.loaded.input_dtype):
+            with step(f"{export_format.name}: verifying in {consumer.name}"), output_to(self.source.log_path):
+                probabilities = consumer.probabilities(verified.path, photos, len(labels))
+            fidelity = compare(probabilities, self.keras_probabilities, verification.labels, labels)
+            figures.append(measured_where(consumer_label(consumer), consumer.options, fidelity))
+        return figures
+
     def export(self, name: str) -> ExportRecord:
         export_format = FORMATS[name]
         source = self.source
@@ -160,7 +179,8 @@ class _Exporter:
             verified, ladder = self.export_int8(export_format, destination, gate)
         else:
             verified = self.verify(export_format, self.convert(export_format, self.inputs), destination, gate)
-        return make_record(name, export_format, verified, ladder, source, gate, self.options)
+        figures = self.consumer_figures(export_format, verified)
+        return make_record(name, export_format, verified, ladder, source, gate, self.options, figures)
 
 
 @dataclass(frozen=True)

@@ -307,9 +307,29 @@ def _export_card(record: dict) -> str:
             ("recipe kept", record.get("recipe")),
             ("calibration images", record.get("calibration_images") or None),
             ("runs on", ", ".join(map(str, _list(record.get("runtimes")))) or None),
+            ("made for (int8 ONNX)", record.get("target") or None),
+            ("results differ on", ", ".join(map(str, _list(record.get("saturates_on")))) or None),
         ]
     )
     parts = [headline]
+    places = [where for where in _list(record.get("verified_on")) if isinstance(where, dict)]
+    if places:
+        rows = [
+            [
+                text(where.get("runtime")),
+                text(where.get("options")),
+                text(where.get("cpu")),
+                text(where.get("host") or "here"),
+                number(where.get("images"), "d"),
+                percent(where.get("agreement"), 2),
+                percent(where.get("confident_agreement"), 2),
+                number(where.get("top1")),
+            ]
+            for where in places
+        ]
+        headers = ["runtime", "options", "CPU", "host", "images", "agreement", "confident", "top-1"]
+        summary = f"verified on {len(places)} runtime(s) and machine(s)"
+        parts.append(f'<details><summary>{summary}</summary><div class="scroll">{table(headers, rows)}</div></details>')
     for problem in _list(record.get("problems")):
         parts.append(f'<p class="problem">{escape(problem)}</p>')
     float_layers = _list(record.get("float_layers"))
