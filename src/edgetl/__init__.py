@@ -1,17 +1,18 @@
 """edgetl: transfer learning for image classifiers, exported and verified for edge devices.
 
-The Python API (edgetl/api.py): `edgetl.train`, `edgetl.export`, `edgetl.bench`, `edgetl.sample_data`, and
-`edgetl.Classifier` for on-device code. Each is imported when first asked for, so `import edgetl` (and the CLI)
-stays light and imports no TensorFlow.
+The Python API (edgetl/api.py): `edgetl.train`, `edgetl.export`, `edgetl.bench`, `edgetl.report`,
+`edgetl.sample_data`, and `edgetl.Classifier` for on-device code. Each is imported when first asked for, so
+`import edgetl` (and the CLI) stays light and imports no TensorFlow.
 """
 
 __version__ = "0.1.0"
 
-# name -> the module that defines it; `train` and `export` are callable subpackages (edgetl/api.py says why).
+# name -> the module that defines it; `train`, `export` and `report` are callable subpackages (api.py says why).
 _API = {
     "train": "edgetl.train",
     "export": "edgetl.export",
     "bench": "edgetl.api",
+    "report": "edgetl.report",
     "resume": "edgetl.api",
     "sample_data": "edgetl.api",
     "Classifier": "edgetl.runtime.classifier",

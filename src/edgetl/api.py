@@ -1,18 +1,21 @@
-"""The public Python API: `edgetl.train`, `edgetl.export`, `edgetl.bench` (and `edgetl.Classifier`, runtime/).
+"""The public Python API: `edgetl.train`, `edgetl.export`, `edgetl.bench`, `edgetl.report` (and
+`edgetl.Classifier`, runtime/).
 
     import edgetl
 
     result = edgetl.train("flower_photos", "run", epochs=10, image_size=160)   # -> TrainResult
     exported = edgetl.export("run", formats=["tflite-int8"])                   # -> ExportResult
     report = edgetl.bench("run", threads=[1, 2])                               # -> BenchReport
+    page = edgetl.report("run")                                                # -> ReportPage
 
 Each function takes the options of its command as keywords, with the defaults of the command's one defaults object
 (`TrainConfig`, `ExportOptions` and `KerasFileOptions`, `BenchSettings`), and returns the object the CLI prints;
 `cli.py` maps its flags onto these functions and nothing else. Nothing heavy is imported here at module level.
 
-`edgetl.train` and `edgetl.export` are also the names of subpackages (`edgetl.train.fit`, `edgetl.export.onnx`).
+`edgetl.train`, `edgetl.export` and `edgetl.report` are also the names of subpackages (`edgetl.train.fit`,
+`edgetl.export.onnx`, `edgetl.report.page`).
 Python sets a package's attribute to its subpackage as soon as anything imports one, so a plain function named
-`edgetl.train` would be replaced by the module the first time training code is imported. Instead, those two
+`edgetl.train` would be replaced by the module the first time training code is imported. Instead, those
 packages are made callable (`CallablePackage`): `edgetl.train(...)` calls `api.train` whether or not the
 subpackage has been imported, and `edgetl.train.fit` still names the module. This keeps the names the tutorials'
 users type without renaming the packages every other module imports.
@@ -34,6 +37,7 @@ from edgetl.errors import EdgetlError, UsageError
 if TYPE_CHECKING:
     from edgetl.benchmark.result import BenchReport
     from edgetl.export.exporter import ExportResult
+    from edgetl.report.page import ReportPage
     from edgetl.train.fit import TrainResult
 
 
@@ -148,6 +152,15 @@ def bench(
     return bench_files(paths, Path(images), BenchSettings(**bench_settings), threads_values, tuple(remotes), ssh, flags)
 
 
+def report(run: str | Path) -> ReportPage:
+    """Write `run`/report/index.html: one self-contained page (images, style and script inlined; no request) of a
+    run directory or an outside model's export folder, with the sections its files allow: dataset, training,
+    evaluation, exports, the images each file flipped, benchmarks. Returns its path, size and the time taken."""
+    from edgetl.report.page import write_report
+
+    return write_report(Path(run))
+
+
 def sample_data(out: str | Path, per_class: int | None = None) -> dict[str, int]:
     """Write the built-in sample dataset (scikit-learn's handwritten digits) as `out`/<class>/*.png; returns the
     number of images per class."""
@@ -156,4 +169,4 @@ def sample_data(out: str | Path, per_class: int | None = None) -> dict[str, int]
     return write_sample_data(Path(out), per_class=per_class)
 
 
-__all__ = ["EdgetlError", "bench", "export", "resume", "sample_data", "train"]
+__all__ = ["EdgetlError", "bench", "export", "report", "resume", "sample_data", "train"]

@@ -178,6 +178,26 @@ def progress_shown(quiet: bool):
 
 
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress on the terminal.")
+no_report_option = click.option(
+    "--no-report", is_flag=True, help="Do not refresh the run's page, RUN/report/index.html (see `edgetl report`)."
+)
+
+
+def refresh_report(root: Path, no_report: bool) -> None:
+    """Rewrite the page of a run a command just changed. A page that cannot be written is a warning: the command's
+    own work is done."""
+    if no_report:
+        return
+    from edgetl import api
+
+    try:
+        page = api.report(root)
+    except EdgetlError as error:
+        click.echo(f"warning: the report was not refreshed: {error}", err=True)
+        return
+    click.echo(f"report: {page.path}")
+
+
 wide_option = click.option("--wide", is_flag=True, help="Every column, however wide the table gets.")
 
 
@@ -320,8 +340,11 @@ def sample_data(out_dir: Path, per_class: int | None) -> None:
 @click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace a model already in the run directory.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress: neither edgetl's bars nor Keras' epoch lines.")
+@no_report_option
 @reports_errors
-def train(data: str | None, out: Path | None, resume: Path | None, overwrite: bool, quiet: bool, **options) -> None:
+def train(
+    data: str | None, out: Path | None, resume: Path | None, overwrite: bool, quiet: bool, no_report: bool, **options
+) -> None:
     """Train a classifier on DATA: class folders, train/valid/test folders, labels.csv + images, an .npz, or
     tfds:NAME. `--resume RUN` continues an interrupted run instead.
 
@@ -357,7 +380,8 @@ def train(data: str | None, out: Path | None, resume: Path | None, overwrite: bo
     if result.skipped:
         click.echo(f"skipped {result.skipped} unreadable image file(s) (listed in {result.run.metrics})")
     click.echo(f"test accuracy {result.test_accuracy:.4f}")
-    click.echo(f"run written to {result.run.path} (reports in {result.run.path / 'report'})")
+    click.echo(f"run written to {result.run.path} (reports in {result.run.report_dir})")
+    refresh_report(result.run.path, no_report)
 
 
 @main.command(short_help="Export a run (or a Keras file) to TFLite and ONNX; verify each file.")
@@ -430,8 +454,11 @@ def train(data: str | None, out: Path | None, resume: Path | None, overwrite: bo
 @click.option("--trust-model", is_flag=True, help="Load the Keras file without safe mode (runs code stored in it).")
 @wide_option
 @quiet_option
+@no_report_option
 @reports_errors
-def export(source: Path, formats: str | None, int8: bool, onnx: bool, wide: bool, quiet: bool, **options) -> None:
+def export(
+    source: Path, formats: str | None, int8: bool, onnx: bool, wide: bool, quiet: bool, no_report: bool, **options
+) -> None:
     """Export RUN's model (or a Keras file) to TFLite, ONNX, SavedModel; verify each file against Keras.
 
     Example: edgetl export run --int8
@@ -451,6 +478,7 @@ def export(source: Path, formats: str | None, int8: bool, onnx: bool, wide: bool
             click.echo(f"{r.format}: left in float: " + ", ".join(f"{op} x{n}" for op, n in r.float_ops.items()))
         if r.flipped_files:
             click.echo(f"{r.format}: {len(r.flipped_files)} test image(s) changed top-1 (listed in exports.json)")
+    refresh_report(result.root, no_report)
     if result.problems:
         raise click.ClickException("; ".join(result.problems) + "; files kept for inspection")
 
@@ -519,7 +547,9 @@ def bench_outputs(command):
     return command
 
 
-def finish_bench(report, outputs: dict, gate_values: dict, wide: bool) -> None:
+def finish_bench(
+    report, outputs: dict, gate_values: dict, wide: bool, run: Path | None = None, no_report=False
+) -> None:
     from edgetl.benchmark.gates import Gates, failed_gates
     from edgetl.benchmark.report import format_table, write_outputs
 
@@ -527,6 +557,8 @@ def finish_bench(report, outputs: dict, gate_values: dict, wide: bool) -> None:
     click.echo(format_table(report, wide, width, color))
     for path in write_outputs(report, **outputs):
         click.echo(f"written {path}")
+    if run is not None:
+        refresh_report(run, no_report)
     problems = report.errors + failed_gates(report.rows, Gates(**gate_values))
     for line in problems:
         click.echo(f"Error: {line}" if line in report.errors else f"FAILED {line}", err=True)
@@ -568,6 +600,7 @@ def bench() -> None:
 @model_flags
 @bench_outputs
 @quiet_option
+@no_report_option
 @reports_errors
 def bench_run_command(
     targets,
@@ -584,6 +617,7 @@ def bench_run_command(
     labels_file,
     normalization,
     quiet,
+    no_report,
     **options,
 ):
     """Benchmark a RUN directory (Keras + every export) or exported .tflite/.onnx files (with --images, no
@@ -612,7 +646,8 @@ def bench_run_command(
             settle=settle,
         )
     wide = outputs.pop("wide")
-    finish_bench(report, outputs, gate_values, wide)
+    run = targets[0] if len(targets) == 1 and not targets[0].is_file() else None  # a run directory, as api.bench
+    finish_bench(report, outputs, gate_values, wide, run, no_report)
 
 
 @bench.command("compare", short_help="Merge bench JSON files from several machines into one table.")
@@ -629,6 +664,22 @@ def bench_compare_command(results, **options):
     outputs, gate_values = _split_bench_options(options)
     wide = outputs.pop("wide")
     finish_bench(compare_results(list(results)), outputs, gate_values, wide)
+
+
+@main.command("report", short_help="Write one HTML page showing a run: data, training, exports, flips, bench.")
+@click.argument("run", metavar="RUN|EXPORT_DIR", type=click.Path(path_type=Path))
+@reports_errors
+def report_command(run: Path) -> None:
+    """Write RUN/report/index.html and print its path: one self-contained page (no network, no JavaScript needed)
+    with the dataset, training curves, Keras' mistakes, a card per exported file, the images each file flipped with
+    Keras' and the file's top-3, and the benchmarks. An outside model's export folder gets the sections it has.
+    `train`, `export` and `bench` refresh it when they finish (--no-report skips).
+
+    Example: edgetl report run
+    """
+    from edgetl import api
+
+    click.echo(str(api.report(run).path))
 
 
 def _paths_from(inputs: tuple[str, ...]):

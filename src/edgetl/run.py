@@ -1,7 +1,8 @@
 """The run directory: the contract between `train`, `export` and `bench`.
 
 `train` writes model.keras, labels.txt, config.json, preprocessing.json, split.json, history.json and
-metrics.json; `export` adds exports/ and exports.json; every write is atomic.
+metrics.json; `export` adds exports/ and exports.json; `bench` adds bench/bench.json; `edgetl report` writes
+report/index.html; every write is atomic.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ from edgetl.errors import ModelFileError, WriteError
 from edgetl.files import atomic_write
 from edgetl.progress import step
 from edgetl.runtime.metadata import ModelMetadata
+
+REPORT_DIR = "report"  # train's reports, and `edgetl report`'s page
+# Bench results of the run: `edgetl bench RUN` writes BENCH_RESULTS there; JSON files from other machines may join it.
+BENCH_DIR = "bench"
+BENCH_RESULTS = "bench.json"
 
 # Keras' reason for not loading a model, cut to what a one-line message can carry.
 LOAD_ERROR_MAX_CHARS = 200
@@ -87,6 +93,14 @@ class RunDir:
     @property
     def exports_index(self) -> Path:
         return self.path / "exports.json"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.path / REPORT_DIR
+
+    @property
+    def bench_dir(self) -> Path:
+        return self.path / BENCH_DIR
 
     def require_trained(self) -> None:
         if not self.path.is_dir():
