@@ -208,6 +208,17 @@ def main(verbose: bool, max_megapixels: float | None) -> None:
         from edgetl.runtime.image import set_max_megapixels
 
         set_max_megapixels(max_megapixels)
+    terminate_as_interrupt()
+
+
+def terminate_as_interrupt() -> None:
+    """SIGTERM (a `kill`, a service manager, a CI timeout) ends a command as Ctrl-C does, through its `finally`
+    blocks: temporaries are removed and a file is never left half-committed. Only the main thread may install a
+    handler; elsewhere (an embedding program's thread) the handler stays as it was."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
 
 
 @main.command("sample-data", short_help="Write a small dataset of handwritten digits to try edgetl on.")

@@ -31,7 +31,7 @@ from edgetl.data.pipeline import decode_subset
 from edgetl.errors import DataError
 from edgetl.export.verify import fidelity
 from edgetl.progress import step
-from edgetl.run import RunDir
+from edgetl.run import RunDir, changed_since_export
 from edgetl.runtime.foreign import ModelFlags
 from edgetl.runtime.runtimes import MODEL_SUFFIXES, RUNTIME_DISTRIBUTIONS
 from edgetl.tfquiet import import_tensorflow_quietly
@@ -127,7 +127,7 @@ def bench_run(
     model = run.load_model()
     load_ms = (time.perf_counter() - start) * 1000.0
     accelerators = [gpu.name.replace("/physical_device:", "") for gpu in tf.config.list_physical_devices("GPU")]
-    exports = _bench_exports(run)
+    exports, untrusted = _bench_exports(run)
     jobs = [
         (name, path, threads, provider)
         for name, path in exports
@@ -154,7 +154,7 @@ def bench_run(
     if cuda_available():
         accelerators.append("onnxruntime CUDA")
 
-    errors: list[str] = []
+    errors: list[str] = untrusted
     if remotes and exports:
         from edgetl.benchmark.remote import bench_remotes
 
@@ -170,18 +170,21 @@ def bench_run(
     return BenchReport(rows, title, harness_overhead_ms(), errors=errors)
 
 
-def _bench_exports(run: RunDir) -> list[tuple[str, Path]]:
-    """(format, path) of each exported file the device bench can run."""
-    exports = []
+def _bench_exports(run: RunDir) -> tuple[list[tuple[str, Path]], list[str]]:
+    """(format, path) of each exported file the device bench can run, and why the others that differ from their
+    record (changed since export verified them) are not benched: they are reported, never measured as verified."""
+    exports, untrusted = [], []
     for record in run.read_exports():
         path = run.path / record["path"]
         if not path.exists():
             log.warning("%s: listed in %s but missing; skipped", path, run.exports_index.name)
         elif path.is_dir() or path.suffix.lower() not in MODEL_SUFFIXES:
             log.info("%s: %s is not a single .tflite/.onnx file; not benched", path, record["format"])
+        elif problem := changed_since_export(run.path, record, run.exports_index):
+            untrusted.append(problem)
         else:
             exports.append((record["format"], path))
-    return exports
+    return exports, untrusted
 
 
 def bench_files(
