@@ -1,0 +1,461 @@
+"""Hostile input, round two (issue 29): the invariants behind the cases. A file and its record change together;
+nothing is written through a link inside a run; everything read back is checked; model files meet a contract
+before an image is fed; every flag and stream is bounded."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edgetl.cli import main
+from edgetl.errors import WriteError
+
+
+def one_line_error(result, *fragments: str, code: int = 1) -> str:
+    """The command failed with exactly one `Error:` line holding every fragment, and no traceback."""
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+LOCK = ".exports.json.lock"  # an empty file for flock, left in place by design
+
+
+def snapshot(folder: Path) -> dict[str, bytes | None]:
+    """Every entry under `folder` (hidden ones too, links not followed) but the lock file: its bytes, or None for a
+    folder or link."""
+    found = {}
+    for path in sorted(p for p in Path(folder).rglob("*") if p.name != LOCK):
+        relative = path.relative_to(folder).as_posix()
+        found[relative] = path.read_bytes() if path.is_file() and not path.is_symlink() else None
+    return found
+
+
+def fake_export(root: Path, name: str = "tflite-float32", filename: str = "model_float32.tflite", payload=b"v1"):
+    """A run's exports part as `edgetl export` leaves it: the file and its record."""
+    from edgetl.run import record_export
+
+    path = root / "exports" / filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(payload)
+    record = {
+        "format": name,
+        "path": f"exports/{filename}",
+        "size_bytes": len(payload),
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "passed": True,
+    }
+    record_export(root / "exports.json", record)
+    return path, record
+
+
+# A file and its record change together ----------------------------------------------------------------------------
+
+
+def test_commit_replaces_file_and_record_together(tmp_path):
+    from edgetl.run import commit_export
+
+    path, _ = fake_export(tmp_path)
+    written = tmp_path / "exports" / ".model_float32.tflite.new.tmp.tflite"
+    written.write_bytes(b"v2")
+    record = {"format": "tflite-float32", "path": "exports/model_float32.tflite", "sha256": "x", "size_bytes": 2}
+    commit_export(tmp_path / "exports.json", written, path, record)
+    assert path.read_bytes() == b"v2"
+    assert json.loads((tmp_path / "exports.json").read_text())[0]["sha256"] == "x"
+    assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == ["model_float32.tflite"]
+
+
+def test_commit_that_cannot_write_the_record_puts_the_old_file_back(tmp_path, monkeypatch):
+    from edgetl.run import commit_export
+
+    path, _ = fake_export(tmp_path)
+    before = snapshot(tmp_path)
+    written = tmp_path / "exports" / ".model_float32.tflite.new.tmp.tflite"
+    written.write_bytes(b"v2")
+
+    def full(descriptor):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(WriteError, match="exports.json: could not be written .no space left"):
+        commit_export(tmp_path / "exports.json", written, path, {"format": "tflite-float32", "sha256": "x"})
+    written.unlink(missing_ok=True)  # the caller's `finally` removes what it wrote
+    assert snapshot(tmp_path) == before
+
+
+def test_commit_interrupted_puts_the_old_folder_back(tmp_path, monkeypatch):
+    """A SavedModel is a folder: interrupted between the move and the record, the old folder is back in place."""
+    import edgetl.run as run_module
+    from edgetl.run import commit_export
+
+    old = tmp_path / "exports" / "savedmodel"
+    old.mkdir(parents=True)
+    (old / "saved_model.pb").write_bytes(b"old")
+    (tmp_path / "exports.json").write_text("[]")
+    before = snapshot(tmp_path)
+    new = tmp_path / "exports" / ".savedmodel.new.tmp"
+    new.mkdir()
+    (new / "saved_model.pb").write_bytes(b"new")
+
+    def interrupted(index, record):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "_write_record", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        commit_export(tmp_path / "exports.json", new, old, {"format": "savedmodel"})
+    shutil.rmtree(new, ignore_errors=True)
+    assert snapshot(tmp_path) == before
+
+
+def test_a_file_that_differs_from_its_record_is_reported_not_benched(tmp_path):
+    from edgetl.benchmark.bench import _bench_exports
+    from edgetl.run import RunDir
+
+    path, _ = fake_export(tmp_path)
+    onnx, _ = fake_export(tmp_path, "onnx", "model.onnx", b"onnx bytes")
+    run = RunDir(tmp_path)
+    assert _bench_exports(run) == ([("tflite-float32", path), ("onnx", onnx)], [])
+    path.write_bytes(b"v9")  # same size, other bytes: only the sha256 tells
+    exports, untrusted = _bench_exports(run)
+    assert exports == [("onnx", onnx)]
+    assert untrusted == [
+        f"{path}: differs from its record in exports.json (size or sha256 changed since `edgetl export` verified "
+        f"it); not trusted: export tflite-float32 again"
+    ]
+
+
+# Never write through a link inside a run --------------------------------------------------------------------------
+
+
+def test_the_lock_file_as_a_link_is_refused_and_nothing_is_created_outside(tmp_path):
+    from edgetl.run import record_export
+
+    run, outside = tmp_path / "run", tmp_path / "outside"
+    run.mkdir()
+    outside.mkdir()
+    (run / ".exports.json.lock").symlink_to(outside / "planted")
+    with pytest.raises(WriteError, match=r"\.exports\.json\.lock: is a symbolic link; edgetl never writes through"):
+        record_export(run / "exports.json", {"format": "onnx"})
+    assert list(outside.iterdir()) == [] and not (run / "exports.json").exists()
+
+
+@pytest.mark.parametrize("planted", ["file", "folder"])
+def test_the_export_log_through_a_link_is_refused(tmp_path, planted):
+    from edgetl.export.logs import append_trace, output_to
+    from edgetl.files import refuse_links
+
+    run, outside = tmp_path / "run", tmp_path / "outside"
+    (run / "logs").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "victim.log").write_text("precious\n")
+    log_path = run / "logs" / "export.log"
+    if planted == "file":
+        log_path.symlink_to(outside / "victim.log")
+        with pytest.raises(WriteError, match="export.log: is a symbolic link"), output_to(log_path):
+            print("converter chatter")
+        with pytest.raises(WriteError, match="export.log: is a symbolic link"):
+            append_trace(log_path, "onnx", ValueError("x"))
+    else:
+        shutil.rmtree(run / "logs")
+        (run / "logs").symlink_to(outside)
+        log_path = run / "logs" / "victim.log"
+        with pytest.raises(WriteError, match=f"{run / 'logs'}: is a symbolic link inside {run}"):
+            refuse_links(run, log_path)
+    assert (outside / "victim.log").read_text() == "precious\n"
+
+
+def write_minimal_dataset(root: Path) -> Path:
+    from PIL import Image
+
+    for name, colour in (("red", (250, 0, 0)), ("blue", (0, 0, 250))):
+        (root / name).mkdir(parents=True)
+        for index in range(3):
+            Image.new("RGB", (8, 8), colour).save(root / name / f"{index}.png")
+    return root
+
+
+@pytest.mark.parametrize("link", ["report", "exports", "exports.json", "cache"])
+def test_train_overwrite_checks_every_path_before_deleting_anything(tmp_path, link):
+    data = write_minimal_dataset(tmp_path / "data")
+    run, outside = tmp_path / "run", tmp_path / "outside"
+    run.mkdir()
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    (run / "model.keras").write_bytes(b"the old model")
+    (run / "labels.txt").write_text("red\nblue\n")
+    (run / link).symlink_to(outside if "." not in link else outside / "keep.txt")
+    before, outside_before = snapshot(run), snapshot(outside)
+    result = CliRunner().invoke(main, ["train", str(data), "--out", str(run), "--overwrite", "--epochs", "1"])
+    one_line_error(result, f"{run / link}: is a symbolic link inside {run}")
+    assert snapshot(run) == before and snapshot(outside) == outside_before
+
+
+# The run's exports, end to end (a real export of the tiny run) ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def exported_copy(trained_run, tmp_path_factory) -> Path:
+    """The tiny run with a tflite-float32 file exported, copied fresh for each test that spoils it."""
+    from edgetl.export.exporter import ExportOptions, export_run
+
+    run = tmp_path_factory.mktemp("invariants") / "run"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("exports", "exports.json"))
+    export_run(run, ["tflite-float32"], options=ExportOptions(min_agreement=0.0))
+    return run
+
+
+@pytest.fixture
+def run_copy(exported_copy, tmp_path) -> Path:
+    run = tmp_path / "run"
+    shutil.copytree(exported_copy, run, symlinks=True)
+    return run
+
+
+def exports_state(run: Path) -> tuple[dict, str]:
+    return snapshot(run / "exports"), (run / "exports.json").read_text()
+
+
+@pytest.mark.slow
+def test_a_failed_export_keeps_the_old_file_and_its_record(run_copy):
+    before = exports_state(run_copy)
+    preprocessing = json.loads((run_copy / "preprocessing.json").read_text())
+    preprocessing["labels"] = preprocessing["labels"][:-1]  # edited: no longer the model's outputs
+    (run_copy / "preprocessing.json").write_text(json.dumps(preprocessing))
+    result = CliRunner().invoke(main, ["export", str(run_copy), "--formats", "tflite-float32", "-q"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert result.output.strip().splitlines()[-1].startswith("Error: ")
+    assert exports_state(run_copy) == before  # no new file, no hidden temporary, the record as it was
+
+
+INTERRUPTER = textwrap.dedent(
+    """
+    import os, signal, sys
+    import edgetl.export.exporter as exporter
+    from edgetl.cli import main
+
+    real = exporter.load_written
+
+    def interrupted(export_format, destination):
+        # the new file is written under a temporary name (int8: an attempt): the worst moment to be stopped
+        assert destination.is_file() and destination.name not in ("model_float32.tflite", "model_int8.tflite")
+        os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+        return real(export_format, destination)
+
+    exporter.load_written = interrupted
+    main(["export", sys.argv[2], "--formats", sys.argv[3], "-q", "--min-agreement", "0"])
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signal_name", "formats"), [("SIGTERM", "tflite-float32"), ("SIGINT", "tflite-int8")])
+def test_a_signal_during_export_keeps_the_old_file_and_removes_temporaries(run_copy, signal_name, formats):
+    before = exports_state(run_copy)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    process = subprocess.run(
+        [sys.executable, "-c", INTERRUPTER, signal_name, str(run_copy), formats],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert process.returncode != 0 and process.returncode != -getattr(signal, signal_name)
+    assert "Traceback" not in process.stderr, process.stderr
+    assert exports_state(run_copy) == before
+    assert not [p for p in run_copy.rglob(".*") if p.name != LOCK]
+
+
+# Everything read back is checked ----------------------------------------------------------------------------------
+
+
+def fake_run(root: Path, split: dict | str | bytes | None = None) -> Path:
+    """A run directory as `train` leaves it, but with an unloadable model: enough for the reads before Keras."""
+    from tests.runtime.tiny_models import metadata
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "model.keras").write_bytes(b"")
+    (root / "preprocessing.json").write_text(metadata().to_json())
+    document = split if split is not None else good_split()
+    data = document if isinstance(document, str | bytes) else json.dumps(document)
+    (root / "split.json").write_bytes(data.encode() if isinstance(data, str) else data)
+    return root
+
+
+def good_split() -> dict:
+    return {
+        "root": "/data",
+        "class_names": ["red", "green", "blue"],
+        "train": [["red/1.png", 0], ["green/1.png", 1]],
+        "validation": [["blue/1.png", 2]],
+        "test": [["red/2.png", 0], ["blue/2.png", 2]],
+    }
+
+
+def spoiled(**changes) -> dict:
+    document = good_split()
+    document.update(changes)
+    return document
+
+
+@pytest.mark.parametrize(
+    ("document", "fragments"),
+    [
+        (spoiled(test=[["red/2.png", 99]]), ["field 'test[0][1]' is 99; expected a class index from 0 to 2"]),
+        (spoiled(test=[["red/2.png", -1]]), ["field 'test[0][1]' is -1; input should be greater than or equal to 0"]),
+        (spoiled(test=[["red/2.png", "1"]]), ["field 'test[0][1]' is \"1\"; input should be a valid integer"]),
+        (spoiled(test=[["red/2.png", True]]), ["field 'test[0][1]' is true"]),
+        (spoiled(test=[["red/2.png", 1.5]]), ["field 'test[0][1]' is 1.5"]),
+        (spoiled(test=[["red/2.png"]]), ["field 'test[0][1]'"]),
+        (spoiled(class_names="red green"), ["field 'class_names' is \"red green\""]),
+        (spoiled(class_names=["red", "red", "blue"]), ["class name \"red\" appears twice"]),
+        (spoiled(class_names=["red", "gr\neen", "blue"]), ["field 'class_names[1]'"]),
+        (spoiled(class_names=[]), ["field 'class_names' is []"]),
+        (spoiled(root=None), ["field 'root' is null"]),
+        ({"root": "/data"}, ["the split lacks the field 'class_names'"]),
+        ([1, 2], ["the split is damaged (a JSON list, not an object)"]),
+        ("[" * 100_000 + "]" * 100_000, ["the split is damaged (JSON nested too deeply)"]),
+        ("{'root': 1}", ["the split is damaged (not JSON"]),
+        (b'{"root": "caf\xe9"}', ["the split is damaged (not UTF-8 text"]),
+    ],
+)
+def test_a_hostile_split_is_one_line_naming_the_field_before_any_work(tmp_path, document, fragments):
+    run = fake_run(tmp_path / "run", document)
+    result = CliRunner().invoke(main, ["export", str(run), "--formats", "tflite-float32", "-q"])
+    line = one_line_error(result, f"Error: {run / 'split.json'}: ", *fragments)
+    assert len(line) < 300
+
+
+def test_a_split_over_the_size_limit_is_refused_unread(tmp_path, monkeypatch):
+    import edgetl.schemas as schemas
+    from edgetl.run import RunDir
+
+    run = fake_run(tmp_path / "run")
+    monkeypatch.setattr(schemas, "MAX_RUN_FILE_BYTES", 100)
+    size = (run / "split.json").stat().st_size
+    with pytest.raises(Exception, match=rf"split.json: {size} bytes, over the 100-byte limit for the split; refused"):
+        RunDir(run).read_split()
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"image_size": 10**9}, "field 'image_size' is 1000000000; input should be less than or equal to 4096"),
+        ({"epochs": "3"}, "field 'epochs' is \"3\"; input should be a valid integer"),
+        ({"dropout": float("nan")}, "field 'dropout' is NaN; input should be a finite number"),
+        ({"batch_size": 0}, "field 'batch_size' is 0; input should be greater than or equal to 1"),
+        ({"test_fraction": 1.0}, "field 'test_fraction' is 1.0; input should be less than 1"),
+        ({"augment": "yes"}, "field 'augment' is \"yes\"; input should be a valid boolean"),
+        ({"data_dir": None}, "field 'data_dir' is null"),
+    ],
+)
+def test_a_hostile_run_config_names_the_field(tmp_path, change, fragment):
+    from dataclasses import asdict
+
+    from edgetl.config import TrainConfig
+    from edgetl.errors import ModelFileError
+    from edgetl.run import RunDir
+
+    run = fake_run(tmp_path / "run")
+    (run / "config.json").write_text(json.dumps({**asdict(TrainConfig(data_dir="/data")), **change}))
+    with pytest.raises(ModelFileError) as caught:
+        RunDir(run).read_config()
+    assert str(caught.value).startswith(f"{run / 'config.json'}: the run config {fragment}")
+
+
+def test_a_good_run_config_and_split_read_back_as_written(tmp_path):
+    from edgetl.config import TrainConfig
+    from edgetl.run import RunDir
+
+    run = fake_run(tmp_path / "run")
+    config = TrainConfig(data_dir="/data", image_size=96, alpha=0.35, fine_tune_learning_rate=1e-5)
+    (run / "config.json").write_text(json.dumps({**json.loads(config.to_json()), "from_a_newer_edgetl": 1}))
+    assert RunDir(run).read_config() == config
+    split = RunDir(run).read_split()
+    assert [(e.path, e.label) for e in split.test] == [(Path("/data/red/2.png"), 0), (Path("/data/blue/2.png"), 2)]
+
+
+GOOD_RECORD = {"format": "onnx", "path": "exports/model.onnx", "size_bytes": 3, "sha256": "a" * 64, "passed": True}
+
+
+@pytest.mark.parametrize(
+    ("records", "fragment"),
+    [
+        ([{**GOOD_RECORD, "path": "../../etc/passwd"}], "field '[0].path' is \"../../etc/passwd\"; expected a path"),
+        ([{**GOOD_RECORD, "path": "/etc/passwd"}], "field '[0].path' is \"/etc/passwd\""),
+        ([{**GOOD_RECORD, "sha256": "x"}], "field '[0].sha256' is \"x\"; string should match pattern"),
+        ([{**GOOD_RECORD, "size_bytes": -1}], "field '[0].size_bytes' is -1"),
+        ([{**GOOD_RECORD, "passed": "true"}], "field '[0].passed' is \"true\"; input should be a valid boolean"),
+        ([{**GOOD_RECORD, "format": "a\nb"}], "field '[0].format' is \"a\\nb\""),
+        ([GOOD_RECORD] * 1001, "field 'records' is"),
+        ({"format": "onnx"}, "field 'records' is {\"format\": \"onnx\"}; input should be a valid list"),
+        ([GOOD_RECORD, {"format": "onnx"}], "the exports index lacks the field '[1].path' (and 3 more problems)"),
+    ],
+)
+def test_a_hostile_exports_index_names_the_record_and_field(tmp_path, records, fragment):
+    from edgetl.errors import ModelFileError
+    from edgetl.run import read_exports_index, record_export
+
+    index = tmp_path / "exports.json"
+    index.write_text(json.dumps(records))
+    with pytest.raises(ModelFileError) as caught:
+        read_exports_index(index)
+    assert str(caught.value).startswith(f"{index}: the exports index ") and fragment in str(caught.value)
+    with pytest.raises(ModelFileError):  # nothing is merged into a damaged index: it stays as it was
+        record_export(index, GOOD_RECORD)
+    assert json.loads(index.read_text()) == records
+
+
+def bench_row(**changes) -> dict:
+    row = {
+        "format": "onnx", "path": "model.onnx", "size_bytes": 1000, "top1": 0.9, "top5": 1.0, "agreement": None,
+        "latency_ms": {"p50": 1.0, "p90": 1.2, "p99": 1.5, "mean": 1.1, "std": 0.1}, "throughput_ips": 10.0,
+        "threads": 1, "runtime": "onnxruntime", "device": "x86_64", "provider": "CPU", "batch": 8, "runs": 10,
+        "load_ms": 10.0, "peak_rss_bytes": None, "peak_rss_scope": "format", "images": 10, "host": "board",
+    }  # fmt: skip
+    row.update(changes)
+    return row
+
+
+@pytest.mark.parametrize(
+    ("rows", "fragment"),
+    [
+        (json.dumps([bench_row(top1=float("nan"))]), "field '[0].top1' is NaN; input should be a finite number"),
+        ([bench_row(top1=2.0)], "field '[0].top1' is 2.0; input should be less than or equal to 1"),
+        ([bench_row(latency_ms={"p50": -1})], "field '[0].latency_ms.p50' is -1"),
+        ([bench_row(batch=10**12)], "field '[0].batch' is 1000000000000"),
+        ([bench_row(fingerprint={"x": "y" * 100_000})], "field '[0].fingerprint' is"),
+        ([bench_row(threads=True)], "field '[0].threads' is true"),
+        ([], "field 'rows' is []; list should have at least 1 item"),
+        ({"not": "rows"}, "expected the list of rows `edgetl bench --json` writes"),
+        ("[" * 50_000 + "]" * 50_000, "bench JSON is damaged (JSON nested too deeply)"),
+    ],
+)
+def test_hostile_bench_json_is_one_line_naming_the_row_and_field(tmp_path, rows, fragment):
+    path = tmp_path / "board.json"
+    path.write_text(rows if isinstance(rows, str) else json.dumps(rows))
+    result = CliRunner().invoke(main, ["bench", "compare", str(path)])
+    one_line_error(result, f"Error: {path}: ", fragment)
+
+
+def test_good_bench_json_compares(tmp_path):
+    path = tmp_path / "board.json"
+    path.write_text(json.dumps([bench_row(), bench_row(threads=2)]))
+    result = CliRunner().invoke(main, ["bench", "compare", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("onnx") >= 2
