@@ -323,7 +323,7 @@ def spoiled(**changes) -> dict:
         (spoiled(test=[["red/2.png", 1.5]]), ["field 'test[0][1]' is 1.5"]),
         (spoiled(test=[["red/2.png"]]), ["field 'test[0][1]'"]),
         (spoiled(class_names="red green"), ["field 'class_names' is \"red green\""]),
-        (spoiled(class_names=["red", "red", "blue"]), ["class name \"red\" appears twice"]),
+        (spoiled(class_names=["red", "red", "blue"]), ['class name "red" appears twice']),
         (spoiled(class_names=["red", "gr\neen", "blue"]), ["field 'class_names[1]'"]),
         (spoiled(class_names=[]), ["field 'class_names' is []"]),
         (spoiled(root=None), ["field 'root' is null"]),
@@ -402,8 +402,8 @@ GOOD_RECORD = {"format": "onnx", "path": "exports/model.onnx", "size_bytes": 3, 
         ([{**GOOD_RECORD, "size_bytes": -1}], "field '[0].size_bytes' is -1"),
         ([{**GOOD_RECORD, "passed": "true"}], "field '[0].passed' is \"true\"; input should be a valid boolean"),
         ([{**GOOD_RECORD, "format": "a\nb"}], "field '[0].format' is \"a\\nb\""),
-        ([GOOD_RECORD] * 1001, "field 'records' is"),
-        ({"format": "onnx"}, "field 'records' is {\"format\": \"onnx\"}; input should be a valid list"),
+        ([GOOD_RECORD] * 1001, "list should have at most 1000 items after validation, not 1001"),
+        ({"format": "onnx"}, 'the exports index is {"format": "onnx"}; input should be a valid list'),
         ([GOOD_RECORD, {"format": "onnx"}], "the exports index lacks the field '[1].path' (and 3 more problems)"),
     ],
 )
@@ -441,7 +441,7 @@ def bench_row(**changes) -> dict:
         ([bench_row(batch=10**12)], "field '[0].batch' is 1000000000000"),
         ([bench_row(fingerprint={"x": "y" * 100_000})], "field '[0].fingerprint' is"),
         ([bench_row(threads=True)], "field '[0].threads' is true"),
-        ([], "field 'rows' is []; list should have at least 1 item"),
+        ([], "bench JSON is []; list should have at least 1 item"),
         ({"not": "rows"}, "expected the list of rows `edgetl bench --json` writes"),
         ("[" * 50_000 + "]" * 50_000, "bench JSON is damaged (JSON nested too deeply)"),
     ],
@@ -459,3 +459,196 @@ def test_good_bench_json_compares(tmp_path):
     result = CliRunner().invoke(main, ["bench", "compare", str(path)])
     assert result.exit_code == 0, result.output
     assert result.output.count("onnx") >= 2
+
+
+# Model files meet a contract before an image is fed ----------------------------------------------------------------
+
+
+def tflite_model(mutate=None, size: int = 8, labels: list[str] | None = None, dtype: str = "FLOAT32") -> bytes:
+    """The tiny TFLite model, changed by `mutate(model, schema)` (a flatbuffer object tree), with edgetl metadata."""
+    import io
+    import zipfile
+
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    from edgetl.runtime.metadata import METADATA_KEY
+    from tests.runtime.tiny_models import COLOURS, metadata, tflite_flatbuffer
+
+    model = schema.ModelT.InitFromPackedBuf(tflite_flatbuffer(size, dtype), 0)
+    if mutate is not None:
+        mutate(model, schema)
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
+        bundle.writestr(METADATA_KEY, metadata(labels or COLOURS, size).to_json())
+    return bytes(builder.Output()) + archive.getvalue()
+
+
+def set_input_shape(shape):
+    def mutate(model, schema):
+        model.subgraphs[0].tensors[0].shape = list(shape)
+
+    return mutate
+
+
+def set_input_type(name):
+    def mutate(model, schema):
+        model.subgraphs[0].tensors[0].type = getattr(schema.TensorType, name)
+
+    return mutate
+
+
+def no_outputs(model, schema):
+    model.subgraphs[0].outputs = []
+
+
+def no_inputs(model, schema):
+    model.subgraphs[0].inputs = []
+
+
+def two_inputs(model, schema):
+    model.subgraphs[0].inputs = [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "fragment"),
+    [
+        (set_input_shape([1, 100_000, 100_000, 3]), "its input 'pixels' is [1, 100000, 100000, 3]; expected"),
+        (set_input_shape([1, 8, 8, 3, 1]), "its input 'pixels' has rank 5"),
+        (set_input_shape([1, 0, 8, 3]), "its input 'pixels' is [1, 0, 8, 3]"),
+        (set_input_shape([1, 8, 8, 4]), "its input 'pixels' is [1, 8, 8, 4]"),
+        (set_input_type("STRING"), "its input 'pixels' is of type bytes; edgetl feeds float32, uint8, int8 pixels"),
+        (set_input_type("INT64"), "its input 'pixels' is of type int64; edgetl feeds float32, uint8, int8 pixels"),
+        (set_input_type("UINT8"), "its uint8 input 'pixels' has no usable quantisation parameters (scales []"),
+        (no_outputs, "has no output"),
+        (no_inputs, "takes 0 inputs"),
+        (two_inputs, "takes 2 inputs"),
+    ],
+)
+def test_a_tflite_file_that_breaks_the_contract_is_refused_before_an_image(tmp_path, mutate, fragment):
+    from PIL import Image
+
+    path = tmp_path / "model.tflite"
+    try:
+        path.write_bytes(tflite_model(mutate))
+    except Exception as error:  # a flatbuffer the schema itself will not pack is no test of edgetl
+        pytest.skip(f"cannot build this file: {error}")
+    image = tmp_path / "red.png"
+    Image.new("RGB", (8, 8), (250, 0, 0)).save(image)
+    result = CliRunner().invoke(main, ["classify", str(path), str(image)])
+    one_line_error(result, f"Error: {path}: ", fragment)
+
+
+def test_the_untouched_tiny_model_meets_the_contract(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "model.tflite"
+    path.write_bytes(tflite_model())
+    image = tmp_path / "red.png"
+    Image.new("RGB", (8, 8), (250, 0, 0)).save(image)
+    result = CliRunner().invoke(main, ["classify", str(path), str(image), "--json"])
+    assert result.exit_code == 0 and json.loads(result.output)["label"] == "red", result.output
+
+
+def onnx_model(input_shape=("batch", 8, 8, 3), input_type=None, output_shape=("batch", 3), labels=None) -> bytes:
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgetl.runtime.metadata import METADATA_KEY
+    from tests.runtime.tiny_models import COLOURS, metadata
+
+    nodes = [
+        helper.make_node("ReduceMean", ["pixels"], ["mean"], axes=[1, 2], keepdims=0),
+        helper.make_node("Softmax", ["mean"], ["probabilities"], axis=-1),
+    ]
+    if input_type is not None:  # cast the odd input to float so the graph itself is valid
+        nodes.insert(0, helper.make_node("Cast", ["raw"], ["pixels"], to=TensorProto.FLOAT))
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [
+            helper.make_tensor_value_info(
+                "raw" if input_type else "pixels", input_type or TensorProto.FLOAT, input_shape
+            )
+        ],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, output_shape)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.helper.set_model_props(model, {METADATA_KEY: metadata(labels or COLOURS).to_json()})
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize(
+    ("model", "fragment"),
+    [
+        ({"input_shape": ("batch", 100_000, 100_000, 3)}, "its input 'pixels' is [None, 100000, 100000, 3]"),
+        ({"input_shape": ("batch", 8, 8, 3, 1)}, "its input 'pixels' has rank 5"),
+        ({"input_shape": (1, 0, 8, 3)}, "its input 'pixels' is [1, 0, 8, 3]"),
+        ({"input_type": 8}, "its input 'raw' is of type str"),  # TensorProto.STRING
+        ({"input_type": 7}, "its input 'raw' is of type int64"),  # TensorProto.INT64
+        (
+            {"output_shape": ("batch", 5), "labels": ["a", "b", "c", "d", "e"]},
+            "gave scores of shape [1, 3] for 1 image(s); its labels need [1, 5]",
+        ),
+    ],
+)
+def test_an_onnx_file_that_breaks_the_contract_is_one_line(tmp_path, model, fragment):
+    from PIL import Image
+
+    path = tmp_path / "model.onnx"
+    path.write_bytes(onnx_model(**model))
+    image = tmp_path / "red.png"
+    Image.new("RGB", (8, 8), (250, 0, 0)).save(image)
+    result = CliRunner().invoke(main, ["classify", str(path), str(image)])
+    one_line_error(result, f"Error: {path}: ", fragment)
+
+
+def standard_tflite(labels: bytes) -> bytes:
+    """The tiny model as another tool writes it: standard TFLite metadata naming labels.txt (deflated, whatever it
+    holds) in the appended zip, and no edgetl metadata."""
+    import io
+    import zipfile
+
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    from edgetl.export.metadata import standard_metadata
+    from tests.runtime.tiny_models import metadata, tflite_flatbuffer
+
+    model = schema.ModelT.InitFromPackedBuf(tflite_flatbuffer(), 0)
+    buffer = schema.BufferT()
+    buffer.data = list(standard_metadata(metadata(), ["float32"], 1))
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = "TFLITE_METADATA", len(model.buffers) - 1
+    model.metadata = [entry]
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
+        bundle.writestr("labels.txt", labels)
+    return bytes(builder.Output()) + archive.getvalue()
+
+
+def test_the_standard_metadata_labels_are_read_under_the_cap(tmp_path):
+    """A labels member that inflates past the cap is refused without inflating it; a damaged one is one line."""
+    from edgetl.errors import ModelFileError
+    from edgetl.runtime.metadata import MAX_METADATA_BYTES
+    from edgetl.runtime.tflite_metadata import read_standard_metadata
+
+    good = standard_tflite(b"red\ngreen\nblue\n")
+    assert read_standard_metadata(good).labels == ("red", "green", "blue")
+    bomb = standard_tflite(b" " * (MAX_METADATA_BYTES * 4))
+    assert len(bomb) < 100_000
+    with pytest.raises(ModelFileError, match=f"labels.txt would decompress to more than {MAX_METADATA_BYTES} bytes"):
+        read_standard_metadata(bomb)
+    start = good.index(b"PK\x03\x04")
+    damaged = bytearray(good)
+    damaged[start + 30 + len("labels.txt") : start + 30 + len("labels.txt") + 4] = b"\xff\xff\xff\xff"
+    with pytest.raises(ModelFileError) as caught:
+        read_standard_metadata(bytes(damaged))
+    assert str(caught.value).startswith("TFLite model (bytes): the TFLite metadata is damaged (")
+    assert "\n" not in str(caught.value)

@@ -111,7 +111,10 @@ def one_line(error: ValidationError, source: str, what: str) -> str:
             return f"{source}: {what} is damaged (a JSON {_kind(first['input'])}, not an object)"
         return f"{source}: {what}: {message}{tail}"  # a check across fields names its field itself
     loc = first["loc"]
-    where = _location(loc[1:] if len(loc) > 1 and loc[0] in ("records", "rows") else loc)  # the file is a list: '[3].path'
+    # The files that are a list are checked as one field of a model: their fields are named '[3].path'.
+    where = _location(loc[1:] if len(loc) > 1 and loc[0] in ("records", "rows") else loc)
+    if loc in (("records",), ("rows",)):  # the whole list
+        return f"{source}: {what} is {_shown(first['input'])}; {message[0].lower()}{message[1:]}{tail}"
     if first["type"] == "missing":
         return f"{source}: {what} lacks the field '{where}'{tail}"
     return f"{source}: {what} field '{where}' is {_shown(first['input'])}; {message[0].lower()}{message[1:]}{tail}"

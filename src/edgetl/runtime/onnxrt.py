@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.errors import MissingExtraError, ModelFileError
+from edgetl.runtime.contract import check_onnx_session, check_scores
 from edgetl.runtime.engine import Engine
 from edgetl.runtime.foreign import ModelFlags, TensorShapes, describe_foreign_model, refuse_flags_for_edgetl_file
 from edgetl.runtime.metadata import METADATA_KEY, ModelMetadata
@@ -70,6 +71,7 @@ class OnnxEngine(Engine):
         except load_errors as error:
             first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise ModelFileError(f"{path}: not a loadable ONNX model ({first_line})") from None
+        check_onnx_session(path, self.session)
         model_input, model_output = self.session.get_inputs()[0], self.session.get_outputs()[0]
         self.input_name = model_input.name
         self.output_name = model_output.name
@@ -111,7 +113,8 @@ class OnnxEngine(Engine):
         values = self.normalized(pixels).astype(np.float32, copy=False)
         if self.channels_first:
             values = np.ascontiguousarray(values.transpose(0, 3, 1, 2))
-        return self.session.run([self.output_name], {self.input_name: values})[0].astype(np.float32, copy=False)
+        scores = self.session.run([self.output_name], {self.input_name: values})[0].astype(np.float32, copy=False)
+        return check_scores(self.path, scores, len(pixels), len(self.labels))
 
 
 def open_onnx(path: Path, threads: int | None = None, flags: ModelFlags | None = None) -> OnnxEngine:
