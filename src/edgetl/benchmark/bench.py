@@ -32,6 +32,7 @@ from edgetl.errors import DataError
 from edgetl.export.verify import fidelity
 from edgetl.progress import step
 from edgetl.run import RunDir, changed_since_export
+from edgetl.runtime.bounds import check_batch
 from edgetl.runtime.foreign import ModelFlags
 from edgetl.runtime.runtimes import MODEL_SUFFIXES, RUNTIME_DISTRIBUTIONS
 from edgetl.tfquiet import import_tensorflow_quietly
@@ -115,6 +116,7 @@ def bench_run(
     run = RunDir(Path(run_path))
     run.require_trained()
     metadata = run.read_metadata()
+    check_batch(settings.batch, metadata.input_size, "--batch")
     split = run.read_split()
     test = decode_subset(split.test, metadata.input_size[0], metadata.resize, "test images")
     if len(test.labels) == 0:
