@@ -652,3 +652,170 @@ def test_the_standard_metadata_labels_are_read_under_the_cap(tmp_path):
         read_standard_metadata(bytes(damaged))
     assert str(caught.value).startswith("TFLite model (bytes): the TFLite metadata is damaged (")
     assert "\n" not in str(caught.value)
+
+
+# Bounds on every flag and stream -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny(tmp_path) -> tuple[Path, Path, Path]:
+    """The tiny TFLite model and a red and a blue image."""
+    from PIL import Image
+
+    model = tmp_path / "model.tflite"
+    model.write_bytes(tflite_model())
+    red, blue = tmp_path / "red.png", tmp_path / "blue.png"
+    Image.new("RGB", (8, 8), (250, 0, 0)).save(red)
+    Image.new("RGB", (8, 8), (0, 0, 250)).save(blue)
+    return model, red, blue
+
+
+def usage_error(result, *fragments: str) -> str:
+    """click's answer to a bad command line: exit 2, one `Error:` line, no traceback."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, result.output
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    return errors[0]
+
+
+def test_thread_counts_are_bounded_by_the_cores(tiny, tmp_path):
+    from edgetl.runtime.bounds import max_threads
+
+    model, red, _ = tiny
+    result = CliRunner().invoke(main, ["classify", str(model), str(red), "--threads", "100000"])
+    usage_error(result, f"--threads 100000: expected 1 to {max_threads()} threads")
+    result = CliRunner().invoke(main, ["bench", str(model), "--images", str(tmp_path), "--threads", "1,100000"])
+    usage_error(result, f"--threads 100000: expected 1 to {max_threads()} threads")
+    ok = CliRunner().invoke(main, ["classify", str(model), str(red), "--threads", str(max_threads()), "--json"])
+    assert ok.exit_code == 0 and json.loads(ok.output)["label"] == "red", ok.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--max-megapixels", "inf", "classify", "M", "R"],
+        ["--max-megapixels", "nan", "classify", "M", "R"],
+        ["classify", "M", "R", "--threshold", "nan"],
+        ["classify", "M", "R", "--threshold", "1.5"],
+        ["bench", "compare", "R", "--min-agreement", "nan"],
+        ["bench", "compare", "R", "--max-p90-ms", "inf"],
+        ["bench", "compare", "R", "--max-accuracy-drop", "nan"],
+    ],
+)
+def test_shares_and_budgets_must_be_finite_and_in_range(tiny, args):
+    model, red, _ = tiny
+    args = [str(model) if a == "M" else str(red) if a == "R" else a for a in args]
+    usage_error(CliRunner().invoke(main, args), "Invalid value for")
+
+
+def test_the_library_refuses_what_the_flags_refuse():
+    from edgetl.errors import UsageError
+    from edgetl.runtime.bounds import check_batch, check_share, check_threads
+    from edgetl.runtime.image import set_max_megapixels
+
+    for bad in (float("nan"), float("inf"), 0, -1):
+        with pytest.raises(UsageError, match="--max-megapixels"):
+            set_max_megapixels(bad)
+    for bad in (float("nan"), -0.1, 1.1, True):
+        with pytest.raises(UsageError, match="threshold"):
+            check_share(bad, "threshold")
+    for bad in (0, -1, 10**9, True):
+        with pytest.raises(UsageError, match="--threads"):
+            check_threads(bad)
+    with pytest.raises(UsageError, match=r"--batch 100000000: batches of 100000000 224x224 images would not fit"):
+        check_batch(10**8, (224, 224))
+    assert check_batch(32, (224, 224)) == 32
+
+
+def test_batches_are_bounded_by_the_memory(tiny, tmp_path):
+    model, red, _ = tiny
+    images = tmp_path / "images"
+    (images / "red").mkdir(parents=True)
+    shutil.copy(red, images / "red" / "1.png")
+    result = CliRunner().invoke(main, ["classify", str(model), str(red), "--batch-size", str(10**9)])
+    usage_error(result, f"--batch-size {10**9}: batches of {10**9} 8x8 images would not fit")
+    result = CliRunner().invoke(main, ["bench", str(model), "--images", str(images), "--batch", str(10**9)])
+    usage_error(result, f"--batch {10**9}: batches of {10**9} 8x8 images would not fit")
+
+
+def test_a_glob_through_a_link_loop_ends(tiny, tmp_path):
+    model, red, blue = tiny
+    photos = tmp_path / "photos"
+    (photos / "a" / "b").mkdir(parents=True)
+    shutil.copy(red, photos / "a" / "red.png")
+    shutil.copy(blue, photos / "a" / "b" / "blue.png")
+    (photos / "a" / "b" / "loop").symlink_to(photos)
+    (photos / "a" / "loop2").symlink_to(photos / "a")
+    pattern = f"{photos}/**/*.png"
+    result = CliRunner().invoke(main, ["classify", str(model), pattern, "--json"])
+    assert result.exit_code == 0, result.output
+    labels = {Path(entry["file"]).name: entry["label"] for entry in map(json.loads, result.output.splitlines())}
+    assert labels == {"red.png": "red", "blue.png": "blue"}
+
+
+def test_each_entry_of_a_path_list_fails_alone(tiny):
+    model, red, blue = tiny
+    listing = b"\n".join(
+        [str(red).encode(), str(red).encode() + b"\0x", b"\xff\xfe.png", b"a" * 100_000, str(blue).encode()]
+    )
+    result = CliRunner().invoke(main, ["classify", str(model), "-", "--json"], input=listing + b"\n")
+    assert result.exit_code == 1 and "Traceback" not in result.output + result.stderr, result.output
+    entries = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [entry.get("label") for entry in entries] == ["red", None, None, None, "blue"]
+    assert entries[1]["error"] == f"{red}\\0x: holds a NUL byte, which no file name can"
+    assert entries[2]["error"] == "standard input line 3: not UTF-8 text (invalid start byte); skipped"
+    assert entries[3]["error"] == "standard input line 4: longer than 4096 bytes, no path; skipped"
+
+
+def test_a_list_without_newlines_is_read_in_bounded_pieces():
+    import io
+
+    from edgetl.runtime.classify import MAX_PATH_BYTES, MissingInput, read_path_list
+
+    class Counting(io.BytesIO):
+        largest = 0
+
+        def readline(self, size=-1):
+            Counting.largest = max(Counting.largest, size)
+            return super().readline(size)
+
+    stream = Counting(b"x" * (50 * MAX_PATH_BYTES) + b"\nphoto.png")
+    assert list(read_path_list(stream)) == [
+        MissingInput("standard input line 1", f"longer than {MAX_PATH_BYTES} bytes, no path; skipped"),
+        "photo.png",
+    ]
+    assert 0 < Counting.largest <= MAX_PATH_BYTES + 1
+
+
+def test_a_csv_that_is_not_utf8_is_one_line(tiny, tmp_path):
+    from PIL import Image
+
+    model, red, _ = tiny
+    listing = tmp_path / "images.csv"
+    listing.write_bytes(b"file,label\nr\xe9d.png,red\n")
+    result = CliRunner().invoke(main, ["bench", str(model), "--images", str(listing)])
+    reason = "not UTF-8 text: invalid continuation byte; save it as UTF-8"
+    one_line_error(result, f"{listing}: cannot be read as a UTF-8 CSV file ({reason})")
+    data = tmp_path / "data"
+    (data / "train").mkdir(parents=True)
+    for name in ("a", "b", "c", "d", "e", "f"):
+        Image.new("RGB", (8, 8)).save(data / "train" / f"{name}.png")
+    (data / "labels.csv").write_bytes(b"id,label\na,caf\xe9\nb,caf\xe9\nc,caf\xe9\nd,tea\ne,tea\nf,tea\n")
+    result = CliRunner().invoke(main, ["train", str(data), "--out", str(tmp_path / "run")])
+    one_line_error(result, f"{data / 'labels.csv'}: cannot be read as a UTF-8 CSV file")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_narrow_terminal_gets_every_row_stacked(tmp_path):
+    path = tmp_path / "board.json"
+    rows = [bench_row(), bench_row(format="tflite-int8", threads=2, top1=0.8)]
+    path.write_text(json.dumps(rows))
+    result = CliRunner(env={"COLUMNS": "20"}).invoke(main, ["bench", "compare", str(path)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "onnx" in lines and "tflite-int8" in lines
+    assert "  top-1: 0.900*" in lines and "  top-1: 0.800" in lines
+    assert "…" not in result.output
