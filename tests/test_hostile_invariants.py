@@ -22,6 +22,18 @@ from edgetl.cli import main
 from edgetl.errors import WriteError
 
 
+@pytest.fixture(autouse=True)
+def pixel_budget_restored():
+    """`edgetl --max-megapixels` changes the process's budget (and Pillow's own limit): put both back."""
+    from PIL import Image
+
+    from edgetl.runtime import image as image_module
+
+    saved = image_module._max_pixels, Image.MAX_IMAGE_PIXELS
+    yield
+    image_module._max_pixels, Image.MAX_IMAGE_PIXELS = saved
+
+
 def one_line_error(result, *fragments: str, code: int = 1) -> str:
     """The command failed with exactly one `Error:` line holding every fragment, and no traceback."""
     assert result.exit_code == code, result.output
@@ -819,3 +831,52 @@ def test_a_narrow_terminal_gets_every_row_stacked(tmp_path):
     assert "onnx" in lines and "tflite-int8" in lines
     assert "  top-1: 0.900*" in lines and "  top-1: 0.800" in lines
     assert "…" not in result.output
+
+
+# What the fuzzers found (tests/test_fuzz.py), kept as cases ------------------------------------------------------
+
+
+def test_preprocessing_json_that_is_not_utf8_is_one_line(tmp_path):
+    from edgetl.errors import ModelFileError
+    from edgetl.run import RunDir
+
+    run = fake_run(tmp_path / "run")
+    (run / "preprocessing.json").write_bytes(b"\x80")
+    with pytest.raises(ModelFileError, match=r"preprocessing.json: edgetl metadata is damaged \(not UTF-8 text"):
+        RunDir(run).read_metadata()
+
+
+def test_a_tflite_file_whose_kernels_refuse_its_tensors_is_one_line(tiny):
+    model, red, _ = tiny
+
+    def float64_mean(model, schema):
+        model.subgraphs[0].tensors[2].type = schema.TensorType.FLOAT64
+
+    model.write_bytes(tflite_model(float64_mean))
+    result = CliRunner().invoke(main, ["classify", str(model), str(red)])
+    one_line_error(result, f"{model}: the model fails to run (")
+
+
+def test_an_onnx_file_whose_names_are_not_utf8_is_one_line(tiny, tmp_path):
+    _, red, _ = tiny
+    data = bytearray(onnx_model())
+    data[int(0.25 * len(data))] = 128  # inside the output's name: onnxruntime quotes it, undecodable, in its error
+    path = tmp_path / "model.onnx"
+    path.write_bytes(bytes(data))
+    one_line_error(CliRunner().invoke(main, ["classify", str(path), str(red)]), f"{path}: not a loadable ONNX model")
+
+
+def test_an_onnx_input_with_one_side_fixed_wrong_is_one_line(tiny, tmp_path):
+    _, red, _ = tiny
+    path = tmp_path / "model.onnx"
+    path.write_bytes(onnx_model(input_shape=("batch", "height", 1, 3)))  # the metadata says 8x8
+    result = CliRunner().invoke(main, ["classify", str(path), str(red)])
+    one_line_error(result, f"{path}: edgetl metadata says input_size [8, 8] but the model takes heightx1 images")
+    path.write_bytes(onnx_model(input_shape=("batch", "batch", 1, "batch")))
+    one_line_error(CliRunner().invoke(main, ["classify", str(path), str(red)]), f"{path}: the model fails to run (")
+
+
+def test_a_pixel_budget_too_large_to_count_is_refused(tiny):
+    model, red, _ = tiny
+    result = CliRunner().invoke(main, ["--max-megapixels", "1.797693134862316e+302", "classify", str(model), str(red)])
+    usage_error(result, "--max-megapixels")

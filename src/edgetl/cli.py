@@ -25,6 +25,7 @@ from edgetl.errors import EdgetlError, UsageError
 from edgetl.export.formats import FORMATS, ExportOptions, KerasFileOptions
 from edgetl.export.int8 import CONFIDENT_AGREEMENT_TARGET, INT8_FALLBACKS, IO_TYPES, QUANTIZERS
 from edgetl.models.backbones import BACKBONES
+from edgetl.runtime.bounds import MAX_BUDGET_MEGAPIXELS
 from edgetl.runtime.metadata import NORMALIZATIONS
 from edgetl.runtime.runtimes import RUNTIMES
 from edgetl.runtime.settings import ClassifySettings
@@ -198,7 +199,7 @@ wide_option = click.option("--wide", is_flag=True, help="Every column, however w
 @click.option("-v", "--verbose", is_flag=True, help="Log what the library does.")
 @click.option(
     "--max-megapixels",
-    type=FiniteFloatRange(min=0, min_open=True),
+    type=FiniteFloatRange(min=0, min_open=True, max=MAX_BUDGET_MEGAPIXELS),
     default=None,
     help="Pixel budget of one decoded image; larger images are refused as that file's error. Raise it for huge scans.",
 )

@@ -20,7 +20,7 @@ from edgetl.data.split import Split
 from edgetl.errors import ModelFileError, WriteError
 from edgetl.files import atomic_write, open_no_follow, remove_if_there
 from edgetl.progress import step
-from edgetl.runtime.metadata import ModelMetadata
+from edgetl.runtime.metadata import MAX_METADATA_BYTES, ModelMetadata
 
 # Keras' reason for not loading a model, cut to what a one-line message can carry.
 LOAD_ERROR_MAX_CHARS = 200
@@ -101,7 +101,11 @@ class RunDir:
         return TrainConfig.from_json(self.config.read_bytes(), str(self.config))
 
     def read_metadata(self) -> ModelMetadata:
-        return ModelMetadata.from_json(self.preprocessing.read_text(encoding="utf-8"), str(self.preprocessing))
+        # Read as bytes and at most one byte over the metadata's cap: from_json names what is wrong (too big, not
+        # UTF-8) in one line, and a planted huge file is never read whole.
+        with open(self.preprocessing, "rb") as handle:
+            data = handle.read(MAX_METADATA_BYTES + 1)
+        return ModelMetadata.from_json(data, str(self.preprocessing))
 
     def read_split(self) -> Split:
         return Split.read(self.split)

@@ -20,6 +20,9 @@ THREADS_PER_CORE = 4
 BATCH_MEMORY_SHARE = 0.25
 BATCH_FLOAT_COPIES = 4
 FLOAT_BYTES = 4
+# The largest pixel budget `--max-megapixels` may set: far over any image a decoder can hold, and small enough that
+# the budget stays an exact whole number of pixels.
+MAX_BUDGET_MEGAPIXELS = 1_000_000.0
 # Where the system cannot say how much memory it has.
 ASSUMED_MEMORY_BYTES = 2 * 1024**3
 
@@ -83,8 +86,10 @@ def check_share(value: float, flag: str) -> float:
     return float(value)
 
 
-def check_positive(value: float, flag: str) -> float:
-    """A budget (megapixels, milliseconds): a finite number above 0."""
+def check_positive(value: float, flag: str, maximum: float = math.inf) -> float:
+    """A budget (megapixels, milliseconds): a finite number above 0, up to `maximum`."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value) and value > 0):
         raise UsageError(f"{flag} {value}: expected a finite number above 0")
+    if value > maximum:
+        raise UsageError(f"{flag} {value}: expected at most {maximum:g}")
     return float(value)

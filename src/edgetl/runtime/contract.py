@@ -115,6 +115,12 @@ def check_scores(path: Path, scores, images: int, classes: int):
     return scores
 
 
+def one_line(error: BaseException) -> str:
+    """A runtime's error, cut to the first line a one-line message can carry."""
+    text = " ".join(str(error).split())
+    return (text[:197] + "...") if len(text) > 200 else text or type(error).__name__
+
+
 def _shown(values) -> str:
     text = str(list(values)) if isinstance(values, tuple | list) else str(values)
     return text if len(text) <= 60 else text[:57] + "..."

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from edgetl.errors import DataError
-from edgetl.runtime.bounds import check_positive
+from edgetl.runtime.bounds import MAX_BUDGET_MEGAPIXELS, check_positive
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jfif"})
 
@@ -54,7 +54,7 @@ _max_pixels = int(MAX_MEGAPIXELS * 1_000_000)
 def set_max_megapixels(megapixels: float) -> None:
     """Change the pixel budget for this process (what `edgetl --max-megapixels` does)."""
     global _max_pixels
-    check_positive(megapixels, "--max-megapixels")
+    check_positive(megapixels, "--max-megapixels", MAX_BUDGET_MEGAPIXELS)
     _max_pixels = int(megapixels * 1_000_000)
     # Pillow would refuse an image over twice its own limit while opening it, before our budget is asked.
     Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, _max_pixels)

@@ -145,7 +145,13 @@ class ModelMetadata:
             )
         if len(input_shape) == 4 and input_shape[3] == 3:
             height, width = input_shape[1], input_shape[2]
-            if all(_is_whole(side) and side > 0 for side in (height, width)) and (height, width) != self.input_size:
+            # Each side the model fixes is compared on its own: one fixed and one open side must still agree.
+            fixed = [
+                (side, size)
+                for side, size in zip((height, width), self.input_size, strict=True)
+                if _is_whole(side) and side > 0
+            ]
+            if any(side != size for side, size in fixed):
                 raise ModelFileError(
                     f"{source}: edgetl metadata says input_size {list(self.input_size)} but the model takes "
                     f"{height}x{width} images (re-export it with edgetl)"
