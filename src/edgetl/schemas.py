@@ -100,8 +100,29 @@ def _location(parts: tuple) -> str:
     return text
 
 
-def one_line(error: ValidationError, source: str, what: str) -> str:
-    """The first problem pydantic found, as `FILE: WHAT field 'a.b[3]' is VALUE; MESSAGE`."""
+def _described(loc: tuple, raw: Any, expected: dict[str, str]) -> tuple[str, Any, str] | None:
+    """The longest field path at the start of `loc` that `expected` describes, its whole value in `raw`, and what
+    it should hold: a field is then named whole (`input_size`, not `input_size[0]`)."""
+    names = []
+    for part in loc:
+        if not isinstance(part, str):
+            break
+        names.append(part)
+    for length in range(len(names), 0, -1):
+        field = ".".join(names[:length])
+        if field in expected:
+            value = raw
+            for name in names[:length]:
+                value = value.get(name) if isinstance(value, dict) else None
+            return field, value, expected[field]
+    return None
+
+
+def one_line(
+    error: ValidationError, source: str, what: str, expected: dict[str, str] | None = None, raw: Any = None
+) -> str:
+    """The first problem pydantic found, as `FILE: WHAT field 'a.b[3]' is VALUE; MESSAGE`; with `expected` (field
+    -> what it holds), a described field is named whole, with what it should hold."""
     first = error.errors(include_url=False)[0]
     more = error.error_count() - 1
     tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
@@ -117,14 +138,18 @@ def one_line(error: ValidationError, source: str, what: str) -> str:
         return f"{source}: {what} is {_shown(first['input'])}; {message[0].lower()}{message[1:]}{tail}"
     if first["type"] == "missing":
         return f"{source}: {what} lacks the field '{where}'{tail}"
+    described = _described(loc, raw, expected or {})
+    if described is not None:
+        field, value, holds = described
+        return f"{source}: {what} field '{field}' is {_shown(value)}; expected {holds}"
     return f"{source}: {what} field '{where}' is {_shown(first['input'])}; {message[0].lower()}{message[1:]}{tail}"
 
 
-def validated(schema, raw: Any, source: str, what: str):
+def validated(schema, raw: Any, source: str, what: str, expected: dict[str, str] | None = None):
     try:
         return schema.model_validate(raw)
     except ValidationError as error:
-        raise ModelFileError(one_line(error, source, what)) from None
+        raise ModelFileError(one_line(error, source, what, expected, raw)) from None
     except RecursionError:
         raise ModelFileError(f"{source}: {what} is damaged (JSON nested too deeply)") from None
 
