@@ -880,3 +880,38 @@ def test_a_pixel_budget_too_large_to_count_is_refused(tiny):
     model, red, _ = tiny
     result = CliRunner().invoke(main, ["--max-megapixels", "1.797693134862316e+302", "classify", str(model), str(red)])
     usage_error(result, "--max-megapixels")
+
+
+BENCH_INTERRUPTER = textwrap.dedent(
+    """
+    import os, signal, sys
+    import edgetl.benchmark.exported as exported
+    from edgetl.cli import main
+
+    def interrupted(*args, **kwargs):
+        # bench's decoded images are in its temporary folder: the moment a SIGTERM must not leave them behind
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    exported.measure_isolated = interrupted
+    main(["bench", sys.argv[1], "--images", sys.argv[2], "-q"])
+    """
+)
+
+
+def test_a_sigterm_during_bench_leaves_no_temporary_files(tiny, tmp_path):
+    model, red, _ = tiny
+    images, scratch = tmp_path / "images", tmp_path / "tmp"
+    (images / "red").mkdir(parents=True)
+    shutil.copy(red, images / "red" / "1.png")
+    scratch.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TMPDIR": str(scratch)}
+    process = subprocess.run(
+        [sys.executable, "-c", BENCH_INTERRUPTER, str(model), str(images)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert process.returncode == 1 and "Traceback" not in process.stderr, process.stderr
+    assert "Aborted" in process.stderr
+    assert list(scratch.iterdir()) == []
