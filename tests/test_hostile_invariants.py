@@ -915,3 +915,19 @@ def test_a_sigterm_during_bench_leaves_no_temporary_files(tiny, tmp_path):
     assert process.returncode == 1 and "Traceback" not in process.stderr, process.stderr
     assert "Aborted" in process.stderr
     assert list(scratch.iterdir()) == []
+
+
+def test_a_labels_file_is_read_under_the_cap(tmp_path):
+    from edgetl.errors import DataError
+    from edgetl.runtime.foreign import read_labels
+    from edgetl.runtime.metadata import MAX_METADATA_BYTES
+
+    labels = tmp_path / "labels.txt"
+    labels.write_bytes(b"a\nb\n" + b" " * MAX_METADATA_BYTES)
+    with pytest.raises(DataError, match=f"labels.txt: over {MAX_METADATA_BYTES} bytes"):
+        read_labels(labels)
+    labels.write_bytes(b"caf\xe9\ntea\n")
+    with pytest.raises(DataError, match="labels.txt: cannot read the labels file"):
+        read_labels(labels)
+    labels.write_text("cat\ndog\n")
+    assert read_labels(labels) == ["cat", "dog"]
