@@ -25,6 +25,7 @@ from edgetl.errors import EdgetlError, UsageError
 from edgetl.export.formats import FORMATS, ExportOptions, KerasFileOptions
 from edgetl.export.int8 import CONFIDENT_AGREEMENT_TARGET, INT8_FALLBACKS, IO_TYPES, ONNX_INT8_TARGETS, QUANTIZERS
 from edgetl.models.backbones import BACKBONES
+from edgetl.runtime.bounds import MAX_BUDGET_MEGAPIXELS
 from edgetl.runtime.metadata import NORMALIZATIONS
 from edgetl.runtime.runtimes import RUNTIMES
 from edgetl.runtime.settings import ClassifySettings
@@ -44,6 +45,18 @@ def reports_errors(command):
             raise click.ClickException(str(error)) from None
 
     return wrapper
+
+
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange, refusing NaN and infinity: NaN passes every comparison, so a range alone lets it in."""
+
+    def convert(self, value, param, ctx):
+        import math
+
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
 
 
 class RegistryChoice(click.Choice):
@@ -206,7 +219,7 @@ wide_option = click.option("--wide", is_flag=True, help="Every column, however w
 @click.option("-v", "--verbose", is_flag=True, help="Log what the library does.")
 @click.option(
     "--max-megapixels",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloatRange(min=0, min_open=True, max=MAX_BUDGET_MEGAPIXELS),
     default=None,
     help="Pixel budget of one decoded image; larger images are refused as that file's error. Raise it for huge scans.",
 )
@@ -228,6 +241,17 @@ def main(verbose: bool, max_megapixels: float | None) -> None:
         from edgetl.runtime.image import set_max_megapixels
 
         set_max_megapixels(max_megapixels)
+    terminate_as_interrupt()
+
+
+def terminate_as_interrupt() -> None:
+    """SIGTERM (a `kill`, a service manager, a CI timeout) ends a command as Ctrl-C does, through its `finally`
+    blocks: temporaries are removed and a file is never left half-committed. Only the main thread may install a
+    handler; elsewhere (an embedding program's thread) the handler stays as it was."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
 
 
 @main.command("sample-data", short_help="Write a small dataset of handwritten digits to try edgetl on.")
@@ -282,9 +306,9 @@ def sample_data(out_dir: Path, per_class: int | None) -> None:
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=TrainConfig.batch_size, show_default=True)
 @click.option(
-    "--learning-rate", type=click.FloatRange(min=0, min_open=True), default=TrainConfig.learning_rate, show_default=True
+    "--learning-rate", type=FiniteFloatRange(min=0, min_open=True), default=TrainConfig.learning_rate, show_default=True
 )
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=TrainConfig.dropout, show_default=True)
+@click.option("--dropout", type=FiniteFloatRange(0, 1, max_open=True), default=TrainConfig.dropout, show_default=True)
 @click.option(
     "--hidden-units",
     type=click.IntRange(min=0),
@@ -303,7 +327,7 @@ def sample_data(out_dir: Path, per_class: int | None) -> None:
 @click.option("--fine-tune-layers", type=click.IntRange(min=1), default=None, help="Stage 2 unfreezes the top K.")
 @click.option("--fine-tune-from", default=None, help="Stage 2 unfreezes from this backbone layer up.")
 @click.option(
-    "--fine-tune-learning-rate", type=click.FloatRange(min=0, min_open=True), default=None, help="Default lr/10."
+    "--fine-tune-learning-rate", type=FiniteFloatRange(min=0, min_open=True), default=None, help="Default lr/10."
 )
 @click.option("--class-weight", type=click.Choice(CLASS_WEIGHTS), default=TrainConfig.class_weight, show_default=True)
 @click.option(
@@ -328,15 +352,15 @@ def sample_data(out_dir: Path, per_class: int | None) -> None:
 )
 @click.option(
     "--rotation",
-    type=click.FloatRange(0, 1),
+    type=FiniteFloatRange(0, 1),
     default=TrainConfig.rotation,
     show_default=True,
     help="Fraction of a turn.",
 )
-@click.option("--zoom", type=click.FloatRange(0, 1), default=TrainConfig.zoom, show_default=True)
-@click.option("--translation", type=click.FloatRange(0, 1), default=TrainConfig.translation, show_default=True)
-@click.option("--brightness", type=click.FloatRange(0, 1), default=TrainConfig.brightness, show_default=True)
-@click.option("--contrast", type=click.FloatRange(0, 1), default=TrainConfig.contrast, show_default=True)
+@click.option("--zoom", type=FiniteFloatRange(0, 1), default=TrainConfig.zoom, show_default=True)
+@click.option("--translation", type=FiniteFloatRange(0, 1), default=TrainConfig.translation, show_default=True)
+@click.option("--brightness", type=FiniteFloatRange(0, 1), default=TrainConfig.brightness, show_default=True)
+@click.option("--contrast", type=FiniteFloatRange(0, 1), default=TrainConfig.contrast, show_default=True)
 @click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace a model already in the run directory.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress: neither edgetl's bars nor Keras' epoch lines.")
@@ -430,7 +454,7 @@ def train(
 )
 @click.option(
     "--min-agreement",
-    type=click.FloatRange(0, 1),
+    type=FiniteFloatRange(0, 1),
     default=None,
     help="Fail an export whose top-1 agreement with Keras is lower [default: each format's own, "
     + ", ".join(f"{name} {f.min_agreement}" for name, f in FORMATS.items())
@@ -538,9 +562,9 @@ def bench_outputs(command):
             click.option("--csv", "csv_path", type=file, help="Write the rows as CSV."),
             click.option("--markdown", "markdown_path", type=file, help="Write the table as Markdown."),
             click.option("--plot", "plot_path", type=file, help="PNG: top-1 against p50 latency, marker ~ size."),
-            click.option("--max-accuracy-drop", type=click.FloatRange(min=0), help="Fail above this top-1 drop."),
-            click.option("--min-agreement", type=click.FloatRange(0, 1), help="Fail below this agreement."),
-            click.option("--max-p90-ms", type=click.FloatRange(min=0, min_open=True), help="Fail above this p90."),
+            click.option("--max-accuracy-drop", type=FiniteFloatRange(min=0), help="Fail above this top-1 drop."),
+            click.option("--min-agreement", type=FiniteFloatRange(0, 1), help="Fail below this agreement."),
+            click.option("--max-p90-ms", type=FiniteFloatRange(min=0, min_open=True), help="Fail above this p90."),
         ]
     ):
         command = option(command)
@@ -684,9 +708,11 @@ def report_command(run: Path) -> None:
 
 def _paths_from(inputs: tuple[str, ...]):
     """The inputs, with `-` replaced by the paths read from standard input, one per line."""
+    from edgetl.runtime.classify import read_path_list
+
     for item in inputs:
         if item == "-":
-            yield from (line.strip() for line in sys.stdin if line.strip())
+            yield from read_path_list(sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin)
         else:
             yield item
 
@@ -697,7 +723,7 @@ def _paths_from(inputs: tuple[str, ...]):
 @click.option("--top-k", type=click.IntRange(min=1), default=ClassifySettings.top_k, show_default=True)
 @click.option(
     "--threshold",
-    type=click.FloatRange(0, 1),
+    type=FiniteFloatRange(0, 1),
     default=ClassifySettings.threshold,
     help='Below this top-1 score: "unknown".',
 )

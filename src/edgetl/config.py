@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 from edgetl.data.options import LayoutOptions
-from edgetl.errors import ModelFileError
 from edgetl.models.classifier import HeadConfig
 
 # How `--class-weight` weighs the classes in the loss: not at all, or each class the same in total.
@@ -60,10 +59,8 @@ class TrainConfig:
         return json.dumps(asdict(self), indent=2)
 
     @classmethod
-    def from_json(cls, text: str, source: str) -> TrainConfig:
-        try:
-            raw = json.loads(text)
-            known = {f.name for f in fields(cls)}
-            return cls(**{key: value for key, value in raw.items() if key in known})
-        except (ValueError, TypeError) as error:
-            raise ModelFileError(f"{source}: the run config is damaged ({error})") from None
+    def from_json(cls, text: str | bytes, source: str) -> TrainConfig:
+        """Parse and check (edgetl.schemas: types and ranges); unknown keys, from a newer edgetl, are ignored."""
+        from edgetl.schemas import read_train_config
+
+        return read_train_config(text, source)
