@@ -174,8 +174,9 @@ def bench_run(
         # The boards decode the same files in the same order: compare them with Keras and with this machine's
         # answers on that sample, and record each board as a place the file was verified.
         for board in measured:
+            here = host_probabilities.get(board.row.format)
             row, difference = verify_on_board(
-                run, board, keras_probabilities[sample], host_probabilities.get(board.row.format), test.labels[sample]
+                run, board, keras_probabilities[sample], None if here is None else here[sample], test.labels[sample]
             )
             if difference:
                 differences[len(rows)] = difference
