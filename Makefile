@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo-out
 
-.PHONY: install demo test lint clean sshd arm-board
+.PHONY: install demo test test-fast lint clean sshd arm-board
 
 install: $(STAMP)
 
@@ -24,6 +24,10 @@ demo: $(STAMP)
 test: $(STAMP) sshd
 	$(BIN)/python tests/arm/board.py prepare-if-possible
 	$(BIN)/python -m pytest
+
+# The development loop: the unit tests, no training or conversion (about a minute); `make test` still runs everything.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow and not arm" -q
 
 arm-board: $(STAMP)
 	$(BIN)/python tests/arm/board.py prepare
