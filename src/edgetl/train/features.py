@@ -23,7 +23,7 @@ from edgetl.progress import step
 # Inference needs no gradients, so it can take larger batches than training: fewer steps, less per-step overhead.
 # But not too large: the first pass touches all of a slice's activation memory for the first time, and beyond a
 # point the page faults outweigh the compute. What matters is the activation memory, so a slice holds a fixed
-# number of pixels, not of images (the figures behind it are in the README, under "Training").
+# number of pixels, not of images (the figures behind it are in docs/benchmarks.md, "Training throughput").
 EXTRACTION_PIXELS = 256 * 96 * 96
 # Weights as graph constants (below) speed up the pass, but every constant is copied as the function is traced
 # and first run: small backbones (MobileNetV2, EfficientNetB0) gain more than the copy costs, large ones (VGG16,

@@ -67,7 +67,7 @@ def worker_role(tf_config: str | None) -> WorkerRole:
     except (ValueError, TypeError, KeyError, AttributeError) as error:
         raise EdgetlError(
             f"TF_CONFIG {tf_config!r}: not a cluster and task as MultiWorkerMirroredStrategy reads them "
-            f"({type(error).__name__}: {error}); see the README's section on several machines"
+            f"({type(error).__name__}: {error}); see the train page of the docs, under Several machines"
         ) from None
     if kind not in ("chief", "worker") or not 0 <= index < len(chiefs if kind == "chief" else workers):
         raise EdgetlError(
