@@ -6,19 +6,15 @@ classify never imports TensorFlow.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
-import os
-import shutil
 import signal
 import sys
-import time
 from pathlib import Path
 
 import click
 
-from edgetl import __version__, progress
+from edgetl import __version__
 from edgetl.benchmark.settings import REMOTE_SAMPLE_IMAGES, BenchSettings, SshSettings
 from edgetl.config import CACHES, CLASS_WEIGHTS, TrainConfig
 from edgetl.errors import EdgetlError, UsageError
@@ -28,6 +24,7 @@ from edgetl.models.backbones import BACKBONES
 from edgetl.runtime.metadata import NORMALIZATIONS
 from edgetl.runtime.runtimes import RUNTIMES
 from edgetl.runtime.settings import ClassifySettings
+from edgetl.terminal import progress_shown, table_layout
 from edgetl.train.augment import FLIP_MODES
 
 
@@ -59,122 +56,6 @@ class RegistryChoice(click.Choice):
         import importlib
 
         return (*self.first, *getattr(importlib.import_module(self.module), self.registry))
-
-
-def interactive() -> bool:
-    """Whether a person watches: stdout and stderr are a terminal, and not a CI runner's."""
-    streams = (sys.stdout, sys.stderr)
-    terminal = all(hasattr(s, "isatty") and s.isatty() for s in streams) and os.environ.get("TERM") != "dumb"
-    return terminal and not os.environ.get("CI")
-
-
-def table_layout() -> tuple[int | None, bool]:
-    """How wide a table may be, and whether in colour: the terminal's width on a terminal; when piped, COLUMNS
-    if set, else as wide as the table needs (a file is not wrapped)."""
-    if sys.stdout.isatty():
-        return shutil.get_terminal_size().columns, "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
-    columns = os.environ.get("COLUMNS", "")
-    return (int(columns) if columns.isdigit() and int(columns) > 0 else None), False
-
-
-class TerminalProgress(progress.Reporter):
-    """The library's steps drawn with rich on stderr: a line per open step with its bar, count, elapsed and
-    remaining time; a finished step that took a while leaves a line saying how long."""
-
-    SHOWN_AFTER_S = 0.5  # a step quicker than this leaves no line behind
-
-    def __init__(self, console) -> None:
-        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-        self.console = console
-        self.bars = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(bar_width=24),
-            TextColumn("{task.fields[count]}"),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[eta]}"),
-            console=console,
-            transient=True,
-            redirect_stdout=False,
-            redirect_stderr=False,
-            refresh_per_second=4,
-        )
-        self.open = 0
-
-    def start(self, description: str, total: int | None) -> progress.Step:
-        if self.open == 0:
-            self.bars.start()
-        self.open += 1
-        return TerminalStep(self.bars, self.bars.add_task(description, total=total, count="", eta=""), total)
-
-    def stop(self, step: progress.Step) -> None:
-        task = next(task for task in self.bars.tasks if task.id == step.task_id)
-        seconds = time.perf_counter() - step.started
-        self.bars.remove_task(step.task_id)
-        if seconds >= self.SHOWN_AFTER_S:
-            done = f" {int(task.completed)}/{int(task.total)}" if task.total else ""
-            self.console.print(f"[green]✓[/] {task.description}{done} [dim]{seconds:.1f} s[/]", highlight=False)
-        self.open -= 1
-        if self.open == 0:
-            self.bars.stop()
-
-
-class TerminalStep(progress.Step):
-    def __init__(self, bars, task_id, total: int | None) -> None:
-        self.bars, self.task_id, self.total = bars, task_id, total
-        self.started = time.perf_counter()
-        self.completed = 0
-        if total:
-            self.bars.update(task_id, count=f"0/{total}")
-
-    def advance(self, amount: int = 1) -> None:
-        self.completed += amount
-        fields = {}
-        if self.total:
-            seconds = time.perf_counter() - self.started
-            left = seconds / self.completed * (self.total - self.completed) if self.completed else None
-            fields = {"count": f"{self.completed}/{self.total}", "eta": "" if left is None else f"~{left:.0f} s left"}
-        self.bars.update(self.task_id, advance=amount, **fields)
-
-    def describe(self, description: str) -> None:
-        self.bars.update(self.task_id, description=description)
-
-
-class ConsoleLog(logging.Handler):
-    """Log records printed above the progress bars instead of through them."""
-
-    def __init__(self, console, formatter: logging.Formatter | None) -> None:
-        super().__init__()
-        self.console = console
-        self.setFormatter(formatter)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.console.print(self.format(record), markup=False, highlight=False, soft_wrap=True)
-
-
-@contextlib.contextmanager
-def progress_shown(quiet: bool):
-    """Draw the progress of what runs in the block, if a person watches and did not ask for --quiet."""
-    if quiet or not interactive():
-        yield
-        return
-    from rich.console import Console
-
-    # A duplicate of file descriptor 2: while converters run, descriptor 2 itself is sent to a log file.
-    stream = os.fdopen(os.dup(sys.stderr.fileno()), "w", encoding="utf-8", errors="replace", buffering=1)
-    console = Console(file=stream, highlight=False, emoji=False)
-    root = logging.getLogger()
-    handlers = root.handlers[:]
-    root.handlers = [ConsoleLog(console, handlers[0].formatter if handlers else None)]
-    reporter = TerminalProgress(console)
-    try:
-        with progress.reporting(reporter):
-            yield
-    finally:
-        reporter.bars.stop()
-        root.handlers = handlers
-        stream.close()
 
 
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress on the terminal.")
@@ -339,25 +220,8 @@ def train(data: str | None, out: Path | None, resume: Path | None, overwrite: bo
             raise click.UsageError("give DATA and --out RUN (or --resume RUN)")
         with progress_shown(quiet):
             result = api.train(data, out, overwrite=overwrite, verbose=not quiet, **options)
-    counts = ", ".join(f"{name} {count}" for name, count in result.counts.items())
-    if not result.worker.chief:
-        click.echo(
-            f"worker {result.worker.index} of {result.worker.count} trained on its shard ({counts} images) in "
-            f"{result.seconds:.0f} s; the chief writes the run"
-        )
-        return
-    config = result.run.read_config()
-    stages = " + ".join(f"{epochs}" for epochs in result.epochs.values() if epochs)
-    timings = ", ".join(f"stage {name[-1]} {seconds:.1f} s" for name, seconds in result.stage_seconds.items())
-    click.echo(
-        f"trained {config.backbone} on {len(result.class_names)} classes ({result.layout} layout; {counts} images) "
-        f"in {stages} epochs{' (stage 1 on cached features)' if result.feature_cache else ''}, "
-        f"{result.seconds:.0f} s" + (f" ({timings})" if timings else "")
-    )
-    if result.skipped:
-        click.echo(f"skipped {result.skipped} unreadable image file(s) (listed in {result.run.metrics})")
-    click.echo(f"test accuracy {result.test_accuracy:.4f}")
-    click.echo(f"run written to {result.run.path} (reports in {result.run.path / 'report'})")
+    for line in result.summary():
+        click.echo(line)
 
 
 @main.command(short_help="Export a run (or a Keras file) to TFLite and ONNX; verify each file.")
@@ -428,38 +292,12 @@ def export(source: Path, formats: str | None, int8: bool, onnx: bool, wide: bool
     Example: edgetl export run --int8
     """
     from edgetl import api
-    from edgetl.export.report import format_export_table
 
     with progress_shown(quiet):
         result = api.export(source, formats, int8=int8, onnx=onnx, **options)
-    width, color = table_layout()
-    click.echo(format_export_table(result.records, result.root, wide, width, color))
-    for r in result.records:
-        if len(r.attempts) > 1 or r.float_layers:
-            tried = ", ".join(f"{a['recipe']} {a['agreement']:.4f}" for a in r.attempts)
-            click.echo(f"{r.format}: tried {tried}; kept {r.recipe}{_fallback_cost(r)}")
-        if r.format.endswith("int8") and r.float_ops:
-            click.echo(f"{r.format}: left in float: " + ", ".join(f"{op} x{n}" for op, n in r.float_ops.items()))
-        if r.flipped_files:
-            click.echo(f"{r.format}: {len(r.flipped_files)} test image(s) changed top-1 (listed in exports.json)")
+    click.echo(result.summary(wide, *table_layout()))
     if result.problems:
         raise click.ClickException("; ".join(result.problems) + "; files kept for inspection")
-
-
-def _fallback_cost(record) -> str:
-    """What keeping layers in float cost, against the best integer-only attempt."""
-    if not record.float_layers:
-        return ""
-    integer = [a for a in record.attempts if not a["float_layers"]]
-    best = max(integer, key=lambda a: a["agreement"])
-    size = (record.size_bytes - best["size_bytes"]) / best["size_bytes"]
-    confident = ""
-    if best["confident_agreement"] is not None and record.confident_agreement is not None:
-        confident = f", on confident images {best['confident_agreement']:.4f} -> {record.confident_agreement:.4f}"
-    return (
-        f" ({len(record.float_layers)} layer(s) in float: agreement {best['agreement']:.4f} -> "
-        f"{record.agreement:.4f}{confident}, size {size:+.0%})"
-    )
 
 
 class BenchGroup(click.Group):
@@ -510,12 +348,11 @@ def bench_outputs(command):
     return command
 
 
-def finish_bench(report, outputs: dict, gate_values: dict, wide: bool) -> None:
+def finish_bench(report, outputs: dict, gate_values: dict) -> None:
     from edgetl.benchmark.gates import Gates, failed_gates
     from edgetl.benchmark.report import format_table, write_outputs
 
-    width, color = table_layout()
-    click.echo(format_table(report, wide, width, color))
+    click.echo(format_table(report, outputs.pop("wide"), *table_layout()))
     for path in write_outputs(report, **outputs):
         click.echo(f"written {path}")
     problems = report.errors + failed_gates(report.rows, Gates(**gate_values))
@@ -560,23 +397,7 @@ def bench() -> None:
 @bench_outputs
 @quiet_option
 @reports_errors
-def bench_run_command(
-    targets,
-    images,
-    runs,
-    warmup,
-    batch,
-    settle,
-    threads,
-    remotes,
-    ssh_options,
-    remote_python,
-    remote_images,
-    labels_file,
-    normalization,
-    quiet,
-    **options,
-):
+def bench_run_command(targets, threads, labels_file, quiet, **options):
     """Benchmark a RUN directory (Keras + every export) or exported .tflite/.onnx files (with --images, no
     TensorFlow needed): accuracy, agreement, latency, throughput, load time, memory, size.
 
@@ -587,23 +408,8 @@ def bench_run_command(
 
     outputs, gate_values = _split_bench_options(options)
     with progress_shown(quiet):
-        report = api.bench(
-            *targets,
-            images=images,
-            threads=parse_threads(threads),
-            remotes=remotes,
-            ssh_options=ssh_options,
-            remote_python=remote_python,
-            remote_images=remote_images,
-            labels=labels_file,
-            normalization=normalization,
-            runs=runs,
-            warmup=warmup,
-            batch=batch,
-            settle=settle,
-        )
-    wide = outputs.pop("wide")
-    finish_bench(report, outputs, gate_values, wide)
+        report = api.bench(*targets, threads=parse_threads(threads), labels=labels_file, **options)
+    finish_bench(report, outputs, gate_values)
 
 
 @bench.command("compare", short_help="Merge bench JSON files from several machines into one table.")
@@ -618,8 +424,7 @@ def bench_compare_command(results, **options):
     from edgetl.benchmark.compare import compare_results
 
     outputs, gate_values = _split_bench_options(options)
-    wide = outputs.pop("wide")
-    finish_bench(compare_results(list(results)), outputs, gate_values, wide)
+    finish_bench(compare_results(list(results)), outputs, gate_values)
 
 
 def _paths_from(inputs: tuple[str, ...]):
@@ -726,12 +531,8 @@ def doctor() -> None:
 
     click.echo(machine_summary())
     checks = check_runtimes()
-    for check in checks:
-        state = "ok" if check.usable else "--"
-        release = check.version or "not installed"
-        click.echo(f"[{state}] {check.name:<15} {release:<14} {check.runs:<8} {check.detail}")
-        if check.fix:
-            click.echo(f"     fix: {check.fix}")
+    for line in (line for check in checks for line in check.lines()):
+        click.echo(line)
     for suffix in (".tflite", ".onnx"):
         if not any(check.usable for check in checks if check.runs == suffix):
             raise click.ClickException(f"nothing here can run {suffix} files; see the fixes above")

@@ -177,6 +177,13 @@ class ExportResult:
         reasons = [f"{r.format} disagree with Keras too often" for r in self.records if r.agreement < r.min_agreement]
         return reasons + [f"{r.format} is {problem}" for r in self.records for problem in r.problems]
 
+    def summary(self, wide: bool = False, width: int | None = None, color: bool = False) -> str:
+        """The table of files written (no wider than `width`), then a line per recipe climb, float op or flip."""
+        from edgetl.export.report import format_export_table, record_notes
+
+        notes = [line for record in self.records for line in record_notes(record)]
+        return "\n".join([format_export_table(self.records, self.root, wide, width, color), *notes])
+
 
 def _export_checked(source: ExportSource, formats: list[str], options: ExportOptions) -> list[ExportRecord]:
     """Convert, write and verify each format in turn (formats and options already checked); exports.json is

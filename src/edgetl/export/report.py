@@ -60,3 +60,36 @@ def format_export_table(
     if not wide:
         lines.append("--wide for every column (int8 op share, confident agreement, Keras top-1, max Δp, file)")
     return "\n".join([table, *wrap_lines(lines, width)])
+
+
+def fallback_cost(record: ExportRecord) -> str:
+    """What keeping layers in float cost, against the best integer-only attempt."""
+    if not record.float_layers:
+        return ""
+    integer = [a for a in record.attempts if not a["float_layers"]]
+    best = max(integer, key=lambda a: a["agreement"])
+    size = (record.size_bytes - best["size_bytes"]) / best["size_bytes"]
+    confident = ""
+    if best["confident_agreement"] is not None and record.confident_agreement is not None:
+        confident = f", on confident images {best['confident_agreement']:.4f} -> {record.confident_agreement:.4f}"
+    return (
+        f" ({len(record.float_layers)} layer(s) in float: agreement {best['agreement']:.4f} -> "
+        f"{record.agreement:.4f}{confident}, size {size:+.0%})"
+    )
+
+
+def record_notes(record: ExportRecord) -> list[str]:
+    """The lines under the table about one file: the recipes tried, the ops left in float, the flipped images."""
+    lines = []
+    if len(record.attempts) > 1 or record.float_layers:
+        tried = ", ".join(f"{a['recipe']} {a['agreement']:.4f}" for a in record.attempts)
+        lines.append(f"{record.format}: tried {tried}; kept {record.recipe}{fallback_cost(record)}")
+    if record.format.endswith("int8") and record.float_ops:
+        lines.append(
+            f"{record.format}: left in float: " + ", ".join(f"{op} x{n}" for op, n in record.float_ops.items())
+        )
+    if record.flipped_files:
+        lines.append(
+            f"{record.format}: {len(record.flipped_files)} test image(s) changed top-1 (listed in exports.json)"
+        )
+    return lines

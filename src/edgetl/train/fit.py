@@ -71,6 +71,28 @@ class TrainResult:
     def epochs_run(self) -> int:
         return sum(self.epochs.values())
 
+    def summary(self) -> list[str]:
+        """What was trained, on what, how long it took and where it went, as `edgetl train` prints it."""
+        counts = ", ".join(f"{name} {count}" for name, count in self.counts.items())
+        if not self.worker.chief:
+            return [
+                f"worker {self.worker.index} of {self.worker.count} trained on its shard ({counts} images) in "
+                f"{self.seconds:.0f} s; the chief writes the run"
+            ]
+        config = self.run.read_config()
+        stages = " + ".join(f"{epochs}" for epochs in self.epochs.values() if epochs)
+        timings = ", ".join(f"stage {name[-1]} {seconds:.1f} s" for name, seconds in self.stage_seconds.items())
+        lines = [
+            f"trained {config.backbone} on {len(self.class_names)} classes ({self.layout} layout; {counts} images) "
+            f"in {stages} epochs{' (stage 1 on cached features)' if self.feature_cache else ''}, "
+            f"{self.seconds:.0f} s" + (f" ({timings})" if timings else "")
+        ]
+        if self.skipped:
+            lines.append(f"skipped {self.skipped} unreadable image file(s) (listed in {self.run.metrics})")
+        lines.append(f"test accuracy {self.test_accuracy:.4f}")
+        lines.append(f"run written to {self.run.path} (reports in {self.run.path / 'report'})")
+        return lines
+
 
 def layout_options(config: TrainConfig) -> LayoutOptions:
     return LayoutOptions(
