@@ -6,7 +6,6 @@ classify never imports TensorFlow.
 
 from __future__ import annotations
 
-import functools
 import logging
 import signal
 import sys
@@ -15,51 +14,28 @@ from pathlib import Path
 import click
 
 from edgetl import __version__
-from edgetl.benchmark.settings import REMOTE_SAMPLE_IMAGES, BenchSettings, SshSettings
+from edgetl.benchmark.settings import BenchSettings
 from edgetl.config import CACHES, CLASS_WEIGHTS, TrainConfig
-from edgetl.errors import EdgetlError, UsageError
-from edgetl.export.formats import FORMATS, ExportOptions, KerasFileOptions
+from edgetl.export.formats import FORMATS, ExportOptions
 from edgetl.export.int8 import CONFIDENT_AGREEMENT_TARGET, INT8_FALLBACKS, IO_TYPES, QUANTIZERS
+from edgetl.flags import (
+    BenchGroup,
+    RegistryChoice,
+    bench_outputs,
+    default,
+    keras_file_flags,
+    model_flags,
+    quiet_option,
+    remote_flags,
+    reports_errors,
+    split_bench_options,
+    wide_option,
+)
 from edgetl.models.backbones import BACKBONES
-from edgetl.runtime.metadata import NORMALIZATIONS
 from edgetl.runtime.runtimes import RUNTIMES
 from edgetl.runtime.settings import ClassifySettings
 from edgetl.terminal import progress_shown, table_layout
 from edgetl.train.augment import FLIP_MODES
-
-
-def reports_errors(command):
-    """Turn an EdgetlError into click's one-line `Error: ...` and exit status 1, without a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except UsageError as error:
-            raise click.UsageError(str(error)) from None
-        except EdgetlError as error:
-            raise click.ClickException(str(error)) from None
-
-    return wrapper
-
-
-class RegistryChoice(click.Choice):
-    """A choice among a registry's names, read from its module when first needed (help or parsing): the registry
-    stays the one list, and a module that imports NumPy is not imported by commands that never use it."""
-
-    def __init__(self, module: str, registry: str, first: tuple[str, ...] = ()) -> None:
-        self.module, self.registry, self.first = module, registry, first
-        self.case_sensitive = True
-
-    @functools.cached_property
-    def choices(self) -> tuple[str, ...]:
-        import importlib
-
-        return (*self.first, *getattr(importlib.import_module(self.module), self.registry))
-
-
-quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress on the terminal.")
-wide_option = click.option("--wide", is_flag=True, help="Every column, however wide the table gets.")
 
 
 @click.group(context_settings={"max_content_width": 100})
@@ -110,17 +86,16 @@ def sample_data(out_dir: Path, per_class: int | None) -> None:
 @click.argument("data", required=False)
 @click.option("--out", "out", type=click.Path(path_type=Path), help="Run directory to write.")
 @click.option("--resume", "resume", type=click.Path(path_type=Path), help="Continue the interrupted run RUN.")
-@click.option(
+@default(
     "--layout",
-    type=RegistryChoice("edgetl.data.layouts", "LAYOUTS", first=("auto",)),
-    default=TrainConfig.layout,
-    show_default=True,
-    help="How DATA is organised (auto recognises it).",
+    TrainConfig,
+    RegistryChoice("edgetl.data.layouts", "LAYOUTS", first=("auto",)),
+    "How DATA is organised (auto recognises it).",
 )
 @click.option("--id-column", default=None, help="CSV layout: the column of image ids (guessed: id, filename, ...).")
 @click.option("--label-column", default=None, help="CSV layout: the column of labels (guessed: label, breed, ...).")
 @click.option("--images", default=None, help="CSV layout: the image folder inside DATA (default train/).")
-@click.option("--backbone", default=TrainConfig.backbone, show_default=True, help=", ".join(BACKBONES) + ".")
+@default("--backbone", TrainConfig, None, ", ".join(BACKBONES) + ".")
 @click.option(
     "--alpha",
     type=float,
@@ -129,76 +104,41 @@ def sample_data(out_dir: Path, per_class: int | None) -> None:
     + "; ".join(f"{spec.name}: {', '.join(map(str, spec.alphas))}" for spec in BACKBONES.values() if spec.alphas)
     + ").",
 )
-@click.option(
-    "--image-size",
-    type=click.IntRange(min=min(spec.min_size for spec in BACKBONES.values())),
-    default=TrainConfig.image_size,
-    show_default=True,
-)
-@click.option(
-    "--weights", default=TrainConfig.weights, show_default=True, help="imagenet, none (train from scratch), or a file."
-)
-@click.option(
-    "--epochs", type=click.IntRange(min=1), default=TrainConfig.epochs, show_default=True, help="Stage 1 epochs."
-)
-@click.option("--batch-size", type=click.IntRange(min=1), default=TrainConfig.batch_size, show_default=True)
-@click.option(
-    "--learning-rate", type=click.FloatRange(min=0, min_open=True), default=TrainConfig.learning_rate, show_default=True
-)
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=TrainConfig.dropout, show_default=True)
-@click.option(
-    "--hidden-units",
-    type=click.IntRange(min=0),
-    default=TrainConfig.hidden_units,
-    show_default=True,
-    help="Hidden dense layer.",
-)
-@click.option("--patience", type=click.IntRange(min=1), default=TrainConfig.patience, show_default=True)
-@click.option(
-    "--fine-tune-epochs",
-    type=click.IntRange(min=0),
-    default=TrainConfig.fine_tune_epochs,
-    show_default=True,
-    help="Stage 2 epochs.",
-)
+@default("--image-size", TrainConfig, click.IntRange(min=min(spec.min_size for spec in BACKBONES.values())))
+@default("--weights", TrainConfig, None, "imagenet, none (train from scratch), or a file.")
+@default("--epochs", TrainConfig, click.IntRange(min=1), "Stage 1 epochs.")
+@default("--batch-size", TrainConfig, click.IntRange(min=1))
+@default("--learning-rate", TrainConfig, click.FloatRange(min=0, min_open=True))
+@default("--dropout", TrainConfig, click.FloatRange(0, 1, max_open=True))
+@default("--hidden-units", TrainConfig, click.IntRange(min=0), "Hidden dense layer.")
+@default("--patience", TrainConfig, click.IntRange(min=1))
+@default("--fine-tune-epochs", TrainConfig, click.IntRange(min=0), "Stage 2 epochs.")
 @click.option("--fine-tune-layers", type=click.IntRange(min=1), default=None, help="Stage 2 unfreezes the top K.")
 @click.option("--fine-tune-from", default=None, help="Stage 2 unfreezes from this backbone layer up.")
 @click.option(
     "--fine-tune-learning-rate", type=click.FloatRange(min=0, min_open=True), default=None, help="Default lr/10."
 )
-@click.option("--class-weight", type=click.Choice(CLASS_WEIGHTS), default=TrainConfig.class_weight, show_default=True)
-@click.option(
+@default("--class-weight", TrainConfig, click.Choice(CLASS_WEIGHTS))
+@default(
     "--feature-cache/--no-feature-cache",
-    default=TrainConfig.feature_cache,
-    show_default=True,
-    help="Stage 1 without --augment: compute the frozen backbone's features once (in memory, or on disk if many).",
+    TrainConfig,
+    None,
+    "Stage 1 without --augment: compute the frozen backbone's features once (in memory, or on disk if many).",
 )
-@click.option(
+@default(
     "--cache",
-    type=click.Choice(CACHES),
-    default=TrainConfig.cache,
-    show_default=True,
-    help="Where decoded images are kept between epochs; auto: memory for small sets, else a file in RUN/cache/.",
+    TrainConfig,
+    click.Choice(CACHES),
+    "Where decoded images are kept between epochs; auto: memory for small sets, else a file in RUN/cache/.",
 )
 @click.option("--augment", is_flag=True, help="Random flips, rotation, zoom, shifts, brightness, contrast.")
-@click.option(
-    "--flip",
-    type=click.Choice(FLIP_MODES),
-    default=TrainConfig.flip,
-    show_default=True,
-)
-@click.option(
-    "--rotation",
-    type=click.FloatRange(0, 1),
-    default=TrainConfig.rotation,
-    show_default=True,
-    help="Fraction of a turn.",
-)
-@click.option("--zoom", type=click.FloatRange(0, 1), default=TrainConfig.zoom, show_default=True)
-@click.option("--translation", type=click.FloatRange(0, 1), default=TrainConfig.translation, show_default=True)
-@click.option("--brightness", type=click.FloatRange(0, 1), default=TrainConfig.brightness, show_default=True)
-@click.option("--contrast", type=click.FloatRange(0, 1), default=TrainConfig.contrast, show_default=True)
-@click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
+@default("--flip", TrainConfig, click.Choice(FLIP_MODES))
+@default("--rotation", TrainConfig, click.FloatRange(0, 1), "Fraction of a turn.")
+@default("--zoom", TrainConfig, click.FloatRange(0, 1))
+@default("--translation", TrainConfig, click.FloatRange(0, 1))
+@default("--brightness", TrainConfig, click.FloatRange(0, 1))
+@default("--contrast", TrainConfig, click.FloatRange(0, 1))
+@default("--seed", TrainConfig, int)
 @click.option("--overwrite", is_flag=True, help="Replace a model already in the run directory.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress: neither edgetl's bars nor Keras' epoch lines.")
 @reports_errors
@@ -237,28 +177,22 @@ def train(data: str | None, out: Path | None, resume: Path | None, overwrite: bo
     + "; ".join(f"{io_type} with --quantizer {name}" for name, io_type in QUANTIZERS.items())
     + "]. MediaPipe and Android tooling take uint8 or float32, not int8.",
 )
-@click.option(
+@default(
     "--quantizer",
-    type=click.Choice(list(QUANTIZERS)),
-    default=ExportOptions.quantizer,
-    show_default=True,
-    help="Who makes the int8 TFLite file: the TFLite converter or ai-edge-quantizer (int8 I/O only).",
+    ExportOptions,
+    click.Choice(list(QUANTIZERS)),
+    "Who makes the int8 TFLite file: the TFLite converter or ai-edge-quantizer (int8 I/O only).",
 )
-@click.option(
+@default(
     "--int8-fallback",
-    type=click.Choice(INT8_FALLBACKS),
-    default=ExportOptions.int8_fallback,
-    show_default=True,
-    help=f"When no integer-only recipe reaches --min-agreement (or {CONFIDENT_AGREEMENT_TARGET:.0%} agreement on the "
+    ExportOptions,
+    click.Choice(INT8_FALLBACKS),
+    f"When no integer-only recipe reaches --min-agreement (or {CONFIDENT_AGREEMENT_TARGET:.0%} agreement on the "
     "images Keras is confident about), may the most sensitive layers stay in float (none: integer-only, for NPUs "
     "and Edge TPU).",
 )
-@click.option(
-    "--opset", type=click.IntRange(min=13), default=ExportOptions.opset, show_default=True, help="ONNX opset."
-)
-@click.option(
-    "--calibration-samples", type=click.IntRange(min=1), default=ExportOptions.calibration_samples, show_default=True
-)
+@default("--opset", ExportOptions, click.IntRange(min=13), "ONNX opset.")
+@default("--calibration-samples", ExportOptions, click.IntRange(min=1))
 @click.option(
     "--min-agreement",
     type=click.FloatRange(0, 1),
@@ -267,22 +201,7 @@ def train(data: str | None, out: Path | None, resume: Path | None, overwrite: bo
     + ", ".join(f"{name} {f.min_agreement}" for name, f in FORMATS.items())
     + "].",
 )
-@click.option("--labels", type=click.Path(path_type=Path), help="MODEL.keras only: class names, one per line.")
-@click.option(
-    "--calibration",
-    type=click.Path(path_type=Path),
-    help="MODEL.keras only: images, a folder per class (named as the labels) or a plain folder (no labels).",
-)
-@click.option("--out", type=click.Path(path_type=Path), help="MODEL.keras only: output folder.")
-@click.option("--image-size", type=click.IntRange(min=8), default=None, help="MODEL.keras only, if not fixed.")
-@click.option(
-    "--normalization",
-    type=click.Choice(list(NORMALIZATIONS)),
-    default=KerasFileOptions.normalization,
-    show_default=True,
-    help="MODEL.keras only: what input the model expects; edgetl prepends it so exports take raw pixels.",
-)
-@click.option("--trust-model", is_flag=True, help="Load the Keras file without safe mode (runs code stored in it).")
+@keras_file_flags
 @wide_option
 @quiet_option
 @reports_errors
@@ -300,54 +219,6 @@ def export(source: Path, formats: str | None, int8: bool, onnx: bool, wide: bool
         raise click.ClickException("; ".join(result.problems) + "; files kept for inspection")
 
 
-class BenchGroup(click.Group):
-    """`edgetl bench RUN ...` runs the default command; `edgetl bench compare ...` the subcommand.
-
-    A word is taken for a subcommand only when it is not an existing path: a run directory called `run` or
-    `compare` (the demo writes demo-out/run) is benched, not mistaken for the subcommand of that name."""
-
-    def parse_args(self, ctx, args):
-        if args and args[0] not in ctx.help_option_names and (args[0] not in self.commands or Path(args[0]).exists()):
-            args = ["run", *args]
-        return super().parse_args(ctx, args)
-
-
-def model_flags(command):
-    """--labels and --normalization: what a model file from another tool does not say itself."""
-    command = click.option(
-        "--normalization",
-        type=click.Choice(list(NORMALIZATIONS)),
-        default=None,
-        help="For a model without metadata (another tool's): what its float input expects.",
-    )(command)
-    return click.option(
-        "--labels",
-        "labels_file",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="For a model without metadata (another tool's): class names, one per line, in output order.",
-    )(command)
-
-
-def bench_outputs(command):
-    """The output and gate options `bench run` and `bench compare` share."""
-    file = click.Path(dir_okay=False, path_type=Path)
-    for option in reversed(
-        [
-            wide_option,
-            click.option("--json", "json_path", type=file, help="Write the rows as JSON."),
-            click.option("--csv", "csv_path", type=file, help="Write the rows as CSV."),
-            click.option("--markdown", "markdown_path", type=file, help="Write the table as Markdown."),
-            click.option("--plot", "plot_path", type=file, help="PNG: top-1 against p50 latency, marker ~ size."),
-            click.option("--max-accuracy-drop", type=click.FloatRange(min=0), help="Fail above this top-1 drop."),
-            click.option("--min-agreement", type=click.FloatRange(0, 1), help="Fail below this agreement."),
-            click.option("--max-p90-ms", type=click.FloatRange(min=0, min_open=True), help="Fail above this p90."),
-        ]
-    ):
-        command = option(command)
-    return command
-
-
 def finish_bench(report, outputs: dict, gate_values: dict) -> None:
     from edgetl.benchmark.gates import Gates, failed_gates
     from edgetl.benchmark.report import format_table, write_outputs
@@ -362,12 +233,6 @@ def finish_bench(report, outputs: dict, gate_values: dict) -> None:
         sys.exit(1)
 
 
-def _split_bench_options(options: dict) -> tuple[dict, dict]:
-    outputs = {key: options.pop(key) for key in ("json_path", "csv_path", "markdown_path", "plot_path", "wide")}
-    gate_values = {key: options.pop(key) for key in ("max_accuracy_drop", "min_agreement", "max_p90_ms")}
-    return outputs, gate_values
-
-
 @main.group(cls=BenchGroup, short_help="Benchmark a run's formats, or model files, side by side.")
 def bench() -> None:
     """Benchmark formats side by side: `edgetl bench RUN`, `edgetl bench MODEL... --images DIR`,
@@ -380,19 +245,12 @@ def bench() -> None:
 @bench.command("run", short_help="The default: `edgetl bench PATH...` benches a run or model files.")
 @click.argument("targets", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--images", type=click.Path(path_type=Path), help="For model files: class subfolders or file,label CSV.")
-@click.option(
-    "--runs", type=click.IntRange(min=1), default=BenchSettings.runs, show_default=True, help="Timed batch-1 calls."
-)
-@click.option("--warmup", type=click.IntRange(min=0), default=BenchSettings.warmup, show_default=True)
-@click.option(
-    "--batch", type=click.IntRange(min=1), default=BenchSettings.batch, show_default=True, help="Throughput batch size."
-)
+@default("--runs", BenchSettings, click.IntRange(min=1), "Timed batch-1 calls.")
+@default("--warmup", BenchSettings, click.IntRange(min=0))
+@default("--batch", BenchSettings, click.IntRange(min=1), "Throughput batch size.")
 @click.option("--settle", is_flag=True, help="Repeat rounds of --runs calls until p50 and p90 stop moving.")
 @click.option("--threads", default=None, help="Threads for TFLite and ONNX; several give one row each: 1,2,4.")
-@click.option("--remote", "remotes", multiple=True, help="Also bench on this board over SSH (user@host; repeatable).")
-@click.option("--ssh-option", "ssh_options", multiple=True, help="Passed to ssh/scp as -o OPTION (repeatable).")
-@click.option("--remote-python", default=SshSettings.python, show_default=True, help="The boards' Python interpreter.")
-@click.option("--remote-images", type=click.IntRange(min=1), default=REMOTE_SAMPLE_IMAGES, show_default=True)
+@remote_flags
 @model_flags
 @bench_outputs
 @quiet_option
@@ -406,7 +264,7 @@ def bench_run_command(targets, threads, labels_file, quiet, **options):
     from edgetl import api
     from edgetl.benchmark.exported import parse_threads
 
-    outputs, gate_values = _split_bench_options(options)
+    outputs, gate_values = split_bench_options(options)
     with progress_shown(quiet):
         report = api.bench(*targets, threads=parse_threads(threads), labels=labels_file, **options)
     finish_bench(report, outputs, gate_values)
@@ -423,7 +281,7 @@ def bench_compare_command(results, **options):
     """
     from edgetl.benchmark.compare import compare_results
 
-    outputs, gate_values = _split_bench_options(options)
+    outputs, gate_values = split_bench_options(options)
     finish_bench(compare_results(list(results)), outputs, gate_values)
 
 
@@ -439,7 +297,7 @@ def _paths_from(inputs: tuple[str, ...]):
 @main.command(short_help="Classify images with an exported .tflite or .onnx file (no TensorFlow).")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("inputs", nargs=-1)
-@click.option("--top-k", type=click.IntRange(min=1), default=ClassifySettings.top_k, show_default=True)
+@default("--top-k", ClassifySettings, click.IntRange(min=1))
 @click.option(
     "--threshold",
     type=click.FloatRange(0, 1),
@@ -451,23 +309,10 @@ def _paths_from(inputs: tuple[str, ...]):
 @click.option("--watch", type=click.Path(file_okay=False, exists=True, path_type=Path), help="Classify new images.")
 @click.option("--runtime", type=click.Choice(list(RUNTIMES)))
 @click.option("--threads", type=click.IntRange(min=1), default=None)
-@click.option("--batch-size", type=click.IntRange(min=1), default=ClassifySettings.batch_size, show_default=True)
+@default("--batch-size", ClassifySettings, click.IntRange(min=1))
 @model_flags
 @reports_errors
-def classify(
-    model: Path,
-    inputs: tuple[str, ...],
-    top_k: int,
-    threshold: float,
-    as_json: bool,
-    as_csv: bool,
-    watch: Path | None,
-    runtime: str | None,
-    threads: int | None,
-    batch_size: int,
-    labels_file: Path | None,
-    normalization: str | None,
-) -> None:
+def classify(model: Path, inputs: tuple[str, ...], as_json: bool, as_csv: bool, watch: Path | None, **options) -> None:
     """Classify images with an exported .tflite or .onnx MODEL; needs no TensorFlow.
 
     Models from other tools run too: a .tflite with standard TFLite metadata (Model Maker, MediaPipe) as it is,
@@ -489,8 +334,10 @@ def classify(
     if not inputs and watch is None:
         raise click.UsageError("give images, folders or patterns to classify, - for standard input, or --watch DIR")
     style = "json" if as_json else "csv" if as_csv else "text"
-    engine = open_engine(model, runtime=runtime, threads=threads, flags=ModelFlags(labels_file, normalization))
-    k = min(top_k, len(engine.labels))
+    flags = ModelFlags(options.pop("labels_file"), options.pop("normalization"))
+    engine = open_engine(model, runtime=options.pop("runtime"), threads=options.pop("threads"), flags=flags)
+    settings = ClassifySettings(**options)
+    k = min(settings.top_k, len(engine.labels))
     if style == "csv":
         click.echo(csv_header(k))
     failures = 0
@@ -501,7 +348,7 @@ def classify(
             failures += result.error is not None
             click.echo(format_result(result, style, k), err=style == "text" and result.error is not None)
 
-    emit(classify_stream(engine, expand_inputs(_paths_from(inputs)), k, threshold, batch_size))
+    emit(classify_stream(engine, expand_inputs(_paths_from(inputs)), k, settings.threshold, settings.batch_size))
     if watch is not None:
         from edgetl.runtime.watch import new_images
 
@@ -510,7 +357,7 @@ def classify(
         click.echo(f"watching {watch} for new images (Ctrl-C to stop)", err=True)
         try:
             # Batches of one: a frame is answered as soon as it lands.
-            emit(classify_stream(engine, arrivals, k, threshold, batch_size=1))
+            emit(classify_stream(engine, arrivals, k, settings.threshold, batch_size=1))
         except KeyboardInterrupt:
             click.echo("stopped watching", err=True)
     if failures:

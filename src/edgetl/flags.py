@@ -1,0 +1,155 @@
+"""click's building blocks for the commands in cli.py: flags whose defaults and choices are read from the API's
+defaults objects and registries (never retyped), errors turned into one line, and the flags commands share.
+Imports only click and light modules, so `edgetl --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import click
+
+from edgetl.benchmark.settings import REMOTE_SAMPLE_IMAGES, SshSettings
+from edgetl.errors import EdgetlError, UsageError
+from edgetl.export.formats import KerasFileOptions
+from edgetl.runtime.metadata import NORMALIZATIONS
+
+
+def reports_errors(command):
+    """Turn an EdgetlError into click's one-line `Error: ...` and exit status 1, without a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except UsageError as error:
+            raise click.UsageError(str(error)) from None
+        except EdgetlError as error:
+            raise click.ClickException(str(error)) from None
+
+    return wrapper
+
+
+class RegistryChoice(click.Choice):
+    """A choice among a registry's names, read from its module when first needed (help or parsing): the registry
+    stays the one list, and a module that imports NumPy is not imported by commands that never use it."""
+
+    def __init__(self, module: str, registry: str, first: tuple[str, ...] = ()) -> None:
+        self.module, self.registry, self.first = module, registry, first
+        self.case_sensitive = True
+
+    @functools.cached_property
+    def choices(self) -> tuple[str, ...]:
+        import importlib
+
+        return (*self.first, *getattr(importlib.import_module(self.module), self.registry))
+
+
+def default(flag: str, defaults: type, type=None, help: str | None = None):
+    """A flag whose default is the field of the same name of `defaults`, the API's defaults object: one home."""
+    name = flag.split("/")[0].lstrip("-").replace("-", "_")
+    return click.option(flag, type=type, default=getattr(defaults, name), show_default=True, help=help)
+
+
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress on the terminal.")
+wide_option = click.option("--wide", is_flag=True, help="Every column, however wide the table gets.")
+
+
+class BenchGroup(click.Group):
+    """`edgetl bench RUN ...` runs the default command; `edgetl bench compare ...` the subcommand.
+
+    A word is taken for a subcommand only when it is not an existing path: a run directory called `run` or
+    `compare` (the demo writes demo-out/run) is benched, not mistaken for the subcommand of that name."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in ctx.help_option_names and (args[0] not in self.commands or Path(args[0]).exists()):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+def model_flags(command):
+    """--labels and --normalization: what a model file from another tool does not say itself."""
+    command = click.option(
+        "--normalization",
+        type=click.Choice(list(NORMALIZATIONS)),
+        default=None,
+        help="For a model without metadata (another tool's): what its float input expects.",
+    )(command)
+    return click.option(
+        "--labels",
+        "labels_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="For a model without metadata (another tool's): class names, one per line, in output order.",
+    )(command)
+
+
+def bench_outputs(command):
+    """The output and gate options `bench run` and `bench compare` share."""
+    file = click.Path(dir_okay=False, path_type=Path)
+    for option in reversed(
+        [
+            wide_option,
+            click.option("--json", "json_path", type=file, help="Write the rows as JSON."),
+            click.option("--csv", "csv_path", type=file, help="Write the rows as CSV."),
+            click.option("--markdown", "markdown_path", type=file, help="Write the table as Markdown."),
+            click.option("--plot", "plot_path", type=file, help="PNG: top-1 against p50 latency, marker ~ size."),
+            click.option("--max-accuracy-drop", type=click.FloatRange(min=0), help="Fail above this top-1 drop."),
+            click.option("--min-agreement", type=click.FloatRange(0, 1), help="Fail below this agreement."),
+            click.option("--max-p90-ms", type=click.FloatRange(min=0, min_open=True), help="Fail above this p90."),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def split_bench_options(options: dict) -> tuple[dict, dict]:
+    """Take the output options (files to write, --wide) and the gates out of a bench command's options."""
+    outputs = {key: options.pop(key) for key in ("json_path", "csv_path", "markdown_path", "plot_path", "wide")}
+    gate_values = {key: options.pop(key) for key in ("max_accuracy_drop", "min_agreement", "max_p90_ms")}
+    return outputs, gate_values
+
+
+def stacked(*options):
+    """One decorator made of several click options, in the order --help lists them."""
+
+    def apply(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply
+
+
+KERAS_ONLY = "MODEL.keras only: "
+# What `export` needs to know of a Keras file edgetl did not train; KerasFileOptions holds the defaults.
+keras_file_flags = stacked(
+    click.option("--labels", type=click.Path(path_type=Path), help=KERAS_ONLY + "class names, one per line."),
+    click.option(
+        "--calibration",
+        type=click.Path(path_type=Path),
+        help=KERAS_ONLY + "images, a folder per class (named as the labels) or a plain folder (no labels).",
+    ),
+    click.option("--out", type=click.Path(path_type=Path), help=KERAS_ONLY + "output folder."),
+    click.option("--image-size", type=click.IntRange(min=8), default=None, help="MODEL.keras only, if not fixed."),
+    default(
+        "--normalization",
+        KerasFileOptions,
+        click.Choice(list(NORMALIZATIONS)),
+        KERAS_ONLY + "what input the model expects; edgetl prepends it so exports take raw pixels.",
+    ),
+    click.option("--trust-model", is_flag=True, help="Load the Keras file without safe mode (runs code stored in it)."),
+)
+
+# Where `bench run` also benches over SSH, and how; SshSettings holds the defaults.
+remote_flags = stacked(
+    click.option(
+        "--remote", "remotes", multiple=True, help="Also bench on this board over SSH (user@host; repeatable)."
+    ),
+    click.option("--ssh-option", "ssh_options", multiple=True, help="Passed to ssh/scp as -o OPTION (repeatable)."),
+    click.option(
+        "--remote-python", default=SshSettings.python, show_default=True, help="The boards' Python interpreter."
+    ),
+    click.option("--remote-images", type=click.IntRange(min=1), default=REMOTE_SAMPLE_IMAGES, show_default=True),
+)
