@@ -6,7 +6,7 @@ import pytest
 from edgetl.models.backbones import get_backbone
 from edgetl.models.classifier import HeadConfig, build_backbone, build_classifier
 from edgetl.run import RunDir
-from edgetl.train.checkpoint import changeable_weights, checkpoint_dir, load_checkpoint, read_state, save_checkpoint
+from edgetl.train.checkpoint import changeable_weights, load_checkpoint, read_state, save_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +48,7 @@ def assert_same_values(expected, actual) -> None:
 
 
 def saved_arrays(run: RunDir) -> dict[str, np.ndarray]:
-    with np.load(checkpoint_dir(run) / read_state(run).weights) as arrays:
+    with np.load(run.checkpoint_dir / read_state(run).weights) as arrays:
         return {key: arrays[key] for key in arrays.files}
 
 
@@ -118,7 +118,7 @@ def test_a_resumed_stage_gets_back_its_optimizer_counters_and_best_weights(tmp_p
     save_checkpoint(run, interrupted, 1, 4, {}, optimizer=interrupted.optimizer, callbacks=counters)
     state = read_state(run)
     assert state.best_weights == "stage1-epoch0002.npz" and state.weights == "stage1-epoch0004.npz"
-    assert sorted(p.name for p in checkpoint_dir(run).glob("*.npz")) == [state.best_weights, state.weights]
+    assert sorted(p.name for p in run.checkpoint_dir.glob("*.npz")) == [state.best_weights, state.weights]
 
     # The resuming process: a fresh model given the last epoch's weights, as `edgetl train --resume` does.
     resumed = compiled_classifier()

@@ -46,7 +46,7 @@ class ExportSource:
 
     @property
     def log_path(self) -> Path:
-        return self.root / "logs" / "export.log"
+        return RunDir(self.root).export_log
 
     def read_exports(self) -> list[dict]:
         return read_exports_index(self.exports_index)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -32,10 +31,6 @@ MODEL_KEY = "arr_"  # arr_<position in model.weights>
 OPTIMIZER_KEY = "optimizer_"  # optimizer_<position in optimizer.variables>
 
 
-def checkpoint_dir(run: RunDir) -> Path:
-    return run.path / "checkpoint"
-
-
 @dataclass
 class CheckpointState:
     stage: int  # the stage being trained: 1, 2, or TRAINING_DONE
@@ -47,7 +42,7 @@ class CheckpointState:
 
 
 def read_state(run: RunDir) -> CheckpointState | None:
-    path = checkpoint_dir(run) / STATE_FILE
+    path = run.checkpoint_dir / STATE_FILE
     if not path.is_file():
         return None
     try:
@@ -58,7 +53,7 @@ def read_state(run: RunDir) -> CheckpointState | None:
 
 
 def _assign(run: RunDir, name: str, prefix: str, variables: list) -> None:
-    path = checkpoint_dir(run) / name
+    path = run.checkpoint_dir / name
     try:
         with np.load(path, allow_pickle=False) as arrays:
             for key in arrays.files:
@@ -101,7 +96,7 @@ def save_checkpoint(
     best: bool = False,
 ) -> CheckpointState:
     """Save the end of `epoch`; `best` says it is the stage's best epoch so far (else the earlier best stays)."""
-    folder = checkpoint_dir(run)
+    folder = run.checkpoint_dir
     folder.mkdir(parents=True, exist_ok=True)
     name = f"stage{stage}-epoch{epoch:04d}.npz"
     previous = read_state(run)

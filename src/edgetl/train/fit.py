@@ -36,7 +36,6 @@ from edgetl.train.augment import AugmentConfig
 from edgetl.train.checkpoint import (
     TRAINING_DONE,
     CheckpointState,
-    checkpoint_dir,
     load_checkpoint,
     read_state,
     save_checkpoint,
@@ -45,9 +44,6 @@ from edgetl.train.strategy import WorkerRole, worker_role
 
 log = logging.getLogger(__name__)
 
-REPORT_DIR = "report"
-ARRAY_DATA_DIR = "data"
-CACHE_DIR = "cache"  # decoded pixels and spilled features while the run trains; removed when it ends
 
 Subset = DecodedSubset | StreamedSubset
 
@@ -90,7 +86,7 @@ class TrainResult:
         if self.skipped:
             lines.append(f"skipped {self.skipped} unreadable image file(s) (listed in {self.run.metrics})")
         lines.append(f"test accuracy {self.test_accuracy:.4f}")
-        lines.append(f"run written to {self.run.path} (reports in {self.run.path / 'report'})")
+        lines.append(f"run written to {self.run.path} (reports in {self.run.report_dir})")
         return lines
 
 
@@ -130,7 +126,7 @@ def check_output(run: RunDir, overwrite: bool) -> None:
         return
     if run.model.exists():
         raise EdgetlError(f"{run.path}: already holds a trained model; choose a new --out or pass --overwrite")
-    if (checkpoint_dir(run) / "state.json").exists():
+    if (run.checkpoint_dir / "state.json").exists():
         raise EdgetlError(
             f"{run.path}: holds an interrupted run; continue it with `edgetl train --resume {run.path}` "
             f"or pass --overwrite"
@@ -143,7 +139,7 @@ def clear_previous(run: RunDir) -> None:
     run.model.unlink(missing_ok=True)
     for stale in (run.exports_index, run.metrics, run.history):
         stale.unlink(missing_ok=True)
-    for folder in (checkpoint_dir(run), run.exports_dir, run.path / REPORT_DIR, run.path / ARRAY_DATA_DIR):
+    for folder in (run.checkpoint_dir, run.exports_dir, run.report_dir, run.array_data_dir):
         if folder.is_dir():
             shutil.rmtree(folder)
 
@@ -185,14 +181,14 @@ def train(config: TrainConfig, out: Path, overwrite: bool = False, verbose: bool
     existed = run.path.exists()
     cache = choose_cache(config.cache, dataset, config.image_size)
     log.info("decoded images kept in %s (--cache %s)", cache, config.cache)
-    shutil.rmtree(run.path / CACHE_DIR, ignore_errors=True)  # left by a run that was killed
+    shutil.rmtree(run.cache_dir, ignore_errors=True)  # left by a run that was killed
     try:
-        decoded = stream_all(dataset, config.image_size, cache, run.path / CACHE_DIR, role)
+        decoded = stream_all(dataset, config.image_size, cache, run.cache_dir, role)
         run.path.mkdir(parents=True, exist_ok=True)
         if overwrite and role.chief:
             clear_previous(run)
         if role.chief:
-            split = dataset.split or write_array_files(dataset, run.path / ARRAY_DATA_DIR, config.seed)
+            split = dataset.split or write_array_files(dataset, run.array_data_dir, config.seed)
             metadata = ModelMetadata(
                 labels=dataset.class_names,
                 input_size=(config.image_size, config.image_size),
@@ -206,7 +202,7 @@ def train(config: TrainConfig, out: Path, overwrite: bool = False, verbose: bool
             atomic_write(run.split, split.to_json())
         return run_training(config, spec, run, dataset, decoded, None, verbose, started, cache, role)
     finally:
-        shutil.rmtree(run.path / CACHE_DIR, ignore_errors=True)
+        shutil.rmtree(run.cache_dir, ignore_errors=True)
         if not role.chief:
             shutil.rmtree(run.path, ignore_errors=True)
         elif not existed and run.path.is_dir() and not any(run.path.iterdir()):
@@ -240,12 +236,12 @@ def resume(path: Path, verbose: bool = True) -> TrainResult:
         dataset = Dataset(config.layout, config.data_dir, split.class_names, split=split)
     log.info("resuming %s at stage %d after epoch %d", run.path, state.stage, state.epoch)
     cache = choose_cache(config.cache, dataset, config.image_size)
-    shutil.rmtree(run.path / CACHE_DIR, ignore_errors=True)  # left by the interrupted run
+    shutil.rmtree(run.cache_dir, ignore_errors=True)  # left by the interrupted run
     try:
-        decoded = stream_all(dataset, config.image_size, cache, run.path / CACHE_DIR, WorkerRole())
+        decoded = stream_all(dataset, config.image_size, cache, run.cache_dir, WorkerRole())
         return run_training(config, spec, run, dataset, decoded, state, verbose, started, cache, WorkerRole())
     finally:
-        shutil.rmtree(run.path / CACHE_DIR, ignore_errors=True)
+        shutil.rmtree(run.cache_dir, ignore_errors=True)
 
 
 def balanced_class_weight(labels: np.ndarray, num_classes: int) -> dict[int, float]:
@@ -320,7 +316,7 @@ def run_training(
         jit_compile=devices.plan.jit_compile,
         verbose=verbose,
         resumed=state,
-        cache_folder=run.path / CACHE_DIR,
+        cache_folder=run.cache_dir,
     )
     feature_cache = False
     stage_seconds: dict[str, float] = {}
@@ -394,7 +390,7 @@ def finish_run(
     test_accuracy = float(np.mean(predicted == test.labels))
     picked = probabilities[np.arange(len(test.labels)), test.labels]
     test_loss = float(-np.mean(np.log(np.clip(picked, 1e-12, 1.0))))
-    report = write_reports(run.path / REPORT_DIR, test.read, test.labels, probabilities, dataset.class_names, history)
+    report = write_reports(run.report_dir, test.read, test.labels, probabilities, dataset.class_names, history)
     counts = {name: len(subset.labels) for name, subset in decoded.items()}
     skipped = [str(error) for subset in decoded.values() for error in subset.skipped]
     epochs = {stage: len(rows.get("loss", [])) for stage, rows in history.items()}
@@ -426,7 +422,7 @@ def finish_run(
         os.replace(staging, run.model)
     finally:
         staging.unlink(missing_ok=True)
-    shutil.rmtree(checkpoint_dir(run), ignore_errors=True)
+    shutil.rmtree(run.checkpoint_dir, ignore_errors=True)
     return TrainResult(
         run=run,
         class_names=dataset.class_names,
