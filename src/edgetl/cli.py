@@ -16,8 +16,8 @@ import click
 from edgetl import __version__
 from edgetl.benchmark.settings import BenchSettings
 from edgetl.config import CACHES, CLASS_WEIGHTS, TrainConfig
-from edgetl.export.formats import FORMATS, ExportOptions
-from edgetl.export.int8 import CONFIDENT_AGREEMENT_TARGET, INT8_FALLBACKS, IO_TYPES, QUANTIZERS
+from edgetl.export.formats import FORMATS, QUANTIZERS, ExportOptions
+from edgetl.export.int8 import CONFIDENT_AGREEMENT_TARGET, INT8_FALLBACKS, IO_TYPES
 from edgetl.flags import (
     BenchGroup,
     RegistryChoice,
@@ -174,14 +174,14 @@ def train(data: str | None, out: Path | None, resume: Path | None, overwrite: bo
     type=click.Choice(IO_TYPES),
     default=None,
     help="Input/output tensor type of the int8 TFLite file [default: "
-    + "; ".join(f"{io_type} with --quantizer {name}" for name, io_type in QUANTIZERS.items())
+    + "; ".join(f"{q.io_types[0]} with --quantizer {q.name}" for q in QUANTIZERS.values())
     + "]. MediaPipe and Android tooling take uint8 or float32, not int8.",
 )
 @default(
     "--quantizer",
     ExportOptions,
     click.Choice(list(QUANTIZERS)),
-    "Who makes the int8 TFLite file: the TFLite converter or ai-edge-quantizer (int8 I/O only).",
+    "Who makes the int8 TFLite file: " + " or ".join(q.description for q in QUANTIZERS.values()) + ".",
 )
 @default(
     "--int8-fallback",

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgetl.errors import EdgetlError, MissingExtraError
+from edgetl.errors import MissingExtraError
 
 
 def quantize_int8_ai_edge(model, calibration_pixels: np.ndarray, io_type: str = "int8") -> bytes:
-    if io_type != "int8":
-        raise EdgetlError(
-            f"--quantizer ai-edge writes int8 input and output; --io-type {io_type} needs --quantizer converter"
-        )
+    from edgetl.export.formats import check_io_type
+
+    check_io_type("ai-edge", io_type)
     try:
         from ai_edge_quantizer import quantizer, recipe
     except ImportError:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgetl.errors import EdgetlError
-from edgetl.export.int8 import INT8_FALLBACKS, IO_TYPES, QUANTIZERS, Int8Recipe
+from edgetl.export.int8 import INT8_FALLBACKS, IO_TYPES, Int8Recipe
 
 if TYPE_CHECKING:
     import numpy as np
@@ -22,9 +22,7 @@ if TYPE_CHECKING:
     from edgetl.export.calibration import CalibrationImages
 
 # The calibration methods each int8 ladder tries, by edgetl's name, its first choice first; percentile clips the
-# rarest extreme activations (CALIBRATION_PERCENTILE). For the int8 TFLite file, by --quantizer: edgetl rewrites
-# the converter's calibrated ranges (export/activation_ranges.py); ai-edge-quantizer calibrates its own way.
-TFLITE_CALIBRATION_METHODS = {"converter": ("percentile", "minmax"), "ai-edge": ("minmax",)}
+# rarest extreme activations (CALIBRATION_PERCENTILE). The int8 TFLite file's are its quantizer's (QUANTIZERS).
 ONNX_CALIBRATION_METHODS = ("minmax", "percentile")
 # onnxruntime's histogram calibrators (percentile) hold every calibration image's activations in memory at once
 # (tens of MB an image for a MobileNetV2 at 160 px), so they calibrate on as many images as this share of the
@@ -41,12 +39,13 @@ class ExportOptions:
     min_agreement: float | None = None  # None: each format's own default
     io_type: str | None = None  # input/output type of the int8 TFLite file; None: the quantizer's (QUANTIZERS)
     opset: int = 17
-    quantizer: str = "converter"  # who makes the int8 TFLite file: the TFLite converter or ai-edge-quantizer
+    quantizer: str = "converter"  # who makes the int8 TFLite file: a name in QUANTIZERS
     int8_fallback: str = INT8_FALLBACKS[0]  # may int8 files keep their most sensitive layers in float
 
     @property
     def int8_io_type(self) -> str:
-        return self.io_type or QUANTIZERS.get(self.quantizer, IO_TYPES[0])
+        quantizer = QUANTIZERS.get(self.quantizer)
+        return self.io_type or (quantizer.io_types[0] if quantizer else IO_TYPES[0])
 
 
 @dataclass(frozen=True)
@@ -99,9 +98,9 @@ class ExportFormat:
     # with only TFLITE_BUILTINS_INT8 allowed, an op without an int8 kernel (e.g. SIN) is silently left in float
     # between DEQUANTIZE/QUANTIZE, so the written file is checked. ONNX QDQ graphs are mixed by design.
     integer_only: bool = False
-    # Calibrated formats: the calibration methods the ladder tries, the default first (by quantizer, for a format
-    # --quantizer makes), and (model, inputs) -> the most images each method may calibrate on, where limited.
-    calibration_methods: tuple[str, ...] | dict[str, tuple[str, ...]] = ("minmax",)
+    # Calibrated formats: the calibration methods the ladder tries, the default first (for a format --quantizer
+    # makes, the quantizer's), and (model, inputs) -> the most images each method may calibrate on, where limited.
+    calibration_methods: tuple[str, ...] = ("minmax",)
     most_calibration_images: Callable | None = None
     # Calibrated formats: (model, inputs) -> layer names, most sensitive to int8 first, for float fallback. A name
     # names the Keras layers in it (TFLite tensor names do; ONNX ones are made to, see onnx.FLOAT_LAYER_JOIN), so
@@ -113,8 +112,8 @@ class ExportFormat:
 
     def methods(self, options: ExportOptions) -> tuple[str, ...]:
         """The calibration methods the ladder tries under these options."""
-        if isinstance(self.calibration_methods, dict):
-            return self.calibration_methods[options.quantizer]
+        if self.quantized_by == "--quantizer":
+            return QUANTIZERS[options.quantizer].calibration_methods
         return self.calibration_methods
 
 
@@ -140,11 +139,7 @@ def _tflite_dynamic(model, inputs: ConversionInputs):
     return convert_dynamic(model)
 
 
-def _tflite_int8(model, inputs: ConversionInputs):
-    if inputs.options.quantizer == "ai-edge":
-        from edgetl.export.aiedge import quantize_int8_ai_edge
-
-        return quantize_int8_ai_edge(model, inputs.calibration_images, inputs.options.int8_io_type)
+def _converter_int8(model, inputs: ConversionInputs):
     from edgetl.export.tflite import convert_int8
 
     recipe = inputs.recipe
@@ -153,12 +148,53 @@ def _tflite_int8(model, inputs: ConversionInputs):
     )
 
 
-def _tflite_rank(model, inputs: ConversionInputs) -> list[str]:
-    if inputs.options.quantizer == "ai-edge":
-        return []  # ai-edge-quantizer's recipes take no float layers here
+def _converter_rank(model, inputs: ConversionInputs) -> list[str]:
     from edgetl.export.tflite import rank_int8_sensitivity
 
     return rank_int8_sensitivity(model, inputs.calibration_images, inputs.options.int8_io_type, inputs.recipe.method)
+
+
+def _ai_edge_int8(model, inputs: ConversionInputs):
+    from edgetl.export.aiedge import quantize_int8_ai_edge
+
+    return quantize_int8_ai_edge(model, inputs.calibration_images, inputs.options.int8_io_type)
+
+
+@dataclass(frozen=True)
+class Quantizer:
+    """Who may make the int8 TFLite file (`--quantizer NAME`), and what it can do."""
+
+    name: str
+    description: str  # for --help
+    # The input/output types it writes, its default first: uint8 is what MediaPipe Tasks, the TFLite Task Library
+    # and Android's ML Model Binding accept (they refuse int8 input).
+    io_types: tuple[str, ...]
+    calibration_methods: tuple[str, ...]  # what the ladder tries, its first choice first
+    quantize: Callable  # (keras model, ConversionInputs) -> the int8 .tflite bytes
+    rank_layers: Callable | None = None  # (model, inputs) -> layers most sensitive first; None: no float islands
+
+
+QUANTIZERS: dict[str, Quantizer] = {
+    q.name: q
+    for q in (
+        # edgetl rewrites the converter's calibrated ranges for percentile (export/activation_ranges.py).
+        Quantizer(
+            "converter", "the TFLite converter", IO_TYPES, ("percentile", "minmax"), _converter_int8, _converter_rank
+        ),
+        # ai-edge-quantizer (the `aiedge` extra) calibrates its own way, writes int8 I/O only and, as edgetl calls
+        # it, keeps no chosen layers in float.
+        Quantizer("ai-edge", "ai-edge-quantizer", ("int8",), ("minmax",), _ai_edge_int8),
+    )
+}
+
+
+def _tflite_int8(model, inputs: ConversionInputs):
+    return QUANTIZERS[inputs.options.quantizer].quantize(model, inputs)
+
+
+def _tflite_rank(model, inputs: ConversionInputs) -> list[str]:
+    rank_layers = QUANTIZERS[inputs.options.quantizer].rank_layers
+    return rank_layers(model, inputs) if rank_layers is not None else []
 
 
 def _onnx_rank(model, inputs: ConversionInputs) -> list[str]:
@@ -230,7 +266,6 @@ FORMATS: dict[str, ExportFormat] = {
             calibrated=True,
             quantized_by="--quantizer",
             integer_only=True,
-            calibration_methods=TFLITE_CALIBRATION_METHODS,
             rank_layers=_tflite_rank,
             takes=CALIBRATED_OPTIONS | {"io_type", "quantizer"},
         ),
@@ -284,10 +319,7 @@ def check_options(formats: list[str], options: ExportOptions) -> None:
         raise EdgetlError(
             f"--int8-fallback {options.int8_fallback}: unknown; choose one of {', '.join(INT8_FALLBACKS)}"
         )
-    if options.quantizer == "ai-edge" and options.int8_io_type != "int8":
-        raise EdgetlError(
-            f"--quantizer ai-edge writes int8 input and output; --io-type {options.io_type} needs --quantizer converter"
-        )
+    check_io_type(options.quantizer, options.int8_io_type)
     defaults = ExportOptions()
     for option in fields(ExportOptions):
         takers = [name for name, export_format in FORMATS.items() if option.name in export_format.takes]
@@ -297,6 +329,16 @@ def check_options(formats: list[str], options: ExportOptions) -> None:
                 f"--{option.name.replace('_', '-')} applies to {', '.join(takers)}, which --formats does not include "
                 f"(it has {', '.join(formats)})"
             )
+
+
+def check_io_type(quantizer: str, io_type: str) -> None:
+    """That `quantizer` writes int8 TFLite files with `io_type` input and output; if not, who does."""
+    if io_type not in QUANTIZERS[quantizer].io_types:
+        writes = " or ".join(QUANTIZERS[quantizer].io_types)
+        others = " or ".join(f"--quantizer {q.name}" for q in QUANTIZERS.values() if io_type in q.io_types)
+        raise EdgetlError(
+            f"--quantizer {quantizer} writes {writes} input and output; --io-type {io_type} needs {others}"
+        )
 
 
 def default_formats(int8: bool, onnx: bool) -> list[str]:

@@ -23,12 +23,8 @@ if TYPE_CHECKING:  # the CLI reads INT8_FALLBACKS from here, so nothing heavier 
 log = logging.getLogger(__name__)
 
 INT8_FALLBACKS = ("float", "none")  # float islands allowed, or integer-only (NPUs, Edge TPU)
-# Input/output types an int8 TFLite file can have.
+# Input/output types an int8 TFLite file can have; who can write which is in export/formats.py's QUANTIZERS.
 IO_TYPES = ("uint8", "int8", "float32")
-# Who may make the int8 TFLite file, and the input/output type it writes unless --io-type says otherwise: uint8
-# is what MediaPipe Tasks, the TFLite Task Library and Android's ML Model Binding accept (they refuse int8 input);
-# ai-edge-quantizer writes int8 only.
-QUANTIZERS = {"converter": "uint8", "ai-edge": "int8"}
 # Percentile calibration (TFLite and ONNX alike) keeps each activation's range to the values all but this share
 # of the calibration activations lie within: the rarest extremes saturate, the common values get finer steps.
 CALIBRATION_PERCENTILE = 99.99

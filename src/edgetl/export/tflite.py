@@ -10,7 +10,7 @@ import numpy as np
 
 from edgetl.errors import EdgetlError
 from edgetl.export.activation_ranges import percentile_ranges, write_range
-from edgetl.export.formats import TFLITE_CALIBRATION_METHODS
+from edgetl.export.formats import QUANTIZERS
 from edgetl.export.int8 import CALIBRATION_PERCENTILE, IO_TYPES
 
 # Every exported model takes raw pixels: the int8 file's input range is pinned to them, so its input quantisation
@@ -19,7 +19,7 @@ RAW_PIXEL_RANGE = (0.0, 255.0)
 # Ops that only convert (float or uint8 <-> int8 at the edges, float16 weights to float32): not fallbacks.
 BOUNDARY_OPS = frozenset({"QUANTIZE", "DEQUANTIZE"})
 # How the converter's int8 may be calibrated: percentile (export/activation_ranges.py) or its own min-max.
-CALIBRATION_METHODS = TFLITE_CALIBRATION_METHODS["converter"]
+CALIBRATION_METHODS = QUANTIZERS["converter"].calibration_methods
 
 
 def _converter(model):
