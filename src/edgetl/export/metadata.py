@@ -10,13 +10,12 @@ import flatbuffers
 import numpy as np
 
 from edgetl.errors import ModelFileError
-from edgetl.runtime.metadata import LABELS_FILE, METADATA_KEY, ModelMetadata
+from edgetl.runtime.metadata import LABELS_FILE, METADATA_KEY, TFLITE_IDENTIFIER, ModelMetadata
 from edgetl.runtime.tflite_metadata import (
     METADATA_ENUMS,
     METADATA_FIELDS,
     METADATA_IDENTIFIER,
     METADATA_NAME,
-    MODEL_IDENTIFIER,
     TFLITE_FIELDS,
 )
 
@@ -242,7 +241,7 @@ def _with_metadata_buffer(flatbuffer: bytes, metadata: ModelMetadata) -> bytes:
     model.metadata = entries + [entry]
 
     builder = flatbuffers.Builder(len(flatbuffer) + len(payload) + 1024)
-    builder.Finish(model.Pack(builder), file_identifier=MODEL_IDENTIFIER)
+    builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
     return bytes(builder.Output())
 
 
