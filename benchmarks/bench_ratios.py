@@ -40,8 +40,8 @@ def main() -> int:
     data, run = work / "digits", work / "run"
     if not (run / "exports.json").is_file():
         write_sample_data(data)
-        config = TrainConfig(
-            data_dir=str(data), backbone="mobilenetv2", alpha=0.35, image_size=48, weights="none", epochs=args.epochs
+        config = TrainConfig.from_options(
+            str(data), backbone="mobilenetv2", alpha=0.35, image_size=48, weights="none", epochs=args.epochs
         )
         train(config, run, verbose=False)
         export_run(run, ["tflite-float32", "tflite-int8", "onnx"])

@@ -33,8 +33,8 @@ MODELS = {
 def measure(name: str, data: Path, out: Path, epochs: int) -> list[tuple]:
     settings = MODELS[name]
     started = time.perf_counter()
-    config = TrainConfig(
-        data_dir=str(data),
+    config = TrainConfig.from_options(
+        str(data),
         backbone=name,
         alpha=settings["alpha"],
         image_size=settings["image_size"],

@@ -58,8 +58,8 @@ def train_once(data: str, weights: str, image_size: int, name: str, out: str, ep
     from edgetl.train.fit import train
 
     stage, changes = run_config(name, epochs)
-    config = TrainConfig(
-        data_dir=data,
+    config = TrainConfig.from_options(
+        data,
         alpha=ALPHA,
         image_size=image_size,
         weights=weights,

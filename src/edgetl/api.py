@@ -70,11 +70,14 @@ def train(
     "tfds:NAME") and write the run directory `out`. `options` are `TrainConfig`'s fields (backbone, image_size,
     epochs, weights, fine_tune_epochs, augment, ...), with its defaults; `verbose` prints Keras' epoch lines."""
     from edgetl.config import TrainConfig
+    from edgetl.data.options import AugmentConfig, LayoutOptions
     from edgetl.train.fit import train as train_run
 
-    (config_options,) = _split_options(options, TrainConfig, command="edgetl.train", positional=("data_dir",))
+    parts = ("data_dir", "layout_options", "augmentation")
+    _split_options(options, TrainConfig, LayoutOptions, AugmentConfig, command="edgetl.train", positional=parts)
     source = str(data) if str(data).startswith("tfds:") else str(Path(data).resolve())
-    return train_run(TrainConfig(data_dir=source, **config_options), Path(out), overwrite=overwrite, verbose=verbose)
+    config = TrainConfig.from_options(source, **options)
+    return train_run(config, Path(out), overwrite=overwrite, verbose=verbose)
 
 
 def resume(run: str | Path, *, verbose: bool = True) -> TrainResult:

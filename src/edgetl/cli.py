@@ -16,6 +16,7 @@ import click
 from edgetl import __version__
 from edgetl.benchmark.settings import BenchSettings
 from edgetl.config import CACHES, CLASS_WEIGHTS, TrainConfig
+from edgetl.data.options import FLIP_MODES, AugmentConfig, LayoutOptions
 from edgetl.export.formats import FORMATS, QUANTIZERS, ExportOptions
 from edgetl.export.int8 import CONFIDENT_AGREEMENT_TARGET, INT8_FALLBACKS, IO_TYPES
 from edgetl.flags import (
@@ -35,7 +36,6 @@ from edgetl.models.backbones import BACKBONES
 from edgetl.runtime.runtimes import RUNTIMES
 from edgetl.runtime.settings import ClassifySettings
 from edgetl.terminal import progress_shown, table_layout
-from edgetl.train.augment import FLIP_MODES
 
 
 @click.group(context_settings={"max_content_width": 100})
@@ -132,13 +132,13 @@ def sample_data(out_dir: Path, per_class: int | None) -> None:
     "Where decoded images are kept between epochs; auto: memory for small sets, else a file in RUN/cache/.",
 )
 @click.option("--augment", is_flag=True, help="Random flips, rotation, zoom, shifts, brightness, contrast.")
-@default("--flip", TrainConfig, click.Choice(FLIP_MODES))
-@default("--rotation", TrainConfig, click.FloatRange(0, 1), "Fraction of a turn.")
-@default("--zoom", TrainConfig, click.FloatRange(0, 1))
-@default("--translation", TrainConfig, click.FloatRange(0, 1))
-@default("--brightness", TrainConfig, click.FloatRange(0, 1))
-@default("--contrast", TrainConfig, click.FloatRange(0, 1))
-@default("--seed", TrainConfig, int)
+@default("--flip", AugmentConfig, click.Choice(FLIP_MODES))
+@default("--rotation", AugmentConfig, click.FloatRange(0, 1), "Fraction of a turn.")
+@default("--zoom", AugmentConfig, click.FloatRange(0, 1))
+@default("--translation", AugmentConfig, click.FloatRange(0, 1))
+@default("--brightness", AugmentConfig, click.FloatRange(0, 1))
+@default("--contrast", AugmentConfig, click.FloatRange(0, 1))
+@default("--seed", LayoutOptions, int)
 @click.option("--overwrite", is_flag=True, help="Replace a model already in the run directory.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress: neither edgetl's bars nor Keras' epoch lines.")
 @reports_errors

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
-from edgetl.data.options import LayoutOptions
+from edgetl.data.options import AugmentConfig, LayoutOptions
 from edgetl.errors import ModelFileError
 from edgetl.models.classifier import HeadConfig
 
@@ -28,15 +28,11 @@ class TrainConfig:
     learning_rate: float = 1e-3
     dropout: float = HeadConfig.dropout
     hidden_units: int = HeadConfig.hidden_units
-    validation_fraction: float = LayoutOptions.validation_fraction
-    test_fraction: float = LayoutOptions.test_fraction
     patience: int = 5
-    seed: int = LayoutOptions.seed
-    # Where the data comes from: auto-detected unless given (folder, presplit, csv, npz, tfds); CSV overrides.
+    # Where the data comes from: auto-detected unless given (folder, presplit, csv, npz, tfds); how it is split
+    # (fractions, seed) and the CSV overrides.
     layout: str = "auto"
-    id_column: str | None = None
-    label_column: str | None = None
-    images: str | None = None
+    layout_options: LayoutOptions = field(default_factory=LayoutOptions)
     # Stage 2: the top of a pretrained backbone trains too, at a lower learning rate (default learning_rate / 10).
     fine_tune_epochs: int = 0
     fine_tune_layers: int | None = None
@@ -47,14 +43,24 @@ class TrainConfig:
     # they are many).
     feature_cache: bool = True
     cache: str = CACHES[0]
-    # Training-time augmentation (never in the saved model); a strength of 0 leaves that one out.
+    # Training-time augmentation (never in the saved model), and its strengths.
     augment: bool = False
-    flip: str = "horizontal"
-    rotation: float = 0.1
-    zoom: float = 0.1
-    translation: float = 0.1
-    brightness: float = 0.1
-    contrast: float = 0.1
+    augmentation: AugmentConfig = field(default_factory=AugmentConfig)
+
+    @property
+    def seed(self) -> int:
+        """The one seed: of the split, the shuffles and the new weights."""
+        return self.layout_options.seed
+
+    @classmethod
+    def from_options(cls, data_dir: str, **options) -> TrainConfig:
+        """A config from flat options, as `edgetl.train` and the CLI take them (`seed=1, flip="none"`): each goes
+        to the option object that has a field of its name, the rest to TrainConfig itself."""
+        parts = {}
+        for name, option_class in _PARTS.items():
+            names = {f.name for f in fields(option_class)}
+            parts[name] = option_class(**{key: options.pop(key) for key in list(options) if key in names})
+        return cls(data_dir=data_dir, **parts, **options)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -63,7 +69,15 @@ class TrainConfig:
     def from_json(cls, text: str, source: str) -> TrainConfig:
         try:
             raw = json.loads(text)
-            known = {f.name for f in fields(cls)}
-            return cls(**{key: value for key, value in raw.items() if key in known})
+            # Runs written before the option objects were composed in hold their fields flat; both read alike.
+            flat = {key: value for key, value in raw.items() if key not in _PARTS}
+            for nested in (raw.get(name) or {} for name in _PARTS):
+                flat.update(nested)
+            known = {f.name for f in fields(cls)} | {f.name for part in _PARTS.values() for f in fields(part)}
+            return cls.from_options(**{key: value for key, value in flat.items() if key in known})
         except (ValueError, TypeError) as error:
             raise ModelFileError(f"{source}: the run config is damaged ({error})") from None
+
+
+# TrainConfig's fields that are option objects of their own, and their classes.
+_PARTS = {"layout_options": LayoutOptions, "augmentation": AugmentConfig}

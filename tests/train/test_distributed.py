@@ -41,7 +41,7 @@ from pathlib import Path
 from edgetl.config import TrainConfig
 from edgetl.train.fit import train
 
-config = TrainConfig(data_dir=data, alpha=0.35, image_size=int(size), weights=weights, epochs=2, batch_size=16,
+config = TrainConfig.from_options(data, alpha=0.35, image_size=int(size), weights=weights, epochs=2, batch_size=16,
                      fine_tune_epochs=1, fine_tune_layers=10, seed=1)
 result = train(config, Path(out), verbose=False)
 

@@ -3,13 +3,14 @@
 import numpy as np
 import pytest
 
+from edgetl.data.options import AugmentConfig
 from edgetl.data.pipeline import DecodedSubset
 from edgetl.errors import EdgetlError
 from edgetl.models.backbones import get_backbone
 from edgetl.models.classifier import HeadConfig, build_classifier
 from edgetl.models.finetune import first_unfrozen_index, unfreeze_top
 from edgetl.train import features as features_module
-from edgetl.train.augment import AugmentConfig, build_augmenter
+from edgetl.train.augment import build_augmenter
 from edgetl.train.features import (
     POOL_LAYER_NAME,
     backbone_features,

@@ -104,7 +104,7 @@ def test_npz_with_augmentation_keeps_it_out_of_the_model(digits, backbone_weight
     assert "npz layout" in result.output and "cached features" not in result.output
     assert any("cannot be cached" in record.getMessage() for record in caplog.records)
     config = json.loads((run / "config.json").read_text())
-    assert config["layout"] == "npz" and config["augment"] is True and config["rotation"] == 0.2
+    assert config["layout"] == "npz" and config["augment"] is True and config["augmentation"]["rotation"] == 0.2
 
     def all_layers(layer):
         yield layer

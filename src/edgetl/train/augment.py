@@ -6,23 +6,8 @@ They are never part of the model that is saved or exported: a device must see th
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from edgetl.config import TrainConfig
-
-FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical", "none")
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """The augmentations' strengths; the defaults are training's (TrainConfig)."""
-
-    flip: str = TrainConfig.flip
-    rotation: float = TrainConfig.rotation  # fraction of a full turn
-    zoom: float = TrainConfig.zoom
-    translation: float = TrainConfig.translation  # fraction of the height and width
-    brightness: float = TrainConfig.brightness  # fraction of the 0-255 range
-    contrast: float = TrainConfig.contrast
+from edgetl.data.options import FLIP_MODES, AugmentConfig
 
 
 def _flip(keras, config: AugmentConfig, seed: int):

@@ -21,7 +21,7 @@ import numpy as np
 
 from edgetl.config import CLASS_WEIGHTS, TrainConfig
 from edgetl.data.dataset import Dataset, choose_cache, stream_dataset_subset, write_array_files
-from edgetl.data.layouts import ARRAY_LAYOUTS, LayoutOptions, read_dataset
+from edgetl.data.layouts import ARRAY_LAYOUTS, read_dataset
 from edgetl.data.pipeline import DecodedSubset, StreamedSubset, to_dataset
 from edgetl.data.split import SUBSETS
 from edgetl.errors import DataError, EdgetlError, MissingExtraError, TrainingInterrupted
@@ -32,7 +32,6 @@ from edgetl.progress import step
 from edgetl.run import RunDir
 from edgetl.runtime.metadata import ModelMetadata
 from edgetl.tfquiet import import_tensorflow_quietly
-from edgetl.train.augment import AugmentConfig
 from edgetl.train.checkpoint import (
     TRAINING_DONE,
     CheckpointState,
@@ -88,17 +87,6 @@ class TrainResult:
         lines.append(f"test accuracy {self.test_accuracy:.4f}")
         lines.append(f"run written to {self.run.path} (reports in {self.run.report_dir})")
         return lines
-
-
-def layout_options(config: TrainConfig) -> LayoutOptions:
-    return LayoutOptions(
-        validation_fraction=config.validation_fraction,
-        test_fraction=config.test_fraction,
-        seed=config.seed,
-        id_column=config.id_column,
-        label_column=config.label_column,
-        images=config.images,
-    )
 
 
 def check_config(config: TrainConfig) -> BackboneSpec:
@@ -175,7 +163,7 @@ def train(config: TrainConfig, out: Path, overwrite: bool = False, verbose: bool
     if role.chief:
         check_output(run, overwrite)
     with step("listing images"):
-        dataset = read_dataset(config.data_dir, config.layout, layout_options(config))
+        dataset = read_dataset(config.data_dir, config.layout, config.layout_options)
     config = replace(config, layout=dataset.layout)
     run = work_run(run, role)
     existed = run.path.exists()
@@ -230,7 +218,7 @@ def resume(path: Path, verbose: bool = True) -> TrainResult:
     config = run.read_config()
     spec = check_config(config)
     if config.layout in ARRAY_LAYOUTS:
-        dataset = read_dataset(config.data_dir, config.layout, layout_options(config))
+        dataset = read_dataset(config.data_dir, config.layout, config.layout_options)
     else:
         split = run.read_split()
         dataset = Dataset(config.layout, config.data_dir, split.class_names, split=split)
@@ -298,9 +286,6 @@ def run_training(
         load_checkpoint(run, model, state)
     history = state.history if state is not None else {"stage1": {}, "stage2": {}}
     stage, epoch = (state.stage, state.epoch) if state is not None else (1, 0)
-    augment = AugmentConfig(
-        config.flip, config.rotation, config.zoom, config.translation, config.brightness, config.contrast
-    )
     plan = StagePlan(
         config=config,
         run=run,
@@ -312,7 +297,7 @@ def run_training(
             if config.class_weight == "balanced"
             else None
         ),
-        augmenter=build_augmenter(augment, config.seed) if config.augment else None,
+        augmenter=build_augmenter(config.augmentation, config.seed) if config.augment else None,
         jit_compile=devices.plan.jit_compile,
         verbose=verbose,
         resumed=state,
