@@ -34,7 +34,7 @@ def main() -> int:
     from edgetl.config import TrainConfig
     from edgetl.data.sample import write_sample_data
     from edgetl.export.exporter import export_run
-    from edgetl.train.fit import train
+    from edgetl.training.fit import train
 
     work = args.out or Path(tempfile.mkdtemp(prefix="edgetl-ratios-"))
     data, run = work / "digits", work / "run"

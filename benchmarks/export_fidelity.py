@@ -22,7 +22,7 @@ from edgetl.config import TrainConfig  # noqa: E402
 from edgetl.data.sample import write_sample_data  # noqa: E402
 from edgetl.export.exporter import FORMATS, ExportOptions, export_source  # noqa: E402
 from edgetl.export.source import from_run  # noqa: E402
-from edgetl.train.fit import train  # noqa: E402
+from edgetl.training.fit import train  # noqa: E402
 
 MODELS = {
     "mobilenetv2": {"alpha": 0.35, "image_size": 48},

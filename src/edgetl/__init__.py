@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 # name -> the module that defines it; `train` and `export` are callable subpackages (edgetl/api.py says why).
 _API = {
-    "train": "edgetl.train",
+    "train": "edgetl.api",
     "export": "edgetl.export",
     "bench": "edgetl.api",
     "resume": "edgetl.api",

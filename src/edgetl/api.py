@@ -10,11 +10,11 @@ Each function takes the options of its command as keywords, with the defaults of
 (`TrainConfig`, `ExportOptions` and `KerasFileOptions`, `BenchSettings`), and returns the object the CLI prints;
 `cli.py` maps its flags onto these functions and nothing else. Nothing heavy is imported here at module level.
 
-`edgetl.train` and `edgetl.export` are also the names of subpackages (`edgetl.train.fit`, `edgetl.export.onnx`).
+`edgetl.train` and `edgetl.export` are also the names of subpackages (`edgetl.training.fit`, `edgetl.export.onnx`).
 Python sets a package's attribute to its subpackage as soon as anything imports one, so a plain function named
 `edgetl.train` would be replaced by the module the first time training code is imported. Instead, those two
 packages are made callable (`CallablePackage`): `edgetl.train(...)` calls `api.train` whether or not the
-subpackage has been imported, and `edgetl.train.fit` still names the module. This keeps the names the tutorials'
+subpackage has been imported, and `edgetl.training.fit` still names the module. This keeps the names the tutorials'
 users type without renaming the packages every other module imports.
 """
 
@@ -34,7 +34,7 @@ from edgetl.errors import EdgetlError, UsageError
 if TYPE_CHECKING:
     from edgetl.benchmark.result import BenchReport
     from edgetl.export.exporter import ExportResult
-    from edgetl.train.fit import TrainResult
+    from edgetl.training.fit import TrainResult
 
 
 class CallablePackage(types.ModuleType):
@@ -71,7 +71,7 @@ def train(
     epochs, weights, fine_tune_epochs, augment, ...), with its defaults; `verbose` prints Keras' epoch lines."""
     from edgetl.config import TrainConfig
     from edgetl.data.options import AugmentConfig, LayoutOptions
-    from edgetl.train.fit import train as train_run
+    from edgetl.training.fit import train as train_run
 
     parts = ("data_dir", "layout_options", "augmentation")
     _split_options(options, TrainConfig, LayoutOptions, AugmentConfig, command="edgetl.train", positional=parts)
@@ -82,7 +82,7 @@ def train(
 
 def resume(run: str | Path, *, verbose: bool = True) -> TrainResult:
     """Continue the interrupted training of the run directory `run` from its last checkpoint."""
-    from edgetl.train.fit import resume as resume_run
+    from edgetl.training.fit import resume as resume_run
 
     return resume_run(Path(run), verbose=verbose)
 

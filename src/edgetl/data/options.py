@@ -23,7 +23,7 @@ FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical", "none")
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """The augmentations' strengths (train/augment.py builds them); a strength of 0 leaves that one out."""
+    """The augmentations' strengths (training/augment.py builds them); a strength of 0 leaves that one out."""
 
     flip: str = FLIP_MODES[0]
     rotation: float = 0.1  # fraction of a full turn

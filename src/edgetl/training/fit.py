@@ -32,14 +32,14 @@ from edgetl.progress import step
 from edgetl.run import RunDir
 from edgetl.runtime.metadata import ModelMetadata
 from edgetl.tfquiet import import_tensorflow_quietly
-from edgetl.train.checkpoint import (
+from edgetl.training.checkpoint import (
     TRAINING_DONE,
     CheckpointState,
     load_checkpoint,
     read_state,
     save_checkpoint,
 )
-from edgetl.train.strategy import WorkerRole, worker_role
+from edgetl.training.strategy import WorkerRole, worker_role
 
 log = logging.getLogger(__name__)
 
@@ -253,9 +253,9 @@ def run_training(
     import_tensorflow_quietly()
     import keras
 
-    from edgetl.train.augment import build_augmenter
-    from edgetl.train.stages import StagePlan, fit_stage1, fit_stage2
-    from edgetl.train.strategy import set_up_devices
+    from edgetl.training.augment import build_augmenter
+    from edgetl.training.stages import StagePlan, fit_stage1, fit_stage2
+    from edgetl.training.strategy import set_up_devices
 
     # The strategy first: MultiWorkerMirroredStrategy must be made before TensorFlow runs anything else.
     devices = set_up_devices()
@@ -367,7 +367,7 @@ def finish_run(
     started: float,
     cache: str = "memory",
 ) -> TrainResult:
-    from edgetl.train.reports import write_reports
+    from edgetl.training.reports import write_reports
 
     test = decoded["test"]
     probabilities = np.asarray(model.predict(to_dataset(test, config.batch_size), verbose=0), dtype=np.float64)

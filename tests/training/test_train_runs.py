@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from tests.helpers import invoke
-from tests.train.conftest import SIZE, tiny_args
+from tests.training.conftest import SIZE, tiny_args
 
 pytestmark = pytest.mark.slow
 
@@ -159,7 +159,7 @@ def test_overwrite_leaves_nothing_of_the_previous_model(digits, backbone_weights
 
 
 def test_interrupted_run_resumes_from_the_last_epoch(digits, backbone_weights, tmp_path, monkeypatch):
-    from edgetl.train import callbacks
+    from edgetl.training import callbacks
 
     save = callbacks.save_checkpoint
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from edgetl.config import TrainConfig
 from edgetl.run import RunDir
-from edgetl.train.checkpoint import CheckpointState, load_checkpoint, save_checkpoint
+from edgetl.training.checkpoint import CheckpointState, load_checkpoint, save_checkpoint
 
 EARLY_STOPPING = "early_stopping"
 REDUCE_LR = "reduce_lr"

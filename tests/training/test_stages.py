@@ -9,9 +9,9 @@ from edgetl.errors import EdgetlError
 from edgetl.models.backbones import get_backbone
 from edgetl.models.classifier import HeadConfig, build_classifier
 from edgetl.models.finetune import first_unfrozen_index, unfreeze_top
-from edgetl.train import features as features_module
-from edgetl.train.augment import build_augmenter
-from edgetl.train.features import (
+from edgetl.training import features as features_module
+from edgetl.training.augment import build_augmenter
+from edgetl.training.features import (
     POOL_LAYER_NAME,
     backbone_features,
     head_model,
@@ -88,7 +88,7 @@ def test_cached_features_then_head_give_the_full_models_output(
     pretrained_model, monkeypatch, tmp_path, constant_weights, spilled
 ):
     from edgetl.data.pipeline import RecordFile, StreamedSubset
-    from edgetl.train.features import features_dataset
+    from edgetl.training.features import features_dataset
 
     rng = np.random.default_rng(0)
     # Slices of 16 images at 32 px: three slices, the last one short, and a subset of one image; one trace.
@@ -171,7 +171,7 @@ def test_augmenter_changes_pixels_and_zero_strength_leaves_layers_out():
 
 
 def test_balanced_class_weight_evens_out_skewed_classes():
-    from edgetl.train.fit import balanced_class_weight
+    from edgetl.training.fit import balanced_class_weight
 
     labels = np.asarray([0] * 8 + [1] * 2 + [2] * 2)
     weights = balanced_class_weight(labels, 3)
@@ -182,8 +182,8 @@ def test_balanced_class_weight_evens_out_skewed_classes():
 def test_training_state_built_first_so_the_train_step_is_traced_once():
     import keras
 
-    from edgetl.train.features import features_dataset
-    from edgetl.train.stages import _build_training_state
+    from edgetl.training.features import features_dataset
+    from edgetl.training.stages import _build_training_state
 
     class CountingTraces(keras.Model):
         traces = 0

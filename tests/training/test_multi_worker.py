@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.train.conftest import tiny_args
+from tests.training.conftest import tiny_args
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from tests.train.conftest import SIZE
+from tests.training.conftest import SIZE
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,7 @@ gpus = int(gpus)
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-from edgetl.train import strategy
+from edgetl.training import strategy
 
 planned = strategy.plan_devices(gpus, None)
 # XLA is left out with several replicas: on logical CPUs it cannot reach the other replica's variables.
@@ -39,7 +39,7 @@ strategy.set_up_devices = lambda: setups.append(set_up_devices()) or setups[-1]
 
 from pathlib import Path
 from edgetl.config import TrainConfig
-from edgetl.train.fit import train
+from edgetl.training.fit import train
 
 config = TrainConfig.from_options(data, alpha=0.35, image_size=int(size), weights=weights, epochs=2, batch_size=16,
                      fine_tune_epochs=1, fine_tune_layers=10, seed=1)

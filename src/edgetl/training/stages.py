@@ -12,9 +12,9 @@ from edgetl.config import TrainConfig
 from edgetl.data.pipeline import DecodedSubset, StreamedSubset, to_dataset
 from edgetl.models.finetune import unfreeze_top
 from edgetl.run import RunDir
-from edgetl.train.callbacks import EARLY_STOPPING, stage_callbacks
-from edgetl.train.checkpoint import CheckpointState, load_checkpoint, load_optimizer
-from edgetl.train.features import backbone_features, features_dataset, head_model, is_multi_worker
+from edgetl.training.callbacks import EARLY_STOPPING, stage_callbacks
+from edgetl.training.checkpoint import CheckpointState, load_checkpoint, load_optimizer
+from edgetl.training.features import backbone_features, features_dataset, head_model, is_multi_worker
 
 log = logging.getLogger(__name__)
 

@@ -3,8 +3,8 @@
 import pytest
 
 from edgetl.errors import EdgetlError
-from edgetl.train import strategy
-from edgetl.train.strategy import plan_devices, worker_role
+from edgetl.training import strategy
+from edgetl.training.strategy import plan_devices, worker_role
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import pytest
 from edgetl.models.backbones import get_backbone
 from edgetl.models.classifier import HeadConfig, build_backbone, build_classifier
 from edgetl.run import RunDir
-from edgetl.train.checkpoint import changeable_weights, load_checkpoint, read_state, save_checkpoint
+from edgetl.training.checkpoint import changeable_weights, load_checkpoint, read_state, save_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -96,8 +96,8 @@ def test_a_checkpoint_that_does_not_fit_the_model_is_a_clear_error(tmp_path):
 
 def test_a_resumed_stage_gets_back_its_optimizer_counters_and_best_weights(tmp_path):
     from edgetl.config import TrainConfig
-    from edgetl.train.callbacks import EARLY_STOPPING, REDUCE_LR, stage_callbacks
-    from edgetl.train.checkpoint import load_optimizer
+    from edgetl.training.callbacks import EARLY_STOPPING, REDUCE_LR, stage_callbacks
+    from edgetl.training.checkpoint import load_optimizer
 
     rng = np.random.default_rng(3)
     run = RunDir(tmp_path / "run")
@@ -140,8 +140,8 @@ def test_a_stage_that_had_stopped_is_not_trained_again_and_ends_on_its_best_epoc
     """Interrupted after the stage's last epoch was saved but before the stage's end was: early stopping had run
     out of patience (2) at epoch 4, or all 10 epochs had run. Resuming restores the best epoch (2) and goes on."""
     from edgetl.config import TrainConfig
-    from edgetl.train.callbacks import EARLY_STOPPING
-    from edgetl.train.stages import StagePlan, fit_stage1
+    from edgetl.training.callbacks import EARLY_STOPPING
+    from edgetl.training.stages import StagePlan, fit_stage1
 
     rng = np.random.default_rng(4)
     run = RunDir(tmp_path / "run")
@@ -168,7 +168,7 @@ def test_a_mixed_precision_optimizer_gets_back_its_loss_scale(tmp_path):
     """On one GPU the optimizer is Keras' LossScaleOptimizer, already built when the resumed stage loads it."""
     import keras
 
-    from edgetl.train.checkpoint import load_optimizer
+    from edgetl.training.checkpoint import load_optimizer
 
     run = RunDir(tmp_path / "run")
     keras.mixed_precision.set_global_policy("mixed_float16")
