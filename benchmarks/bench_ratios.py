@@ -33,7 +33,7 @@ def main() -> int:
     from edgetl.benchmark.settings import BenchSettings
     from edgetl.config import TrainConfig
     from edgetl.data.sample import write_sample_data
-    from edgetl.export.exporter import export_run
+    from edgetl.exporting.exporter import export_run
     from edgetl.training.fit import train
 
     work = args.out or Path(tempfile.mkdtemp(prefix="edgetl-ratios-"))

@@ -20,8 +20,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from edgetl.config import TrainConfig  # noqa: E402
 from edgetl.data.sample import write_sample_data  # noqa: E402
-from edgetl.export.exporter import FORMATS, ExportOptions, export_source  # noqa: E402
-from edgetl.export.source import from_run  # noqa: E402
+from edgetl.exporting.exporter import FORMATS, ExportOptions, export_source  # noqa: E402
+from edgetl.exporting.source import from_run  # noqa: E402
 from edgetl.training.fit import train  # noqa: E402
 
 MODELS = {

@@ -22,11 +22,11 @@ def test_import_edgetl_is_light_and_train_and_export_stay_callable_once_their_mo
         import edgetl
         names = [edgetl.train, edgetl.export, edgetl.bench, edgetl.sample_data]
         light = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "onnx", "numpy"))
-        import edgetl.training.augment, edgetl.export.formats
+        import edgetl.training.augment, edgetl.exporting.formats
         print(json.dumps({
             "light": light,
             "callable": [callable(edgetl.train), callable(edgetl.export), callable(edgetl.bench)],
-            "submodules": [edgetl.training.augment.__name__, edgetl.export.formats.__name__],
+            "submodules": [edgetl.training.augment.__name__, edgetl.exporting.formats.__name__],
         }))
         """
     )
@@ -36,7 +36,7 @@ def test_import_edgetl_is_light_and_train_and_export_stay_callable_once_their_mo
     assert answer == {
         "light": [],
         "callable": [True, True, True],
-        "submodules": ["edgetl.training.augment", "edgetl.export.formats"],
+        "submodules": ["edgetl.training.augment", "edgetl.exporting.formats"],
     }
 
 

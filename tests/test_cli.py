@@ -115,7 +115,7 @@ def test_export_cli_writes_verified_files(trained_run, tmp_path):
 
 @pytest.mark.slow
 def test_export_fails_below_the_gate_and_keeps_the_file(trained_run, tmp_path, monkeypatch):
-    from edgetl.export import exporter
+    from edgetl.exporting import exporter
 
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
@@ -253,8 +253,8 @@ def test_help_reads_well_at_100_columns(command):
 
 
 def test_the_export_summary_says_what_float_layers_cost_against_the_best_integer_file():
-    from edgetl.export.record import ExportRecord
-    from edgetl.export.report import fallback_cost
+    from edgetl.exporting.record import ExportRecord
+    from edgetl.exporting.report import fallback_cost
 
     def attempt(recipe, agreement, confident, size, float_layers=()):
         return {"recipe": recipe, "agreement": agreement, "confident_agreement": confident, "size_bytes": size,

@@ -77,8 +77,8 @@ def test_terminal_progress_leaves_a_line_per_finished_step(monkeypatch):
 
 @pytest.mark.parametrize("width", [100, 120])
 def test_the_export_table_fits_the_terminal(width):
-    from edgetl.export.exporter import ExportRecord
-    from edgetl.export.report import format_export_table
+    from edgetl.exporting.exporter import ExportRecord
+    from edgetl.exporting.report import format_export_table
 
     def record(name: str, megabytes: float, agreement: float, passed: bool = True) -> ExportRecord:
         int8 = name.endswith("int8")

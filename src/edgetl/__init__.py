@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 # name -> the module that defines it; `train` and `export` are callable subpackages (edgetl/api.py says why).
 _API = {
     "train": "edgetl.api",
-    "export": "edgetl.export",
+    "export": "edgetl.api",
     "bench": "edgetl.api",
     "resume": "edgetl.api",
     "sample_data": "edgetl.api",

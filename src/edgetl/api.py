@@ -10,7 +10,7 @@ Each function takes the options of its command as keywords, with the defaults of
 (`TrainConfig`, `ExportOptions` and `KerasFileOptions`, `BenchSettings`), and returns the object the CLI prints;
 `cli.py` maps its flags onto these functions and nothing else. Nothing heavy is imported here at module level.
 
-`edgetl.train` and `edgetl.export` are also the names of subpackages (`edgetl.training.fit`, `edgetl.export.onnx`).
+`edgetl.train` and `edgetl.export` are also the names of subpackages (`edgetl.training.fit`, `edgetl.exporting.onnx`).
 Python sets a package's attribute to its subpackage as soon as anything imports one, so a plain function named
 `edgetl.train` would be replaced by the module the first time training code is imported. Instead, those two
 packages are made callable (`CallablePackage`): `edgetl.train(...)` calls `api.train` whether or not the
@@ -33,7 +33,7 @@ from edgetl.errors import EdgetlError, UsageError
 
 if TYPE_CHECKING:
     from edgetl.benchmark.result import BenchReport
-    from edgetl.export.exporter import ExportResult
+    from edgetl.exporting.exporter import ExportResult
     from edgetl.training.fit import TrainResult
 
 
@@ -102,8 +102,8 @@ def export(
     min_agreement, io_type, opset, quantizer, int8_fallback) and, for an outside Keras file, `KerasFileOptions`'
     (labels, calibration, out, image_size, normalization). A file below its agreement gate is kept and named in
     `ExportResult.problems`, not raised."""
-    from edgetl.export.exporter import export_any
-    from edgetl.export.formats import ExportOptions, KerasFileOptions, default_formats
+    from edgetl.exporting.exporter import export_any
+    from edgetl.exporting.formats import ExportOptions, KerasFileOptions, default_formats
 
     export_options, keras_file = _split_options(options, ExportOptions, KerasFileOptions, command="edgetl.export")
     if isinstance(formats, str):

@@ -17,8 +17,8 @@ from edgetl import __version__
 from edgetl.benchmark.settings import BenchSettings
 from edgetl.config import CACHES, CLASS_WEIGHTS, TrainConfig
 from edgetl.data.options import FLIP_MODES, AugmentConfig, LayoutOptions
-from edgetl.export.formats import FORMATS, QUANTIZERS, ExportOptions
-from edgetl.export.int8 import CONFIDENT_AGREEMENT_TARGET, INT8_FALLBACKS, IO_TYPES
+from edgetl.exporting.formats import FORMATS, QUANTIZERS, ExportOptions
+from edgetl.exporting.int8 import CONFIDENT_AGREEMENT_TARGET, INT8_FALLBACKS, IO_TYPES
 from edgetl.flags import (
     BenchGroup,
     RegistryChoice,

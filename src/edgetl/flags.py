@@ -12,7 +12,7 @@ import click
 
 from edgetl.benchmark.settings import REMOTE_SAMPLE_IMAGES, SshSettings
 from edgetl.errors import EdgetlError, UsageError
-from edgetl.export.formats import KerasFileOptions
+from edgetl.exporting.formats import KerasFileOptions
 from edgetl.runtime.metadata import NORMALIZATIONS
 
 

@@ -15,7 +15,7 @@ from edgetl.benchmark.exported import default_format_name, top_k_accuracy
 from edgetl.benchmark.labelled import labelled_images
 from edgetl.benchmark.timing import Latency, harness_overhead_ms, time_calls
 from edgetl.errors import DataError
-from edgetl.export.verify import fidelity
+from edgetl.exporting.verify import fidelity
 from tests.helpers import invoke
 
 EXPORTED = ("tflite-float32", "tflite-int8", "onnx")

@@ -29,7 +29,7 @@ from edgetl.benchmark.settings import REMOTE_SAMPLE_IMAGES, BenchSettings
 from edgetl.benchmark.timing import harness_overhead_ms, measure_latency, measure_throughput
 from edgetl.data.pipeline import decode_subset
 from edgetl.errors import DataError
-from edgetl.export.verify import fidelity
+from edgetl.exporting.verify import fidelity
 from edgetl.progress import step
 from edgetl.run import RunDir
 from edgetl.runtime.foreign import ModelFlags

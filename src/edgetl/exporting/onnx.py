@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.errors import MissingExtraError
-from edgetl.export.formats import ExportOptions
-from edgetl.export.int8 import CALIBRATION_PERCENTILE
-from edgetl.export.tflite import OpReport
+from edgetl.exporting.formats import ExportOptions
+from edgetl.exporting.int8 import CALIBRATION_PERCENTILE
+from edgetl.exporting.tflite import OpReport
 from edgetl.models.classifier import INPUT_NAME, OUTPUT_NAME
 
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})

@@ -15,8 +15,8 @@ import numpy as np
 from edgetl.data.folder import Example, read_class_folders, read_image_tree
 from edgetl.data.pipeline import DecodedSubset, decode_subset
 from edgetl.errors import DataError, EdgetlError, ModelFileError
-from edgetl.export.formats import KerasFileOptions
-from edgetl.export.verify import UNLABELLED
+from edgetl.exporting.formats import KerasFileOptions
+from edgetl.exporting.verify import UNLABELLED
 from edgetl.run import RunDir, load_keras_model, read_exports_index
 from edgetl.runtime.foreign import read_labels
 from edgetl.runtime.metadata import NORMALIZATIONS, ModelMetadata, Normalization

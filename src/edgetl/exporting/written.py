@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.export.formats import ExportFormat
-from edgetl.export.metadata import attach_to_onnx, attach_to_tflite
-from edgetl.export.tflite import OpReport, tflite_op_report
+from edgetl.exporting.formats import ExportFormat
+from edgetl.exporting.metadata import attach_to_onnx, attach_to_tflite
+from edgetl.exporting.tflite import OpReport, tflite_op_report
 from edgetl.files import atomic_write
 from edgetl.runtime.engine import open_engine
 from edgetl.runtime.metadata import ModelMetadata
@@ -43,7 +43,7 @@ def _write_onnx(converted, metadata: ModelMetadata, destination: Path) -> tuple[
 
 
 def _write_savedmodel(converted, metadata: ModelMetadata, destination: Path) -> tuple[int, str]:
-    from edgetl.export.savedmodel import directory_digest, write_savedmodel
+    from edgetl.exporting.savedmodel import directory_digest, write_savedmodel
 
     write_savedmodel(converted, destination, metadata)
     return directory_digest(destination)
@@ -58,13 +58,13 @@ def _on_engine(destination: Path, ops: OpReport | None) -> Loaded:
 def _load_onnx(destination: Path) -> Loaded:
     import onnx
 
-    from edgetl.export.onnx import onnx_op_report
+    from edgetl.exporting.onnx import onnx_op_report
 
     return _on_engine(destination, onnx_op_report(onnx.load(str(destination))))
 
 
 def _load_savedmodel(destination: Path) -> Loaded:
-    from edgetl.export.savedmodel import savedmodel_predictor
+    from edgetl.exporting.savedmodel import savedmodel_predictor
 
     return Loaded(savedmodel_predictor(destination), "float32", "float32", None)
 

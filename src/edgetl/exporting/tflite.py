@@ -9,16 +9,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgetl.errors import EdgetlError
-from edgetl.export.activation_ranges import percentile_ranges, write_range
-from edgetl.export.formats import QUANTIZERS
-from edgetl.export.int8 import CALIBRATION_PERCENTILE, IO_TYPES
+from edgetl.exporting.activation_ranges import percentile_ranges, write_range
+from edgetl.exporting.formats import QUANTIZERS
+from edgetl.exporting.int8 import CALIBRATION_PERCENTILE, IO_TYPES
 
 # Every exported model takes raw pixels: the int8 file's input range is pinned to them, so its input quantisation
 # is exact (uint8: scale 1, zero point 0; int8: scale 1, zero point -128) whatever the calibration images held.
 RAW_PIXEL_RANGE = (0.0, 255.0)
 # Ops that only convert (float or uint8 <-> int8 at the edges, float16 weights to float32): not fallbacks.
 BOUNDARY_OPS = frozenset({"QUANTIZE", "DEQUANTIZE"})
-# How the converter's int8 may be calibrated: percentile (export/activation_ranges.py) or its own min-max.
+# How the converter's int8 may be calibrated: percentile (exporting/activation_ranges.py) or its own min-max.
 CALIBRATION_METHODS = QUANTIZERS["converter"].calibration_methods
 
 

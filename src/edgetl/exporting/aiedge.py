@@ -19,7 +19,7 @@ from edgetl.errors import MissingExtraError
 
 
 def quantize_int8_ai_edge(model, calibration_pixels: np.ndarray, io_type: str = "int8") -> bytes:
-    from edgetl.export.formats import check_io_type
+    from edgetl.exporting.formats import check_io_type
 
     check_io_type("ai-edge", io_type)
     try:
@@ -28,7 +28,7 @@ def quantize_int8_ai_edge(model, calibration_pixels: np.ndarray, io_type: str = 
         raise MissingExtraError("ai-edge-quantizer", "aiedge", "--quantizer ai-edge") from None
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgetl.export.tflite import convert_float32
+    from edgetl.exporting.tflite import convert_float32
 
     float_model = convert_float32(model)
     signatures = Interpreter(model_content=float_model).get_signature_list()

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgetl.errors import EdgetlError
-from edgetl.export.int8 import INT8_FALLBACKS, IO_TYPES, Int8Recipe
+from edgetl.exporting.int8 import INT8_FALLBACKS, IO_TYPES, Int8Recipe
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from edgetl.export.calibration import CalibrationImages
+    from edgetl.exporting.calibration import CalibrationImages
 
 # The calibration methods each int8 ladder tries, by edgetl's name, its first choice first; percentile clips the
 # rarest extreme activations (CALIBRATION_PERCENTILE). The int8 TFLite file's are its quantizer's (QUANTIZERS).
@@ -122,25 +122,25 @@ CALIBRATED_OPTIONS = frozenset({"calibration_samples", "int8_fallback"})
 
 
 def _tflite_float32(model, inputs: ConversionInputs):
-    from edgetl.export.tflite import convert_float32
+    from edgetl.exporting.tflite import convert_float32
 
     return convert_float32(model)
 
 
 def _tflite_float16(model, inputs: ConversionInputs):
-    from edgetl.export.tflite import convert_float16
+    from edgetl.exporting.tflite import convert_float16
 
     return convert_float16(model)
 
 
 def _tflite_dynamic(model, inputs: ConversionInputs):
-    from edgetl.export.tflite import convert_dynamic
+    from edgetl.exporting.tflite import convert_dynamic
 
     return convert_dynamic(model)
 
 
 def _converter_int8(model, inputs: ConversionInputs):
-    from edgetl.export.tflite import convert_int8
+    from edgetl.exporting.tflite import convert_int8
 
     recipe = inputs.recipe
     return convert_int8(
@@ -149,13 +149,13 @@ def _converter_int8(model, inputs: ConversionInputs):
 
 
 def _converter_rank(model, inputs: ConversionInputs) -> list[str]:
-    from edgetl.export.tflite import rank_int8_sensitivity
+    from edgetl.exporting.tflite import rank_int8_sensitivity
 
     return rank_int8_sensitivity(model, inputs.calibration_images, inputs.options.int8_io_type, inputs.recipe.method)
 
 
 def _ai_edge_int8(model, inputs: ConversionInputs):
-    from edgetl.export.aiedge import quantize_int8_ai_edge
+    from edgetl.exporting.aiedge import quantize_int8_ai_edge
 
     return quantize_int8_ai_edge(model, inputs.calibration_images, inputs.options.int8_io_type)
 
@@ -177,7 +177,7 @@ class Quantizer:
 QUANTIZERS: dict[str, Quantizer] = {
     q.name: q
     for q in (
-        # edgetl rewrites the converter's calibrated ranges for percentile (export/activation_ranges.py).
+        # edgetl rewrites the converter's calibrated ranges for percentile (exporting/activation_ranges.py).
         Quantizer(
             "converter", "the TFLite converter", IO_TYPES, ("percentile", "minmax"), _converter_int8, _converter_rank
         ),
@@ -198,14 +198,14 @@ def _tflite_rank(model, inputs: ConversionInputs) -> list[str]:
 
 
 def _onnx_rank(model, inputs: ConversionInputs) -> list[str]:
-    from edgetl.export.onnx import rank_onnx_int8_sensitivity
+    from edgetl.exporting.onnx import rank_onnx_int8_sensitivity
 
     return rank_onnx_int8_sensitivity(_float_onnx(model, inputs), inputs.calibration_images, inputs.recipe.method)
 
 
 def _float_onnx(model, inputs: ConversionInputs, key: str = "onnx"):
     """The float ONNX graph, converted once per `key`: the model as it is, or bias-corrected on a sample."""
-    from edgetl.export.onnx import convert_onnx
+    from edgetl.exporting.onnx import convert_onnx
 
     if key not in inputs.cache:
         inputs.cache[key] = convert_onnx(model, opset=inputs.options.opset)
@@ -217,7 +217,7 @@ def _float_onnx(model, inputs: ConversionInputs, key: str = "onnx"):
 def _onnx_most_images(model, inputs: ConversionInputs) -> dict[str, int]:
     """How many calibration images onnxruntime's histogram calibrators may hold: the memory share over the float
     graph's activations per image."""
-    from edgetl.export.onnx import activation_bytes_per_image
+    from edgetl.exporting.onnx import activation_bytes_per_image
 
     budget = physical_memory_bytes() * ONNX_HISTOGRAM_MEMORY_SHARE
     most = max(1, int(budget // activation_bytes_per_image(_float_onnx(model, inputs))))
@@ -233,7 +233,7 @@ def physical_memory_bytes() -> int:
 
 
 def _onnx_int8(model, inputs: ConversionInputs):
-    from edgetl.export.onnx import quantize_onnx_int8
+    from edgetl.exporting.onnx import quantize_onnx_int8
 
     recipe = inputs.recipe
     # The corrected graph depends on the sample and on the layers kept in float, which are left uncorrected.

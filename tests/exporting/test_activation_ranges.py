@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgetl.export.activation_ranges import _Tails
+from edgetl.exporting.activation_ranges import _Tails
 
 SIZE = 16
 
@@ -36,7 +36,7 @@ def calibrated_model():
     the first layer's activations far beyond the rest."""
     import keras
 
-    from edgetl.export import tflite
+    from edgetl.exporting import tflite
 
     keras.utils.set_random_seed(0)
     pixels = keras.Input((SIZE, SIZE, 3))
@@ -65,8 +65,8 @@ def ranges(flatbuffer: bytes) -> dict[str, tuple[float, float]]:
 
 
 def test_percentile_ranges_narrow_the_activations_and_leave_the_input_pinned(calibrated_model):
-    from edgetl.export.activation_ranges import percentile_ranges
-    from edgetl.export.tflite import RAW_PIXEL_RANGE
+    from edgetl.exporting.activation_ranges import percentile_ranges
+    from edgetl.exporting.tflite import RAW_PIXEL_RANGE
 
     model, images, minmax = calibrated_model
     clipped = percentile_ranges(minmax, images, 99.0)
@@ -89,7 +89,7 @@ def test_percentile_ranges_narrow_the_activations_and_leave_the_input_pinned(cal
 
 
 def test_percentile_calibrated_int8_runs_and_tracks_the_float_model(calibrated_model):
-    from edgetl.export import tflite
+    from edgetl.exporting import tflite
 
     model, images, _ = calibrated_model
     reference = model.predict(images, verbose=0)

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.errors import EdgetlError
-from edgetl.export.calibration import CalibrationImages
-from edgetl.export.formats import (
+from edgetl.exporting.calibration import CalibrationImages
+from edgetl.exporting.formats import (
     FORMATS,
     ConversionInputs,
     ExportFormat,
@@ -30,13 +30,13 @@ from edgetl.export.formats import (
     check_formats,
     check_options,
 )
-from edgetl.export.int8 import CONFIDENT_AGREEMENT_TARGET, Int8Recipe, LadderResult, Trial, climb, integer_rungs
-from edgetl.export.logs import append_trace, first_line, output_to
-from edgetl.export.record import ExportRecord, Verified, make_record
-from edgetl.export.source import ExportSource, from_run, resolve_source
-from edgetl.export.tflite import OpReport
-from edgetl.export.verify import compare, predict_in_batches
-from edgetl.export.written import load_written, write_converted
+from edgetl.exporting.int8 import CONFIDENT_AGREEMENT_TARGET, Int8Recipe, LadderResult, Trial, climb, integer_rungs
+from edgetl.exporting.logs import append_trace, first_line, output_to
+from edgetl.exporting.record import ExportRecord, Verified, make_record
+from edgetl.exporting.source import ExportSource, from_run, resolve_source
+from edgetl.exporting.tflite import OpReport
+from edgetl.exporting.verify import compare, predict_in_batches
+from edgetl.exporting.written import load_written, write_converted
 from edgetl.progress import step
 from edgetl.run import record_export
 
@@ -91,7 +91,7 @@ class _Exporter:
         if not recipe.bias_correction:
             yield
             return
-        from edgetl.export.bias_correction import bias_corrected
+        from edgetl.exporting.bias_correction import bias_corrected
 
         def keep_float(layer: str) -> bool:
             return any(_names_layer(name, layer) for name in recipe.float_layers)
@@ -179,7 +179,7 @@ class ExportResult:
 
     def summary(self, wide: bool = False, width: int | None = None, color: bool = False) -> str:
         """The table of files written (no wider than `width`), then a line per recipe climb, float op or flip."""
-        from edgetl.export.report import format_export_table, record_notes
+        from edgetl.exporting.report import format_export_table, record_notes
 
         notes = [line for record in self.records for line in record_notes(record)]
         return "\n".join([format_export_table(self.records, self.root, wide, width, color), *notes])

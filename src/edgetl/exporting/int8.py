@@ -1,7 +1,7 @@
 """Accuracy-aware int8: recipes are tried in order until a file reaches its agreement gate.
 
 The ladder climbs from the cheapest recipe to the costliest: the requested calibration sample with bias
-correction (export/bias_correction.py), the same without it, more calibration images, then other calibration
+correction (exporting/bias_correction.py), the same without it, more calibration images, then other calibration
 methods where the quantiser has them (all integer-only), and finally, when float islands are allowed
 (`--int8-fallback float`), the most sensitive layers kept in float, a few more at each rung. Where float islands
 are allowed, a file that passes its gate but flips too many of the images Keras is confident about does not end
@@ -18,12 +18,12 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the CLI reads INT8_FALLBACKS from here, so nothing heavier is imported
-    from edgetl.export.verify import Fidelity
+    from edgetl.exporting.verify import Fidelity
 
 log = logging.getLogger(__name__)
 
 INT8_FALLBACKS = ("float", "none")  # float islands allowed, or integer-only (NPUs, Edge TPU)
-# Input/output types an int8 TFLite file can have; who can write which is in export/formats.py's QUANTIZERS.
+# Input/output types an int8 TFLite file can have; who can write which is in exporting/formats.py's QUANTIZERS.
 IO_TYPES = ("uint8", "int8", "float32")
 # Percentile calibration (TFLite and ONNX alike) keeps each activation's range to the values all but this share
 # of the calibration activations lie within: the rarest extremes saturate, the common values get finer steps.

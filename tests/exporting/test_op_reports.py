@@ -3,8 +3,8 @@ converter), and on the int8 file the shared fixture exports."""
 
 import pytest
 
-from edgetl.export.onnx import onnx_op_report
-from edgetl.export.tflite import tflite_op_report
+from edgetl.exporting.onnx import onnx_op_report
+from edgetl.exporting.tflite import tflite_op_report
 from tests.runtime.tiny_models import tflite_flatbuffer
 
 

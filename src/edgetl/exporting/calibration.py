@@ -11,10 +11,10 @@ from edgetl.data.folder import Example
 from edgetl.data.pipeline import DecodedSubset, decode_subset
 from edgetl.data.split import stratified_order
 from edgetl.errors import DataError, EdgetlError
-from edgetl.export.verify import UNLABELLED
+from edgetl.exporting.verify import UNLABELLED
 
 if TYPE_CHECKING:
-    from edgetl.export.source import ExportSource
+    from edgetl.exporting.source import ExportSource
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from edgetl.export.int8 import (
+from edgetl.exporting.int8 import (
     CONFIDENT_AGREEMENT_TARGET,
     FLOAT_LAYER_STEPS,
     Int8Recipe,
@@ -13,7 +13,7 @@ from edgetl.export.int8 import (
     climb,
     integer_rungs,
 )
-from edgetl.export.verify import Fidelity
+from edgetl.exporting.verify import Fidelity
 
 LAYERS = [f"layer{i}" for i in range(40)]
 INTEGER = ["minmax-200+bias", "minmax-200", "minmax-600+bias", "percentile-600+bias", "entropy-600+bias"]
@@ -129,7 +129,7 @@ def test_few_rankable_layers_are_tried_once_each(layers):
 
 
 def test_a_converted_tensor_name_names_the_keras_layers_fused_into_it():
-    from edgetl.export.exporter import _names_layer
+    from edgetl.exporting.exporter import _names_layer
 
     name = (
         "m_1/mobilenetv2_1/expanded_conv_depthwise_relu_1/Relu6;m_1/mobilenetv2_1/expanded_conv_depthwise_1/depthwise"
@@ -153,14 +153,14 @@ def tiny_graph():
 
 
 def test_activation_bytes_count_every_computed_float_tensor_of_one_image():
-    from edgetl.export.onnx import activation_bytes_per_image
+    from edgetl.exporting.onnx import activation_bytes_per_image
 
     assert activation_bytes_per_image(tiny_graph()) == 2 * 12 * 4  # relu and probabilities, not the input
 
 
 def test_onnx_histogram_calibrators_take_as_many_images_as_the_memory_share_holds(monkeypatch):
-    from edgetl.export import formats
-    from edgetl.export.formats import ConversionInputs, ExportOptions
+    from edgetl.exporting import formats
+    from edgetl.exporting.formats import ConversionInputs, ExportOptions
 
     inputs = ConversionInputs(ExportOptions(), cache={"onnx": tiny_graph()})
     monkeypatch.setattr(formats, "physical_memory_bytes", lambda: 3 * 96 * 50)  # a third holds 50 images of 96 B
@@ -197,15 +197,15 @@ def test_the_most_sensitive_layers_are_ranked_and_kept_in_float_by_both_quantise
     few of them left in float in the written file; the rest stays int8."""
     import numpy as np
 
-    from edgetl.export.exporter import _names_layer
-    from edgetl.export.onnx import (
+    from edgetl.exporting.exporter import _names_layer
+    from edgetl.exporting.onnx import (
         convert_onnx,
         node_of,
         onnx_op_report,
         quantize_onnx_int8,
         rank_onnx_int8_sensitivity,
     )
-    from edgetl.export.tflite import convert_int8, rank_int8_sensitivity, tflite_op_report
+    from edgetl.exporting.tflite import convert_int8, rank_int8_sensitivity, tflite_op_report
 
     model = inverted_residual_classifier()
     pixels = np.random.default_rng(0).uniform(0, 255, (24, 24, 24, 3)).astype(np.float32)

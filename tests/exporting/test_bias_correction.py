@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from edgetl.export.bias_correction import INT8_MAX, bias_corrected
+from edgetl.exporting.bias_correction import INT8_MAX, bias_corrected
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edgetl.errors import ModelFileError
-from edgetl.export.metadata import attach_to_tflite, min_parser_version
+from edgetl.exporting.metadata import attach_to_tflite, min_parser_version
 from edgetl.runtime.metadata import LABELS_FILE, METADATA_KEY, ModelMetadata, Normalization, read_tflite_metadata
 from edgetl.runtime.tflite_metadata import METADATA_NAME, metadata_buffer, read_standard_metadata
 
@@ -25,7 +25,7 @@ def converted() -> dict[str, bytes]:
     """A tiny raw-pixel classifier converted the ways edgetl converts (int8 and uint8: integer input and output)."""
     import keras
 
-    from edgetl.export import tflite
+    from edgetl.exporting import tflite
 
     keras.utils.set_random_seed(0)
     pixels = keras.Input((SIZE, SIZE, 3))

@@ -110,7 +110,7 @@ def test_outside_model_needs_labels_and_images(tmp_path, outside_data):
 def test_converter_failure_is_one_line_and_the_trace_goes_to_the_log(lambda_model, outside_data, tmp_path, monkeypatch):
     import dataclasses
 
-    from edgetl.export import exporter
+    from edgetl.exporting import exporter
 
     def explode(model, inputs):
         raise RuntimeError("loc(fused): 'tfl.conv_2d' op is broken here\nline two of a long trace\nline three")
@@ -139,8 +139,8 @@ def test_int8_file_with_float_ops_fails_and_names_them(outside_data, tmp_path):
 
     from edgetl.data.folder import Example, read_class_folders
     from edgetl.data.pipeline import decode_subset
-    from edgetl.export.exporter import ExportOptions, export_source
-    from edgetl.export.source import ExportSource
+    from edgetl.exporting.exporter import ExportOptions, export_source
+    from edgetl.exporting.source import ExportSource
     from edgetl.runtime.metadata import ModelMetadata, Normalization
 
     inputs = keras.Input((32, 32, 3))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgetl.export.record import ExportRecord
+from edgetl.exporting.record import ExportRecord
 from edgetl.table import Column, best_note, render_table, shown_columns, wrap_lines
 
 

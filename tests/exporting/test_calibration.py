@@ -8,8 +8,8 @@ import pytest
 from edgetl.data.folder import Example
 from edgetl.data.pipeline import DecodedSubset
 from edgetl.errors import DataError
-from edgetl.export.calibration import check_calibration, stratified_sample
-from edgetl.export.verify import UNLABELLED
+from edgetl.exporting.calibration import check_calibration, stratified_sample
+from edgetl.exporting.verify import UNLABELLED
 
 CLASSES = ["cat", "dog", "owl"]
 
@@ -69,7 +69,7 @@ def test_unlabelled_images_need_no_class_coverage():
 def test_a_plain_folder_calibrates_without_labels_and_class_folders_with_them(tmp_path):
     from PIL import Image
 
-    from edgetl.export.source import read_calibration_folder
+    from edgetl.exporting.source import read_calibration_folder
 
     labels = ["cat", "dog"]
     for relative in ("day1/a.png", "day1/deeper/b.png", "c.png", ".hidden/d.png"):

@@ -6,13 +6,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgetl.export.formats import ExportFormat, ExportOptions, clients_for
-from edgetl.export.int8 import LadderResult
-from edgetl.export.verify import Fidelity
-from edgetl.export.written import Loaded
+from edgetl.exporting.formats import ExportFormat, ExportOptions, clients_for
+from edgetl.exporting.int8 import LadderResult
+from edgetl.exporting.verify import Fidelity
+from edgetl.exporting.written import Loaded
 
 if TYPE_CHECKING:
-    from edgetl.export.source import ExportSource
+    from edgetl.exporting.source import ExportSource
 
 
 @dataclass(frozen=True)

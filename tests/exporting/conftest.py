@@ -15,7 +15,7 @@ EXTRA_FORMATS = ["tflite-float16", "tflite-dynamic", "tflite-int8", "onnx-int8",
 def all_formats_run(trained_run, tmp_path_factory) -> Path:
     """A copy of the tiny run with the formats above; int8 TFLite with int8 input and output (the default is
     uint8)."""
-    from edgetl.export.exporter import ExportOptions, export_run
+    from edgetl.exporting.exporter import ExportOptions, export_run
 
     run = tmp_path_factory.mktemp("formats") / "run"
     shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("exports", "exports.json"))
