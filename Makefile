@@ -39,9 +39,11 @@ sshd:
 		echo "openssh-server could not be installed: the remote bench tests will be skipped"; \
 	fi
 
+# ruff, then pyright on the public API (edgetl/__init__.py, api.py and tests/typecheck_api.py: pyproject.toml).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/pyright --pythonpath $(BIN)/python
 
 # The documentation site (docs/, mkdocs.yml) into site/; --strict fails on a broken link or a missing reference.
 docs: $(STAMP)
