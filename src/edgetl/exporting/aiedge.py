@@ -5,10 +5,9 @@ It quantises an already converted float32 .tflite file with a recipe (here `stat
 weights, int8 activations calibrated on the same training images). Its input and output come out int8 (the
 input scale ~1, zero point -128, as with the converter), so it is offered with `--io-type int8` only.
 
-Measured with benchmarks/export_fidelity.py on the sample digits (269 test images, 300 calibration images), top-1
-agreement with Keras, converter vs ai-edge-quantizer 0.10: MobileNetV2 0.35/48 px 0.9814 vs 0.9777, Xception 71 px
-0.9926 vs 0.9963; both within 1 point of Keras' top-1 on both. Neither path is better on these models, so the
-converter stays the default (no extra dependency, and uint8/float32 I/O); this one is a choice, `--quantizer ai-edge`.
+Neither path agrees with Keras better on the sample models (docs/benchmarks.md, measured by
+benchmarks/export_fidelity.py), so the converter stays the default (no extra dependency, and uint8/float32 I/O);
+this one is a choice, `--quantizer ai-edge`.
 """
 
 from __future__ import annotations
@@ -18,10 +17,8 @@ import numpy as np
 from edgetl.errors import MissingExtraError
 
 
-def quantize_int8_ai_edge(model, calibration_pixels: np.ndarray, io_type: str = "int8") -> bytes:
-    from edgetl.exporting.formats import check_io_type
-
-    check_io_type("ai-edge", io_type)
+def quantize_int8_ai_edge(model, calibration_pixels: np.ndarray) -> bytes:
+    """The int8 .tflite bytes, int8 input and output (QUANTIZERS["ai-edge"]; export's option checks refuse others)."""
     try:
         from ai_edge_quantizer import quantizer, recipe
     except ImportError:

@@ -157,7 +157,7 @@ def _converter_rank(model, inputs: ConversionInputs) -> list[str]:
 def _ai_edge_int8(model, inputs: ConversionInputs):
     from edgetl.exporting.aiedge import quantize_int8_ai_edge
 
-    return quantize_int8_ai_edge(model, inputs.calibration_images, inputs.options.int8_io_type)
+    return quantize_int8_ai_edge(model, inputs.calibration_images)
 
 
 @dataclass(frozen=True)

@@ -111,10 +111,9 @@ def inference_with_constant_weights(model):
     While features are computed the backbone is frozen, so its weights are constants in fact. Given them as graph
     constants, Grappler's constant folding merges each inference-mode BatchNormalization's arithmetic into the
     layer before it (as a TFLite conversion does), which saves an elementwise pass over the activations per
-    layer. Measured for MobileNetV2 alpha 0.35, 1,500 images on 2 cores: 0.53 -> 0.37 s at 48 px, 1.21 -> 0.79 s
-    at 96 px, 5.28 -> 3.47 s at 224 px, with the same trace time and outputs equal to 1e-6 relative; with
-    constant folding switched off, the gain is gone. `stateless_call` is Keras' own way to run a model on given
-    weight values; under mixed precision it casts them as the variables would be.
+    layer; with constant folding switched off, the gain is gone (docs/benchmarks.md, "Training throughput").
+    `stateless_call` is Keras' own way to run a model on given weight values; under mixed precision it casts them
+    as the variables would be.
     """
     import tensorflow as tf
 
