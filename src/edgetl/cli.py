@@ -14,16 +14,17 @@ from pathlib import Path
 import click
 
 from edgetl import __version__
-from edgetl.benchmark.settings import BenchSettings
 from edgetl.config import CACHES, CLASS_WEIGHTS, TrainConfig
-from edgetl.data.options import FLIP_MODES, AugmentConfig, LayoutOptions
-from edgetl.exporting.formats import FORMATS, QUANTIZERS, ExportOptions
-from edgetl.exporting.int8 import CONFIDENT_AGREEMENT_TARGET, INT8_FALLBACKS, IO_TYPES
+from edgetl.data.options import LayoutOptions
 from edgetl.flags import (
     BenchGroup,
     RegistryChoice,
+    augment_flags,
     bench_outputs,
+    bench_settings_flags,
+    csv_layout_flags,
     default,
+    export_option_flags,
     keras_file_flags,
     model_flags,
     quiet_option,
@@ -92,9 +93,7 @@ def sample_data(out_dir: Path, per_class: int | None) -> None:
     RegistryChoice("edgetl.data.layouts", "LAYOUTS", first=("auto",)),
     "How DATA is organised (auto recognises it).",
 )
-@click.option("--id-column", default=None, help="CSV layout: the column of image ids (guessed: id, filename, ...).")
-@click.option("--label-column", default=None, help="CSV layout: the column of labels (guessed: label, breed, ...).")
-@click.option("--images", default=None, help="CSV layout: the image folder inside DATA (default train/).")
+@csv_layout_flags
 @default("--backbone", TrainConfig, None, ", ".join(BACKBONES) + ".")
 @click.option(
     "--alpha",
@@ -131,13 +130,7 @@ def sample_data(out_dir: Path, per_class: int | None) -> None:
     click.Choice(CACHES),
     "Where decoded images are kept between epochs; auto: memory for small sets, else a file in RUN/cache/.",
 )
-@click.option("--augment", is_flag=True, help="Random flips, rotation, zoom, shifts, brightness, contrast.")
-@default("--flip", AugmentConfig, click.Choice(FLIP_MODES))
-@default("--rotation", AugmentConfig, click.FloatRange(0, 1), "Fraction of a turn.")
-@default("--zoom", AugmentConfig, click.FloatRange(0, 1))
-@default("--translation", AugmentConfig, click.FloatRange(0, 1))
-@default("--brightness", AugmentConfig, click.FloatRange(0, 1))
-@default("--contrast", AugmentConfig, click.FloatRange(0, 1))
+@augment_flags
 @default("--seed", LayoutOptions, int)
 @click.option("--overwrite", is_flag=True, help="Replace a model already in the run directory.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress: neither edgetl's bars nor Keras' epoch lines.")
@@ -169,38 +162,7 @@ def train(data: str | None, out: Path | None, resume: Path | None, overwrite: bo
 @click.option("--formats", default=None, help="Comma list, e.g. tflite-float16,tflite-int8,onnx (overrides the flags).")
 @click.option("--int8", is_flag=True, help="Also write full-integer int8 TFLite (and ONNX) files, calibrated.")
 @click.option("--onnx/--no-onnx", default=True, show_default=True, help="Also write an ONNX file.")
-@click.option(
-    "--io-type",
-    type=click.Choice(IO_TYPES),
-    default=None,
-    help="Input/output tensor type of the int8 TFLite file [default: "
-    + "; ".join(f"{q.io_types[0]} with --quantizer {q.name}" for q in QUANTIZERS.values())
-    + "]. MediaPipe and Android tooling take uint8 or float32, not int8.",
-)
-@default(
-    "--quantizer",
-    ExportOptions,
-    click.Choice(list(QUANTIZERS)),
-    "Who makes the int8 TFLite file: " + " or ".join(q.description for q in QUANTIZERS.values()) + ".",
-)
-@default(
-    "--int8-fallback",
-    ExportOptions,
-    click.Choice(INT8_FALLBACKS),
-    f"When no integer-only recipe reaches --min-agreement (or {CONFIDENT_AGREEMENT_TARGET:.0%} agreement on the "
-    "images Keras is confident about), may the most sensitive layers stay in float (none: integer-only, for NPUs "
-    "and Edge TPU).",
-)
-@default("--opset", ExportOptions, click.IntRange(min=13), "ONNX opset.")
-@default("--calibration-samples", ExportOptions, click.IntRange(min=1))
-@click.option(
-    "--min-agreement",
-    type=click.FloatRange(0, 1),
-    default=None,
-    help="Fail an export whose top-1 agreement with Keras is lower [default: each format's own, "
-    + ", ".join(f"{name} {f.min_agreement}" for name, f in FORMATS.items())
-    + "].",
-)
+@export_option_flags
 @keras_file_flags
 @wide_option
 @quiet_option
@@ -245,10 +207,7 @@ def bench() -> None:
 @bench.command("run", short_help="The default: `edgetl bench PATH...` benches a run or model files.")
 @click.argument("targets", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--images", type=click.Path(path_type=Path), help="For model files: class subfolders or file,label CSV.")
-@default("--runs", BenchSettings, click.IntRange(min=1), "Timed batch-1 calls.")
-@default("--warmup", BenchSettings, click.IntRange(min=0))
-@default("--batch", BenchSettings, click.IntRange(min=1), "Throughput batch size.")
-@click.option("--settle", is_flag=True, help="Repeat rounds of --runs calls until p50 and p90 stop moving.")
+@bench_settings_flags
 @click.option("--threads", default=None, help="Threads for TFLite and ONNX; several give one row each: 1,2,4.")
 @remote_flags
 @model_flags

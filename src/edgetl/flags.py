@@ -1,5 +1,6 @@
 """click's building blocks for the commands in cli.py: flags whose defaults and choices are read from the API's
-defaults objects and registries (never retyped), errors turned into one line, and the flags commands share.
+defaults objects and registries (never retyped), a group of flags per options object a command fills
+(AugmentConfig, ExportOptions, KerasFileOptions, BenchSettings, SshSettings), and errors turned into one line.
 Imports only click and light modules, so `edgetl --help` stays fast.
 """
 
@@ -10,9 +11,11 @@ from pathlib import Path
 
 import click
 
-from edgetl.benchmark.settings import REMOTE_SAMPLE_IMAGES, SshSettings
+from edgetl.benchmark.settings import REMOTE_SAMPLE_IMAGES, BenchSettings, SshSettings
+from edgetl.data.options import FLIP_MODES, AugmentConfig
 from edgetl.errors import EdgetlError, UsageError
-from edgetl.exporting.formats import KerasFileOptions
+from edgetl.exporting.formats import FORMATS, QUANTIZERS, ExportOptions, KerasFileOptions
+from edgetl.exporting.int8 import CONFIDENT_AGREEMENT_TARGET, INT8_FALLBACKS, IO_TYPES
 from edgetl.runtime.metadata import NORMALIZATIONS
 
 
@@ -152,4 +155,66 @@ remote_flags = stacked(
         "--remote-python", default=SshSettings.python, show_default=True, help="The boards' Python interpreter."
     ),
     click.option("--remote-images", type=click.IntRange(min=1), default=REMOTE_SAMPLE_IMAGES, show_default=True),
+)
+
+# The CSV layout's overrides of what it guesses (LayoutOptions' id_column, label_column, images).
+csv_layout_flags = stacked(
+    click.option("--id-column", default=None, help="CSV layout: the column of image ids (guessed: id, filename, ...)."),
+    click.option("--label-column", default=None, help="CSV layout: the column of labels (guessed: label, breed, ...)."),
+    click.option("--images", default=None, help="CSV layout: the image folder inside DATA (default train/)."),
+)
+
+# Training-time augmentation and its strengths; AugmentConfig holds the defaults.
+augment_flags = stacked(
+    click.option("--augment", is_flag=True, help="Random flips, rotation, zoom, shifts, brightness, contrast."),
+    default("--flip", AugmentConfig, click.Choice(FLIP_MODES)),
+    default("--rotation", AugmentConfig, click.FloatRange(0, 1), "Fraction of a turn."),
+    default("--zoom", AugmentConfig, click.FloatRange(0, 1)),
+    default("--translation", AugmentConfig, click.FloatRange(0, 1)),
+    default("--brightness", AugmentConfig, click.FloatRange(0, 1)),
+    default("--contrast", AugmentConfig, click.FloatRange(0, 1)),
+)
+
+# How `export` converts, calibrates and verifies; ExportOptions holds the defaults, the registries the choices.
+export_option_flags = stacked(
+    click.option(
+        "--io-type",
+        type=click.Choice(IO_TYPES),
+        default=None,
+        help="Input/output tensor type of the int8 TFLite file [default: "
+        + "; ".join(f"{q.io_types[0]} with --quantizer {q.name}" for q in QUANTIZERS.values())
+        + "]. MediaPipe and Android tooling take uint8 or float32, not int8.",
+    ),
+    default(
+        "--quantizer",
+        ExportOptions,
+        click.Choice(list(QUANTIZERS)),
+        "Who makes the int8 TFLite file: " + " or ".join(q.description for q in QUANTIZERS.values()) + ".",
+    ),
+    default(
+        "--int8-fallback",
+        ExportOptions,
+        click.Choice(INT8_FALLBACKS),
+        f"When no integer-only recipe reaches --min-agreement (or {CONFIDENT_AGREEMENT_TARGET:.0%} agreement on the "
+        "images Keras is confident about), may the most sensitive layers stay in float (none: integer-only, for NPUs "
+        "and Edge TPU).",
+    ),
+    default("--opset", ExportOptions, click.IntRange(min=13), "ONNX opset."),
+    default("--calibration-samples", ExportOptions, click.IntRange(min=1)),
+    click.option(
+        "--min-agreement",
+        type=click.FloatRange(0, 1),
+        default=None,
+        help="Fail an export whose top-1 agreement with Keras is lower [default: each format's own, "
+        + ", ".join(f"{name} {f.min_agreement}" for name, f in FORMATS.items())
+        + "].",
+    ),
+)
+
+# How `bench` times each file; BenchSettings holds the defaults.
+bench_settings_flags = stacked(
+    default("--runs", BenchSettings, click.IntRange(min=1), "Timed batch-1 calls."),
+    default("--warmup", BenchSettings, click.IntRange(min=0)),
+    default("--batch", BenchSettings, click.IntRange(min=1), "Throughput batch size."),
+    click.option("--settle", is_flag=True, help="Repeat rounds of --runs calls until p50 and p90 stop moving."),
 )
