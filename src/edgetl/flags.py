@@ -15,7 +15,7 @@ from edgetl.benchmark.settings import REMOTE_SAMPLE_IMAGES, BenchSettings, SshSe
 from edgetl.data.options import FLIP_MODES, AugmentConfig
 from edgetl.errors import EdgetlError, UsageError
 from edgetl.exporting.formats import FORMATS, QUANTIZERS, ExportOptions, KerasFileOptions
-from edgetl.exporting.int8 import CONFIDENT_AGREEMENT_TARGET, INT8_FALLBACKS, IO_TYPES
+from edgetl.exporting.int8 import CONFIDENT_AGREEMENT_TARGET, INT8_FALLBACKS, IO_TYPES, ONNX_INT8_TARGETS
 from edgetl.runtime.metadata import NORMALIZATIONS
 
 
@@ -198,6 +198,14 @@ export_option_flags = stacked(
         f"When no integer-only recipe reaches --min-agreement (or {CONFIDENT_AGREEMENT_TARGET:.0%} agreement on the "
         "images Keras is confident about), may the most sensitive layers stay in float (none: integer-only, for NPUs "
         "and Edge TPU).",
+    ),
+    default(
+        "--target",
+        ExportOptions,
+        click.Choice(list(ONNX_INT8_TARGETS)),
+        "The CPUs the int8 ONNX file is made for: "
+        + "; ".join(f"{name}: {target.description}" for name, target in ONNX_INT8_TARGETS.items())
+        + ".",
     ),
     default("--opset", ExportOptions, click.IntRange(min=13), "ONNX opset."),
     default("--calibration-samples", ExportOptions, click.IntRange(min=1)),

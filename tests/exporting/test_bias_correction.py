@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from edgetl.exporting.bias_correction import INT8_MAX, bias_corrected
+from edgetl.exporting.bias_correction import bias_corrected
+from edgetl.exporting.int8 import INT8_WEIGHT_MAX as INT8_MAX
 
 pytestmark = pytest.mark.slow
 

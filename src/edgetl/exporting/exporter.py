@@ -87,7 +87,9 @@ class _Exporter:
             ) from None
 
     @contextmanager
-    def bias_corrected(self, recipe: Int8Recipe, inputs: ConversionInputs) -> Iterator[None]:
+    def bias_corrected(
+        self, export_format: ExportFormat, recipe: Int8Recipe, inputs: ConversionInputs
+    ) -> Iterator[None]:
         if not recipe.bias_correction:
             yield
             return
@@ -96,7 +98,9 @@ class _Exporter:
         def keep_float(layer: str) -> bool:
             return any(_names_layer(name, layer) for name in recipe.float_layers)
 
-        with output_to(self.source.log_path), bias_corrected(self.source.model, inputs.calibration_images, keep_float):
+        most = export_format.gemm_weight_max(self.options)
+        corrected = bias_corrected(self.source.model, inputs.calibration_images, keep_float, gemm_weight_max=most)
+        with output_to(self.source.log_path), corrected:
             yield
 
     def verify(self, export_format: ExportFormat, converted, destination: Path, gate: float) -> Verified:
@@ -130,7 +134,7 @@ class _Exporter:
 
             def attempt(recipe: Int8Recipe) -> Trial:
                 inputs = replace(self.inputs, recipe=recipe)
-                with self.bias_corrected(recipe, inputs):
+                with self.bias_corrected(export_format, recipe, inputs):
                     converted = self.convert(export_format, inputs)
                 path = attempts_dir / f"{len(os.listdir(attempts_dir))}{destination.suffix}"
                 verified = self.verify(export_format, converted, path, gate)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgetl.errors import EdgetlError
-from edgetl.exporting.int8 import INT8_FALLBACKS, IO_TYPES, Int8Recipe
+from edgetl.exporting.int8 import INT8_FALLBACKS, INT8_WEIGHT_MAX, IO_TYPES, ONNX_INT8_TARGETS, Int8Recipe
 
 if TYPE_CHECKING:
     import numpy as np
@@ -41,6 +41,7 @@ class ExportOptions:
     opset: int = 17
     quantizer: str = "converter"  # who makes the int8 TFLite file: a name in QUANTIZERS
     int8_fallback: str = INT8_FALLBACKS[0]  # may int8 files keep their most sensitive layers in float
+    target: str = next(iter(ONNX_INT8_TARGETS))  # the CPUs the int8 ONNX file is made for (ONNX_INT8_TARGETS)
 
     @property
     def int8_io_type(self) -> str:
@@ -109,6 +110,9 @@ class ExportFormat:
     # The ExportOptions it reads besides min_agreement (every format's gate); an option given for formats that
     # all ignore it is refused (check_options), not silently dropped.
     takes: frozenset[str] = frozenset()
+    # Calibrated formats: the largest weight magnitude of a layer that is not depthwise, under these options (what
+    # bias correction simulates); depthwise layers always have 127.
+    gemm_weight_max: Callable[[ExportOptions], int] = lambda options: INT8_WEIGHT_MAX
 
     def methods(self, options: ExportOptions) -> tuple[str, ...]:
         """The calibration methods the ladder tries under these options."""
@@ -200,7 +204,9 @@ def _tflite_rank(model, inputs: ConversionInputs) -> list[str]:
 def _onnx_rank(model, inputs: ConversionInputs) -> list[str]:
     from edgetl.exporting.onnx import rank_onnx_int8_sensitivity
 
-    return rank_onnx_int8_sensitivity(_float_onnx(model, inputs), inputs.calibration_images, inputs.recipe.method)
+    return rank_onnx_int8_sensitivity(
+        _float_onnx(model, inputs), inputs.calibration_images, inputs.recipe.method, inputs.options.target
+    )
 
 
 def _float_onnx(model, inputs: ConversionInputs, key: str = "onnx"):
@@ -240,7 +246,9 @@ def _onnx_int8(model, inputs: ConversionInputs):
     corrected = f"onnx-bias-corrected-{recipe.calibration_images}-{'|'.join(recipe.float_layers)}"
     key = corrected if recipe.bias_correction else "onnx"
     float_model = _float_onnx(model, inputs, key)
-    return quantize_onnx_int8(float_model, inputs.calibration_images, recipe.method, recipe.float_layers)
+    return quantize_onnx_int8(
+        float_model, inputs.calibration_images, recipe.method, recipe.float_layers, inputs.options.target
+    )
 
 
 def _savedmodel(model, inputs: ConversionInputs):
@@ -281,7 +289,8 @@ FORMATS: dict[str, ExportFormat] = {
             calibration_methods=ONNX_CALIBRATION_METHODS,
             most_calibration_images=_onnx_most_images,
             rank_layers=_onnx_rank,
-            takes=CALIBRATED_OPTIONS | {"opset"},
+            takes=CALIBRATED_OPTIONS | {"opset", "target"},
+            gemm_weight_max=lambda options: ONNX_INT8_TARGETS[options.target].gemm_weight_max,
         ),
         ExportFormat("savedmodel", "saved_model", "savedmodel", _savedmodel, 0.99),
     )
@@ -315,6 +324,8 @@ def check_options(formats: list[str], options: ExportOptions) -> None:
         raise EdgetlError(f"--io-type {options.io_type}: unknown; choose one of {', '.join(IO_TYPES)}")
     if options.quantizer not in QUANTIZERS:
         raise EdgetlError(f"--quantizer {options.quantizer}: unknown; choose one of {', '.join(QUANTIZERS)}")
+    if options.target not in ONNX_INT8_TARGETS:
+        raise EdgetlError(f"--target {options.target}: unknown; choose one of {', '.join(ONNX_INT8_TARGETS)}")
     if options.int8_fallback not in INT8_FALLBACKS:
         raise EdgetlError(
             f"--int8-fallback {options.int8_fallback}: unknown; choose one of {', '.join(INT8_FALLBACKS)}"

@@ -11,7 +11,7 @@ import numpy as np
 
 from edgetl.errors import MissingExtraError
 from edgetl.exporting.formats import ExportOptions
-from edgetl.exporting.int8 import CALIBRATION_PERCENTILE
+from edgetl.exporting.int8 import CALIBRATION_PERCENTILE, ONNX_INT8_TARGETS
 from edgetl.exporting.tflite import OpReport
 from edgetl.models.classifier import INPUT_NAME, OUTPUT_NAME
 
@@ -58,8 +58,6 @@ def _name_output(model_proto) -> None:
     output.name = OUTPUT_NAME
 
 
-# The min-max calibrator folds its images' activations into running ranges this many at a time.
-MINMAX_IMAGES_HELD = 32
 ACTIVATION_TYPE = "QUInt8"
 WEIGHT_TYPE = "QInt8"
 
@@ -99,9 +97,13 @@ class _Quantizer:
         quant_pre_process(str(source), str(self.prepared))
         self.cache = work / "calibration.json"
 
-    def quantize(self, float_layers: tuple[str, ...] = ()):
+    def quantize(self, float_layers: tuple[str, ...] = (), target: str = next(iter(ONNX_INT8_TARGETS))):
         import onnx
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+        options = {"CalibPercentile": CALIBRATION_PERCENTILE} if self.method == "percentile" else {}
+        if ONNX_INT8_TARGETS[target].reduced_gemm_weights:
+            options["TensorQuantOverrides"] = _reduced_weight_overrides(onnx.load(str(self.prepared)))
 
         methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}
         output = self.work / "int8.onnx"
@@ -115,14 +117,125 @@ class _Quantizer:
             weight_type=getattr(QuantType, WEIGHT_TYPE),
             calibrate_method=methods[self.method],
             nodes_to_exclude=[node_of(layer) for layer in float_layers],
-            extra_options=(
-                {"CalibPercentile": CALIBRATION_PERCENTILE}
-                if self.method == "percentile"
-                else {"CalibMaxIntermediateOutputs": MINMAX_IMAGES_HELD}
-            ),
+            # No CalibMaxIntermediateOutputs for min-max: its model reduces each activation to a min and a max per
+            # image, so every image's are held at little cost, and onnxruntime drops each full chunk of them
+            # without folding it into the ranges (only the last, partial chunk counts; a full one fails).
+            extra_options=options,
             calibration_cache_path=str(self.cache),
         )
-        return onnx.load(str(output))
+        model_proto = onnx.load(str(output))
+        keep_islands_float(model_proto, {node_of(layer) for layer in float_layers})
+        return model_proto
+
+
+def _reduced_weight_overrides(prepared) -> dict[str, list[dict]]:
+    """onnxruntime's per-tensor quantisation overrides that give every weighted layer but the depthwise
+    convolutions 7-bit weights (OnnxInt8Target.reduced_gemm_weights), per channel along the output axis."""
+    initializers = {init.name: init for init in prepared.graph.initializer}
+    overrides = {}
+    for node in prepared.graph.node:
+        weights = initializers.get(node.input[1]) if node.op_type in WEIGHTED_NODES and len(node.input) > 1 else None
+        if weights is None or len(weights.dims) < 2:
+            continue
+        attributes = {a.name: a for a in node.attribute}
+        if node.op_type == "Conv" and "group" in attributes and attributes["group"].i > 1:
+            continue  # depthwise (or grouped): onnxruntime's kernel for it adds in 32 bits
+        transposed = node.op_type == "Gemm" and "transB" in attributes and attributes["transB"].i == 1
+        axis = 0 if node.op_type == "Conv" or transposed else 1
+        channels = int(weights.dims[axis])
+        overrides[weights.name] = [{"axis": axis, "reduce_range": True}] + [{"reduce_range": True}] * (channels - 1)
+    return overrides
+
+
+# The nodes onnxruntime's WeightBiasQuantization optimiser (on by default, from the basic level up) quantises when
+# their weights are float and their input comes out of a per-tensor DequantizeLinear: it would turn every float
+# island back into an int8 kernel with per-tensor weights, in every program but one that disables it.
+WEIGHT_QUANTIZED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm"})
+
+
+def _input_channels(node, initializers: dict) -> int | None:
+    """The size of axis 1 of a Conv/ConvTranspose/Gemm node's data input, from its weights."""
+    weights = initializers.get(node.input[1]) if len(node.input) > 1 else None
+    if weights is None or len(weights.dims) < 2:
+        return None
+    attributes = {a.name: a for a in node.attribute}
+    if node.op_type == "Conv":
+        group = attributes["group"].i if "group" in attributes else 1
+        return int(weights.dims[1]) * group
+    if node.op_type == "ConvTranspose":
+        return int(weights.dims[0])
+    transposed = "transB" in attributes and attributes["transB"].i == 1
+    return int(weights.dims[1] if transposed else weights.dims[0])
+
+
+def keep_islands_float(model_proto, island_nodes: set[str]) -> int:
+    """Give each float island's weighted node a DequantizeLinear of its own with the same scale and zero point
+    repeated per channel (axis 1): the same values, which WeightBiasQuantization and the int8 fusions leave
+    alone (they take per-tensor activations only), so the layer stays in float at every optimisation level of
+    every onnxruntime session. Returns the number of nodes given one."""
+    from onnx import helper, numpy_helper
+
+    graph = model_proto.graph
+    initializers = {init.name: init for init in graph.initializer}
+    producers = {output: node for node in graph.node for output in node.output}
+    changed = 0
+    for node in graph.node:
+        if node.name not in island_nodes or node.op_type not in WEIGHT_QUANTIZED_OPS:
+            continue
+        dequantize = producers.get(node.input[0])
+        if dequantize is None or dequantize.op_type != "DequantizeLinear" or len(dequantize.input) < 3:
+            continue
+        scale, zero_point = initializers.get(dequantize.input[1]), initializers.get(dequantize.input[2])
+        channels = _input_channels(node, initializers)
+        if scale is None or zero_point is None or channels is None or int(np.prod(scale.dims, dtype=np.int64)) != 1:
+            continue
+        name = f"{node.name}_float_input"
+        per_channel = [
+            numpy_helper.from_array(np.repeat(numpy_helper.to_array(tensor).reshape(1), channels), f"{name}_{part}")
+            for tensor, part in ((scale, "scale"), (zero_point, "zero_point"))
+        ]
+        graph.initializer.extend(per_channel)
+        graph.node.append(
+            helper.make_node(
+                "DequantizeLinear", [dequantize.input[0], *(t.name for t in per_channel)], [name], name, axis=1
+            )
+        )
+        node.input[0] = name
+        changed += 1
+    _remove_unused_dequantize(graph)
+    _sort_topologically(graph)
+    return changed
+
+
+def _remove_unused_dequantize(graph) -> None:
+    consumed = {name for node in graph.node for name in node.input} | {output.name for output in graph.output}
+    _set_nodes(graph, [n for n in graph.node if n.op_type != "DequantizeLinear" or set(n.output) & consumed])
+
+
+def _sort_topologically(graph) -> None:
+    """ONNX wants every node after the nodes it reads from; nodes appended above go to their place."""
+    available = {i.name for i in graph.input} | {init.name for init in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [node for node in pending if all(name in available for name in node.input)]
+        if not ready:
+            raise ValueError("the quantised ONNX graph has a cycle or an input nothing produces")
+        for node in ready:
+            ordered.append(node)
+            available.update(node.output)
+        placed = {id(node) for node in ready}
+        pending = [node for node in pending if id(node) not in placed]
+    _set_nodes(graph, ordered)
+
+
+def _set_nodes(graph, nodes: list) -> None:
+    """The graph's nodes replaced by `nodes` (copied first: clearing a repeated field frees its messages)."""
+    copies = []
+    for node in nodes:
+        copies.append(type(node)())
+        copies[-1].CopyFrom(node)
+    del graph.node[:]
+    graph.node.extend(copies)
 
 
 def activation_bytes_per_image(float_model) -> int:
@@ -142,14 +255,18 @@ def activation_bytes_per_image(float_model) -> int:
 
 
 def quantize_onnx_int8(
-    float_model, calibration_pixels: np.ndarray, method: str = "minmax", float_layers: tuple[str, ...] = ()
+    float_model,
+    calibration_pixels: np.ndarray,
+    method: str = "minmax",
+    float_layers: tuple[str, ...] = (),
+    target: str = next(iter(ONNX_INT8_TARGETS)),
 ):
     """Static int8 quantisation with onnxruntime: QDQ format, uint8 activations and per-channel int8 weights
     (the combination onnxruntime's CPU kernels run fastest on x86-64 and ARM), after onnxruntime's own
     pre-processing; `float_layers` (as `rank_onnx_int8_sensitivity` names them) stay in float (the ladder's
-    fallback)."""
+    fallback); `target` (ONNX_INT8_TARGETS) says for which CPUs."""
     with tempfile.TemporaryDirectory(prefix="edgetl-onnx-int8-") as work:
-        return _Quantizer(float_model, calibration_pixels, method, Path(work)).quantize(float_layers)
+        return _Quantizer(float_model, calibration_pixels, method, Path(work)).quantize(float_layers, target)
 
 
 # The nodes whose weights int8 rounds, and so the ones the fallback may keep in float.
@@ -170,22 +287,21 @@ def node_of(float_layer: str) -> str:
     return float_layer.split(FLOAT_LAYER_JOIN)[0]
 
 
-def rank_onnx_int8_sensitivity(float_model, calibration_pixels: np.ndarray, method: str = "minmax") -> list[str]:
+def rank_onnx_int8_sensitivity(
+    float_model, calibration_pixels: np.ndarray, method: str = "minmax", target: str = next(iter(ONNX_INT8_TARGETS))
+) -> list[str]:
     """The weighted nodes, most sensitive to int8 first: each is kept in float alone, in turn, and ranked by how
-    much closer that brings the int8 graph's probabilities (run as edgetl runs it) to the float graph's. Named
+    much closer that brings the int8 graph's probabilities (in a default session) to the float graph's. Named
     by `_float_layer_name`, so the names say which Keras layers they are."""
     import onnxruntime
 
-    from edgetl.runtime.onnxrt import DISABLED_OPTIMIZERS, session_options
+    from edgetl.runtime.onnxrt import session_options
 
     images = calibration_pixels[:SENSITIVITY_IMAGES].astype(np.float32)
 
     def predict(model_proto) -> np.ndarray:
         session = onnxruntime.InferenceSession(
-            model_proto.SerializeToString(),
-            session_options(),
-            providers=["CPUExecutionProvider"],
-            disabled_optimizers=DISABLED_OPTIMIZERS,
+            model_proto.SerializeToString(), session_options(), providers=["CPUExecutionProvider"]
         )
         return session.run(None, {INPUT_NAME: images})[0]
 
@@ -203,7 +319,7 @@ def rank_onnx_int8_sensitivity(float_model, calibration_pixels: np.ndarray, meth
         ]
 
         def distance(node: str) -> float:
-            probabilities = predict(quantizer.quantize((node,)))
+            probabilities = predict(quantizer.quantize((node,), target))
             return float(0.5 * np.abs(probabilities - reference).sum(axis=1).mean())
 
         return sorted(candidates, key=distance)

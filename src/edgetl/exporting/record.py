@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgetl.exporting.formats import ExportFormat, ExportOptions, clients_for
-from edgetl.exporting.int8 import LadderResult
+from edgetl.exporting.int8 import ONNX_INT8_TARGETS, LadderResult
 from edgetl.exporting.verify import Fidelity
 from edgetl.exporting.written import Loaded
+from edgetl.runtime.cpu import cpu_class
 
 if TYPE_CHECKING:
     from edgetl.exporting.source import ExportSource
@@ -45,6 +46,11 @@ class ExportRecord:
     float_layers: list[str] = field(default_factory=list)  # int8: layers kept in float by the fallback
     attempts: list[dict] = field(default_factory=list)  # int8: every recipe tried, in order, with its agreement
     runtimes: list[str] = field(default_factory=list)  # the tools that load the file as it is (`clients_for`)
+    # Where the figures above were measured: the runtime, opened with its default options as any program opens
+    # the file, and the CPU class (runtime/cpu.py), since int8 results may differ between classes.
+    verified_on: list[dict] = field(default_factory=list)
+    target: str = ""  # int8 ONNX: the CPUs it is made for (int8.ONNX_INT8_TARGETS)
+    saturates_on: list[str] = field(default_factory=list)  # CPU classes on which its results differ (its target's)
 
 
 def quantizer_of(export_format: ExportFormat, options: ExportOptions) -> str:
@@ -75,6 +81,8 @@ def make_record(
 ) -> ExportRecord:
     """The record of a written and verified file; `ladder` is the int8 recipe climb that made it, if any."""
     fidelity, ops = verified.fidelity, verified.loaded.ops
+    target = options.target if "target" in export_format.takes else ""
+    where = {"runtime": verified.loaded.runtime, "options": "default", "cpu": cpu_class(), "images": fidelity.images}
     return ExportRecord(
         format=name,
         path=str(verified.path.relative_to(source.root)),
@@ -104,4 +112,7 @@ def make_record(
         float_layers=list(ladder.recipe.float_layers) if ladder else [],
         attempts=[asdict(attempt) for attempt in ladder.attempts] if ladder else [],
         runtimes=clients_for(export_format.kind, verified.loaded.input_dtype),
+        verified_on=[where],
+        target=target,
+        saturates_on=list(ONNX_INT8_TARGETS[target].saturates_on) if target else [],
     )

@@ -50,13 +50,28 @@ def _runs_on(records: list[ExportRecord]) -> list[str]:
     return ["runs on: " + "; ".join(f"{', '.join(names)}: {', '.join(runtimes)}" for runtimes, names in groups.items())]
 
 
+def _measured_on(records: list[ExportRecord]) -> list[str]:
+    """Where the figures were measured (runtime with its default options, CPU class), and which files' figures
+    do not hold on some CPUs (an int8 ONNX file made for VNNI and arm64)."""
+    places = sorted({f"{where['runtime']} on {where['cpu']}" for r in records for where in r.verified_on})
+    lines = ["measured in default sessions: " + "; ".join(places)] if places else []
+    for record in records:
+        if record.saturates_on:
+            lines.append(
+                f"{record.format} (--target {record.target}): its figures do not hold on "
+                f"{', '.join(record.saturates_on)}, where onnxruntime's int8 kernels saturate; --target portable "
+                "gives a file that holds everywhere"
+            )
+    return lines
+
+
 def format_export_table(
     records: list[ExportRecord], root: Path, wide: bool = False, width: int | None = None, color: bool = False
 ) -> str:
     """The table of exported files, no wider than `width` (None: as wide as it needs), and where they are."""
     table = render_table(records, shown_columns(COLUMNS, wide), width, color)
     folders = sorted({str((Path(root) / record.path).parent) for record in records})
-    lines = [f"written to {', '.join(folders)}", *_runs_on(records), best_note(color)]
+    lines = [f"written to {', '.join(folders)}", *_runs_on(records), *_measured_on(records), best_note(color)]
     if not wide:
         lines.append("--wide for every column (int8 op share, confident agreement, Keras top-1, max Δp, file)")
     return "\n".join([table, *wrap_lines(lines, width)])

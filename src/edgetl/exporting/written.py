@@ -26,6 +26,7 @@ class Loaded:
     input_dtype: str
     output_dtype: str
     ops: OpReport | None
+    runtime: str = ""  # what ran it in its default configuration, e.g. "onnxruntime 1.20.1"
 
 
 def _written_bytes(payload: bytes, destination: Path) -> tuple[int, str]:
@@ -52,7 +53,7 @@ def _write_savedmodel(converted, metadata: ModelMetadata, destination: Path) -> 
 def _on_engine(destination: Path, ops: OpReport | None) -> Loaded:
     """The file on the engine `edgetl classify` would pick (LiteRT, onnxruntime)."""
     engine = open_engine(destination)
-    return Loaded(engine.predict, engine.input_dtype, engine.output_dtype, ops)
+    return Loaded(engine.predict, engine.input_dtype, engine.output_dtype, ops, engine.runtime)
 
 
 def _load_onnx(destination: Path) -> Loaded:
@@ -64,9 +65,11 @@ def _load_onnx(destination: Path) -> Loaded:
 
 
 def _load_savedmodel(destination: Path) -> Loaded:
+    from importlib.metadata import version
+
     from edgetl.exporting.savedmodel import savedmodel_predictor
 
-    return Loaded(savedmodel_predictor(destination), "float32", "float32", None)
+    return Loaded(savedmodel_predictor(destination), "float32", "float32", None, f"tensorflow {version('tensorflow')}")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import numpy as np
@@ -13,41 +12,19 @@ from edgetl.runtime.foreign import ModelFlags, TensorShapes, describe_foreign_mo
 from edgetl.runtime.metadata import METADATA_KEY, ModelMetadata
 
 PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
-# onnxruntime's x86-64 kernels for uint8 activations times int8 weights add pairs of products in 16 bits
-# (VPMADDUBSW), which saturates on large activations unless the CPU has VNNI; this session option makes them
-# exact, at some speed. The instruction sets that add in 32 bits, as /proc/cpuinfo names them:
-VNNI_FLAGS = ("avx512_vnni", "avx_vnni")
-PRECISE_INT8_OPTION = "session.x64quantprecision"
-# onnxruntime's graph optimiser would quantise the float weights of the layers an int8 file keeps in float (as
-# per-tensor int8, at load), undoing the fallback that kept them in float for accuracy.
-DISABLED_OPTIMIZERS = ["WeightBiasQuantization"]
-
-
-@functools.cache
-def x86_without_vnni(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """True on an x86-64 Linux CPU whose int8 dot products saturate (no VNNI)."""
-    import platform
-
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return False
-    try:
-        text = cpuinfo.read_text(errors="replace")
-    except OSError:
-        return False
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return bool(flags) and not any(flag in flags for flag in VNNI_FLAGS)
 
 
 def session_options(threads: int | None = None):
-    """onnxruntime session options as edgetl runs every ONNX file: quiet, exact int8 kernels on x86 without VNNI."""
+    """onnxruntime's default session options, as any other program opens a file, with only what changes no output:
+    its log quiet, and the thread count (onnxruntime splits the work of an op between threads, never the sum of
+    one output, so the figures are the same for any count). An int8 file's figures hold for every program because
+    edgetl sets nothing that changes them: what a CPU needs is in the file (export --target), not in the session."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
     if threads:
         options.intra_op_num_threads = threads
-    if x86_without_vnni():
-        options.add_session_config_entry(PRECISE_INT8_OPTION, "1")
     return options
 
 
@@ -64,9 +41,7 @@ class OnnxEngine(Engine):
 
         load_errors = (state.Fail, state.InvalidArgument, state.InvalidProtobuf, state.InvalidGraph, state.NoSuchFile)
         try:
-            self.session = onnxruntime.InferenceSession(
-                str(path), options, providers=providers, disabled_optimizers=DISABLED_OPTIMIZERS
-            )
+            self.session = onnxruntime.InferenceSession(str(path), options, providers=providers)
         except load_errors as error:
             first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise ModelFileError(f"{path}: not a loadable ONNX model ({first_line})") from None
