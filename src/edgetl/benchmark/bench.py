@@ -10,12 +10,14 @@ import logging
 import platform
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from edgetl.benchmark.exported import (
     BenchOptionError,
+    Measured,
     bench_model_files,
     cuda_available,
     local_row,
@@ -24,14 +26,14 @@ from edgetl.benchmark.exported import (
     row_settings,
 )
 from edgetl.benchmark.fingerprint import machine_fingerprint
-from edgetl.benchmark.result import BenchReport
+from edgetl.benchmark.result import BenchReport, BenchRow
 from edgetl.benchmark.settings import REMOTE_SAMPLE_IMAGES, BenchSettings
 from edgetl.benchmark.timing import harness_overhead_ms, measure_latency, measure_throughput
 from edgetl.data.pipeline import decode_subset
 from edgetl.errors import DataError
 from edgetl.exporting.verify import fidelity
 from edgetl.progress import step
-from edgetl.run import RunDir
+from edgetl.run import RunDir, record_verification
 from edgetl.runtime.foreign import ModelFlags
 from edgetl.runtime.runtimes import MODEL_SUFFIXES, RUNTIME_DISTRIBUTIONS
 from edgetl.tfquiet import import_tensorflow_quietly
@@ -134,7 +136,7 @@ def bench_run(
         for threads, provider in row_settings(path, threads_values)
     ]
     keras_devices = [("/CPU:0", platform.machine())] + ([("/GPU:0", "gpu")] if accelerators else [])
-    rows, keras_probabilities = [], None
+    rows, keras_probabilities, host_probabilities = [], None, {}
     with step("benchmarking", total=len(keras_devices) + len(jobs)) as benching:
         for tf_device, device in keras_devices:
             benching.describe(f"benchmarking keras on {tf_device.strip('/')}")
@@ -149,12 +151,14 @@ def bench_run(
                 benching.describe(f"benchmarking {row_name(format_name, threads, provider)}")
                 measured = measure_isolated(path, pixels_file, settings, threads, provider, format_name)
                 rows.append(measured.row.with_reference(*fidelity(measured.probabilities, keras_probabilities)))
+                host_probabilities.setdefault(format_name, measured.probabilities)
                 benching.advance()
         benching.describe("benchmarked")
     if cuda_available():
         accelerators.append("onnxruntime CUDA")
 
     errors: list[str] = []
+    differences: dict[int, str] = {}
     if remotes and exports:
         from edgetl.benchmark.remote import bench_remotes
 
@@ -162,12 +166,46 @@ def bench_run(
         images = [(test.examples[i].path, metadata.labels[test.labels[i]]) for i in sample]
         measured, failures = bench_remotes(list(remotes), exports, images, settings, threads_values, ssh)
         errors += failures
-        # The boards decode the same files in the same order: compare them with Keras on that sample.
-        rows += [m.row.with_reference(*fidelity(m.probabilities, keras_probabilities[sample])) for m in measured]
+        # The boards decode the same files in the same order: compare them with Keras and with this machine's
+        # answers on that sample, and record each board as a place the file was verified.
+        for board in measured:
+            row, difference = verify_on_board(
+                run, board, keras_probabilities[sample], host_probabilities.get(board.row.format), test.labels[sample]
+            )
+            if difference:
+                differences[len(rows)] = difference
+            rows.append(row)
     elif remotes:
         errors.append(f"{run.path}: no exported .tflite/.onnx file to bench on the boards; run `edgetl export` first")
     title = machine_title(machine_fingerprint(), accelerators)
-    return BenchReport(rows, title, harness_overhead_ms(), errors=errors)
+    return BenchReport(rows, title, harness_overhead_ms(), errors=errors, differences=differences)
+
+
+def verify_on_board(
+    run: RunDir, board: Measured, keras: np.ndarray, host: np.ndarray | None, labels: np.ndarray
+) -> tuple[BenchRow, str | None]:
+    """A board's row held to Keras on the sample it ran, its figures added to the file's record in exports.json
+    (`verified_on`), and, where it names another class than this machine for any image, how it differs."""
+    from edgetl.exporting.consumers import measured_where
+    from edgetl.exporting.verify import compare
+    from edgetl.runtime.cpu import cpu_class
+
+    on_board = compare(board.probabilities, keras, labels)
+    row = replace(board.row.with_reference(*fidelity(board.probabilities, keras)), reference_top1=on_board.keras_top1)
+    where = measured_where(row.runtime, "default", on_board, cpu=cpu_class(machine=row.device), host=row.host)
+    if run.exports_index.exists():
+        record_verification(run.exports_index, row.format, where)
+    if host is None:
+        return row, None
+    changed = int(np.sum(board.probabilities.argmax(axis=1) != host.argmax(axis=1)))
+    if changed == 0:
+        return row, None
+    here = compare(host, keras, labels)
+    top1 = "" if on_board.top1 is None else f", top-1 {on_board.top1:.4f} (here {here.top1:.4f})"
+    return row, (
+        f"names another class than this machine on {changed} of {len(labels)} images; agreement with Keras "
+        f"{on_board.agreement:.4f} (here {here.agreement:.4f}){top1}"
+    )
 
 
 def _bench_exports(run: RunDir) -> list[tuple[str, Path]]:

@@ -87,6 +87,8 @@ def notes(report: BenchReport) -> list[str]:
         lines.append("peak MB of exported files: each measured in a fresh process of its own")
     for index, note in sorted(report.flags.items()):
         lines.append(f"! {report.rows[index].format} on {report.rows[index].host}: {note}")
+    for index, note in sorted(report.differences.items()):
+        lines.append(f"≠ {report.rows[index].format} on {report.rows[index].host}: {note}")
     for row in report.rows:
         if row.emulated:
             reasons = "; ".join(row.fingerprint.get("emulation_reasons", []))
@@ -115,6 +117,8 @@ def to_json(report: BenchReport) -> str:
         record = row.to_dict()
         if index in report.flags:
             record["settings_differ"] = report.flags[index]
+        if index in report.differences:
+            record["differs_from_host"] = report.differences[index]
         rows.append(record)
     return json.dumps(rows, indent=1)
 

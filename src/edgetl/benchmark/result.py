@@ -31,6 +31,7 @@ class BenchRow:
     host: str = ""  # "local" or the user@host a remote row came from
     harness_overhead_ms: float = 0.0
     fingerprint: dict = field(default_factory=dict)
+    reference_top1: float | None = None  # Keras' top-1 on the images this row ran (a board runs a sample of them)
 
     @property
     def emulated(self) -> bool:
@@ -64,6 +65,7 @@ class BenchRow:
             "harness_overhead_ms": self.harness_overhead_ms,
             "emulated": self.emulated,
             "fingerprint": self.fingerprint,
+            "reference_top1": self.reference_top1,
         }
 
     @classmethod
@@ -91,6 +93,7 @@ class BenchRow:
                 host=raw.get("host", ""),
                 harness_overhead_ms=float(raw.get("harness_overhead_ms", 0.0)),
                 fingerprint=dict(raw.get("fingerprint", {})),
+                reference_top1=raw.get("reference_top1"),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ModelFileError(f"{source}: not an edgetl bench row ({type(error).__name__}: {error})") from None
@@ -103,3 +106,6 @@ class BenchReport:
     harness_overhead_ms: float
     flags: dict[int, str] = field(default_factory=dict)  # row index -> why it is not comparable with its peers
     errors: list[str] = field(default_factory=list)  # boards that could not be benched, one line each
+    # Board row index -> how its answers differ from the same file's here, on the same images: a file verified on
+    # one CPU is not taken as verified on another.
+    differences: dict[int, str] = field(default_factory=dict)

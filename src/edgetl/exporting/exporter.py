@@ -152,6 +152,21 @@ class _Exporter:
         finally:
             shutil.rmtree(attempts_dir, ignore_errors=True)
 
+    def consumer_figures(self, export_format: ExportFormat, verified: Verified) -> list[dict]:
+        """Where the file's figures were measured: the runtime edgetl opened it with (default options), then each
+        other program that runs it as its users do (consumers.CONSUMERS) on the same images."""
+        from edgetl.exporting.consumers import consumer_label, consumers_for, measured_where
+
+        figures = [measured_where(verified.loaded.runtime, "default", verified.fidelity)]
+        verification, labels = self.source.verification, self.source.metadata.labels
+        photos = [example.path for example in verification.examples]
+        for consumer in consumers_for(export_format.kind, verified.loaded.input_dtype):
+            with step(f"{export_format.name}: verifying in {consumer.name}"), output_to(self.source.log_path):
+                probabilities = consumer.probabilities(verified.path, photos, len(labels))
+            fidelity = compare(probabilities, self.keras_probabilities, verification.labels, labels)
+            figures.append(measured_where(consumer_label(consumer), consumer.options, fidelity))
+        return figures
+
     def export(self, name: str) -> ExportRecord:
         export_format = FORMATS[name]
         source = self.source
@@ -164,7 +179,8 @@ class _Exporter:
             verified, ladder = self.export_int8(export_format, destination, gate)
         else:
             verified = self.verify(export_format, self.convert(export_format, self.inputs), destination, gate)
-        return make_record(name, export_format, verified, ladder, source, gate, self.options)
+        figures = self.consumer_figures(export_format, verified)
+        return make_record(name, export_format, verified, ladder, source, gate, self.options, figures)
 
 
 @dataclass(frozen=True)

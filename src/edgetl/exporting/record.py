@@ -10,7 +10,6 @@ from edgetl.exporting.formats import ExportFormat, ExportOptions, clients_for
 from edgetl.exporting.int8 import ONNX_INT8_TARGETS, LadderResult
 from edgetl.exporting.verify import Fidelity
 from edgetl.exporting.written import Loaded
-from edgetl.runtime.cpu import cpu_class
 
 if TYPE_CHECKING:
     from edgetl.exporting.source import ExportSource
@@ -46,8 +45,9 @@ class ExportRecord:
     float_layers: list[str] = field(default_factory=list)  # int8: layers kept in float by the fallback
     attempts: list[dict] = field(default_factory=list)  # int8: every recipe tried, in order, with its agreement
     runtimes: list[str] = field(default_factory=list)  # the tools that load the file as it is (`clients_for`)
-    # Where the figures above were measured: the runtime, opened with its default options as any program opens
-    # the file, and the CPU class (runtime/cpu.py), since int8 results may differ between classes.
+    # Where the figures were measured, each entry with its own: first the runtime the figures above come from,
+    # opened with its default options as any program opens the file, then every other program run on the same
+    # images (exporting/consumers.py); each with the CPU class (runtime/cpu.py), since int8 results may differ.
     verified_on: list[dict] = field(default_factory=list)
     target: str = ""  # int8 ONNX: the CPUs it is made for (int8.ONNX_INT8_TARGETS)
     saturates_on: list[str] = field(default_factory=list)  # CPU classes on which its results differ (its target's)
@@ -78,11 +78,12 @@ def make_record(
     source: ExportSource,
     gate: float,
     options: ExportOptions,
+    verified_on: list[dict] | None = None,
 ) -> ExportRecord:
-    """The record of a written and verified file; `ladder` is the int8 recipe climb that made it, if any."""
+    """The record of a written and verified file; `ladder` is the int8 recipe climb that made it, if any;
+    `verified_on`, where its figures were measured (exporter.consumer_figures)."""
     fidelity, ops = verified.fidelity, verified.loaded.ops
     target = options.target if "target" in export_format.takes else ""
-    where = {"runtime": verified.loaded.runtime, "options": "default", "cpu": cpu_class(), "images": fidelity.images}
     return ExportRecord(
         format=name,
         path=str(verified.path.relative_to(source.root)),
@@ -112,7 +113,7 @@ def make_record(
         float_layers=list(ladder.recipe.float_layers) if ladder else [],
         attempts=[asdict(attempt) for attempt in ladder.attempts] if ladder else [],
         runtimes=clients_for(export_format.kind, verified.loaded.input_dtype),
-        verified_on=[where],
+        verified_on=verified_on or [],
         target=target,
         saturates_on=list(ONNX_INT8_TARGETS[target].saturates_on) if target else [],
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgetl.exporting.consumers import CONSUMER_TOLERANCE, place_of
 from edgetl.exporting.record import ExportRecord
 from edgetl.table import Column, best_note, render_table, shown_columns, wrap_lines
 
@@ -51,11 +52,18 @@ def _runs_on(records: list[ExportRecord]) -> list[str]:
 
 
 def _measured_on(records: list[ExportRecord]) -> list[str]:
-    """Where the figures were measured (runtime with its default options, CPU class), and which files' figures
-    do not hold on some CPUs (an int8 ONNX file made for VNNI and arm64)."""
-    places = sorted({f"{where['runtime']} on {where['cpu']}" for r in records for where in r.verified_on})
+    """Where the figures were measured (runtime with its default options, CPU class); another program's figure
+    where it differs from edgetl's by more than one image in 200; the files whose figures do not hold on some CPUs
+    (an int8 ONNX file made for VNNI and arm64)."""
+    places = sorted({place_of(where) for record in records for where in record.verified_on})
     lines = ["measured in default sessions: " + "; ".join(places)] if places else []
     for record in records:
+        for where in record.verified_on[1:]:
+            if abs(where["agreement"] - record.agreement) > CONSUMER_TOLERANCE:
+                lines.append(
+                    f"{record.format} in {where['runtime']} ({where['options']}): agreement "
+                    f"{where['agreement']:.4f}" + (f", top-1 {where['top1']:.4f}" if where["top1"] is not None else "")
+                )
         if record.saturates_on:
             lines.append(
                 f"{record.format} (--target {record.target}): its figures do not hold on "
