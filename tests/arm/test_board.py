@@ -139,3 +139,34 @@ def test_bench_remote_from_the_host_lands_in_the_same_table(board, on_board, exp
     for row in on_arm:
         if row["format"] in ("tflite-float32", "onnx"):
             assert row["agreement"] == 1.0 or row["max_probability_diff"] < 1e-4
+
+
+def test_the_board_is_a_verification_of_the_transfer_runs_int8_files(board, transfer_run, tmp_path):
+    """`edgetl bench RUN --remote` on a real transfer run: each board row is compared with this machine's answers
+    for the same file, named where they differ, and recorded in exports.json as a place the file was verified,
+    with the board's own figures (so a program on the board can read what to expect)."""
+    from click.testing import CliRunner
+
+    from edgetl.cli import main
+
+    out = tmp_path / "bench.json"
+    arguments = ["bench", str(transfer_run), "--remote", board.target, "--remote-images", "30", "--runs", "3"]
+    arguments += ["--warmup", "1", "--batch", "4", "--json", str(out)]
+    for option in (
+        f"Port={board.port}", f"IdentityFile={board.user_key}", f"UserKnownHostsFile={board.known_hosts}",
+        "IdentitiesOnly=yes", "StrictHostKeyChecking=yes",
+    ):  # fmt: skip
+        arguments += ["--ssh-option", option]
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())
+    recorded = {r["format"]: r for r in json.loads((transfer_run / "exports.json").read_text())}
+    on_arm = [row for row in rows if row["device"] == "aarch64"]
+    assert {row["format"] for row in on_arm} >= {"tflite-int8", "onnx-int8"}
+    for row in on_arm:
+        (entry,) = [w for w in recorded[row["format"]]["verified_on"] if w.get("host") == board.target]
+        assert entry["cpu"] == "arm64" and entry["images"] == 30 and entry["options"] == "default"
+        assert entry["agreement"] == pytest.approx(row["agreement"]) and entry["top1"] == pytest.approx(row["top1"])
+        assert row["reference_top1"] is not None  # held to Keras on the same 30 images
+        named = f"≠ {row['format']} on {board.target}:" in result.output
+        assert named == ("differs_from_host" in row), row["format"]

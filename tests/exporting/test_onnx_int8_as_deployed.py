@@ -102,8 +102,14 @@ def _weights_by_node(model) -> dict[str, np.ndarray]:
 def test_portable_target_keeps_weights_that_cannot_saturate(calibration):
     portable = _weights_by_node(quantize_onnx_int8(small_classifier(), calibration, "minmax", target="portable"))
     full = _weights_by_node(quantize_onnx_int8(small_classifier(), calibration, "minmax", target="vnni-arm64"))
-    for name in ("stem", "pw", "fc"):
-        assert np.abs(portable[name]).max() == 64 and np.abs(full[name]).max() == 127, name
+
+    def largest_pair(weights: np.ndarray) -> int:
+        magnitudes = np.sort(np.abs(weights).reshape(len(weights), -1), axis=1)
+        return int((magnitudes[:, -1] + magnitudes[:, -2]).max())
+
+    for name in ("stem", "pw"):
+        # No two weights of a channel add up to more than 128: 255 x 128 fits the 16-bit pair sums.
+        assert largest_pair(portable[name]) <= 128 < largest_pair(full[name]), name
     assert np.abs(portable["dw"]).max() == 127  # depthwise kernels add in 32 bits everywhere
 
 

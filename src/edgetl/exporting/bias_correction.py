@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgetl.exporting.int8 import INT8_WEIGHT_MAX
+from edgetl.exporting.weight_scales import channel_scales
 
 log = logging.getLogger(__name__)
 
@@ -53,20 +54,21 @@ def _producer(layer):
     return history.operation if history else None
 
 
-def _rounding_error(kernel: np.ndarray, channel_scale: np.ndarray, depthwise: bool, most: int) -> np.ndarray:
-    """The error of per-output-channel symmetric rounding to -most..most of the BatchNorm-folded kernel."""
+def _rounding_error(kernel: np.ndarray, channel_scale: np.ndarray, depthwise: bool, pair_limited: bool) -> np.ndarray:
+    """The error of per-output-channel symmetric int8 rounding of the BatchNorm-folded kernel, with the scales
+    the quantiser uses (weight_scales.channel_scales; pair-limited only outside depthwise layers)."""
     if depthwise:  # (kh, kw, in, multiplier): output channel in * multiplier + m
         folded = kernel * channel_scale.reshape(kernel.shape[2], kernel.shape[3])
-        axes = (0, 1)
+        by_channel = folded.reshape(-1, kernel.shape[2] * kernel.shape[3]).T
+        scale = channel_scales(by_channel).reshape(1, 1, kernel.shape[2], kernel.shape[3])
     else:  # (kh, kw, in, out)
         folded = kernel * channel_scale
-        axes = (0, 1, 2)
-    scale = np.abs(folded).max(axis=axes, keepdims=True) / most
-    scale = np.where(scale == 0, 1.0, scale)
-    return (np.clip(np.round(folded / scale), -most, most) * scale - folded).astype(np.float32)
+        scale = channel_scales(folded.reshape(-1, kernel.shape[3]).T, pair_limited).reshape(1, 1, 1, -1)
+    quantized = np.clip(np.round(folded / scale), -INT8_WEIGHT_MAX, INT8_WEIGHT_MAX)
+    return (quantized * scale - folded).astype(np.float32)
 
 
-def _correctable_layers(model, keep_float: Callable[[str], bool], gemm_weight_max: int) -> list[_Correctable]:
+def _correctable_layers(model, keep_float: Callable[[str], bool], pair_limited: bool) -> list[_Correctable]:
     import keras
 
     layers = list(_walk(model))
@@ -82,16 +84,15 @@ def _correctable_layers(model, keep_float: Callable[[str], bool], gemm_weight_ma
         if (not depthwise and layer.groups != 1) or keep_float(layer.name):
             continue
         kernel = np.asarray(layer.kernel)
-        most = INT8_WEIGHT_MAX if depthwise else gemm_weight_max
         batch_norm = following.get(id(layer))
         if batch_norm is not None and batch_norm.axis in (-1, 3) and batch_norm.scale and batch_norm.center:
             gamma, variance = np.asarray(batch_norm.gamma), np.asarray(batch_norm.moving_variance)
             channel_scale = gamma / np.sqrt(variance + batch_norm.epsilon)
-            error = _rounding_error(kernel, channel_scale, depthwise, most)
+            error = _rounding_error(kernel, channel_scale, depthwise, pair_limited)
             found.append(_Correctable(layer, batch_norm, error, depthwise))
         elif batch_norm is None and layer.use_bias:
             channels = kernel.shape[2] * kernel.shape[3] if depthwise else kernel.shape[3]
-            error = _rounding_error(kernel, np.ones(channels), depthwise, most)
+            error = _rounding_error(kernel, np.ones(channels), depthwise, pair_limited)
             found.append(_Correctable(layer, layer, error, depthwise))
     return found
 
@@ -137,15 +138,15 @@ def bias_corrected(
     calibration: np.ndarray,
     keep_float: Callable[[str], bool] = lambda name: False,
     batch_size: int = 16,
-    gemm_weight_max: int = INT8_WEIGHT_MAX,
+    pair_limited: bool = False,
 ) -> Iterator[int]:
     """Inside, `model`'s biases are corrected for int8 weight rounding (measured on `calibration`, raw pixels as
     the model takes them); on leaving, the original weights are back. Yields how many layers were corrected.
     Convolutions for which `keep_float(name)` is true stay in float, so they are not corrected; those that are not
-    depthwise are rounded to -gemm_weight_max..gemm_weight_max (7 bits for a portable ONNX file).
+    depthwise get pair-limited scales when `pair_limited` (a portable ONNX file, weight_scales.py).
 
     The corrected model is for int8 conversion only: in float it is slightly off, by design."""
-    layers = _correctable_layers(model, keep_float, gemm_weight_max)
+    layers = _correctable_layers(model, keep_float, pair_limited)
     with _recording_inputs(layers):
         for start in range(0, len(calibration), batch_size):
             model(calibration[start : start + batch_size].astype(np.float32), training=False)

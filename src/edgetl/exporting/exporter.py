@@ -98,8 +98,8 @@ class _Exporter:
         def keep_float(layer: str) -> bool:
             return any(_names_layer(name, layer) for name in recipe.float_layers)
 
-        most = export_format.gemm_weight_max(self.options)
-        corrected = bias_corrected(self.source.model, inputs.calibration_images, keep_float, gemm_weight_max=most)
+        pair_limited = export_format.pair_limited_weights(self.options)
+        corrected = bias_corrected(self.source.model, inputs.calibration_images, keep_float, pair_limited=pair_limited)
         with output_to(self.source.log_path), corrected:
             yield
 

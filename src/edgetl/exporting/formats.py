@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgetl.errors import EdgetlError
-from edgetl.exporting.int8 import INT8_FALLBACKS, INT8_WEIGHT_MAX, IO_TYPES, ONNX_INT8_TARGETS, Int8Recipe
+from edgetl.exporting.int8 import INT8_FALLBACKS, IO_TYPES, ONNX_INT8_TARGETS, Int8Recipe
 
 if TYPE_CHECKING:
     import numpy as np
@@ -110,9 +110,9 @@ class ExportFormat:
     # The ExportOptions it reads besides min_agreement (every format's gate); an option given for formats that
     # all ignore it is refused (check_options), not silently dropped.
     takes: frozenset[str] = frozenset()
-    # Calibrated formats: the largest weight magnitude of a layer that is not depthwise, under these options (what
-    # bias correction simulates); depthwise layers always have 127.
-    gemm_weight_max: Callable[[ExportOptions], int] = lambda options: INT8_WEIGHT_MAX
+    # Calibrated formats: whether the weights of layers that are not depthwise get pair-limited scales under these
+    # options (exporting/weight_scales.py), as bias correction must know.
+    pair_limited_weights: Callable[[ExportOptions], bool] = lambda options: False
 
     def methods(self, options: ExportOptions) -> tuple[str, ...]:
         """The calibration methods the ladder tries under these options."""
@@ -290,7 +290,7 @@ FORMATS: dict[str, ExportFormat] = {
             most_calibration_images=_onnx_most_images,
             rank_layers=_onnx_rank,
             takes=CALIBRATED_OPTIONS | {"opset", "target"},
-            gemm_weight_max=lambda options: ONNX_INT8_TARGETS[options.target].gemm_weight_max,
+            pair_limited_weights=lambda options: ONNX_INT8_TARGETS[options.target].pair_limited_weights,
         ),
         ExportFormat("savedmodel", "saved_model", "savedmodel", _savedmodel, 0.99),
     )

@@ -36,29 +36,27 @@ CALIBRATION_PERCENTILE = 99.99
 CONFIDENT_AGREEMENT_TARGET = 0.99
 
 
-# The largest magnitude of a symmetric int8 weight, and of one in 7 bits (onnxruntime's reduce_range).
+# The largest magnitude of a symmetric int8 weight.
 INT8_WEIGHT_MAX = 127
-REDUCED_WEIGHT_MAX = 64
 
 
 @dataclass(frozen=True)
 class OnnxInt8Target:
     """Which CPUs an int8 ONNX file is made for. onnxruntime's x86-64 kernels without VNNI multiply uint8
-    activations by int8 weights and add pairs of products in 16 bits, which saturates once two products exceed
-    32767 (255 x 127 x 2 does); weights of at most 64 in magnitude never do (255 x 64 x 2 = 32640). Depthwise
-    convolutions have their own kernels that add in 32 bits, so they keep full 8-bit weights everywhere."""
+    activations by int8 weights and add pairs of products in 16 bits, which saturates once a pair exceeds 32767
+    (255 x 127 x 2 does). Pair-limited weights (exporting/weight_scales.py) never do. Depthwise convolutions have
+    kernels of their own that add in 32 bits, so they keep the usual scales everywhere."""
 
     description: str
-    reduced_gemm_weights: bool  # 7-bit weights (-64..64) in every weighted layer but depthwise convolutions
+    pair_limited_weights: bool  # in every weighted layer but depthwise convolutions
     saturates_on: tuple[str, ...] = ()  # CPU classes (runtime/cpu.py) where onnxruntime's results differ
-
-    @property
-    def gemm_weight_max(self) -> int:
-        return REDUCED_WEIGHT_MAX if self.reduced_gemm_weights else INT8_WEIGHT_MAX
 
 
 ONNX_INT8_TARGETS = {
-    "portable": OnnxInt8Target("the same results on every CPU (7-bit weights outside depthwise layers)", True),
+    "portable": OnnxInt8Target(
+        "the same results on every CPU (no two weights of a channel exceed 128 together, outside depthwise layers)",
+        True,
+    ),
     "vnni-arm64": OnnxInt8Target(
         "full 8-bit weights, for x86-64 with VNNI and arm64; saturates on x86-64 AVX2 without VNNI", False, (X86_AVX2,)
     ),

@@ -102,8 +102,8 @@ class _Quantizer:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
         options = {"CalibPercentile": CALIBRATION_PERCENTILE} if self.method == "percentile" else {}
-        if ONNX_INT8_TARGETS[target].reduced_gemm_weights:
-            options["TensorQuantOverrides"] = _reduced_weight_overrides(onnx.load(str(self.prepared)))
+        if ONNX_INT8_TARGETS[target].pair_limited_weights:
+            options["TensorQuantOverrides"] = _pair_limited_weight_overrides(onnx.load(str(self.prepared)))
 
         methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}
         output = self.work / "int8.onnx"
@@ -128,9 +128,13 @@ class _Quantizer:
         return model_proto
 
 
-def _reduced_weight_overrides(prepared) -> dict[str, list[dict]]:
-    """onnxruntime's per-tensor quantisation overrides that give every weighted layer but the depthwise
-    convolutions 7-bit weights (OnnxInt8Target.reduced_gemm_weights), per channel along the output axis."""
+def _pair_limited_weight_overrides(prepared) -> dict[str, list[dict]]:
+    """onnxruntime's tensor overrides that give every weighted layer but the depthwise convolutions pair-limited
+    per-channel scales (exporting/weight_scales.py), along the output axis, zero point 0."""
+    from onnx import numpy_helper
+
+    from edgetl.exporting.weight_scales import channel_scales
+
     initializers = {init.name: init for init in prepared.graph.initializer}
     overrides = {}
     for node in prepared.graph.node:
@@ -142,8 +146,11 @@ def _reduced_weight_overrides(prepared) -> dict[str, list[dict]]:
             continue  # depthwise (or grouped): onnxruntime's kernel for it adds in 32 bits
         transposed = node.op_type == "Gemm" and "transB" in attributes and attributes["transB"].i == 1
         axis = 0 if node.op_type == "Conv" or transposed else 1
-        channels = int(weights.dims[axis])
-        overrides[weights.name] = [{"axis": axis, "reduce_range": True}] + [{"reduce_range": True}] * (channels - 1)
+        values = np.moveaxis(numpy_helper.to_array(weights), axis, 0)
+        scales = channel_scales(values.reshape(values.shape[0], -1), pair_limited=True)
+        channels = [{"scale": scale, "zero_point": np.int8(0)} for scale in scales]
+        channels[0]["axis"] = axis
+        overrides[weights.name] = channels
     return overrides
 
 
