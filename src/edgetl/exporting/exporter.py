@@ -161,8 +161,13 @@ class _Exporter:
         verification, labels = self.source.verification, self.source.metadata.labels
         photos = [example.path for example in verification.examples]
         for consumer in consumers_for(export_format.kind, verified.loaded.input_dtype):
-            with step(f"{export_format.name}: verifying in {consumer.name}"), output_to(self.source.log_path):
-                probabilities = consumer.probabilities(verified.path, photos, len(labels))
+            try:
+                with step(f"{export_format.name}: verifying in {consumer.name}"), output_to(self.source.log_path):
+                    probabilities = consumer.probabilities(verified.path, photos, len(labels))
+            except Exception as error:  # another program's failure is a finding about it, not an export failure
+                append_trace(self.source.log_path, f"{export_format.name} in {consumer.name}", error)
+                log.warning("%s: %s could not run it (%s)", verified.path, consumer.name, first_line(error))
+                continue
             fidelity = compare(probabilities, self.keras_probabilities, verification.labels, labels)
             figures.append(measured_where(consumer_label(consumer), consumer.options, fidelity))
         return figures

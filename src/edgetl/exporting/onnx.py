@@ -128,6 +128,10 @@ class _Quantizer:
         return model_proto
 
 
+def _int_attribute(node, name: str, default: int) -> int:
+    return next((attribute.i for attribute in node.attribute if attribute.name == name), default)
+
+
 def _pair_limited_weight_overrides(prepared) -> dict[str, list[dict]]:
     """onnxruntime's tensor overrides that give every weighted layer but the depthwise convolutions pair-limited
     per-channel scales (exporting/weight_scales.py), along the output axis, zero point 0."""
@@ -141,10 +145,9 @@ def _pair_limited_weight_overrides(prepared) -> dict[str, list[dict]]:
         weights = initializers.get(node.input[1]) if node.op_type in WEIGHTED_NODES and len(node.input) > 1 else None
         if weights is None or len(weights.dims) < 2:
             continue
-        attributes = {a.name: a for a in node.attribute}
-        if node.op_type == "Conv" and "group" in attributes and attributes["group"].i > 1:
+        if node.op_type == "Conv" and _int_attribute(node, "group", 1) > 1:
             continue  # depthwise (or grouped): onnxruntime's kernel for it adds in 32 bits
-        transposed = node.op_type == "Gemm" and "transB" in attributes and attributes["transB"].i == 1
+        transposed = node.op_type == "Gemm" and _int_attribute(node, "transB", 0) == 1
         axis = 0 if node.op_type == "Conv" or transposed else 1
         values = np.moveaxis(numpy_helper.to_array(weights), axis, 0)
         scales = channel_scales(values.reshape(values.shape[0], -1), pair_limited=True)
@@ -165,14 +168,11 @@ def _input_channels(node, initializers: dict) -> int | None:
     weights = initializers.get(node.input[1]) if len(node.input) > 1 else None
     if weights is None or len(weights.dims) < 2:
         return None
-    attributes = {a.name: a for a in node.attribute}
     if node.op_type == "Conv":
-        group = attributes["group"].i if "group" in attributes else 1
-        return int(weights.dims[1]) * group
+        return int(weights.dims[1]) * _int_attribute(node, "group", 1)
     if node.op_type == "ConvTranspose":
         return int(weights.dims[0])
-    transposed = "transB" in attributes and attributes["transB"].i == 1
-    return int(weights.dims[1] if transposed else weights.dims[0])
+    return int(weights.dims[1] if _int_attribute(node, "transB", 0) == 1 else weights.dims[0])
 
 
 def keep_islands_float(model_proto, island_nodes: set[str]) -> int:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from edgetl.runtime.cpu import cpu_class
 from edgetl.runtime.engine import is_available
 from edgetl.runtime.litert import TFLITE_RUNTIMES, distribution_version, import_interpreter
 
@@ -116,6 +117,6 @@ def check_runtimes() -> list[RuntimeCheck]:
 def machine_summary() -> str:
     numpy = installed_version("numpy") or "not installed"
     return (
-        f"Python {platform.python_version()} on {platform.system()} {platform.machine()}, "
+        f"Python {platform.python_version()} on {platform.system()} {platform.machine()} ({cpu_class()} for int8), "
         f"NumPy {numpy}, Pillow {installed_version('pillow') or 'not installed'}"
     )
