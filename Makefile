@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo-out
 
-.PHONY: install demo test test-fast lint docs clean sshd arm-board
+.PHONY: install demo test test-fast lint docs clean sshd chromium arm-board
 
 install: $(STAMP)
 
@@ -21,7 +21,7 @@ demo: $(STAMP)
 
 # The emulated aarch64 board for tests/arm is prepared (once, cached outside the repository) where the machine
 # allows it: root and binfmt_misc. Elsewhere those tests are skipped and say why.
-test: $(STAMP) sshd
+test: $(STAMP) sshd chromium
 	$(BIN)/python tests/arm/board.py prepare-if-possible
 	$(BIN)/python -m pytest
 
@@ -37,6 +37,13 @@ sshd:
 	@if ! command -v /usr/sbin/sshd >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		(apt-get update -qq && apt-get install -y -qq openssh-server openssh-client >/dev/null) || \
 		echo "openssh-server could not be installed: the remote bench tests will be skipped"; \
+	fi
+
+# The report's browser test opens the page in headless Chromium (Debian's package); installed when we are root.
+chromium:
+	@if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || \
+		echo "chromium could not be installed: the report's browser tests will be skipped"; \
 	fi
 
 # ruff, then pyright on the public API (edgetl/__init__.py, api.py and tests/typecheck_api.py: pyproject.toml).

@@ -33,3 +33,6 @@ echo "run directory:   $run (model.keras, labels.txt, config.json, split.json, h
 echo "exports:         $run/exports (verification in $run/exports.json)"
 echo "benchmark:       $out/bench.json"
 echo "demo took $(( $(date +%s) - started )) s"
+echo
+echo "one page to look at (open it in a browser):"
+edgetl report "$run"

@@ -40,6 +40,8 @@ def test_demo_learns_and_every_format_keeps_up(tmp_path):
     correct = sum(line.split("/")[-2] == line.split(": ")[1].split()[0] for line in classified)
     assert correct >= 4
     assert "demo took" in result.stdout
+    report = out / "run" / "report" / "index.html"  # the demo ends with the page's path
+    assert result.stdout.splitlines()[-1] == str(report) and report.is_file()
 
     check_classify_matches_keras(out / "run", env)
 

@@ -18,6 +18,7 @@ def five_minute_tour(data: Path, out: Path) -> str:
     problems: list[str] = exported.problems
     report = edgetl.bench(trained.run.path, threads=[1, 2], runs=50)
     errors: list[str] = report.errors
+    page: Path = edgetl.report(trained.run.path).path
     classifier = edgetl.Classifier(exported.root / "exports" / "model_int8.tflite")
     label = classifier.classify(["photo.jpg"])[0].label
-    return f"{sum(counts.values())} {accuracy} {problems} {errors} {label}"
+    return f"{sum(counts.values())} {accuracy} {problems} {errors} {page} {label}"

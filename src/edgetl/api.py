@@ -1,16 +1,19 @@
-"""The public Python API: `edgetl.train`, `edgetl.resume`, `edgetl.export`, `edgetl.bench`, `edgetl.sample_data`
-(re-exported by `edgetl/__init__.py`; `edgetl.Classifier` for on-device code is in runtime/classifier.py).
+"""The public Python API: `edgetl.train`, `edgetl.resume`, `edgetl.export`, `edgetl.bench`, `edgetl.report`,
+`edgetl.sample_data` (re-exported by `edgetl/__init__.py`; `edgetl.Classifier` for on-device code is in
+runtime/classifier.py).
 
     import edgetl
 
     result = edgetl.train("flower_photos", "run", epochs=10, image_size=160)   # -> TrainResult
     exported = edgetl.export("run", formats=["tflite-int8"])                   # -> ExportResult
     report = edgetl.bench("run", threads=[1, 2])                               # -> BenchReport
+    page = edgetl.report("run")                                                # -> ReportPage
 
 Each function takes the options of its command as keywords, with the defaults of the command's defaults objects
 (`TrainConfig` and the option objects it is composed of, `ExportOptions` and `KerasFileOptions`, `BenchSettings`),
 and returns the object the CLI prints; `cli.py` maps its flags onto these functions and nothing else. They are
-plain functions (the packages they drive are nouns: `edgetl.training`, `edgetl.exporting`, `edgetl.benchmark`),
+plain functions (the packages they drive are nouns: `edgetl.training`, `edgetl.exporting`, `edgetl.benchmark`,
+`edgetl.reporting`),
 and nothing heavy is imported here at module level.
 """
 
@@ -27,6 +30,7 @@ from edgetl.errors import EdgetlError, UsageError
 if TYPE_CHECKING:
     from edgetl.benchmark.result import BenchReport
     from edgetl.exporting.exporter import ExportResult
+    from edgetl.reporting.page import ReportPage
     from edgetl.training.fit import TrainResult
 
 
@@ -177,6 +181,23 @@ def bench(
     return bench_files(paths, Path(images), BenchSettings(**bench_settings), threads_values, tuple(remotes), ssh, flags)
 
 
+def report(run: str | Path) -> ReportPage:
+    """Write `run`/report/index.html: one self-contained page of a run directory or an outside model's export folder.
+
+    The page inlines its images, style and script (it makes no request) and has the sections the folder's files
+    allow: dataset, training, evaluation, exports, the images each file flipped, benchmarks.
+
+    Args:
+        run: A run directory, or the folder `export` wrote for an outside Keras file.
+
+    Returns:
+        The page's path, its size and the time taken.
+    """
+    from edgetl.reporting.page import write_report
+
+    return write_report(Path(run))
+
+
 def sample_data(out: str | Path, per_class: int | None = None) -> dict[str, int]:
     """Write the built-in sample dataset (scikit-learn's handwritten digits) as `out`/<class>/*.png.
 
@@ -192,4 +213,4 @@ def sample_data(out: str | Path, per_class: int | None = None) -> dict[str, int]
     return write_sample_data(Path(out), per_class=per_class)
 
 
-__all__ = ["EdgetlError", "bench", "export", "resume", "sample_data", "train"]
+__all__ = ["EdgetlError", "bench", "export", "report", "resume", "sample_data", "train"]

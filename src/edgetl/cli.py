@@ -16,6 +16,7 @@ import click
 from edgetl import __version__
 from edgetl.config import CACHES, CLASS_WEIGHTS, TrainConfig
 from edgetl.data.options import LayoutOptions
+from edgetl.errors import EdgetlError
 from edgetl.flags import (
     BenchGroup,
     RegistryChoice,
@@ -27,6 +28,7 @@ from edgetl.flags import (
     export_option_flags,
     keras_file_flags,
     model_flags,
+    no_report_option,
     quiet_option,
     remote_flags,
     reports_errors,
@@ -37,6 +39,21 @@ from edgetl.models.backbones import BACKBONES
 from edgetl.runtime.runtimes import RUNTIMES
 from edgetl.runtime.settings import ClassifySettings
 from edgetl.terminal import progress_shown, table_layout
+
+
+def refresh_report(root: Path, no_report: bool) -> None:
+    """Rewrite the page of a run a command just changed. A page that cannot be written is a warning: the command's
+    own work is done."""
+    if no_report:
+        return
+    from edgetl import api
+
+    try:
+        page = api.report(root)
+    except EdgetlError as error:
+        click.echo(f"warning: the report was not refreshed: {error}", err=True)
+        return
+    click.echo(f"report: {page.path}")
 
 
 @click.group(context_settings={"max_content_width": 100})
@@ -134,8 +151,11 @@ def sample_data(out_dir: Path, per_class: int | None) -> None:
 @default("--seed", LayoutOptions, int)
 @click.option("--overwrite", is_flag=True, help="Replace a model already in the run directory.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress: neither edgetl's bars nor Keras' epoch lines.")
+@no_report_option
 @reports_errors
-def train(data: str | None, out: Path | None, resume: Path | None, overwrite: bool, quiet: bool, **options) -> None:
+def train(
+    data: str | None, out: Path | None, resume: Path | None, overwrite: bool, quiet: bool, no_report: bool, **options
+) -> None:
     """Train a classifier on DATA: class folders, train/valid/test folders, labels.csv + images, an .npz, or
     tfds:NAME. `--resume RUN` continues an interrupted run instead.
 
@@ -155,6 +175,8 @@ def train(data: str | None, out: Path | None, resume: Path | None, overwrite: bo
             result = api.train(data, out, overwrite=overwrite, verbose=not quiet, **options)
     for line in result.summary():
         click.echo(line)
+    if result.worker.chief:
+        refresh_report(result.run.path, no_report)
 
 
 @main.command(short_help="Export a run (or a Keras file) to TFLite and ONNX; verify each file.")
@@ -166,8 +188,11 @@ def train(data: str | None, out: Path | None, resume: Path | None, overwrite: bo
 @keras_file_flags
 @wide_option
 @quiet_option
+@no_report_option
 @reports_errors
-def export(source: Path, formats: str | None, int8: bool, onnx: bool, wide: bool, quiet: bool, **options) -> None:
+def export(
+    source: Path, formats: str | None, int8: bool, onnx: bool, wide: bool, quiet: bool, no_report: bool, **options
+) -> None:
     """Export RUN's model (or a Keras file) to TFLite, ONNX, SavedModel; verify each file against Keras.
 
     Example: edgetl export run --int8
@@ -177,17 +202,20 @@ def export(source: Path, formats: str | None, int8: bool, onnx: bool, wide: bool
     with progress_shown(quiet):
         result = api.export(source, formats, int8=int8, onnx=onnx, **options)
     click.echo(result.summary(wide, *table_layout()))
+    refresh_report(result.root, no_report)
     if result.problems:
         raise click.ClickException("; ".join(result.problems) + "; files kept for inspection")
 
 
-def finish_bench(report, outputs: dict, gate_values: dict) -> None:
+def finish_bench(report, outputs: dict, gate_values: dict, run: Path | None = None, no_report: bool = False) -> None:
     from edgetl.benchmark.gates import Gates, failed_gates
     from edgetl.benchmark.report import format_table, write_outputs
 
     click.echo(format_table(report, outputs.pop("wide"), *table_layout()))
     for path in write_outputs(report, **outputs):
         click.echo(f"written {path}")
+    if run is not None:
+        refresh_report(run, no_report)
     problems = report.errors + failed_gates(report.rows, Gates(**gate_values))
     for line in problems:
         click.echo(f"Error: {line}" if line in report.errors else f"FAILED {line}", err=True)
@@ -213,8 +241,9 @@ def bench() -> None:
 @model_flags
 @bench_outputs
 @quiet_option
+@no_report_option
 @reports_errors
-def bench_run_command(targets, threads, labels_file, quiet, **options):
+def bench_run_command(targets, threads, labels_file, quiet, no_report, **options):
     """Benchmark a RUN directory (Keras + every export) or exported .tflite/.onnx files (with --images, no
     TensorFlow needed): accuracy, agreement, latency, throughput, load time, memory, size.
 
@@ -226,7 +255,8 @@ def bench_run_command(targets, threads, labels_file, quiet, **options):
     outputs, gate_values = split_bench_options(options)
     with progress_shown(quiet):
         report = api.bench(*targets, threads=parse_threads(threads), labels=labels_file, **options)
-    finish_bench(report, outputs, gate_values)
+    run = targets[0] if len(targets) == 1 and not targets[0].is_file() else None  # a run directory, as api.bench
+    finish_bench(report, outputs, gate_values, run, no_report)
 
 
 @bench.command("compare", short_help="Merge bench JSON files from several machines into one table.")
@@ -242,6 +272,22 @@ def bench_compare_command(results, **options):
 
     outputs, gate_values = split_bench_options(options)
     finish_bench(compare_results(list(results)), outputs, gate_values)
+
+
+@main.command("report", short_help="Write one HTML page showing a run: data, training, exports, flips, bench.")
+@click.argument("run", metavar="RUN|EXPORT_DIR", type=click.Path(path_type=Path))
+@reports_errors
+def report_command(run: Path) -> None:
+    """Write RUN/report/index.html and print its path: one self-contained page (no network, no JavaScript needed)
+    with the dataset, training curves, Keras' mistakes, a card per exported file, the images each file flipped with
+    Keras' and the file's top-3, and the benchmarks. An outside model's export folder gets the sections it has.
+    `train`, `export` and `bench` refresh it when they finish (--no-report skips).
+
+    Example: edgetl report run
+    """
+    from edgetl import api
+
+    click.echo(str(api.report(run).path))
 
 
 def _paths_from(inputs: tuple[str, ...]):

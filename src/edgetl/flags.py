@@ -57,6 +57,9 @@ def default(flag: str, defaults: type, type=None, help: str | None = None):
 
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress on the terminal.")
 wide_option = click.option("--wide", is_flag=True, help="Every column, however wide the table gets.")
+no_report_option = click.option(
+    "--no-report", is_flag=True, help="Do not refresh the run's page, RUN/report/index.html (see `edgetl report`)."
+)
 
 
 class BenchGroup(click.Group):

@@ -2,7 +2,8 @@
 
 `train` writes model.keras, labels.txt, config.json, preprocessing.json, split.json, history.json,
 metrics.json and report/ (and data/ for array datasets; checkpoint/ and cache/ while it trains); `export` adds
-exports/, exports.json and logs/export.log; every write is atomic. `RunDir` is the one place that names them.
+exports/, exports.json and logs/export.log; `bench` adds bench/bench.json; `edgetl report` writes
+report/index.html; every write is atomic. `RunDir` is the one place that names them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ from edgetl.errors import ModelFileError, WriteError
 from edgetl.files import atomic_write
 from edgetl.progress import step
 from edgetl.runtime.metadata import ModelMetadata
+
+REPORT_DIR = "report"  # train's reports, and `edgetl report`'s page
+# Bench results of the run: `edgetl bench RUN` writes BENCH_RESULTS there; JSON files from other machines may join it.
+BENCH_DIR = "bench"
+BENCH_RESULTS = "bench.json"
 
 # Keras' reason for not loading a model, cut to what a one-line message can carry.
 LOAD_ERROR_MAX_CHARS = 200
@@ -96,8 +102,13 @@ class RunDir:
 
     @property
     def report_dir(self) -> Path:
-        """Classification report, confusion matrix, training curves, test predictions."""
-        return self.path / "report"
+        """Classification report, confusion matrix, training curves, test predictions, and `edgetl report`'s page."""
+        return self.path / REPORT_DIR
+
+    @property
+    def bench_dir(self) -> Path:
+        """`edgetl bench RUN`'s rows (BENCH_RESULTS), beside JSON files from other machines."""
+        return self.path / BENCH_DIR
 
     @property
     def array_data_dir(self) -> Path:

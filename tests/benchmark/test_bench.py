@@ -216,3 +216,20 @@ def test_settling_repeats_rounds_until_p50_and_p90_stop_moving(monkeypatch):
     steady = iter([np.full(10, 2.0)] * 3)
     monkeypatch.setattr(timing, "time_calls", lambda call, runs, warmup: next(steady))
     assert timing.measure_latency(lambda: None, runs=10, warmup=0, settle=True).runs == 20
+
+
+@pytest.mark.slow
+def test_bench_keeps_its_rows_in_the_run_and_refreshes_the_report(bench_outputs, exported_run):
+    from edgetl.run import BENCH_RESULTS, RunDir
+    from tests.reporting.parse import Page
+
+    output, files = bench_outputs
+    run = RunDir(exported_run)
+    kept = json.loads((run.bench_dir / BENCH_RESULTS).read_text())
+    assert [(r["format"], r["threads"]) for r in kept] == [
+        (r["format"], r["threads"]) for r in json.loads(files["json"].read_text())
+    ]
+    page = run.report_dir / "index.html"
+    assert f"report: {page}" in output.splitlines()
+    markers = [tag for tag, _, section in Page(page).elements if section == "bench" and tag in ("circle", "rect")]
+    assert len(markers) == len(kept)  # one point per format and thread count

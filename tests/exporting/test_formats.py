@@ -126,6 +126,7 @@ def test_exports_json_per_class_figures_add_up(all_formats_run):
         weighted = sum(change[name] * per_class_count[name] for name in change) / record["images"]
         assert weighted == pytest.approx(record["top1"] - record["keras_top1"], abs=1e-6)
         assert len(record["flipped_files"]) == round((1 - record["agreement"]) * record["images"])
+        assert [image["file"] for image in record["flipped_images"]] == record["flipped_files"]
 
 
 def test_metadata_of_the_new_files_reads_without_tensorflow(all_formats_run):

@@ -26,14 +26,16 @@ from edgetl.benchmark.exported import (
     row_settings,
 )
 from edgetl.benchmark.fingerprint import machine_fingerprint
+from edgetl.benchmark.report import to_json
 from edgetl.benchmark.result import BenchReport, BenchRow
 from edgetl.benchmark.settings import REMOTE_SAMPLE_IMAGES, BenchSettings
 from edgetl.benchmark.timing import harness_overhead_ms, measure_latency, measure_throughput
 from edgetl.data.pipeline import decode_subset
-from edgetl.errors import DataError
+from edgetl.errors import DataError, WriteError
 from edgetl.exporting.verify import fidelity
+from edgetl.files import atomic_write
 from edgetl.progress import step
-from edgetl.run import RunDir, record_verification
+from edgetl.run import BENCH_RESULTS, RunDir, record_verification
 from edgetl.runtime.foreign import ModelFlags
 from edgetl.runtime.runtimes import MODEL_SUFFIXES, RUNTIME_DISTRIBUTIONS
 from edgetl.tfquiet import import_tensorflow_quietly
@@ -111,7 +113,8 @@ def bench_run(
     ssh=None,
     remote_images: int = REMOTE_SAMPLE_IMAGES,
 ) -> BenchReport:
-    """Keras (tf.function and model.predict) and every exported file of RUN, here and on each remote board."""
+    """Keras (tf.function and model.predict) and every exported file of RUN, here and on each remote board; the
+    rows are kept in RUN/bench/bench.json."""
     settings = settings or BenchSettings()
     threads_values = threads_values or [None]
     run = RunDir(Path(run_path))
@@ -178,7 +181,14 @@ def bench_run(
     elif remotes:
         errors.append(f"{run.path}: no exported .tflite/.onnx file to bench on the boards; run `edgetl export` first")
     title = machine_title(machine_fingerprint(), accelerators)
-    return BenchReport(rows, title, harness_overhead_ms(), errors=errors, differences=differences)
+    report = BenchReport(rows, title, harness_overhead_ms(), errors=errors, differences=differences)
+    # The run keeps its latest bench, so `edgetl report` can show it beside the exports it measured; a run that
+    # cannot be written to (a read-only copy) is still benched.
+    try:
+        atomic_write(run.bench_dir / BENCH_RESULTS, to_json(report))
+    except WriteError as error:
+        log.warning("the bench is not kept in the run: %s", error)
+    return report
 
 
 def verify_on_board(

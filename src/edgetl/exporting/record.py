@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from edgetl.exporting.formats import ExportFormat, ExportOptions, clients_for
 from edgetl.exporting.int8 import ONNX_INT8_TARGETS, LadderResult
-from edgetl.exporting.verify import Fidelity
+from edgetl.exporting.verify import UNLABELLED, Fidelity
 from edgetl.exporting.written import Loaded
 
 if TYPE_CHECKING:
@@ -51,6 +51,28 @@ class ExportRecord:
     verified_on: list[dict] = field(default_factory=list)
     target: str = ""  # int8 ONNX: the CPUs it is made for (int8.ONNX_INT8_TARGETS)
     saturates_on: list[str] = field(default_factory=list)  # CPU classes on which its results differ (its target's)
+    # per flipped file (as `flipped_files`): its label and Keras' and the file's top classes with probabilities
+    flipped_images: list[dict] = field(default_factory=list)
+
+
+def flipped_images(source: ExportSource, fidelity: Fidelity) -> list[dict]:
+    """What `edgetl report` shows of each flipped image: the file, its label (None when unlabelled), and the top
+    classes of Keras and of the file as [class name, probability] pairs."""
+    names = source.metadata.labels
+    images = []
+    for index, keras_top, export_top in zip(
+        fidelity.flipped, fidelity.flipped_keras_top, fidelity.flipped_export_top, strict=True
+    ):
+        label = int(source.verification.labels[index])
+        images.append(
+            {
+                "file": str(source.verification.examples[index].path),
+                "label": names[label] if label != UNLABELLED else None,
+                "keras_top": [[names[c], p] for c, p in keras_top],
+                "export_top": [[names[c], p] for c, p in export_top],
+            }
+        )
+    return images
 
 
 def quantizer_of(export_format: ExportFormat, options: ExportOptions) -> str:
@@ -116,4 +138,5 @@ def make_record(
         verified_on=verified_on or [],
         target=target,
         saturates_on=list(ONNX_INT8_TARGETS[target].saturates_on) if target else [],
+        flipped_images=flipped_images(source, fidelity),
     )

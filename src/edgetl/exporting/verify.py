@@ -13,6 +13,8 @@ UNLABELLED = -1
 # Keras' top probability from which a prediction counts as confident. Flips among near-uniform outputs (an
 # image of something the model was not trained on) say little; flips of confident predictions are what users see.
 CONFIDENT_PROBABILITY = 0.5
+# Classes recorded per flipped image, for Keras and the file: what a reader needs to judge the flip.
+FLIPPED_TOP_K = 3
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,15 @@ class Fidelity:
     confident_images: int = 0  # images on which Keras' top probability is at least CONFIDENT_PROBABILITY
     confident_agreement: float | None = None  # agreement on those; None when there are none
     mean_probability_diff: float = 0.0  # per image the largest probability difference, averaged
+    # per flipped image (in `flipped` order), Keras' and the file's top classes as (class index, probability)
+    flipped_keras_top: list[list[tuple[int, float]]] = field(default_factory=list)
+    flipped_export_top: list[list[tuple[int, float]]] = field(default_factory=list)
+
+
+def top_classes(probabilities: np.ndarray, k: int = FLIPPED_TOP_K) -> list[tuple[int, float]]:
+    """The `k` most probable classes of one image's probabilities, most probable first."""
+    order = np.argsort(-probabilities, kind="stable")[:k]
+    return [(int(index), round(float(probabilities[index]), 6)) for index in order]
 
 
 def predict_in_batches(predict, pixels: np.ndarray, batch_size: int = 32) -> np.ndarray:
@@ -63,15 +74,18 @@ def compare(
             change = np.mean(predicted[members] == label) - np.mean(keras_predicted[members] == label)
             per_class[name] = round(float(change), 6)
     difference = np.abs(probabilities - keras_probabilities).max(axis=1)
+    flipped = np.flatnonzero(~agree)
     return Fidelity(
         images=len(labels),
         agreement=float(np.mean(agree)),
         top1=_share(predicted[labelled] == labels[labelled]),
         keras_top1=_share(keras_predicted[labelled] == labels[labelled]),
         max_probability_diff=float(difference.max()),
-        flipped=[int(i) for i in np.flatnonzero(~agree)],
+        flipped=[int(i) for i in flipped],
         per_class_accuracy_change=per_class,
         confident_images=int(confident.sum()),
         confident_agreement=_share(agree[confident]),
         mean_probability_diff=float(difference.mean()),
+        flipped_keras_top=[top_classes(keras_probabilities[i]) for i in flipped],
+        flipped_export_top=[top_classes(probabilities[i]) for i in flipped],
     )

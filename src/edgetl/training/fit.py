@@ -127,7 +127,7 @@ def clear_previous(run: RunDir) -> None:
     run.model.unlink(missing_ok=True)
     for stale in (run.exports_index, run.metrics, run.history):
         stale.unlink(missing_ok=True)
-    for folder in (run.checkpoint_dir, run.exports_dir, run.report_dir, run.array_data_dir):
+    for folder in (run.checkpoint_dir, run.exports_dir, run.report_dir, run.bench_dir, run.array_data_dir):
         if folder.is_dir():
             shutil.rmtree(folder)
 
@@ -375,7 +375,8 @@ def finish_run(
     test_accuracy = float(np.mean(predicted == test.labels))
     picked = probabilities[np.arange(len(test.labels)), test.labels]
     test_loss = float(-np.mean(np.log(np.clip(picked, 1e-12, 1.0))))
-    report = write_reports(run.report_dir, test.read, test.labels, probabilities, dataset.class_names, history)
+    files = [str(example.path) for example in test.examples]
+    report = write_reports(run.report_dir, test.read, test.labels, probabilities, dataset.class_names, history, files)
     counts = {name: len(subset.labels) for name, subset in decoded.items()}
     skipped = [str(error) for subset in decoded.values() for error in subset.skipped]
     epochs = {stage: len(rows.get("loss", [])) for stage, rows in history.items()}

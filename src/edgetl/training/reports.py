@@ -13,6 +13,10 @@ import numpy as np
 from edgetl.files import atomic_write
 
 GRID_IMAGES = 25
+CLASSIFICATION_REPORT = "classification_report.json"
+# Keras' top classes of every test image, for `edgetl report` (its confusion matrix and the images Keras gets wrong).
+TEST_PREDICTIONS = "test_predictions.json"
+TEST_PREDICTIONS_TOP_K = 3
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,21 @@ def prediction_grid_png(read_pixels, true: np.ndarray, predicted: np.ndarray, cl
     return _png(figure)
 
 
+def predictions_json(files: list[str], true: np.ndarray, probabilities: np.ndarray, class_names: list[str]) -> str:
+    """Each test image's file, true class and Keras' top classes with their probabilities, by class name."""
+    k = min(TEST_PREDICTIONS_TOP_K, len(class_names))
+    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    images = [
+        {
+            "file": file,
+            "label": class_names[int(label)],
+            "top": [[class_names[int(c)], round(float(row[c]), 6)] for c in classes],
+        }
+        for file, label, row, classes in zip(files, true, probabilities, order, strict=True)
+    ]
+    return json.dumps({"class_names": class_names, "images": images}, indent=0)
+
+
 def write_reports(
     folder: Path,
     read_pixels,  # indices -> (n, height, width, 3) uint8 test images
@@ -121,10 +140,13 @@ def write_reports(
     probabilities: np.ndarray,
     class_names: list[str],
     history: dict[str, dict[str, list[float]]],
+    files: list[str] | None = None,  # the test images' paths, in the order of `true`
 ) -> ReportFiles:
     predicted = probabilities.argmax(axis=1)
     as_dict, as_text = classification_report(true, predicted, class_names)
-    atomic_write(folder / "classification_report.json", json.dumps(as_dict, indent=1))
+    atomic_write(folder / CLASSIFICATION_REPORT, json.dumps(as_dict, indent=1))
+    if files:
+        atomic_write(folder / TEST_PREDICTIONS, predictions_json(files, true, probabilities, class_names))
     atomic_write(folder / "classification_report.txt", as_text)
     atomic_write(folder / "confusion_matrix.png", confusion_matrix_png(true, predicted, class_names))
     atomic_write(folder / "training_curves.png", training_curves_png(history))
