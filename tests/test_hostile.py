@@ -522,7 +522,8 @@ def test_concurrent_exports_of_one_run_keep_every_record(tmp_path):
         from pathlib import Path
         from edgetl.run import record_export
         for i in range(40):
-            record_export(Path(sys.argv[1]), {"format": f"{sys.argv[2]}-{i}", "passed": True})
+            record = {"format": f"{sys.argv[2]}-{i}", "path": f"exports/{i}", "size_bytes": 0, "passed": True}
+            record_export(Path(sys.argv[1]), {**record, "sha256": "0" * 64})
         """
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}

@@ -19,6 +19,7 @@ from edgetl.data.options import LayoutOptions
 from edgetl.errors import EdgetlError
 from edgetl.flags import (
     BenchGroup,
+    FiniteFloatRange,
     RegistryChoice,
     augment_flags,
     bench_outputs,
@@ -36,6 +37,7 @@ from edgetl.flags import (
     wide_option,
 )
 from edgetl.models.backbones import BACKBONES
+from edgetl.runtime.bounds import MAX_BUDGET_MEGAPIXELS
 from edgetl.runtime.runtimes import RUNTIMES
 from edgetl.runtime.settings import ClassifySettings
 from edgetl.terminal import progress_shown, table_layout
@@ -61,7 +63,7 @@ def refresh_report(root: Path, no_report: bool) -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Log what the library does.")
 @click.option(
     "--max-megapixels",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloatRange(min=0, min_open=True, max=MAX_BUDGET_MEGAPIXELS),
     default=None,
     help="Pixel budget of one decoded image; larger images are refused as that file's error. Raise it for huge scans.",
 )
@@ -83,6 +85,17 @@ def main(verbose: bool, max_megapixels: float | None) -> None:
         from edgetl.runtime.image import set_max_megapixels
 
         set_max_megapixels(max_megapixels)
+    terminate_as_interrupt()
+
+
+def terminate_as_interrupt() -> None:
+    """SIGTERM (a `kill`, a service manager, a CI timeout) ends a command as Ctrl-C does, through its `finally`
+    blocks: temporaries are removed and a file is never left half-committed. Only the main thread may install a
+    handler; elsewhere (an embedding program's thread) the handler stays as it was."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
 
 
 @main.command("sample-data", short_help="Write a small dataset of handwritten digits to try edgetl on.")
@@ -124,15 +137,15 @@ def sample_data(out_dir: Path, per_class: int | None) -> None:
 @default("--weights", TrainConfig, None, "imagenet, none (train from scratch), or a file.")
 @default("--epochs", TrainConfig, click.IntRange(min=1), "Stage 1 epochs.")
 @default("--batch-size", TrainConfig, click.IntRange(min=1))
-@default("--learning-rate", TrainConfig, click.FloatRange(min=0, min_open=True))
-@default("--dropout", TrainConfig, click.FloatRange(0, 1, max_open=True))
+@default("--learning-rate", TrainConfig, FiniteFloatRange(min=0, min_open=True))
+@default("--dropout", TrainConfig, FiniteFloatRange(0, 1, max_open=True))
 @default("--hidden-units", TrainConfig, click.IntRange(min=0), "Hidden dense layer.")
 @default("--patience", TrainConfig, click.IntRange(min=1))
 @default("--fine-tune-epochs", TrainConfig, click.IntRange(min=0), "Stage 2 epochs.")
 @click.option("--fine-tune-layers", type=click.IntRange(min=1), default=None, help="Stage 2 unfreezes the top K.")
 @click.option("--fine-tune-from", default=None, help="Stage 2 unfreezes from this backbone layer up.")
 @click.option(
-    "--fine-tune-learning-rate", type=click.FloatRange(min=0, min_open=True), default=None, help="Default lr/10."
+    "--fine-tune-learning-rate", type=FiniteFloatRange(min=0, min_open=True), default=None, help="Default lr/10."
 )
 @default("--class-weight", TrainConfig, click.Choice(CLASS_WEIGHTS))
 @default(
@@ -292,9 +305,11 @@ def report_command(run: Path) -> None:
 
 def _paths_from(inputs: tuple[str, ...]):
     """The inputs, with `-` replaced by the paths read from standard input, one per line."""
+    from edgetl.runtime.classify import read_path_list
+
     for item in inputs:
         if item == "-":
-            yield from (line.strip() for line in sys.stdin if line.strip())
+            yield from read_path_list(sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin)
         else:
             yield item
 
@@ -305,7 +320,7 @@ def _paths_from(inputs: tuple[str, ...]):
 @default("--top-k", ClassifySettings, click.IntRange(min=1))
 @click.option(
     "--threshold",
-    type=click.FloatRange(0, 1),
+    type=FiniteFloatRange(0, 1),
     default=ClassifySettings.threshold,
     help='Below this top-1 score: "unknown".',
 )

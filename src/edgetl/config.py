@@ -6,7 +6,6 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 
 from edgetl.data.options import AugmentConfig, LayoutOptions
-from edgetl.errors import ModelFileError
 from edgetl.models.classifier import HeadConfig
 
 # How `--class-weight` weighs the classes in the loss: not at all, or each class the same in total.
@@ -57,7 +56,7 @@ class TrainConfig:
         """A config from flat options, as `edgetl.train` and the CLI take them (`seed=1, flip="none"`): each goes
         to the option object that has a field of its name, the rest to TrainConfig itself."""
         parts = {}
-        for name, option_class in _PARTS.items():
+        for name, option_class in TRAIN_PARTS.items():
             names = {f.name for f in fields(option_class)}
             parts[name] = option_class(**{key: options.pop(key) for key in list(options) if key in names})
         return cls(data_dir=data_dir, **parts, **options)
@@ -66,18 +65,14 @@ class TrainConfig:
         return json.dumps(asdict(self), indent=2)
 
     @classmethod
-    def from_json(cls, text: str, source: str) -> TrainConfig:
-        try:
-            raw = json.loads(text)
-            # Runs written before the option objects were composed in hold their fields flat; both read alike.
-            flat = {key: value for key, value in raw.items() if key not in _PARTS}
-            for nested in (raw.get(name) or {} for name in _PARTS):
-                flat.update(nested)
-            known = {f.name for f in fields(cls)} | {f.name for part in _PARTS.values() for f in fields(part)}
-            return cls.from_options(**{key: value for key, value in flat.items() if key in known})
-        except (ValueError, TypeError) as error:
-            raise ModelFileError(f"{source}: the run config is damaged ({error})") from None
+    def from_json(cls, text: str | bytes, source: str) -> TrainConfig:
+        """Parse and check (edgetl.schemas: types and ranges); unknown keys, from a newer edgetl, are ignored, and a
+        run written before the option objects were composed in (their fields flat) reads alike."""
+        from edgetl.schemas import read_train_config
+
+        return read_train_config(text, source)
 
 
-# TrainConfig's fields that are option objects of their own, and their classes.
-_PARTS = {"layout_options": LayoutOptions, "augmentation": AugmentConfig}
+# TrainConfig's fields that are option objects of their own, and their classes: config.json nests their fields
+# under these names; `from_options` and the schema (edgetl.schemas) take them flat.
+TRAIN_PARTS = {"layout_options": LayoutOptions, "augmentation": AugmentConfig}

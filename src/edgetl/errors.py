@@ -35,3 +35,11 @@ class TrainingInterrupted(EdgetlError):
 class UsageError(EdgetlError):
     """The arguments of a call do not fit together (model files without images, an unknown option); the CLI
     reports it as click does a bad command line."""
+
+
+def csv_problem(error: Exception) -> str:
+    """What is wrong with a CSV file, for a one-line message: where its text is not UTF-8, or the csv module's
+    reason (a NUL byte, a field over its size limit)."""
+    if isinstance(error, UnicodeDecodeError):
+        return f"not UTF-8 text: {error.reason}; save it as UTF-8"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -72,3 +73,57 @@ def staged_folder(destination: Path) -> Iterator[Path]:
         os.replace(built, destination)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def temporary_name(destination: Path) -> Path:
+    """A free hidden name beside `destination`, ending in its suffix (engines choose by suffix), to write a file or
+    folder under before it is verified and moved into place; nothing is created."""
+    destination = Path(destination)
+    return destination.with_name(f".{destination.name}.{secrets.token_hex(6)}.tmp{destination.suffix}")
+
+
+def remove_if_there(path: Path) -> None:
+    """Delete a file, a symbolic link (never what it points to) or a folder, if there."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        path.unlink(missing_ok=True)
+
+
+def refuse_links(root: Path, *paths: Path) -> None:
+    """Refuse to write `paths` when any part of them below `root` (a run directory, or an output folder) is a
+    symbolic link: a link planted in a run would make edgetl create, append to or replace a file outside it. The
+    root itself may be a link (a run kept on another disk)."""
+    root = Path(root)
+    for path in paths:
+        try:
+            parts = Path(path).relative_to(root).parts
+        except ValueError:
+            continue
+        current = root
+        for part in parts:
+            current = current / part
+            if current.is_symlink():
+                raise WriteError(
+                    f"{current}: is a symbolic link inside {root}; edgetl never writes through one "
+                    f"(replace it with a real file or folder)"
+                )
+
+
+def open_no_follow(path: Path, flags: int) -> int:
+    """os.open that refuses a symbolic link at `path` (O_NOFOLLOW where the system has it) with a WriteError."""
+    try:
+        return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o666)
+    except OSError as error:
+        if error.errno == errno.ELOOP or Path(path).is_symlink():
+            raise WriteError(f"{path}: is a symbolic link; edgetl never writes through one (remove it)") from None
+        raise WriteError(f"{path}: could not be opened for writing ({error.strerror or error})") from None
+
+
+def open_log(path: Path):
+    """A text file opened for appending, created if missing, never through a symbolic link."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = open_no_follow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    return os.fdopen(descriptor, "a", encoding="utf-8", errors="replace")

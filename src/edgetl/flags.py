@@ -34,6 +34,18 @@ def reports_errors(command):
     return wrapper
 
 
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange, refusing NaN and infinity: NaN passes every comparison, so a range alone lets it in."""
+
+    def convert(self, value, param, ctx):
+        import math
+
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
 class RegistryChoice(click.Choice):
     """A choice among a registry's names, read from its module when first needed (help or parsing): the registry
     stays the one list, and a module that imports NumPy is not imported by commands that never use it."""
@@ -101,9 +113,9 @@ def bench_outputs(command):
             click.option("--csv", "csv_path", type=file, help="Write the rows as CSV."),
             click.option("--markdown", "markdown_path", type=file, help="Write the table as Markdown."),
             click.option("--plot", "plot_path", type=file, help="PNG: top-1 against p50 latency, marker ~ size."),
-            click.option("--max-accuracy-drop", type=click.FloatRange(min=0), help="Fail above this top-1 drop."),
-            click.option("--min-agreement", type=click.FloatRange(0, 1), help="Fail below this agreement."),
-            click.option("--max-p90-ms", type=click.FloatRange(min=0, min_open=True), help="Fail above this p90."),
+            click.option("--max-accuracy-drop", type=FiniteFloatRange(min=0), help="Fail above this top-1 drop."),
+            click.option("--min-agreement", type=FiniteFloatRange(0, 1), help="Fail below this agreement."),
+            click.option("--max-p90-ms", type=FiniteFloatRange(min=0, min_open=True), help="Fail above this p90."),
         ]
     ):
         command = option(command)
@@ -171,11 +183,11 @@ csv_layout_flags = stacked(
 augment_flags = stacked(
     click.option("--augment", is_flag=True, help="Random flips, rotation, zoom, shifts, brightness, contrast."),
     default("--flip", AugmentConfig, click.Choice(FLIP_MODES)),
-    default("--rotation", AugmentConfig, click.FloatRange(0, 1), "Fraction of a turn."),
-    default("--zoom", AugmentConfig, click.FloatRange(0, 1)),
-    default("--translation", AugmentConfig, click.FloatRange(0, 1)),
-    default("--brightness", AugmentConfig, click.FloatRange(0, 1)),
-    default("--contrast", AugmentConfig, click.FloatRange(0, 1)),
+    default("--rotation", AugmentConfig, FiniteFloatRange(0, 1), "Fraction of a turn."),
+    default("--zoom", AugmentConfig, FiniteFloatRange(0, 1)),
+    default("--translation", AugmentConfig, FiniteFloatRange(0, 1)),
+    default("--brightness", AugmentConfig, FiniteFloatRange(0, 1)),
+    default("--contrast", AugmentConfig, FiniteFloatRange(0, 1)),
 )
 
 # How `export` converts, calibrates and verifies; ExportOptions holds the defaults, the registries the choices.
@@ -214,7 +226,7 @@ export_option_flags = stacked(
     default("--calibration-samples", ExportOptions, click.IntRange(min=1)),
     click.option(
         "--min-agreement",
-        type=click.FloatRange(0, 1),
+        type=FiniteFloatRange(0, 1),
         default=None,
         help="Fail an export whose top-1 agreement with Keras is lower [default: each format's own, "
         + ", ".join(f"{name} {f.min_agreement}" for name, f in FORMATS.items())

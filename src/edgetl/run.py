@@ -8,7 +8,9 @@ report/index.html; every write is atomic. `RunDir` is the one place that names t
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,9 +20,9 @@ from pathlib import Path
 from edgetl.config import TrainConfig
 from edgetl.data.split import Split
 from edgetl.errors import ModelFileError, WriteError
-from edgetl.files import atomic_write
+from edgetl.files import atomic_write, open_no_follow, remove_if_there
 from edgetl.progress import step
-from edgetl.runtime.metadata import ModelMetadata
+from edgetl.runtime.metadata import MAX_METADATA_BYTES, ModelMetadata
 
 REPORT_DIR = "report"  # train's reports, and `edgetl report`'s page
 # Bench results of the run: `edgetl bench RUN` writes BENCH_RESULTS there; JSON files from other machines may join it.
@@ -44,10 +46,10 @@ def locked(path: Path) -> Iterator[None]:
     lock_path = path.with_name(f".{path.name}.lock")
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(lock_path, "a+b")  # noqa: SIM115 - held across the yield
     except OSError as error:
         raise WriteError(f"{lock_path}: could not be created ({error.strerror or error})") from None
-    with handle:
+    # A lock file planted as a link would make edgetl create or lock a file outside the run.
+    with os.fdopen(open_no_follow(lock_path, os.O_RDWR | os.O_CREAT), "r+b") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
             yield
@@ -133,13 +135,17 @@ class RunDir:
                 raise ModelFileError(f"{self.path}: not a finished edgetl run ({needed.name} is missing)")
 
     def read_config(self) -> TrainConfig:
-        return TrainConfig.from_json(self.config.read_text(encoding="utf-8"), str(self.config))
+        return TrainConfig.from_json(self.config.read_bytes(), str(self.config))
 
     def read_metadata(self) -> ModelMetadata:
-        return ModelMetadata.from_json(self.preprocessing.read_text(encoding="utf-8"), str(self.preprocessing))
+        # Read as bytes and at most one byte over the metadata's cap: from_json names what is wrong (too big, not
+        # UTF-8) in one line, and a planted huge file is never read whole.
+        with open(self.preprocessing, "rb") as handle:
+            data = handle.read(MAX_METADATA_BYTES + 1)
+        return ModelMetadata.from_json(data, str(self.preprocessing))
 
     def read_split(self) -> Split:
-        return Split.from_json(self.split.read_text(encoding="utf-8"), str(self.split))
+        return Split.read(self.split)
 
     def read_exports(self) -> list[dict]:
         return read_exports_index(self.exports_index)
@@ -151,20 +157,68 @@ class RunDir:
 
 def read_exports_index(index: Path) -> list[dict]:
     """The records `edgetl export` keeps in exports.json, or none before the first export."""
-    if not index.is_file():
+    if not os.path.lexists(index):
         return []
-    try:
-        return json.loads(index.read_text(encoding="utf-8"))
-    except ValueError as error:
-        raise ModelFileError(f"{index}: damaged ({error}); delete it to start afresh") from None
+    from edgetl.schemas import read_exports_file
+
+    return read_exports_file(index)
 
 
 def record_export(index: Path, record: dict) -> None:
     """Add or replace one format's record in exports.json, merged under a lock with what other processes wrote."""
     with locked(index):
-        records = {entry["format"]: entry for entry in read_exports_index(index)}
-        records[record["format"]] = record
-        atomic_write(index, json.dumps(list(records.values()), indent=1))
+        _write_record(index, record)
+
+
+def _write_record(index: Path, record: dict) -> None:
+    records = {entry["format"]: entry for entry in read_exports_index(index)}
+    records[record["format"]] = record
+    atomic_write(index, json.dumps(list(records.values()), indent=1))
+
+
+def commit_export(index: Path, written: Path, destination: Path, record: dict) -> None:
+    """Move the verified file (or folder) `written` to `destination` and its record into exports.json as one
+    change, under the run's lock: if either step fails or is interrupted, the old file and the old record are
+    put back, so a record never describes a file other than the one beside it."""
+    with locked(index):
+        previous = destination.with_name(f".{destination.name}.previous")
+        remove_if_there(previous)
+        had_previous = os.path.lexists(destination)
+        if had_previous:
+            os.replace(destination, previous)
+        try:
+            os.replace(written, destination)
+            _write_record(index, record)
+        except BaseException:
+            if had_previous:
+                remove_if_there(destination)
+                os.replace(previous, destination)
+            raise
+        remove_if_there(previous)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def changed_since_export(root: Path, record: dict, index: Path) -> str | None:
+    """Why an exported file cannot be trusted as its record says (changed, cut short or replaced since `edgetl
+    export` verified it), or None when its size and sha256 are those recorded. Folders (SavedModel) are not
+    compared."""
+    path = root / record["path"]
+    if path.is_dir():
+        return None
+    size = path.stat().st_size
+    if size != record["size_bytes"] or file_sha256(path) != record["sha256"]:
+        return (
+            f"{path}: differs from its record in {index.name} (size or sha256 changed since `edgetl export` "
+            f"verified it); not trusted: export {record['format']} again"
+        )
+    return None
 
 
 def record_verification(index: Path, format_name: str, where: dict) -> None:

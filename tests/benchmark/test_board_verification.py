@@ -41,7 +41,9 @@ def test_board_rows_are_held_to_keras_on_their_own_sample():
 
 def test_a_board_that_answers_otherwise_is_named_and_recorded(tmp_path):
     run = RunDir(tmp_path)
-    run.exports_index.write_text(json.dumps([{"format": "tflite-int8", "verified_on": [{"runtime": "x", "cpu": "y"}]}]))
+    here = {"runtime": "ai-edge-litert 2.3.0", "cpu": "x86-64 VNNI", "host": ""}
+    record = {"format": "tflite-int8", "path": "exports/model_int8.tflite", "size_bytes": 1, "sha256": "0" * 64}
+    run.exports_index.write_text(json.dumps([{**record, "passed": True, "verified_on": [here]}]))
     labels = np.array([0, 1, 2, 0])
     keras = one_hot([0, 1, 2, 1])
     host = one_hot([0, 1, 2, 1])

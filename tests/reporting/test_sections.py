@@ -152,7 +152,7 @@ def test_an_outside_models_export_folder_gets_the_export_sections(tmp_path):
     [
         (lambda run: (run / "exports.json").write_text("[{"), "exports.json: not readable JSON"),
         (lambda run: (run / "metrics.json").write_text("[1, 2]"), "metrics.json: expected a JSON dict, found list"),
-        (lambda run: (run / "split.json").write_text("{}"), "split.json: the split is damaged"),
+        (lambda run: (run / "split.json").write_text("{}"), "split.json: the split lacks the field 'root'"),
     ],
 )
 def test_a_damaged_run_file_is_named(tmp_path, damage, message):

@@ -35,7 +35,8 @@ from edgetl.errors import DataError, WriteError
 from edgetl.exporting.verify import fidelity
 from edgetl.files import atomic_write
 from edgetl.progress import step
-from edgetl.run import BENCH_RESULTS, RunDir, record_verification
+from edgetl.run import BENCH_RESULTS, RunDir, changed_since_export, record_verification
+from edgetl.runtime.bounds import check_batch
 from edgetl.runtime.foreign import ModelFlags
 from edgetl.runtime.runtimes import MODEL_SUFFIXES, RUNTIME_DISTRIBUTIONS
 from edgetl.tfquiet import import_tensorflow_quietly
@@ -120,6 +121,7 @@ def bench_run(
     run = RunDir(Path(run_path))
     run.require_trained()
     metadata = run.read_metadata()
+    check_batch(settings.batch, metadata.input_size, "--batch")
     split = run.read_split()
     test = decode_subset(split.test, metadata.input_size[0], metadata.resize, "test images")
     if len(test.labels) == 0:
@@ -132,7 +134,7 @@ def bench_run(
     model = run.load_model()
     load_ms = (time.perf_counter() - start) * 1000.0
     accelerators = [gpu.name.replace("/physical_device:", "") for gpu in tf.config.list_physical_devices("GPU")]
-    exports = _bench_exports(run)
+    exports, untrusted = _bench_exports(run)
     jobs = [
         (name, path, threads, provider)
         for name, path in exports
@@ -160,7 +162,7 @@ def bench_run(
     if cuda_available():
         accelerators.append("onnxruntime CUDA")
 
-    errors: list[str] = []
+    errors: list[str] = untrusted
     differences: dict[int, str] = {}
     if remotes and exports:
         from edgetl.benchmark.remote import bench_remotes
@@ -218,18 +220,21 @@ def verify_on_board(
     )
 
 
-def _bench_exports(run: RunDir) -> list[tuple[str, Path]]:
-    """(format, path) of each exported file the device bench can run."""
-    exports = []
+def _bench_exports(run: RunDir) -> tuple[list[tuple[str, Path]], list[str]]:
+    """(format, path) of each exported file the device bench can run, and why the others that differ from their
+    record (changed since export verified them) are not benched: they are reported, never measured as verified."""
+    exports, untrusted = [], []
     for record in run.read_exports():
         path = run.path / record["path"]
         if not path.exists():
             log.warning("%s: listed in %s but missing; skipped", path, run.exports_index.name)
         elif path.is_dir() or path.suffix.lower() not in MODEL_SUFFIXES:
             log.info("%s: %s is not a single .tflite/.onnx file; not benched", path, record["format"])
+        elif problem := changed_since_export(run.path, record, run.exports_index):
+            untrusted.append(problem)
         else:
             exports.append((record["format"], path))
-    return exports
+    return exports, untrusted
 
 
 def bench_files(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from edgetl.benchmark.result import BenchReport, BenchRow
@@ -17,16 +16,13 @@ SETTINGS = {
 
 
 def load_rows(path: Path) -> list[BenchRow]:
+    """The rows of a bench JSON file, checked (edgetl.schemas): it may come from another machine."""
+    from edgetl.schemas import read_bench_rows
+
     path = Path(path)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: no such file (write one with `edgetl bench RUN --json {path}`)") from None
-    except ValueError as error:
-        raise ModelFileError(f"{path}: not JSON ({error})") from None
-    if not isinstance(raw, list) or not raw:
-        raise ModelFileError(f"{path}: expected the list of rows `edgetl bench --json` writes")
-    rows = [BenchRow.from_dict(item, str(path)) for item in raw]
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such file (write one with `edgetl bench RUN --json {path}`)")
+    rows = [BenchRow.from_fields(fields) for fields in read_bench_rows(path)]
     # Rows measured here say host "local"; in a merged table the machine's own name tells them apart.
     return [row if row.host not in ("", "local") else _named(row, path) for row in rows]
 

@@ -30,6 +30,7 @@ from edgetl.errors import EdgetlError, ModelFileError
 from edgetl.exporting.formats import FORMATS
 from edgetl.exporting.verify import predict_in_batches
 from edgetl.progress import step
+from edgetl.runtime.bounds import check_batch, check_threads
 from edgetl.runtime.engine import Engine, is_available, open_engine
 from edgetl.runtime.foreign import ModelFlags
 from edgetl.runtime.runtimes import MODEL_SUFFIXES, runtimes_for
@@ -281,6 +282,7 @@ def bench_model_files(
         pixels_of: dict[Path, Path] = {}
         for model in models:
             engine = open_engine(model, flags=flags)
+            check_batch(settings.batch, engine.input_size, "--batch")
             key = (tuple(engine.input_size), tuple(engine.labels), engine.metadata.resize)
             if key not in decoded:
                 pixels, labels = decode_labelled(images, engine.labels, engine.input_size, engine.metadata.resize)
@@ -311,4 +313,4 @@ def parse_threads(text: str | None) -> list[int | None]:
         raise BenchOptionError(f"--threads {text}: expected thread counts separated by commas, e.g. 1,2,4") from None
     if not values or any(value < 1 for value in values):
         raise BenchOptionError(f"--threads {text}: expected positive thread counts, e.g. 1,2,4")
-    return list(values)
+    return [check_threads(value) for value in values]

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.data.folder import class_folders
-from edgetl.errors import DataError
+from edgetl.errors import DataError, csv_problem
 from edgetl.progress import step
 from edgetl.runtime.image import load_images
 
@@ -25,8 +25,11 @@ def labelled_images(source: Path) -> list[tuple[Path, str]]:
             raise DataError(f"{source}: no images in class subfolders (expected {source}/<label>/<image>)")
         return pairs
     if source.is_file() and source.suffix.lower() == ".csv":
-        with source.open(newline="", encoding="utf-8") as handle:
-            rows = [row for row in csv.reader(handle) if row and not row[0].startswith("#")]
+        try:
+            with source.open(newline="", encoding="utf-8") as handle:
+                rows = [row for row in csv.reader(handle) if row and not row[0].startswith("#")]
+        except (UnicodeDecodeError, csv.Error) as error:
+            raise DataError(f"{source}: cannot be read as a UTF-8 CSV file ({csv_problem(error)})") from None
         if rows and rows[0][:2] == ["file", "label"]:
             rows = rows[1:]
         if not rows or any(len(row) < 2 for row in rows):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from edgetl.benchmark.timing import Latency
-from edgetl.errors import ModelFileError
 
 
 @dataclass(frozen=True)
@@ -70,33 +69,39 @@ class BenchRow:
 
     @classmethod
     def from_dict(cls, raw: dict, source: str = "bench JSON") -> BenchRow:
-        try:
-            return cls(
-                format=raw["format"],
-                path=raw["path"],
-                size_bytes=int(raw["size_bytes"]),
-                top1=float(raw["top1"]),
-                top5=float(raw.get("top5", raw["top1"])),
-                agreement=raw.get("agreement"),
-                max_probability_diff=raw.get("max_probability_diff"),
-                latency=Latency.from_dict(raw["latency_ms"], raw.get("runs", 0)),
-                throughput_ips=raw.get("throughput_ips"),
-                batch=int(raw.get("batch", 1)),
-                threads=raw.get("threads"),
-                runtime=raw["runtime"],
-                provider=raw.get("provider", ""),
-                device=raw.get("device", ""),
-                load_ms=float(raw.get("load_ms", 0.0)),
-                peak_rss_bytes=raw.get("peak_rss_bytes"),
-                peak_rss_scope=raw.get("peak_rss_scope", "process"),
-                images=int(raw.get("images", 0)),
-                host=raw.get("host", ""),
-                harness_overhead_ms=float(raw.get("harness_overhead_ms", 0.0)),
-                fingerprint=dict(raw.get("fingerprint", {})),
-                reference_top1=raw.get("reference_top1"),
-            )
-        except (KeyError, TypeError, ValueError) as error:
-            raise ModelFileError(f"{source}: not an edgetl bench row ({type(error).__name__}: {error})") from None
+        """A row as `to_dict` wrote it, checked (edgetl.schemas): it may come from another machine."""
+        from edgetl.schemas import bench_row_fields
+
+        return cls.from_fields(bench_row_fields(raw, source))
+
+    @classmethod
+    def from_fields(cls, row) -> BenchRow:
+        """A row from its checked fields (edgetl.schemas.BenchRowFields)."""
+        latency = row.latency_ms
+        return cls(
+            format=row.format,
+            path=row.path,
+            size_bytes=row.size_bytes,
+            top1=row.top1,
+            top5=row.top1 if row.top5 is None else row.top5,
+            agreement=row.agreement,
+            max_probability_diff=row.max_probability_diff,
+            latency=Latency(latency.p50, latency.p90, latency.p99, latency.mean, latency.std, latency.runs or row.runs),
+            throughput_ips=row.throughput_ips,
+            batch=row.batch,
+            threads=row.threads,
+            runtime=row.runtime,
+            provider=row.provider,
+            device=row.device,
+            load_ms=row.load_ms,
+            peak_rss_bytes=row.peak_rss_bytes,
+            peak_rss_scope=row.peak_rss_scope,
+            images=row.images,
+            host=row.host,
+            harness_overhead_ms=row.harness_overhead_ms,
+            fingerprint=dict(row.fingerprint),
+            reference_top1=row.reference_top1,
+        )
 
 
 @dataclass

@@ -18,7 +18,7 @@ from edgetl.data.dataset import Dataset, check_class_names, require_images, stra
 from edgetl.data.folder import Example, LabelledImages, read_class_folders
 from edgetl.data.options import LayoutOptions
 from edgetl.data.split import VALIDATION_NAMES, Split, stratified_split
-from edgetl.errors import DataError
+from edgetl.errors import DataError, csv_problem
 from edgetl.runtime.image import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -140,12 +140,15 @@ def read_csv_labels(source: str, options: LayoutOptions) -> Dataset:
         raise DataError(f"--images {options.images}: points outside the data folder {root}; give a folder inside it")
     if not images_dir.is_dir():
         raise DataError(f"{images_dir}: no such image folder for {csv_path.name}; pass --images FOLDER")
-    with open(csv_path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        columns = [c for c in (reader.fieldnames or []) if c is not None]
-        id_column = pick_column(columns, options.id_column, ID_COLUMNS, 0, "id", csv_path)
-        label_column = pick_column(columns, options.label_column, LABEL_COLUMNS, 1, "label", csv_path)
-        rows = [(row.get(id_column) or "", row.get(label_column) or "") for row in reader]
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = [c for c in (reader.fieldnames or []) if c is not None]
+            id_column = pick_column(columns, options.id_column, ID_COLUMNS, 0, "id", csv_path)
+            label_column = pick_column(columns, options.label_column, LABEL_COLUMNS, 1, "label", csv_path)
+            rows = [(row.get(id_column) or "", row.get(label_column) or "") for row in reader]
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise DataError(f"{csv_path}: cannot be read as a UTF-8 CSV file ({csv_problem(error)})") from None
     rows = [(image_id.strip(), label.strip()) for image_id, label in rows if image_id.strip() and label.strip()]
     if not rows:
         raise DataError(f"{csv_path}: no rows with both '{id_column}' and '{label_column}'")

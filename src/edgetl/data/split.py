@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgetl.data.folder import Example, LabelledImages
-from edgetl.errors import DataError, ModelFileError
+from edgetl.errors import DataError
 
 SUBSETS = ("train", "validation", "test")
 # What datasets call their validation subset (a folder of a presplit dataset, a split of a tfds one), the first
@@ -37,16 +37,25 @@ class Split:
         return json.dumps(document, indent=1)
 
     @classmethod
-    def from_json(cls, text: str, source: str) -> Split:
-        try:
-            document = json.loads(text)
-            root = Path(document["root"])
-            subsets = {
-                name: [Example(root / relative, int(label)) for relative, label in document[name]] for name in SUBSETS
-            }
-            return cls(root, list(document["class_names"]), **subsets)
-        except (ValueError, KeyError, TypeError) as error:
-            raise ModelFileError(f"{source}: the split is damaged ({error})") from None
+    def read(cls, path: Path) -> Split:
+        """A run's split.json, checked (edgetl.schemas): every label names one of the class names."""
+        from edgetl.schemas import read_split_file
+
+        return cls._from_checked(read_split_file(path))
+
+    @classmethod
+    def from_json(cls, text: str | bytes, source: str) -> Split:
+        from edgetl.schemas import SplitFile, parse_json, validated
+
+        return cls._from_checked(validated(SplitFile, parse_json(text, source, "the split"), source, "the split"))
+
+    @classmethod
+    def _from_checked(cls, document) -> Split:
+        root = Path(document.root)
+        subsets = {
+            name: [Example(root / relative, label) for relative, label in getattr(document, name)] for name in SUBSETS
+        }
+        return cls(root, list(document.class_names), **subsets)
 
 
 def stratified_order(labels, limit: int, seed: int) -> list[int]:

@@ -37,8 +37,9 @@ from edgetl.exporting.source import ExportSource, from_run, resolve_source
 from edgetl.exporting.tflite import OpReport
 from edgetl.exporting.verify import compare, predict_in_batches
 from edgetl.exporting.written import load_written, write_converted
+from edgetl.files import refuse_links, remove_if_there, temporary_name
 from edgetl.progress import step
-from edgetl.run import record_export
+from edgetl.run import commit_export
 
 log = logging.getLogger(__name__)
 
@@ -173,19 +174,31 @@ class _Exporter:
         return figures
 
     def export(self, name: str) -> ExportRecord:
+        """Write the format's file under a temporary name beside its place, verify it there, then move it into
+        place together with its record (`commit_export`); on any failure or interruption the temporary file is
+        removed and the file and record of an earlier export stay as they were."""
         export_format = FORMATS[name]
         source = self.source
         destination = source.exports_dir / export_format.filename
+        refuse_links(source.root, destination, source.exports_index, source.log_path)
         destination.parent.mkdir(parents=True, exist_ok=True)
         gate = export_format.min_agreement if self.options.min_agreement is None else self.options.min_agreement
         log.info("converting %s", name)
-        ladder = None
-        if export_format.calibrated:
-            verified, ladder = self.export_int8(export_format, destination, gate)
-        else:
-            verified = self.verify(export_format, self.convert(export_format, self.inputs), destination, gate)
-        figures = self.consumer_figures(export_format, verified)
-        return make_record(name, export_format, verified, ladder, source, gate, self.options, figures)
+        written = temporary_name(destination)
+        try:
+            ladder = None
+            if export_format.calibrated:
+                verified, ladder = self.export_int8(export_format, written, gate)
+            else:
+                verified = self.verify(export_format, self.convert(export_format, self.inputs), written, gate)
+            figures = self.consumer_figures(export_format, verified)
+            record = make_record(
+                name, export_format, replace(verified, path=destination), ladder, source, gate, self.options, figures
+            )
+            commit_export(source.exports_index, written, destination, asdict(record))
+            return record
+        finally:
+            remove_if_there(written)
 
 
 @dataclass(frozen=True)
@@ -213,16 +226,16 @@ class ExportResult:
 def _export_checked(source: ExportSource, formats: list[str], options: ExportOptions) -> list[ExportRecord]:
     """Convert, write and verify each format in turn (formats and options already checked); exports.json is
     rewritten after each file."""
-    exporter = _Exporter(source, formats, options)
     source.read_exports()  # a damaged index is reported before any work
+    exporter = _Exporter(source, formats, options)
     results = []
     with step(f"exporting {len(formats)} format(s)", total=len(formats)) as exporting:
         for name in formats:
             exporting.describe(f"exporting {name}")
+            # Each file and its record are committed together as soon as it is verified, so an interrupted export
+            # keeps what was done; the update is merged under a lock, so a second export of the same run at the
+            # same time keeps its records too.
             record = exporter.export(name)
-            # The index is updated after every file, so an interrupted export keeps what was done; the update is
-            # merged under a lock, so a second export of the same run at the same time keeps its records too.
-            record_export(source.exports_index, asdict(record))
             results.append(record)
             exporting.advance()
         exporting.describe("exported")

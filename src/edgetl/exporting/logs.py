@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from edgetl.files import open_log
 from edgetl.runtime.quiet import descriptors_sent_to
 
 # A converter error's reason: the first line that mentions "error" and is longer than a bare location or label,
@@ -17,8 +18,7 @@ REASON_MAX_CHARS = 300
 @contextlib.contextmanager
 def output_to(log_path: Path) -> Iterator[None]:
     """Send stdout and stderr, down to the file descriptors, to `log_path` (appended) while the block runs."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "a", encoding="utf-8", errors="replace") as log, descriptors_sent_to(log.fileno(), (1, 2)):
+    with open_log(log_path) as log, descriptors_sent_to(log.fileno(), (1, 2)):
         # Python-level streams too: under click's CliRunner (or any caller that swapped sys.stdout) a print
         # from Keras' converter ("Saved artifact at ...") would not pass through file descriptor 1.
         try:
@@ -42,7 +42,6 @@ def first_line(error: BaseException) -> str:
 def append_trace(log_path: Path, name: str, error: BaseException) -> None:
     import traceback
 
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "a", encoding="utf-8") as handle:
+    with open_log(log_path) as handle:
         handle.write(f"\n--- {name} export failed ---\n")
         handle.write("".join(traceback.format_exception(type(error), error, error.__traceback__)))

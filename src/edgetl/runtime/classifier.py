@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from edgetl.errors import DataError
+from edgetl.runtime.bounds import check_share
 from edgetl.runtime.classify import UNKNOWN, Classification
 from edgetl.runtime.classify import top_k as top_labels
 from edgetl.runtime.engine import open_engine
@@ -80,6 +81,7 @@ class Classifier:
     ) -> list[Classification]:
         """One result per image, in order: its top labels with scores, or the error that kept it from being
         read (the others go on). Arrays and Pillow images are named `<image N>` in the results."""
+        check_share(threshold, "threshold")
         k = min(top_k, len(self.labels))
         names, pixels, errors = [], [], {}
         for index, image in enumerate(images):

@@ -6,14 +6,17 @@ import glob
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
+from edgetl.runtime.bounds import check_batch, check_share
 from edgetl.runtime.engine import Engine
-from edgetl.runtime.image import find_images, load_images
+from edgetl.runtime.image import find_images, glob_without_loops, load_images
 from edgetl.runtime.settings import ClassifySettings
 
 UNKNOWN = "unknown"
+MAX_PATH_BYTES = 4096  # PATH_MAX on Linux: a longer line of a path list names no file
 GLOB_CHARACTERS = frozenset("*?[")
 
 
@@ -49,6 +52,12 @@ def expand_inputs(inputs: Iterable[str]) -> Iterator[Path | MissingInput]:
     MissingInput instead of vanishing from the results.
     """
     for item in inputs:
+        if isinstance(item, MissingInput):  # an entry of a list that named no path (read_path_list)
+            yield item
+            continue
+        if "\0" in item:  # no file name holds one; os calls would refuse the whole input with a ValueError
+            yield MissingInput(item.replace("\0", "\\0"), "holds a NUL byte, which no file name can")
+            continue
         path = Path(item)
         try:
             is_folder = path.is_dir()
@@ -63,13 +72,40 @@ def expand_inputs(inputs: Iterable[str]) -> Iterator[Path | MissingInput]:
                 yield MissingInput(item, "folder holds no image files")
             yield from found
         elif not exists and GLOB_CHARACTERS & set(item):
-            matches = sorted(Path(match) for match in glob.glob(item, recursive=True))
+            if "**" in item.split("/"):
+                matches = glob_without_loops(item)
+            else:
+                matches = sorted(Path(match) for match in glob.glob(item))
             files = [match for match in matches if match.is_file()]
             if not files:
                 yield MissingInput(item, "no file matches this pattern")
             yield from files
         else:
             yield path  # a missing or unreadable file becomes a per-file error when it is decoded
+
+
+def read_path_list(stream: BinaryIO, name: str = "standard input") -> Iterator[str | MissingInput]:
+    """Paths from a list, one per line, read in bounded pieces: a line longer than any path, or one that is not
+    UTF-8 text, is that entry's error and the other entries go on; a stream without newlines never grows past
+    one path's length in memory."""
+    number = 0
+    while True:
+        line = stream.readline(MAX_PATH_BYTES + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > MAX_PATH_BYTES and not line.endswith(b"\n"):
+            while (rest := stream.readline(MAX_PATH_BYTES + 1)) and not rest.endswith(b"\n"):
+                pass  # the rest of that line is skipped in pieces, never held whole
+            yield MissingInput(f"{name} line {number}", f"longer than {MAX_PATH_BYTES} bytes, no path; skipped")
+            continue
+        try:
+            text = line.decode("utf-8").strip()
+        except UnicodeDecodeError as error:
+            yield MissingInput(f"{name} line {number}", f"not UTF-8 text ({error.reason}); skipped")
+            continue
+        if text:
+            yield text
 
 
 def top_k(probabilities: np.ndarray, labels: list[str], k: int) -> list[tuple[str, float]]:
@@ -96,6 +132,8 @@ def classify_stream(
     batch_size: int = ClassifySettings.batch_size,
 ) -> Iterator[Classification]:
     """One result per input, in order, as soon as its batch is done; unreadable files get an error result."""
+    check_share(threshold, "--threshold")
+    check_batch(batch_size, engine.input_size, "--batch-size")
     k = min(k, len(engine.labels))
     for batch in _batches(inputs, batch_size):
         paths = [item for item in batch if isinstance(item, Path)]

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.errors import EdgetlError, ModelFileError
+from edgetl.runtime.bounds import check_threads
 from edgetl.runtime.foreign import ModelFlags
 from edgetl.runtime.metadata import ModelMetadata
 from edgetl.runtime.runtimes import runtimes_for
@@ -67,6 +68,7 @@ def open_engine(
     """Load a .tflite file with LiteRT (or tflite-runtime) or an .onnx file with onnxruntime; `flags` say what a
     file from another tool does not (labels, normalisation)."""
     flags = flags or ModelFlags()
+    check_threads(threads)
     path = Path(path)
     try:
         mode = path.stat().st_mode

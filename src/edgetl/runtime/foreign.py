@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edgetl.errors import DataError, EdgetlError, ModelFileError
-from edgetl.runtime.metadata import NORMALIZATIONS, ModelMetadata, Normalization
+from edgetl.runtime.metadata import MAX_METADATA_BYTES, NORMALIZATIONS, ModelMetadata, Normalization
 
 LABELS_HINT = "--labels FILE (class names, one per line, in the model's output order)"
 NORMALIZATION_HINT = f"--normalization {'|'.join(NORMALIZATIONS)}"
@@ -47,7 +47,11 @@ def read_labels(path: Path) -> list[str]:
     if not path.is_file():
         raise DataError(f"{path}: no such labels file (one class name per line, in the model's output order)")
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as handle:  # at most the metadata's cap: a labels file is never read whole past it
+            data = handle.read(MAX_METADATA_BYTES + 1)
+        if len(data) > MAX_METADATA_BYTES:
+            raise DataError(f"{path}: over {MAX_METADATA_BYTES} bytes, more than the labels of any classifier")
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise DataError(f"{path}: cannot read the labels file ({error})") from None
     labels = [line.strip() for line in text.splitlines() if line.strip()]

@@ -7,6 +7,7 @@ feeds its model are the pixels the model was trained on.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import struct
 import warnings
@@ -17,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from edgetl.errors import DataError
+from edgetl.runtime.bounds import MAX_BUDGET_MEGAPIXELS, check_positive
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jfif"})
 
@@ -52,8 +54,7 @@ _max_pixels = int(MAX_MEGAPIXELS * 1_000_000)
 def set_max_megapixels(megapixels: float) -> None:
     """Change the pixel budget for this process (what `edgetl --max-megapixels` does)."""
     global _max_pixels
-    if not megapixels > 0:
-        raise ValueError(f"megapixels must be positive, not {megapixels}")
+    check_positive(megapixels, "--max-megapixels", MAX_BUDGET_MEGAPIXELS)
     _max_pixels = int(megapixels * 1_000_000)
     # Pillow would refuse an image over twice its own limit while opening it, before our budget is asked.
     Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, _max_pixels)
@@ -99,6 +100,67 @@ def find_images(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
         visited.add((identity.st_dev, identity.st_ino))
         files.extend(path for path in (Path(directory, name) for name in names) if is_image_file(path))
     return sorted(files), unlisted
+
+
+def _pattern_regex(pattern: str) -> re.Pattern:
+    """A glob pattern as a regular expression over '/'-separated paths: `*`, `?` and `[...]` stay within one name,
+    a `**` name matches any number of folders (none too), as `glob.glob(recursive=True)` reads it."""
+    parts = []
+    for index, name in enumerate(pattern.split("/")):
+        last = index == len(pattern.split("/")) - 1
+        if name == "**":
+            parts.append(".*" if last else "(?:[^/]*/)*")
+            continue
+        regex, position = "", 0
+        while position < len(name):
+            char = name[position]
+            closing = name.find("]", position + 2) if char == "[" else -1
+            if char == "*":
+                regex += "[^/]*"
+            elif char == "?":
+                regex += "[^/]"
+            elif closing != -1:
+                inside = name[position + 1 : closing]
+                regex += "[" + ("^" + inside[1:] if inside.startswith("!") else inside).replace("\\", "\\\\") + "]"
+                position = closing
+            else:
+                regex += re.escape(char)
+            position += 1
+        parts.append(regex + ("" if last else "/"))
+    return re.compile("".join(parts) + r"\Z", re.DOTALL)
+
+
+def glob_without_loops(pattern: str) -> list[Path]:
+    """The files a recursive glob pattern (`photos/**/*.png`) matches, sorted; folders reached through links are
+    followed once, never round a loop (Python's glob follows a link back up the tree until paths grow too long).
+    Names starting with a dot are matched only by a pattern name that starts with one, as glob does."""
+    names = pattern.split("/")
+    fixed = next(index for index, name in enumerate(names) if set(name) & set("*?["))
+    base = "/".join(names[:fixed]) or ("/" if pattern.startswith("/") else ".")
+    if pattern.startswith("/") and fixed == 1:
+        base = "/"
+    matcher = _pattern_regex(pattern)
+    hidden_allowed = any(name.startswith(".") and set(name) & set("*?[") for name in names)
+    found: list[Path] = []
+    visited: set[tuple[int, int]] = set()
+    for directory, subfolders, files in os.walk(base, followlinks=True):
+        try:
+            identity = os.stat(directory)
+        except OSError:
+            continue
+        if (identity.st_dev, identity.st_ino) in visited:  # a link back up the tree
+            subfolders.clear()
+            continue
+        visited.add((identity.st_dev, identity.st_ino))
+        if not hidden_allowed:
+            subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+            files = [name for name in files if not name.startswith(".")]
+        for name in files:
+            path = os.path.join(directory, name)
+            shown = os.path.relpath(path) if base == "." else path
+            if matcher.match(shown):
+                found.append(Path(shown))
+    return sorted(found)
 
 
 def _open_regular_file(path: Path) -> BinaryIO:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.errors import EdgetlError, MissingExtraError, ModelFileError
+from edgetl.runtime.contract import check_model_contract, check_scores, one_line, tflite_specs
 from edgetl.runtime.engine import Engine, is_available
 from edgetl.runtime.foreign import (
     ModelFlags,
@@ -93,9 +94,12 @@ class TFLiteEngine(Engine):
         try:
             with native_stderr_captured():
                 interpreter = interpreter_class(model_path=str(path), num_threads=threads)
+                # Checked before the tensors are allocated: a declared 100,000 x 100,000 input never is.
+                inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+                check_model_contract(path, tflite_specs(inputs), tflite_specs(outputs))
                 interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as error:
-            raise ModelFileError(f"{path}: not a loadable TFLite model ({error})") from None
+            raise ModelFileError(f"{path}: not a loadable TFLite model ({one_line(error)})") from None
         self.interpreter = interpreter
         self.input_detail = interpreter.get_input_details()[0]
         self.output_detail = interpreter.get_output_details()[0]
@@ -155,9 +159,13 @@ class TFLiteEngine(Engine):
             values = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
         else:
             values = quantize_input(self.normalized(pixels), self.input_detail)
-        self.interpreter.set_tensor(self.input_detail["index"], values)
-        self.interpreter.invoke()
-        return dequantize_output(self.interpreter.get_tensor(self.output_detail["index"]), self.output_detail)
+        try:
+            self.interpreter.set_tensor(self.input_detail["index"], values)
+            self.interpreter.invoke()
+        except (RuntimeError, ValueError) as error:  # a kernel that refuses what the file declares
+            raise ModelFileError(f"{self.path}: the model fails to run ({one_line(error)})") from None
+        scores = dequantize_output(self.interpreter.get_tensor(self.output_detail["index"]), self.output_detail)
+        return check_scores(self.path, scores, len(pixels), len(self.labels))
 
 
 def open_tflite(

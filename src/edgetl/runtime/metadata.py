@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import lzma
-import math
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -104,35 +103,13 @@ class ModelMetadata:
             raise ModelFileError(f"{source}: edgetl metadata is damaged (not JSON: {error})") from None
         except RecursionError:
             raise ModelFileError(f"{source}: edgetl metadata is damaged (JSON nested too deeply)") from None
-        fields = _Fields(raw, source)
-        labels = fields.get("labels", _is_labels, "a list of one or more class names, each a line of text")
-        normalization = _Fields(fields.get("normalization", _is_dict, "an object"), source, "normalization.")
-        known = cls.__dataclass_fields__
-        return cls(
-            labels=list(labels),
-            input_size=tuple(
-                fields.get("input_size", _is_input_size, f"[height, width], whole numbers from 1 to {MAX_INPUT_SIDE}")
-            ),
-            normalization=Normalization(
-                mode=normalization.get("mode", _is_text, "text"),
-                scale=normalization.get("scale", _is_number, "a finite number", 1.0),
-                offset=normalization.get("offset", _is_number, "a finite number", 0.0),
-                mean=tuple(normalization.get("mean", _is_triple, "three finite numbers", (0.0, 0.0, 0.0))),
-                std=tuple(
-                    normalization.get("std", _is_nonzero_triple, "three finite non-zero numbers", (1.0, 1.0, 1.0))
-                ),
-                inside_model=normalization.get("inside_model", _is_bool, "true or false", True),
-            ),
-            backbone=fields.get("backbone", _is_text, "text", known["backbone"].default),
-            channel_order=fields.get("channel_order", _is_text, "text", known["channel_order"].default),
-            resize=fields.get("resize", _is_resize, f"one of {', '.join(_resize_modes())}", known["resize"].default),
-            pixel_range=tuple(
-                fields.get("pixel_range", _is_range, "[low, high], finite numbers, low < high", (0.0, 255.0))
-            ),
-            model_format=fields.get("model_format", _is_text, "text", known["model_format"].default),
-            format_version=fields.get("format_version", _is_whole, "a whole number", FORMAT_VERSION),
-            extra=fields.get("extra", _is_dict, "an object", {}),
-        )
+        from edgetl.runtime.metadata_schema import EXPECTED, MetadataFields
+        from edgetl.schemas import validated
+
+        checked = validated(MetadataFields, raw, source, "edgetl metadata", EXPECTED)
+        given = checked.given(cls)
+        given["normalization"] = Normalization(**checked.normalization.given(Normalization))
+        return cls(**given)
 
     def check_model(self, source: str, input_shape: Sequence, output_shape: Sequence) -> None:
         """Refuse metadata that does not describe the model it travels in: one label per output, and the input
@@ -145,92 +122,21 @@ class ModelMetadata:
             )
         if len(input_shape) == 4 and input_shape[3] == 3:
             height, width = input_shape[1], input_shape[2]
-            if all(_is_whole(side) and side > 0 for side in (height, width)) and (height, width) != self.input_size:
+            # Each side the model fixes is compared on its own: one fixed and one open side must still agree.
+            fixed = [
+                (side, size)
+                for side, size in zip((height, width), self.input_size, strict=True)
+                if _is_whole(side) and side > 0
+            ]
+            if any(side != size for side, size in fixed):
                 raise ModelFileError(
                     f"{source}: edgetl metadata says input_size {list(self.input_size)} but the model takes "
                     f"{height}x{width} images (re-export it with edgetl)"
                 )
 
 
-class _Fields:
-    """The fields of one JSON object, each fetched with a check; a failure names the field and what was found."""
-
-    def __init__(self, raw: object, source: str, prefix: str = ""):
-        if not isinstance(raw, dict):
-            raise ModelFileError(f"{source}: edgetl metadata is damaged (a JSON {type(raw).__name__}, not an object)")
-        self.raw, self.source, self.prefix = raw, source, prefix
-
-    def get(self, name: str, check, expected: str, default: object = ...) -> object:
-        if name not in self.raw:
-            if default is ...:
-                raise ModelFileError(f"{self.source}: edgetl metadata lacks the field '{self.prefix}{name}'")
-            return default
-        value = self.raw[name]
-        if not check(value):
-            shown = json.dumps(value)
-            shown = shown if len(shown) <= 60 else shown[:57] + "..."
-            raise ModelFileError(
-                f"{self.source}: edgetl metadata field '{self.prefix}{name}' is {shown}; expected {expected}"
-            )
-        return value
-
-
 def _is_whole(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_text(value: object) -> bool:
-    return isinstance(value, str)
-
-
-def _is_bool(value: object) -> bool:
-    return isinstance(value, bool)
-
-
-def _is_dict(value: object) -> bool:
-    return isinstance(value, dict)
-
-
-def _is_labels(value: object) -> bool:
-    return (
-        isinstance(value, list)
-        and len(value) > 0
-        and all(isinstance(label, str) and label and "\n" not in label and "\r" not in label for label in value)
-    )
-
-
-def _is_input_size(value: object) -> bool:
-    return (
-        isinstance(value, list)
-        and len(value) == 2
-        and all(_is_whole(side) and 1 <= side <= MAX_INPUT_SIDE for side in value)
-    )
-
-
-def _is_triple(value: object) -> bool:
-    return isinstance(value, list) and len(value) == 3 and all(_is_number(item) for item in value)
-
-
-def _is_nonzero_triple(value: object) -> bool:
-    return _is_triple(value) and all(item != 0 for item in value)
-
-
-def _is_range(value: object) -> bool:
-    return isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value) and value[0] < value[1]
-
-
-def _resize_modes() -> list[str]:
-    from edgetl.runtime.image import RESAMPLING
-
-    return list(RESAMPLING)
-
-
-def _is_resize(value: object) -> bool:
-    return isinstance(value, str) and value in _resize_modes()
 
 
 def read_tflite_metadata(path: Path) -> ModelMetadata | None:

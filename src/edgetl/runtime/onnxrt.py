@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from edgetl.errors import MissingExtraError, ModelFileError
+from edgetl.runtime.contract import check_onnx_session, check_scores, one_line
 from edgetl.runtime.engine import Engine
 from edgetl.runtime.foreign import ModelFlags, TensorShapes, describe_foreign_model, refuse_flags_for_edgetl_file
 from edgetl.runtime.metadata import METADATA_KEY, ModelMetadata
+
+log = logging.getLogger(__name__)
 
 PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
 
@@ -45,6 +50,7 @@ class OnnxEngine(Engine):
         except load_errors as error:
             first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise ModelFileError(f"{path}: not a loadable ONNX model ({first_line})") from None
+        check_onnx_session(path, self.session)
         model_input, model_output = self.session.get_inputs()[0], self.session.get_outputs()[0]
         self.input_name = model_input.name
         self.output_name = model_output.name
@@ -86,8 +92,33 @@ class OnnxEngine(Engine):
         values = self.normalized(pixels).astype(np.float32, copy=False)
         if self.channels_first:
             values = np.ascontiguousarray(values.transpose(0, 3, 1, 2))
-        return self.session.run([self.output_name], {self.input_name: values})[0].astype(np.float32, copy=False)
+        try:
+            scores = self.session.run([self.output_name], {self.input_name: values})[0].astype(np.float32, copy=False)
+        except _run_errors() as error:  # a graph that refuses what the file declares
+            raise ModelFileError(f"{self.path}: the model fails to run ({one_line(error)})") from None
+        return check_scores(self.path, scores, len(pixels), len(self.labels))
+
+
+@functools.cache
+def _run_errors() -> tuple[type[Exception], ...]:
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    return (state.Fail, state.InvalidArgument, state.RuntimeException, state.InvalidGraph)
 
 
 def open_onnx(path: Path, threads: int | None = None, flags: ModelFlags | None = None) -> OnnxEngine:
-    return OnnxEngine(path, threads=threads, flags=flags)
+    import contextlib
+    import io
+
+    # onnxruntime prints ("EP Error ... Falling back") when a provider fails to load a file: that goes to the log,
+    # not to the user's terminal, where the one line that says what is wrong is edgetl's.
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            return OnnxEngine(path, threads=threads, flags=flags)
+    except UnicodeDecodeError as error:  # onnxruntime quotes a damaged file's names in its error, undecodable
+        reason = f"its names are not UTF-8 text: {error.reason}"
+        raise ModelFileError(f"{path}: not a loadable ONNX model ({reason})") from None
+    finally:
+        if printed.getvalue().strip():
+            log.info("onnxruntime on %s: %s", path, " ".join(printed.getvalue().split()))

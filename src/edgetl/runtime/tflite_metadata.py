@@ -18,7 +18,7 @@ from flatbuffers import number_types
 from flatbuffers.table import Table
 
 from edgetl.errors import ModelFileError
-from edgetl.runtime.metadata import TFLITE_IDENTIFIER
+from edgetl.runtime.metadata import MAX_METADATA_BYTES, TFLITE_IDENTIFIER, ZIP_ERRORS
 
 METADATA_NAME = "TFLITE_METADATA"
 METADATA_IDENTIFIER = b"M001"
@@ -352,6 +352,20 @@ def read_standard_metadata(model: Path | str | bytes) -> StandardMetadata | None
         except zipfile.BadZipFile:
             return _parse(metadata, set(), None)
         with archive:
-            return _parse(metadata, set(archive.namelist()), archive.read)
-    except (_Damaged, UnicodeDecodeError, zipfile.BadZipFile) as error:
+            return _parse(metadata, set(archive.namelist()), lambda name: _read_capped(archive, name))
+    except (_Damaged, UnicodeDecodeError, *ZIP_ERRORS) as error:
         raise ModelFileError(f"{source}: the TFLite metadata is damaged ({error})") from None
+
+
+def _read_capped(archive: zipfile.ZipFile, name: str) -> bytes:
+    """A member of the appended archive (the labels file), under the cap every member edgetl inflates is held to:
+    the size in its header may lie, so reading stops at the cap whatever the header says."""
+    info = archive.getinfo(name)
+    too_big = f"{name} would decompress to more than {MAX_METADATA_BYTES} bytes; refused"
+    if info.file_size > MAX_METADATA_BYTES:
+        raise _Damaged(too_big)
+    with archive.open(info) as member:
+        data = member.read(MAX_METADATA_BYTES + 1)
+    if len(data) > MAX_METADATA_BYTES:
+        raise _Damaged(too_big)
+    return data

@@ -25,7 +25,7 @@ from edgetl.data.layouts import ARRAY_LAYOUTS, read_dataset
 from edgetl.data.pipeline import DecodedSubset, StreamedSubset, to_dataset
 from edgetl.data.split import SUBSETS
 from edgetl.errors import DataError, EdgetlError, MissingExtraError, TrainingInterrupted
-from edgetl.files import atomic_write, temporary_sibling
+from edgetl.files import atomic_write, refuse_links, temporary_sibling
 from edgetl.models.backbones import BackboneSpec, get_backbone
 from edgetl.models.classifier import HeadConfig, build_classifier
 from edgetl.progress import step
@@ -108,8 +108,12 @@ def check_config(config: TrainConfig) -> BackboneSpec:
 
 
 def check_output(run: RunDir, overwrite: bool) -> None:
+    """Everything about the output folder that can be checked before a file is deleted or written: --overwrite
+    deletes only after this (and the data's own checks) passed."""
     if run.path.exists() and not run.path.is_dir():
         raise EdgetlError(f"{run.path}: exists and is not a folder")
+    if run.path.is_dir():
+        refuse_links(run.path, *run_paths(run))
     if overwrite:
         return
     if run.model.exists():
@@ -119,6 +123,13 @@ def check_output(run: RunDir, overwrite: bool) -> None:
             f"{run.path}: holds an interrupted run; continue it with `edgetl train --resume {run.path}` "
             f"or pass --overwrite"
         )
+
+
+def run_paths(run: RunDir) -> list[Path]:
+    """Every file and folder `train` writes or, with --overwrite, deletes in a run."""
+    files = [run.model, run.labels, run.config, run.preprocessing, run.split, run.history, run.metrics]
+    folders = [run.checkpoint_dir, run.exports_dir, run.report_dir, run.bench_dir, run.array_data_dir]
+    return [*files, run.exports_index, *folders, run.cache_dir]
 
 
 def clear_previous(run: RunDir) -> None:
@@ -209,6 +220,7 @@ def resume(path: Path, verbose: bool = True) -> TrainResult:
         raise EdgetlError(f"{run.path}: no such run directory to resume")
     if run.model.exists():
         raise EdgetlError(f"{run.path}: finished already (model.keras exists); nothing to resume")
+    refuse_links(run.path, *run_paths(run))
     state = read_state(run)
     if state is None or not run.config.is_file():
         raise EdgetlError(
