@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo-out
 
-.PHONY: install demo test lint clean sshd chromium arm-board
+.PHONY: install demo test test-fast lint docs clean sshd chromium arm-board
 
 install: $(STAMP)
 
@@ -25,6 +25,10 @@ test: $(STAMP) sshd chromium
 	$(BIN)/python tests/arm/board.py prepare-if-possible
 	$(BIN)/python -m pytest
 
+# The development loop: the unit tests, no training or conversion (about a minute); `make test` still runs everything.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow and not arm" -q
+
 arm-board: $(STAMP)
 	$(BIN)/python tests/arm/board.py prepare
 
@@ -42,9 +46,15 @@ chromium:
 		echo "chromium could not be installed: the report's browser tests will be skipped"; \
 	fi
 
+# ruff, then pyright on the public API (edgetl/__init__.py, api.py and tests/typecheck_api.py: pyproject.toml).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/pyright --pythonpath $(BIN)/python
+
+# The documentation site (docs/, mkdocs.yml) into site/; --strict fails on a broken link or a missing reference.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
 
 clean:
-	rm -rf $(DEMO_DIR) .pytest_cache
+	rm -rf $(DEMO_DIR) .pytest_cache site

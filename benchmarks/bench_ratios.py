@@ -33,15 +33,15 @@ def main() -> int:
     from edgetl.benchmark.settings import BenchSettings
     from edgetl.config import TrainConfig
     from edgetl.data.sample import write_sample_data
-    from edgetl.export.exporter import export_run
-    from edgetl.train.fit import train
+    from edgetl.exporting.exporter import export_run
+    from edgetl.training.fit import train
 
     work = args.out or Path(tempfile.mkdtemp(prefix="edgetl-ratios-"))
     data, run = work / "digits", work / "run"
     if not (run / "exports.json").is_file():
         write_sample_data(data)
-        config = TrainConfig(
-            data_dir=str(data), backbone="mobilenetv2", alpha=0.35, image_size=48, weights="none", epochs=args.epochs
+        config = TrainConfig.from_options(
+            str(data), backbone="mobilenetv2", alpha=0.35, image_size=48, weights="none", epochs=args.epochs
         )
         train(config, run, verbose=False)
         export_run(run, ["tflite-float32", "tflite-int8", "onnx"])

@@ -20,9 +20,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from edgetl.config import TrainConfig  # noqa: E402
 from edgetl.data.sample import write_sample_data  # noqa: E402
-from edgetl.export.exporter import FORMATS, ExportOptions, export_source  # noqa: E402
-from edgetl.export.source import from_run  # noqa: E402
-from edgetl.train.fit import train  # noqa: E402
+from edgetl.exporting.exporter import FORMATS, ExportOptions, export_source  # noqa: E402
+from edgetl.exporting.source import from_run  # noqa: E402
+from edgetl.training.fit import train  # noqa: E402
 
 MODELS = {
     "mobilenetv2": {"alpha": 0.35, "image_size": 48},
@@ -33,8 +33,8 @@ MODELS = {
 def measure(name: str, data: Path, out: Path, epochs: int) -> list[tuple]:
     settings = MODELS[name]
     started = time.perf_counter()
-    config = TrainConfig(
-        data_dir=str(data),
+    config = TrainConfig.from_options(
+        str(data),
         backbone=name,
         alpha=settings["alpha"],
         image_size=settings["image_size"],

@@ -49,7 +49,7 @@ def edgetl(*args) -> None:
 
 
 def figures(probabilities: np.ndarray, keras: np.ndarray, labels: np.ndarray) -> str:
-    from edgetl.export.verify import compare
+    from edgetl.exporting.verify import compare
 
     fidelity = compare(probabilities, keras, labels)
     top1 = "" if fidelity.top1 is None else f"  top-1 {fidelity.top1:.4f}"
@@ -58,7 +58,7 @@ def figures(probabilities: np.ndarray, keras: np.ndarray, labels: np.ndarray) ->
 
 def measure(folder: Path, source, emulated_images: int) -> None:
     """Print, per int8 file in `folder`, the recorded figures and each consumer's."""
-    from edgetl.export.consumers import place_of
+    from edgetl.exporting.consumers import place_of
     from edgetl.runtime.cpu import cpu_class
 
     keras = source.model.predict(source.verification.pixels.astype(np.float32), batch_size=32, verbose=0)
@@ -98,8 +98,8 @@ def main() -> int:
     parser.add_argument("--measure", type=Path, default=None, help="only measure this run or export folder")
     args = parser.parse_args()
     from edgetl.data.sample import write_natural_crops
-    from edgetl.export.formats import KerasFileOptions
-    from edgetl.export.source import from_run, resolve_source
+    from edgetl.exporting.formats import KerasFileOptions
+    from edgetl.exporting.source import from_run, resolve_source
     from edgetl.runtime.cpu import cpu_class
 
     print(f"this CPU: {cpu_class()}")

@@ -55,11 +55,11 @@ def run_config(name: str, epochs: int) -> tuple[str, dict]:
 def train_once(data: str, weights: str, image_size: int, name: str, out: str, epochs: int) -> None:
     """One `edgetl train` run (in this fresh process); prints the timed stage's seconds as JSON."""
     from edgetl.config import TrainConfig
-    from edgetl.train.fit import train
+    from edgetl.training.fit import train
 
     stage, changes = run_config(name, epochs)
-    config = TrainConfig(
-        data_dir=data,
+    config = TrainConfig.from_options(
+        data,
         alpha=ALPHA,
         image_size=image_size,
         weights=weights,

@@ -15,29 +15,25 @@ from edgetl.errors import EdgetlError, UsageError
 DIGITS = ["eight", "five", "four", "nine", "one", "seven", "six", "three", "two", "zero"]
 
 
-def test_import_edgetl_is_light_and_train_and_export_stay_callable_once_their_modules_are_imported():
+def test_import_edgetl_is_light_and_the_api_are_plain_functions_once_the_packages_are_imported():
     code = textwrap.dedent(
         """
-        import json, sys
+        import inspect, json, sys, types
         import edgetl
-        names = [edgetl.train, edgetl.export, edgetl.bench, edgetl.sample_data]
         light = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "onnx", "numpy"))
-        import edgetl.train.augment, edgetl.export.formats
+        import edgetl.training.augment, edgetl.exporting.formats
+        api = [edgetl.train, edgetl.resume, edgetl.export, edgetl.bench, edgetl.sample_data]
         print(json.dumps({
             "light": light,
-            "callable": [callable(edgetl.train), callable(edgetl.export), callable(edgetl.bench)],
-            "submodules": [edgetl.train.augment.__name__, edgetl.export.formats.__name__],
+            "functions": [inspect.isfunction(function) for function in api],
+            "plain modules": sorted({type(m).__name__ for n, m in sys.modules.items() if n.startswith("edgetl")}),
         }))
         """
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
-    assert answer == {
-        "light": [],
-        "callable": [True, True, True],
-        "submodules": ["edgetl.train.augment", "edgetl.export.formats"],
-    }
+    assert answer == {"light": [], "functions": [True] * 5, "plain modules": ["module"]}
 
 
 def test_unknown_options_are_refused_naming_the_valid_ones(tmp_path):
@@ -97,8 +93,12 @@ def test_bench_of_model_files_returns_a_row_per_file_and_thread_count(exported_r
     assert report.errors == [] and report.title.startswith("edgetl bench on ")
 
 
-def test_the_callable_packages_show_the_functions_signatures():
+def test_the_api_functions_show_their_signatures_and_document_their_arguments():
     import inspect
 
     assert list(inspect.signature(edgetl.train).parameters) == ["data", "out", "overwrite", "verbose", "options"]
     assert list(inspect.signature(edgetl.export).parameters)[:2] == ["source", "formats"]
+    for function in (edgetl.train, edgetl.resume, edgetl.export, edgetl.bench, edgetl.sample_data):
+        assert "Args:" in function.__doc__ and "Returns:" in function.__doc__, function.__name__
+        for name in inspect.signature(function).parameters:
+            assert f"{name}:" in function.__doc__, (function.__name__, name)

@@ -115,7 +115,7 @@ def test_export_cli_writes_verified_files(trained_run, tmp_path):
 
 @pytest.mark.slow
 def test_export_fails_below_the_gate_and_keeps_the_file(trained_run, tmp_path, monkeypatch):
-    from edgetl.export import exporter
+    from edgetl.exporting import exporter
 
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
@@ -253,8 +253,8 @@ def test_help_reads_well_at_100_columns(command):
 
 
 def test_the_export_summary_says_what_float_layers_cost_against_the_best_integer_file():
-    from edgetl.cli import _fallback_cost
-    from edgetl.export.record import ExportRecord
+    from edgetl.exporting.record import ExportRecord
+    from edgetl.exporting.report import fallback_cost
 
     def attempt(recipe, agreement, confident, size, float_layers=()):
         return {"recipe": recipe, "agreement": agreement, "confident_agreement": confident, "size_bytes": size,
@@ -271,7 +271,7 @@ def test_the_export_summary_says_what_float_layers_cost_against_the_best_integer
         flipped_files=[], min_agreement=0.9, passed=True, confident_images=169, confident_agreement=1.0,
         recipe="percentile-600+bias+float1", float_layers=["conv"], attempts=attempts,
     )  # fmt: skip
-    assert _fallback_cost(record) == (
+    assert fallback_cost(record) == (
         " (1 layer(s) in float: agreement 0.9067 -> 0.9050, on confident images 0.9822 -> 1.0000, size +5%)"
     )
-    assert _fallback_cost(dataclasses.replace(record, float_layers=[])) == ""
+    assert fallback_cost(dataclasses.replace(record, float_layers=[])) == ""

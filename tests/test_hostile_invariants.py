@@ -169,7 +169,7 @@ def test_the_lock_file_as_a_link_is_refused_and_nothing_is_created_outside(tmp_p
 
 @pytest.mark.parametrize("planted", ["file", "folder"])
 def test_the_export_log_through_a_link_is_refused(tmp_path, planted):
-    from edgetl.export.logs import append_trace, output_to
+    from edgetl.exporting.logs import append_trace, output_to
     from edgetl.files import refuse_links
 
     run, outside = tmp_path / "run", tmp_path / "outside"
@@ -224,7 +224,7 @@ def test_train_overwrite_checks_every_path_before_deleting_anything(tmp_path, li
 @pytest.fixture(scope="module")
 def exported_copy(trained_run, tmp_path_factory) -> Path:
     """The tiny run with a tflite-float32 file exported, copied fresh for each test that spoils it."""
-    from edgetl.export.exporter import ExportOptions, export_run
+    from edgetl.exporting.exporter import ExportOptions, export_run
 
     run = tmp_path_factory.mktemp("invariants") / "run"
     shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("exports", "exports.json"))
@@ -258,7 +258,7 @@ def test_a_failed_export_keeps_the_old_file_and_its_record(run_copy):
 INTERRUPTER = textwrap.dedent(
     """
     import os, signal, sys
-    import edgetl.export.exporter as exporter
+    import edgetl.exporting.exporter as exporter
     from edgetl.cli import main
 
     real = exporter.load_written
@@ -627,7 +627,7 @@ def standard_tflite(labels: bytes) -> bytes:
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
-    from edgetl.export.metadata import standard_metadata
+    from edgetl.exporting.metadata import standard_metadata
     from tests.runtime.tiny_models import metadata, tflite_flatbuffer
 
     model = schema.ModelT.InitFromPackedBuf(tflite_flatbuffer(), 0)

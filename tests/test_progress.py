@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from edgetl import cli, progress
+from edgetl import progress, terminal
 from edgetl.data.folder import read_class_folders
 from edgetl.data.pipeline import decode_subset
 
@@ -48,16 +48,16 @@ def test_progress_is_drawn_only_for_a_person(monkeypatch):
 
     monkeypatch.delenv("CI", raising=False)
     monkeypatch.setenv("TERM", "xterm")
-    assert not cli.interactive()  # under pytest: not a terminal
+    assert not terminal.interactive()  # under pytest: not a terminal
     monkeypatch.setattr(sys, "stdout", Terminal())
     monkeypatch.setattr(sys, "stderr", Terminal())
-    assert cli.interactive()
+    assert terminal.interactive()
     monkeypatch.setenv("CI", "true")
-    assert not cli.interactive()
-    with cli.progress_shown(quiet=False):
+    assert not terminal.interactive()
+    with terminal.progress_shown(quiet=False):
         assert type(progress._reporter) is progress.Reporter  # in CI: nobody draws
     monkeypatch.delenv("CI")
-    with cli.progress_shown(quiet=True):
+    with terminal.progress_shown(quiet=True):
         assert type(progress._reporter) is progress.Reporter
 
 
@@ -65,8 +65,8 @@ def test_terminal_progress_leaves_a_line_per_finished_step(monkeypatch):
     from rich.console import Console
 
     screen = io.StringIO()
-    reporter = cli.TerminalProgress(Console(file=screen, force_terminal=True, width=100, color_system=None))
-    monkeypatch.setattr(cli.TerminalProgress, "SHOWN_AFTER_S", 0.0)
+    reporter = terminal.TerminalProgress(Console(file=screen, force_terminal=True, width=100, color_system=None))
+    monkeypatch.setattr(terminal.TerminalProgress, "SHOWN_AFTER_S", 0.0)
     with progress.reporting(reporter), progress.step("converting tflite-int8", total=3) as converting:
         converting.describe("converting tflite-int8 (minmax-200)")
         for _ in range(3):
@@ -77,8 +77,8 @@ def test_terminal_progress_leaves_a_line_per_finished_step(monkeypatch):
 
 @pytest.mark.parametrize("width", [100, 120])
 def test_the_export_table_fits_the_terminal(width):
-    from edgetl.export.exporter import ExportRecord
-    from edgetl.export.report import format_export_table
+    from edgetl.exporting.exporter import ExportRecord
+    from edgetl.exporting.report import format_export_table
 
     def record(name: str, megabytes: float, agreement: float, passed: bool = True) -> ExportRecord:
         int8 = name.endswith("int8")

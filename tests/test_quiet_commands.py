@@ -39,7 +39,7 @@ def run_together(commands: dict[str, tuple], cwd: Path) -> None:
 @pytest.fixture(scope="module")
 def outside_model(sample_dir, tmp_path_factory):
     """A Keras file from outside edgetl, its labels file and a folder of calibration images per class."""
-    from tests.export.test_outside_model import small_classifier
+    from tests.exporting.test_outside_model import small_classifier
 
     root = tmp_path_factory.mktemp("quiet")
     for name in ("two", "one", "three"):

@@ -1,32 +1,30 @@
 """edgetl: transfer learning for image classifiers, exported and verified for edge devices.
 
-The Python API (edgetl/api.py): `edgetl.train`, `edgetl.export`, `edgetl.bench`, `edgetl.report`,
-`edgetl.sample_data`, and `edgetl.Classifier` for on-device code. Each is imported when first asked for, so
-`import edgetl` (and the CLI) stays light and imports no TensorFlow.
+The Python API is plain functions, `edgetl.train`, `edgetl.resume`, `edgetl.export`, `edgetl.bench`,
+`edgetl.report` and `edgetl.sample_data` (edgetl/api.py), and `edgetl.Classifier` for on-device code
+(edgetl/runtime/classifier.py). `import edgetl` (and the CLI) imports no TensorFlow or NumPy: each function
+imports what it needs when called.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from edgetl.api import bench, export, report, resume, sample_data, train
+from edgetl.errors import EdgetlError
+
+if TYPE_CHECKING:
+    from edgetl.runtime.classifier import Classifier
 
 __version__ = "0.1.0"
 
-# name -> the module that defines it; `train`, `export` and `report` are callable subpackages (api.py says why).
-_API = {
-    "train": "edgetl.train",
-    "export": "edgetl.export",
-    "bench": "edgetl.api",
-    "report": "edgetl.report",
-    "resume": "edgetl.api",
-    "sample_data": "edgetl.api",
-    "Classifier": "edgetl.runtime.classifier",
-}
+__all__ = ["Classifier", "EdgetlError", "__version__", "bench", "export", "report", "resume", "sample_data", "train"]
 
 
 def __getattr__(name: str):
-    if name not in _API:
-        raise AttributeError(f"module 'edgetl' has no attribute {name!r}")
-    import importlib
+    # Classifier is imported when first asked for: it brings NumPy, which `edgetl --help` and `import edgetl` skip.
+    if name == "Classifier":
+        from edgetl.runtime.classifier import Classifier
 
-    module = importlib.import_module(_API[name])
-    return module if module.__name__ == f"edgetl.{name}" else getattr(module, name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_API])
+        return Classifier
+    raise AttributeError(f"module 'edgetl' has no attribute {name!r}")

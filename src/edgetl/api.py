@@ -1,5 +1,6 @@
-"""The public Python API: `edgetl.train`, `edgetl.export`, `edgetl.bench`, `edgetl.report` (and
-`edgetl.Classifier`, runtime/).
+"""The public Python API: `edgetl.train`, `edgetl.resume`, `edgetl.export`, `edgetl.bench`, `edgetl.report`,
+`edgetl.sample_data` (re-exported by `edgetl/__init__.py`; `edgetl.Classifier` for on-device code is in
+runtime/classifier.py).
 
     import edgetl
 
@@ -8,52 +9,29 @@
     report = edgetl.bench("run", threads=[1, 2])                               # -> BenchReport
     page = edgetl.report("run")                                                # -> ReportPage
 
-Each function takes the options of its command as keywords, with the defaults of the command's one defaults object
-(`TrainConfig`, `ExportOptions` and `KerasFileOptions`, `BenchSettings`), and returns the object the CLI prints;
-`cli.py` maps its flags onto these functions and nothing else. Nothing heavy is imported here at module level.
-
-`edgetl.train`, `edgetl.export` and `edgetl.report` are also the names of subpackages (`edgetl.train.fit`,
-`edgetl.export.onnx`, `edgetl.report.page`).
-Python sets a package's attribute to its subpackage as soon as anything imports one, so a plain function named
-`edgetl.train` would be replaced by the module the first time training code is imported. Instead, those
-packages are made callable (`CallablePackage`): `edgetl.train(...)` calls `api.train` whether or not the
-subpackage has been imported, and `edgetl.train.fit` still names the module. This keeps the names the tutorials'
-users type without renaming the packages every other module imports.
+Each function takes the options of its command as keywords, with the defaults of the command's defaults objects
+(`TrainConfig` and the option objects it is composed of, `ExportOptions` and `KerasFileOptions`, `BenchSettings`),
+and returns the object the CLI prints; `cli.py` maps its flags onto these functions and nothing else. They are
+plain functions (the packages they drive are nouns: `edgetl.training`, `edgetl.exporting`, `edgetl.benchmark`,
+`edgetl.reporting`),
+and nothing heavy is imported here at module level.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import types
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edgetl.benchmark.settings import REMOTE_SAMPLE_IMAGES, SshSettings
 from edgetl.errors import EdgetlError, UsageError
 
 if TYPE_CHECKING:
     from edgetl.benchmark.result import BenchReport
-    from edgetl.export.exporter import ExportResult
-    from edgetl.report.page import ReportPage
-    from edgetl.train.fit import TrainResult
-
-
-class CallablePackage(types.ModuleType):
-    """A package that is also the API function of its own name: `edgetl.train(...)` is `edgetl.api.train(...)`."""
-
-    def __call__(self, *args, **kwargs):
-        return self._function()(*args, **kwargs)
-
-    @property
-    def __signature__(self) -> inspect.Signature:
-        """The function's signature, for help() and a notebook's completion."""
-        return inspect.signature(self._function())
-
-    def _function(self):
-        return getattr(importlib.import_module(__name__), self.__name__.rpartition(".")[2])
+    from edgetl.exporting.exporter import ExportResult
+    from edgetl.reporting.page import ReportPage
+    from edgetl.training.fit import TrainResult
 
 
 def _split_options(options: dict, *dataclasses: type, command: str, positional: tuple[str, ...] = ()) -> list[dict]:
@@ -68,22 +46,48 @@ def _split_options(options: dict, *dataclasses: type, command: str, positional: 
 
 
 def train(
-    data: str | Path, out: str | Path, *, overwrite: bool = False, verbose: bool = True, **options
+    data: str | Path, out: str | Path, *, overwrite: bool = False, verbose: bool = True, **options: Any
 ) -> TrainResult:
-    """Train a classifier on `data` (class folders, train/valid/test folders, labels.csv + images, an .npz, or
-    "tfds:NAME") and write the run directory `out`. `options` are `TrainConfig`'s fields (backbone, image_size,
-    epochs, weights, fine_tune_epochs, augment, ...), with its defaults; `verbose` prints Keras' epoch lines."""
-    from edgetl.config import TrainConfig
-    from edgetl.train.fit import train as train_run
+    """Train a classifier on `data` and write the run directory `out`.
 
-    (config_options,) = _split_options(options, TrainConfig, command="edgetl.train", positional=("data_dir",))
+    Args:
+        data: Class folders, train/valid/test folders, labels.csv with images, an .npz file, or "tfds:NAME".
+        out: The run directory to write: model.keras, labels, split, config, reports (see `RunDir`).
+        overwrite: Replace a model already in `out` (and its exports).
+        verbose: Print Keras' epoch lines.
+        **options: `TrainConfig`'s fields and those of the option objects it is composed of (`LayoutOptions`,
+            `AugmentConfig`), flat and with their defaults: backbone, image_size, epochs, weights,
+            fine_tune_epochs, augment, rotation, seed, ...
+
+    Returns:
+        The run, its classes, the test accuracy, the image counts and the time each stage took.
+
+    Raises:
+        UsageError: An option that is not one of the above (the message names the valid ones).
+        EdgetlError: Unusable data, weights or output folder.
+    """
+    from edgetl.config import TrainConfig
+    from edgetl.data.options import AugmentConfig, LayoutOptions
+    from edgetl.training.fit import train as train_run
+
+    parts = ("data_dir", "layout_options", "augmentation")
+    _split_options(options, TrainConfig, LayoutOptions, AugmentConfig, command="edgetl.train", positional=parts)
     source = str(data) if str(data).startswith("tfds:") else str(Path(data).resolve())
-    return train_run(TrainConfig(data_dir=source, **config_options), Path(out), overwrite=overwrite, verbose=verbose)
+    config = TrainConfig.from_options(source, **options)
+    return train_run(config, Path(out), overwrite=overwrite, verbose=verbose)
 
 
 def resume(run: str | Path, *, verbose: bool = True) -> TrainResult:
-    """Continue the interrupted training of the run directory `run` from its last checkpoint."""
-    from edgetl.train.fit import resume as resume_run
+    """Continue the interrupted training of a run directory from its last checkpoint.
+
+    Args:
+        run: The run directory `train` was writing when it stopped.
+        verbose: Print Keras' epoch lines.
+
+    Returns:
+        The finished run, as `train` returns it.
+    """
+    from edgetl.training.fit import resume as resume_run
 
     return resume_run(Path(run), verbose=verbose)
 
@@ -95,16 +99,27 @@ def export(
     int8: bool = False,
     onnx: bool = True,
     trust_model: bool = False,
-    **options,
+    **options: Any,
 ) -> ExportResult:
-    """Export a run directory's model, or a Keras file edgetl did not train, to `formats` (a list or a comma
-    string: tflite-float32, tflite-int8, onnx, ...; default TFLite float32 and ONNX, and their int8 twins with
-    `int8=True`) and verify each file against Keras. `options` are `ExportOptions`' fields (calibration_samples,
-    min_agreement, io_type, opset, quantizer, int8_fallback) and, for an outside Keras file, `KerasFileOptions`'
-    (labels, calibration, out, image_size, normalization). A file below its agreement gate is kept and named in
-    `ExportResult.problems`, not raised."""
-    from edgetl.export.exporter import export_any
-    from edgetl.export.formats import ExportOptions, KerasFileOptions, default_formats
+    """Export a run directory's model, or a Keras file edgetl did not train, and verify each file against Keras.
+
+    Args:
+        source: A run directory, or a .keras file.
+        formats: A list or a comma string of `FORMATS` names (tflite-float32, tflite-int8, onnx, ...); default
+            TFLite float32 and ONNX, and their int8 twins with `int8=True`.
+        int8: Without `formats`, also write the int8 TFLite (and ONNX) files.
+        onnx: Without `formats`, write ONNX files too.
+        trust_model: Load a Keras file without safe mode (runs code stored in it).
+        **options: `ExportOptions`' fields (calibration_samples, min_agreement, io_type, opset, quantizer,
+            int8_fallback) and, for an outside Keras file, `KerasFileOptions`' (labels, calibration, out,
+            image_size, normalization).
+
+    Returns:
+        The folder written and one record per format (agreement, size, recipe, ...). A file below its agreement
+        gate is kept and named in `ExportResult.problems`, not raised.
+    """
+    from edgetl.exporting.exporter import export_any
+    from edgetl.exporting.formats import ExportOptions, KerasFileOptions, default_formats
 
     export_options, keras_file = _split_options(options, ExportOptions, KerasFileOptions, command="edgetl.export")
     if isinstance(formats, str):
@@ -125,12 +140,26 @@ def bench(
     remote_images: int = REMOTE_SAMPLE_IMAGES,
     labels: str | Path | None = None,
     normalization: str | None = None,
-    **settings,
+    **settings: Any,
 ) -> BenchReport:
-    """Benchmark one run directory (Keras and every exported file, on its test split), or exported .tflite/.onnx
-    files on labelled `images` (class folders or a file,label CSV; no TensorFlow needed). `threads` gives one row
-    per thread count; `remotes` (user@host) are benched over SSH too; `labels` and `normalization` describe a
-    file from another tool without metadata. `settings` are `BenchSettings`' fields (runs, warmup, batch, settle)."""
+    """Benchmark a run directory's Keras model and every export, or exported files on labelled images.
+
+    Args:
+        *targets: One run directory (benched on its test split), or .tflite/.onnx files (no TensorFlow needed).
+        images: For model files: class folders, or a CSV of file,label rows.
+        threads: A thread count, or several for one row each (None: the runtime's default).
+        remotes: Boards (user@host) to bench on over SSH too.
+        ssh_options: Passed to ssh and scp as `-o OPTION`.
+        remote_python: The boards' Python interpreter.
+        remote_images: How many test images are copied to each board.
+        labels: For a model file without metadata: a file of class names, one per line, in output order.
+        normalization: For a model file without metadata: what its float input expects (raw, tf, torch, caffe).
+        **settings: `BenchSettings`' fields (runs, warmup, batch, settle).
+
+    Returns:
+        One row per format and thread count (accuracy, agreement, latency, throughput, memory, size), with the
+        errors of the rows that could not be measured.
+    """
     from edgetl.benchmark.bench import bench_files, bench_run
     from edgetl.benchmark.settings import BenchSettings
     from edgetl.runtime.foreign import ModelFlags
@@ -153,17 +182,32 @@ def bench(
 
 
 def report(run: str | Path) -> ReportPage:
-    """Write `run`/report/index.html: one self-contained page (images, style and script inlined; no request) of a
-    run directory or an outside model's export folder, with the sections its files allow: dataset, training,
-    evaluation, exports, the images each file flipped, benchmarks. Returns its path, size and the time taken."""
-    from edgetl.report.page import write_report
+    """Write `run`/report/index.html: one self-contained page of a run directory or an outside model's export folder.
+
+    The page inlines its images, style and script (it makes no request) and has the sections the folder's files
+    allow: dataset, training, evaluation, exports, the images each file flipped, benchmarks.
+
+    Args:
+        run: A run directory, or the folder `export` wrote for an outside Keras file.
+
+    Returns:
+        The page's path, its size and the time taken.
+    """
+    from edgetl.reporting.page import write_report
 
     return write_report(Path(run))
 
 
 def sample_data(out: str | Path, per_class: int | None = None) -> dict[str, int]:
-    """Write the built-in sample dataset (scikit-learn's handwritten digits) as `out`/<class>/*.png; returns the
-    number of images per class."""
+    """Write the built-in sample dataset (scikit-learn's handwritten digits) as `out`/<class>/*.png.
+
+    Args:
+        out: The folder to write, one subfolder per class.
+        per_class: Images per class (at least 3); None writes all.
+
+    Returns:
+        The number of images written per class.
+    """
     from edgetl.data.sample import write_sample_data
 
     return write_sample_data(Path(out), per_class=per_class)

@@ -6,194 +6,41 @@ classify never imports TensorFlow.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
-import os
-import shutil
 import signal
 import sys
-import time
 from pathlib import Path
 
 import click
 
-from edgetl import __version__, progress
-from edgetl.benchmark.settings import REMOTE_SAMPLE_IMAGES, BenchSettings, SshSettings
+from edgetl import __version__
 from edgetl.config import CACHES, CLASS_WEIGHTS, TrainConfig
-from edgetl.errors import EdgetlError, UsageError
-from edgetl.export.formats import FORMATS, ExportOptions, KerasFileOptions
-from edgetl.export.int8 import CONFIDENT_AGREEMENT_TARGET, INT8_FALLBACKS, IO_TYPES, ONNX_INT8_TARGETS, QUANTIZERS
+from edgetl.data.options import LayoutOptions
+from edgetl.errors import EdgetlError
+from edgetl.flags import (
+    BenchGroup,
+    FiniteFloatRange,
+    RegistryChoice,
+    augment_flags,
+    bench_outputs,
+    bench_settings_flags,
+    csv_layout_flags,
+    default,
+    export_option_flags,
+    keras_file_flags,
+    model_flags,
+    no_report_option,
+    quiet_option,
+    remote_flags,
+    reports_errors,
+    split_bench_options,
+    wide_option,
+)
 from edgetl.models.backbones import BACKBONES
 from edgetl.runtime.bounds import MAX_BUDGET_MEGAPIXELS
-from edgetl.runtime.metadata import NORMALIZATIONS
 from edgetl.runtime.runtimes import RUNTIMES
 from edgetl.runtime.settings import ClassifySettings
-from edgetl.train.augment import FLIP_MODES
-
-
-def reports_errors(command):
-    """Turn an EdgetlError into click's one-line `Error: ...` and exit status 1, without a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except UsageError as error:
-            raise click.UsageError(str(error)) from None
-        except EdgetlError as error:
-            raise click.ClickException(str(error)) from None
-
-    return wrapper
-
-
-class FiniteFloatRange(click.FloatRange):
-    """click's FloatRange, refusing NaN and infinity: NaN passes every comparison, so a range alone lets it in."""
-
-    def convert(self, value, param, ctx):
-        import math
-
-        number = super().convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number.", param, ctx)
-        return number
-
-
-class RegistryChoice(click.Choice):
-    """A choice among a registry's names, read from its module when first needed (help or parsing): the registry
-    stays the one list, and a module that imports NumPy is not imported by commands that never use it."""
-
-    def __init__(self, module: str, registry: str, first: tuple[str, ...] = ()) -> None:
-        self.module, self.registry, self.first = module, registry, first
-        self.case_sensitive = True
-
-    @functools.cached_property
-    def choices(self) -> tuple[str, ...]:
-        import importlib
-
-        return (*self.first, *getattr(importlib.import_module(self.module), self.registry))
-
-
-def interactive() -> bool:
-    """Whether a person watches: stdout and stderr are a terminal, and not a CI runner's."""
-    streams = (sys.stdout, sys.stderr)
-    terminal = all(hasattr(s, "isatty") and s.isatty() for s in streams) and os.environ.get("TERM") != "dumb"
-    return terminal and not os.environ.get("CI")
-
-
-def table_layout() -> tuple[int | None, bool]:
-    """How wide a table may be, and whether in colour: the terminal's width on a terminal; when piped, COLUMNS
-    if set, else as wide as the table needs (a file is not wrapped)."""
-    if sys.stdout.isatty():
-        return shutil.get_terminal_size().columns, "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
-    columns = os.environ.get("COLUMNS", "")
-    return (int(columns) if columns.isdigit() and int(columns) > 0 else None), False
-
-
-class TerminalProgress(progress.Reporter):
-    """The library's steps drawn with rich on stderr: a line per open step with its bar, count, elapsed and
-    remaining time; a finished step that took a while leaves a line saying how long."""
-
-    SHOWN_AFTER_S = 0.5  # a step quicker than this leaves no line behind
-
-    def __init__(self, console) -> None:
-        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-        self.console = console
-        self.bars = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(bar_width=24),
-            TextColumn("{task.fields[count]}"),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[eta]}"),
-            console=console,
-            transient=True,
-            redirect_stdout=False,
-            redirect_stderr=False,
-            refresh_per_second=4,
-        )
-        self.open = 0
-
-    def start(self, description: str, total: int | None) -> progress.Step:
-        if self.open == 0:
-            self.bars.start()
-        self.open += 1
-        return TerminalStep(self.bars, self.bars.add_task(description, total=total, count="", eta=""), total)
-
-    def stop(self, step: progress.Step) -> None:
-        task = next(task for task in self.bars.tasks if task.id == step.task_id)
-        seconds = time.perf_counter() - step.started
-        self.bars.remove_task(step.task_id)
-        if seconds >= self.SHOWN_AFTER_S:
-            done = f" {int(task.completed)}/{int(task.total)}" if task.total else ""
-            self.console.print(f"[green]✓[/] {task.description}{done} [dim]{seconds:.1f} s[/]", highlight=False)
-        self.open -= 1
-        if self.open == 0:
-            self.bars.stop()
-
-
-class TerminalStep(progress.Step):
-    def __init__(self, bars, task_id, total: int | None) -> None:
-        self.bars, self.task_id, self.total = bars, task_id, total
-        self.started = time.perf_counter()
-        self.completed = 0
-        if total:
-            self.bars.update(task_id, count=f"0/{total}")
-
-    def advance(self, amount: int = 1) -> None:
-        self.completed += amount
-        fields = {}
-        if self.total:
-            seconds = time.perf_counter() - self.started
-            left = seconds / self.completed * (self.total - self.completed) if self.completed else None
-            fields = {"count": f"{self.completed}/{self.total}", "eta": "" if left is None else f"~{left:.0f} s left"}
-        self.bars.update(self.task_id, advance=amount, **fields)
-
-    def describe(self, description: str) -> None:
-        self.bars.update(self.task_id, description=description)
-
-
-class ConsoleLog(logging.Handler):
-    """Log records printed above the progress bars instead of through them."""
-
-    def __init__(self, console, formatter: logging.Formatter | None) -> None:
-        super().__init__()
-        self.console = console
-        self.setFormatter(formatter)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.console.print(self.format(record), markup=False, highlight=False, soft_wrap=True)
-
-
-@contextlib.contextmanager
-def progress_shown(quiet: bool):
-    """Draw the progress of what runs in the block, if a person watches and did not ask for --quiet."""
-    if quiet or not interactive():
-        yield
-        return
-    from rich.console import Console
-
-    # A duplicate of file descriptor 2: while converters run, descriptor 2 itself is sent to a log file.
-    stream = os.fdopen(os.dup(sys.stderr.fileno()), "w", encoding="utf-8", errors="replace", buffering=1)
-    console = Console(file=stream, highlight=False, emoji=False)
-    root = logging.getLogger()
-    handlers = root.handlers[:]
-    root.handlers = [ConsoleLog(console, handlers[0].formatter if handlers else None)]
-    reporter = TerminalProgress(console)
-    try:
-        with progress.reporting(reporter):
-            yield
-    finally:
-        reporter.bars.stop()
-        root.handlers = handlers
-        stream.close()
-
-
-quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress on the terminal.")
-no_report_option = click.option(
-    "--no-report", is_flag=True, help="Do not refresh the run's page, RUN/report/index.html (see `edgetl report`)."
-)
+from edgetl.terminal import progress_shown, table_layout
 
 
 def refresh_report(root: Path, no_report: bool) -> None:
@@ -209,9 +56,6 @@ def refresh_report(root: Path, no_report: bool) -> None:
         click.echo(f"warning: the report was not refreshed: {error}", err=True)
         return
     click.echo(f"report: {page.path}")
-
-
-wide_option = click.option("--wide", is_flag=True, help="Every column, however wide the table gets.")
 
 
 @click.group(context_settings={"max_content_width": 100})
@@ -273,17 +117,14 @@ def sample_data(out_dir: Path, per_class: int | None) -> None:
 @click.argument("data", required=False)
 @click.option("--out", "out", type=click.Path(path_type=Path), help="Run directory to write.")
 @click.option("--resume", "resume", type=click.Path(path_type=Path), help="Continue the interrupted run RUN.")
-@click.option(
+@default(
     "--layout",
-    type=RegistryChoice("edgetl.data.layouts", "LAYOUTS", first=("auto",)),
-    default=TrainConfig.layout,
-    show_default=True,
-    help="How DATA is organised (auto recognises it).",
+    TrainConfig,
+    RegistryChoice("edgetl.data.layouts", "LAYOUTS", first=("auto",)),
+    "How DATA is organised (auto recognises it).",
 )
-@click.option("--id-column", default=None, help="CSV layout: the column of image ids (guessed: id, filename, ...).")
-@click.option("--label-column", default=None, help="CSV layout: the column of labels (guessed: label, breed, ...).")
-@click.option("--images", default=None, help="CSV layout: the image folder inside DATA (default train/).")
-@click.option("--backbone", default=TrainConfig.backbone, show_default=True, help=", ".join(BACKBONES) + ".")
+@csv_layout_flags
+@default("--backbone", TrainConfig, None, ", ".join(BACKBONES) + ".")
 @click.option(
     "--alpha",
     type=float,
@@ -292,76 +133,35 @@ def sample_data(out_dir: Path, per_class: int | None) -> None:
     + "; ".join(f"{spec.name}: {', '.join(map(str, spec.alphas))}" for spec in BACKBONES.values() if spec.alphas)
     + ").",
 )
-@click.option(
-    "--image-size",
-    type=click.IntRange(min=min(spec.min_size for spec in BACKBONES.values())),
-    default=TrainConfig.image_size,
-    show_default=True,
-)
-@click.option(
-    "--weights", default=TrainConfig.weights, show_default=True, help="imagenet, none (train from scratch), or a file."
-)
-@click.option(
-    "--epochs", type=click.IntRange(min=1), default=TrainConfig.epochs, show_default=True, help="Stage 1 epochs."
-)
-@click.option("--batch-size", type=click.IntRange(min=1), default=TrainConfig.batch_size, show_default=True)
-@click.option(
-    "--learning-rate", type=FiniteFloatRange(min=0, min_open=True), default=TrainConfig.learning_rate, show_default=True
-)
-@click.option("--dropout", type=FiniteFloatRange(0, 1, max_open=True), default=TrainConfig.dropout, show_default=True)
-@click.option(
-    "--hidden-units",
-    type=click.IntRange(min=0),
-    default=TrainConfig.hidden_units,
-    show_default=True,
-    help="Hidden dense layer.",
-)
-@click.option("--patience", type=click.IntRange(min=1), default=TrainConfig.patience, show_default=True)
-@click.option(
-    "--fine-tune-epochs",
-    type=click.IntRange(min=0),
-    default=TrainConfig.fine_tune_epochs,
-    show_default=True,
-    help="Stage 2 epochs.",
-)
+@default("--image-size", TrainConfig, click.IntRange(min=min(spec.min_size for spec in BACKBONES.values())))
+@default("--weights", TrainConfig, None, "imagenet, none (train from scratch), or a file.")
+@default("--epochs", TrainConfig, click.IntRange(min=1), "Stage 1 epochs.")
+@default("--batch-size", TrainConfig, click.IntRange(min=1))
+@default("--learning-rate", TrainConfig, FiniteFloatRange(min=0, min_open=True))
+@default("--dropout", TrainConfig, FiniteFloatRange(0, 1, max_open=True))
+@default("--hidden-units", TrainConfig, click.IntRange(min=0), "Hidden dense layer.")
+@default("--patience", TrainConfig, click.IntRange(min=1))
+@default("--fine-tune-epochs", TrainConfig, click.IntRange(min=0), "Stage 2 epochs.")
 @click.option("--fine-tune-layers", type=click.IntRange(min=1), default=None, help="Stage 2 unfreezes the top K.")
 @click.option("--fine-tune-from", default=None, help="Stage 2 unfreezes from this backbone layer up.")
 @click.option(
     "--fine-tune-learning-rate", type=FiniteFloatRange(min=0, min_open=True), default=None, help="Default lr/10."
 )
-@click.option("--class-weight", type=click.Choice(CLASS_WEIGHTS), default=TrainConfig.class_weight, show_default=True)
-@click.option(
+@default("--class-weight", TrainConfig, click.Choice(CLASS_WEIGHTS))
+@default(
     "--feature-cache/--no-feature-cache",
-    default=TrainConfig.feature_cache,
-    show_default=True,
-    help="Stage 1 without --augment: compute the frozen backbone's features once (in memory, or on disk if many).",
+    TrainConfig,
+    None,
+    "Stage 1 without --augment: compute the frozen backbone's features once (in memory, or on disk if many).",
 )
-@click.option(
+@default(
     "--cache",
-    type=click.Choice(CACHES),
-    default=TrainConfig.cache,
-    show_default=True,
-    help="Where decoded images are kept between epochs; auto: memory for small sets, else a file in RUN/cache/.",
+    TrainConfig,
+    click.Choice(CACHES),
+    "Where decoded images are kept between epochs; auto: memory for small sets, else a file in RUN/cache/.",
 )
-@click.option("--augment", is_flag=True, help="Random flips, rotation, zoom, shifts, brightness, contrast.")
-@click.option(
-    "--flip",
-    type=click.Choice(FLIP_MODES),
-    default=TrainConfig.flip,
-    show_default=True,
-)
-@click.option(
-    "--rotation",
-    type=FiniteFloatRange(0, 1),
-    default=TrainConfig.rotation,
-    show_default=True,
-    help="Fraction of a turn.",
-)
-@click.option("--zoom", type=FiniteFloatRange(0, 1), default=TrainConfig.zoom, show_default=True)
-@click.option("--translation", type=FiniteFloatRange(0, 1), default=TrainConfig.translation, show_default=True)
-@click.option("--brightness", type=FiniteFloatRange(0, 1), default=TrainConfig.brightness, show_default=True)
-@click.option("--contrast", type=FiniteFloatRange(0, 1), default=TrainConfig.contrast, show_default=True)
-@click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
+@augment_flags
+@default("--seed", LayoutOptions, int)
 @click.option("--overwrite", is_flag=True, help="Replace a model already in the run directory.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress: neither edgetl's bars nor Keras' epoch lines.")
 @no_report_option
@@ -386,26 +186,10 @@ def train(
             raise click.UsageError("give DATA and --out RUN (or --resume RUN)")
         with progress_shown(quiet):
             result = api.train(data, out, overwrite=overwrite, verbose=not quiet, **options)
-    counts = ", ".join(f"{name} {count}" for name, count in result.counts.items())
-    if not result.worker.chief:
-        click.echo(
-            f"worker {result.worker.index} of {result.worker.count} trained on its shard ({counts} images) in "
-            f"{result.seconds:.0f} s; the chief writes the run"
-        )
-        return
-    config = result.run.read_config()
-    stages = " + ".join(f"{epochs}" for epochs in result.epochs.values() if epochs)
-    timings = ", ".join(f"stage {name[-1]} {seconds:.1f} s" for name, seconds in result.stage_seconds.items())
-    click.echo(
-        f"trained {config.backbone} on {len(result.class_names)} classes ({result.layout} layout; {counts} images) "
-        f"in {stages} epochs{' (stage 1 on cached features)' if result.feature_cache else ''}, "
-        f"{result.seconds:.0f} s" + (f" ({timings})" if timings else "")
-    )
-    if result.skipped:
-        click.echo(f"skipped {result.skipped} unreadable image file(s) (listed in {result.run.metrics})")
-    click.echo(f"test accuracy {result.test_accuracy:.4f}")
-    click.echo(f"run written to {result.run.path} (reports in {result.run.report_dir})")
-    refresh_report(result.run.path, no_report)
+    for line in result.summary():
+        click.echo(line)
+    if result.worker.chief:
+        refresh_report(result.run.path, no_report)
 
 
 @main.command(short_help="Export a run (or a Keras file) to TFLite and ONNX; verify each file.")
@@ -413,69 +197,8 @@ def train(
 @click.option("--formats", default=None, help="Comma list, e.g. tflite-float16,tflite-int8,onnx (overrides the flags).")
 @click.option("--int8", is_flag=True, help="Also write full-integer int8 TFLite (and ONNX) files, calibrated.")
 @click.option("--onnx/--no-onnx", default=True, show_default=True, help="Also write an ONNX file.")
-@click.option(
-    "--io-type",
-    type=click.Choice(IO_TYPES),
-    default=None,
-    help="Input/output tensor type of the int8 TFLite file [default: "
-    + "; ".join(f"{io_type} with --quantizer {name}" for name, io_type in QUANTIZERS.items())
-    + "]. MediaPipe and Android tooling take uint8 or float32, not int8.",
-)
-@click.option(
-    "--quantizer",
-    type=click.Choice(list(QUANTIZERS)),
-    default=ExportOptions.quantizer,
-    show_default=True,
-    help="Who makes the int8 TFLite file: the TFLite converter or ai-edge-quantizer (int8 I/O only).",
-)
-@click.option(
-    "--int8-fallback",
-    type=click.Choice(INT8_FALLBACKS),
-    default=ExportOptions.int8_fallback,
-    show_default=True,
-    help=f"When no integer-only recipe reaches --min-agreement (or {CONFIDENT_AGREEMENT_TARGET:.0%} agreement on the "
-    "images Keras is confident about), may the most sensitive layers stay in float (none: integer-only, for NPUs "
-    "and Edge TPU).",
-)
-@click.option(
-    "--target",
-    type=click.Choice(list(ONNX_INT8_TARGETS)),
-    default=ExportOptions.target,
-    show_default=True,
-    help="The CPUs the int8 ONNX file is made for: "
-    + "; ".join(f"{name}: {target.description}" for name, target in ONNX_INT8_TARGETS.items())
-    + ".",
-)
-@click.option(
-    "--opset", type=click.IntRange(min=13), default=ExportOptions.opset, show_default=True, help="ONNX opset."
-)
-@click.option(
-    "--calibration-samples", type=click.IntRange(min=1), default=ExportOptions.calibration_samples, show_default=True
-)
-@click.option(
-    "--min-agreement",
-    type=FiniteFloatRange(0, 1),
-    default=None,
-    help="Fail an export whose top-1 agreement with Keras is lower [default: each format's own, "
-    + ", ".join(f"{name} {f.min_agreement}" for name, f in FORMATS.items())
-    + "].",
-)
-@click.option("--labels", type=click.Path(path_type=Path), help="MODEL.keras only: class names, one per line.")
-@click.option(
-    "--calibration",
-    type=click.Path(path_type=Path),
-    help="MODEL.keras only: images, a folder per class (named as the labels) or a plain folder (no labels).",
-)
-@click.option("--out", type=click.Path(path_type=Path), help="MODEL.keras only: output folder.")
-@click.option("--image-size", type=click.IntRange(min=8), default=None, help="MODEL.keras only, if not fixed.")
-@click.option(
-    "--normalization",
-    type=click.Choice(list(NORMALIZATIONS)),
-    default=KerasFileOptions.normalization,
-    show_default=True,
-    help="MODEL.keras only: what input the model expects; edgetl prepends it so exports take raw pixels.",
-)
-@click.option("--trust-model", is_flag=True, help="Load the Keras file without safe mode (runs code stored in it).")
+@export_option_flags
+@keras_file_flags
 @wide_option
 @quiet_option
 @no_report_option
@@ -488,97 +211,20 @@ def export(
     Example: edgetl export run --int8
     """
     from edgetl import api
-    from edgetl.export.report import format_export_table
 
     with progress_shown(quiet):
         result = api.export(source, formats, int8=int8, onnx=onnx, **options)
-    width, color = table_layout()
-    click.echo(format_export_table(result.records, result.root, wide, width, color))
-    for r in result.records:
-        if len(r.attempts) > 1 or r.float_layers:
-            tried = ", ".join(f"{a['recipe']} {a['agreement']:.4f}" for a in r.attempts)
-            click.echo(f"{r.format}: tried {tried}; kept {r.recipe}{_fallback_cost(r)}")
-        if r.format.endswith("int8") and r.float_ops:
-            click.echo(f"{r.format}: left in float: " + ", ".join(f"{op} x{n}" for op, n in r.float_ops.items()))
-        if r.flipped_files:
-            click.echo(f"{r.format}: {len(r.flipped_files)} test image(s) changed top-1 (listed in exports.json)")
+    click.echo(result.summary(wide, *table_layout()))
     refresh_report(result.root, no_report)
     if result.problems:
         raise click.ClickException("; ".join(result.problems) + "; files kept for inspection")
 
 
-def _fallback_cost(record) -> str:
-    """What keeping layers in float cost, against the best integer-only attempt."""
-    if not record.float_layers:
-        return ""
-    integer = [a for a in record.attempts if not a["float_layers"]]
-    best = max(integer, key=lambda a: a["agreement"])
-    size = (record.size_bytes - best["size_bytes"]) / best["size_bytes"]
-    confident = ""
-    if best["confident_agreement"] is not None and record.confident_agreement is not None:
-        confident = f", on confident images {best['confident_agreement']:.4f} -> {record.confident_agreement:.4f}"
-    return (
-        f" ({len(record.float_layers)} layer(s) in float: agreement {best['agreement']:.4f} -> "
-        f"{record.agreement:.4f}{confident}, size {size:+.0%})"
-    )
-
-
-class BenchGroup(click.Group):
-    """`edgetl bench RUN ...` runs the default command; `edgetl bench compare ...` the subcommand.
-
-    A word is taken for a subcommand only when it is not an existing path: a run directory called `run` or
-    `compare` (the demo writes demo-out/run) is benched, not mistaken for the subcommand of that name."""
-
-    def parse_args(self, ctx, args):
-        if args and args[0] not in ctx.help_option_names and (args[0] not in self.commands or Path(args[0]).exists()):
-            args = ["run", *args]
-        return super().parse_args(ctx, args)
-
-
-def model_flags(command):
-    """--labels and --normalization: what a model file from another tool does not say itself."""
-    command = click.option(
-        "--normalization",
-        type=click.Choice(list(NORMALIZATIONS)),
-        default=None,
-        help="For a model without metadata (another tool's): what its float input expects.",
-    )(command)
-    return click.option(
-        "--labels",
-        "labels_file",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="For a model without metadata (another tool's): class names, one per line, in output order.",
-    )(command)
-
-
-def bench_outputs(command):
-    """The output and gate options `bench run` and `bench compare` share."""
-    file = click.Path(dir_okay=False, path_type=Path)
-    for option in reversed(
-        [
-            wide_option,
-            click.option("--json", "json_path", type=file, help="Write the rows as JSON."),
-            click.option("--csv", "csv_path", type=file, help="Write the rows as CSV."),
-            click.option("--markdown", "markdown_path", type=file, help="Write the table as Markdown."),
-            click.option("--plot", "plot_path", type=file, help="PNG: top-1 against p50 latency, marker ~ size."),
-            click.option("--max-accuracy-drop", type=FiniteFloatRange(min=0), help="Fail above this top-1 drop."),
-            click.option("--min-agreement", type=FiniteFloatRange(0, 1), help="Fail below this agreement."),
-            click.option("--max-p90-ms", type=FiniteFloatRange(min=0, min_open=True), help="Fail above this p90."),
-        ]
-    ):
-        command = option(command)
-    return command
-
-
-def finish_bench(
-    report, outputs: dict, gate_values: dict, wide: bool, run: Path | None = None, no_report=False
-) -> None:
+def finish_bench(report, outputs: dict, gate_values: dict, run: Path | None = None, no_report: bool = False) -> None:
     from edgetl.benchmark.gates import Gates, failed_gates
     from edgetl.benchmark.report import format_table, write_outputs
 
-    width, color = table_layout()
-    click.echo(format_table(report, wide, width, color))
+    click.echo(format_table(report, outputs.pop("wide"), *table_layout()))
     for path in write_outputs(report, **outputs):
         click.echo(f"written {path}")
     if run is not None:
@@ -588,12 +234,6 @@ def finish_bench(
         click.echo(f"Error: {line}" if line in report.errors else f"FAILED {line}", err=True)
     if problems:
         sys.exit(1)
-
-
-def _split_bench_options(options: dict) -> tuple[dict, dict]:
-    outputs = {key: options.pop(key) for key in ("json_path", "csv_path", "markdown_path", "plot_path", "wide")}
-    gate_values = {key: options.pop(key) for key in ("max_accuracy_drop", "min_agreement", "max_p90_ms")}
-    return outputs, gate_values
 
 
 @main.group(cls=BenchGroup, short_help="Benchmark a run's formats, or model files, side by side.")
@@ -608,42 +248,15 @@ def bench() -> None:
 @bench.command("run", short_help="The default: `edgetl bench PATH...` benches a run or model files.")
 @click.argument("targets", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--images", type=click.Path(path_type=Path), help="For model files: class subfolders or file,label CSV.")
-@click.option(
-    "--runs", type=click.IntRange(min=1), default=BenchSettings.runs, show_default=True, help="Timed batch-1 calls."
-)
-@click.option("--warmup", type=click.IntRange(min=0), default=BenchSettings.warmup, show_default=True)
-@click.option(
-    "--batch", type=click.IntRange(min=1), default=BenchSettings.batch, show_default=True, help="Throughput batch size."
-)
-@click.option("--settle", is_flag=True, help="Repeat rounds of --runs calls until p50 and p90 stop moving.")
+@bench_settings_flags
 @click.option("--threads", default=None, help="Threads for TFLite and ONNX; several give one row each: 1,2,4.")
-@click.option("--remote", "remotes", multiple=True, help="Also bench on this board over SSH (user@host; repeatable).")
-@click.option("--ssh-option", "ssh_options", multiple=True, help="Passed to ssh/scp as -o OPTION (repeatable).")
-@click.option("--remote-python", default=SshSettings.python, show_default=True, help="The boards' Python interpreter.")
-@click.option("--remote-images", type=click.IntRange(min=1), default=REMOTE_SAMPLE_IMAGES, show_default=True)
+@remote_flags
 @model_flags
 @bench_outputs
 @quiet_option
 @no_report_option
 @reports_errors
-def bench_run_command(
-    targets,
-    images,
-    runs,
-    warmup,
-    batch,
-    settle,
-    threads,
-    remotes,
-    ssh_options,
-    remote_python,
-    remote_images,
-    labels_file,
-    normalization,
-    quiet,
-    no_report,
-    **options,
-):
+def bench_run_command(targets, threads, labels_file, quiet, no_report, **options):
     """Benchmark a RUN directory (Keras + every export) or exported .tflite/.onnx files (with --images, no
     TensorFlow needed): accuracy, agreement, latency, throughput, load time, memory, size.
 
@@ -652,26 +265,11 @@ def bench_run_command(
     from edgetl import api
     from edgetl.benchmark.exported import parse_threads
 
-    outputs, gate_values = _split_bench_options(options)
+    outputs, gate_values = split_bench_options(options)
     with progress_shown(quiet):
-        report = api.bench(
-            *targets,
-            images=images,
-            threads=parse_threads(threads),
-            remotes=remotes,
-            ssh_options=ssh_options,
-            remote_python=remote_python,
-            remote_images=remote_images,
-            labels=labels_file,
-            normalization=normalization,
-            runs=runs,
-            warmup=warmup,
-            batch=batch,
-            settle=settle,
-        )
-    wide = outputs.pop("wide")
+        report = api.bench(*targets, threads=parse_threads(threads), labels=labels_file, **options)
     run = targets[0] if len(targets) == 1 and not targets[0].is_file() else None  # a run directory, as api.bench
-    finish_bench(report, outputs, gate_values, wide, run, no_report)
+    finish_bench(report, outputs, gate_values, run, no_report)
 
 
 @bench.command("compare", short_help="Merge bench JSON files from several machines into one table.")
@@ -685,9 +283,8 @@ def bench_compare_command(results, **options):
     """
     from edgetl.benchmark.compare import compare_results
 
-    outputs, gate_values = _split_bench_options(options)
-    wide = outputs.pop("wide")
-    finish_bench(compare_results(list(results)), outputs, gate_values, wide)
+    outputs, gate_values = split_bench_options(options)
+    finish_bench(compare_results(list(results)), outputs, gate_values)
 
 
 @main.command("report", short_help="Write one HTML page showing a run: data, training, exports, flips, bench.")
@@ -720,7 +317,7 @@ def _paths_from(inputs: tuple[str, ...]):
 @main.command(short_help="Classify images with an exported .tflite or .onnx file (no TensorFlow).")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("inputs", nargs=-1)
-@click.option("--top-k", type=click.IntRange(min=1), default=ClassifySettings.top_k, show_default=True)
+@default("--top-k", ClassifySettings, click.IntRange(min=1))
 @click.option(
     "--threshold",
     type=FiniteFloatRange(0, 1),
@@ -732,23 +329,10 @@ def _paths_from(inputs: tuple[str, ...]):
 @click.option("--watch", type=click.Path(file_okay=False, exists=True, path_type=Path), help="Classify new images.")
 @click.option("--runtime", type=click.Choice(list(RUNTIMES)))
 @click.option("--threads", type=click.IntRange(min=1), default=None)
-@click.option("--batch-size", type=click.IntRange(min=1), default=ClassifySettings.batch_size, show_default=True)
+@default("--batch-size", ClassifySettings, click.IntRange(min=1))
 @model_flags
 @reports_errors
-def classify(
-    model: Path,
-    inputs: tuple[str, ...],
-    top_k: int,
-    threshold: float,
-    as_json: bool,
-    as_csv: bool,
-    watch: Path | None,
-    runtime: str | None,
-    threads: int | None,
-    batch_size: int,
-    labels_file: Path | None,
-    normalization: str | None,
-) -> None:
+def classify(model: Path, inputs: tuple[str, ...], as_json: bool, as_csv: bool, watch: Path | None, **options) -> None:
     """Classify images with an exported .tflite or .onnx MODEL; needs no TensorFlow.
 
     Models from other tools run too: a .tflite with standard TFLite metadata (Model Maker, MediaPipe) as it is,
@@ -770,8 +354,10 @@ def classify(
     if not inputs and watch is None:
         raise click.UsageError("give images, folders or patterns to classify, - for standard input, or --watch DIR")
     style = "json" if as_json else "csv" if as_csv else "text"
-    engine = open_engine(model, runtime=runtime, threads=threads, flags=ModelFlags(labels_file, normalization))
-    k = min(top_k, len(engine.labels))
+    flags = ModelFlags(options.pop("labels_file"), options.pop("normalization"))
+    engine = open_engine(model, runtime=options.pop("runtime"), threads=options.pop("threads"), flags=flags)
+    settings = ClassifySettings(**options)
+    k = min(settings.top_k, len(engine.labels))
     if style == "csv":
         click.echo(csv_header(k))
     failures = 0
@@ -782,7 +368,7 @@ def classify(
             failures += result.error is not None
             click.echo(format_result(result, style, k), err=style == "text" and result.error is not None)
 
-    emit(classify_stream(engine, expand_inputs(_paths_from(inputs)), k, threshold, batch_size))
+    emit(classify_stream(engine, expand_inputs(_paths_from(inputs)), k, settings.threshold, settings.batch_size))
     if watch is not None:
         from edgetl.runtime.watch import new_images
 
@@ -791,7 +377,7 @@ def classify(
         click.echo(f"watching {watch} for new images (Ctrl-C to stop)", err=True)
         try:
             # Batches of one: a frame is answered as soon as it lands.
-            emit(classify_stream(engine, arrivals, k, threshold, batch_size=1))
+            emit(classify_stream(engine, arrivals, k, settings.threshold, batch_size=1))
         except KeyboardInterrupt:
             click.echo("stopped watching", err=True)
     if failures:
@@ -812,12 +398,8 @@ def doctor() -> None:
 
     click.echo(machine_summary())
     checks = check_runtimes()
-    for check in checks:
-        state = "ok" if check.usable else "--"
-        release = check.version or "not installed"
-        click.echo(f"[{state}] {check.name:<15} {release:<14} {check.runs:<8} {check.detail}")
-        if check.fix:
-            click.echo(f"     fix: {check.fix}")
+    for line in (line for check in checks for line in check.lines()):
+        click.echo(line)
     for suffix in (".tflite", ".onnx"):
         if not any(check.usable for check in checks if check.runs == suffix):
             raise click.ClickException(f"nothing here can run {suffix} files; see the fixes above")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 
-from edgetl.data.options import LayoutOptions
+from edgetl.data.options import AugmentConfig, LayoutOptions
 from edgetl.models.classifier import HeadConfig
 
 # How `--class-weight` weighs the classes in the loss: not at all, or each class the same in total.
@@ -27,15 +27,11 @@ class TrainConfig:
     learning_rate: float = 1e-3
     dropout: float = HeadConfig.dropout
     hidden_units: int = HeadConfig.hidden_units
-    validation_fraction: float = LayoutOptions.validation_fraction
-    test_fraction: float = LayoutOptions.test_fraction
     patience: int = 5
-    seed: int = LayoutOptions.seed
-    # Where the data comes from: auto-detected unless given (folder, presplit, csv, npz, tfds); CSV overrides.
+    # Where the data comes from: auto-detected unless given (folder, presplit, csv, npz, tfds); how it is split
+    # (fractions, seed) and the CSV overrides.
     layout: str = "auto"
-    id_column: str | None = None
-    label_column: str | None = None
-    images: str | None = None
+    layout_options: LayoutOptions = field(default_factory=LayoutOptions)
     # Stage 2: the top of a pretrained backbone trains too, at a lower learning rate (default learning_rate / 10).
     fine_tune_epochs: int = 0
     fine_tune_layers: int | None = None
@@ -46,21 +42,37 @@ class TrainConfig:
     # they are many).
     feature_cache: bool = True
     cache: str = CACHES[0]
-    # Training-time augmentation (never in the saved model); a strength of 0 leaves that one out.
+    # Training-time augmentation (never in the saved model), and its strengths.
     augment: bool = False
-    flip: str = "horizontal"
-    rotation: float = 0.1
-    zoom: float = 0.1
-    translation: float = 0.1
-    brightness: float = 0.1
-    contrast: float = 0.1
+    augmentation: AugmentConfig = field(default_factory=AugmentConfig)
+
+    @property
+    def seed(self) -> int:
+        """The one seed: of the split, the shuffles and the new weights."""
+        return self.layout_options.seed
+
+    @classmethod
+    def from_options(cls, data_dir: str, **options) -> TrainConfig:
+        """A config from flat options, as `edgetl.train` and the CLI take them (`seed=1, flip="none"`): each goes
+        to the option object that has a field of its name, the rest to TrainConfig itself."""
+        parts = {}
+        for name, option_class in TRAIN_PARTS.items():
+            names = {f.name for f in fields(option_class)}
+            parts[name] = option_class(**{key: options.pop(key) for key in list(options) if key in names})
+        return cls(data_dir=data_dir, **parts, **options)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
 
     @classmethod
     def from_json(cls, text: str | bytes, source: str) -> TrainConfig:
-        """Parse and check (edgetl.schemas: types and ranges); unknown keys, from a newer edgetl, are ignored."""
+        """Parse and check (edgetl.schemas: types and ranges); unknown keys, from a newer edgetl, are ignored, and a
+        run written before the option objects were composed in (their fields flat) reads alike."""
         from edgetl.schemas import read_train_config
 
         return read_train_config(text, source)
+
+
+# TrainConfig's fields that are option objects of their own, and their classes: config.json nests their fields
+# under these names; `from_options` and the schema (edgetl.schemas) take them flat.
+TRAIN_PARTS = {"layout_options": LayoutOptions, "augmentation": AugmentConfig}

@@ -1,8 +1,9 @@
 """The run directory: the contract between `train`, `export` and `bench`.
 
-`train` writes model.keras, labels.txt, config.json, preprocessing.json, split.json, history.json and
-metrics.json; `export` adds exports/ and exports.json; `bench` adds bench/bench.json; `edgetl report` writes
-report/index.html; every write is atomic.
+`train` writes model.keras, labels.txt, config.json, preprocessing.json, split.json, history.json,
+metrics.json and report/ (and data/ for array datasets; checkpoint/ and cache/ while it trains); `export` adds
+exports/, exports.json and logs/export.log; `bench` adds bench/bench.json; `edgetl report` writes
+report/index.html; every write is atomic. `RunDir` is the one place that names them.
 """
 
 from __future__ import annotations
@@ -97,12 +98,34 @@ class RunDir:
         return self.path / "exports.json"
 
     @property
+    def export_log(self) -> Path:
+        """The converters' own output and the full trace of a failed conversion."""
+        return self.path / "logs" / "export.log"
+
+    @property
     def report_dir(self) -> Path:
+        """Classification report, confusion matrix, training curves, test predictions, and `edgetl report`'s page."""
         return self.path / REPORT_DIR
 
     @property
     def bench_dir(self) -> Path:
+        """`edgetl bench RUN`'s rows (BENCH_RESULTS), beside JSON files from other machines."""
         return self.path / BENCH_DIR
+
+    @property
+    def array_data_dir(self) -> Path:
+        """An .npz or TFDS dataset's test images and a few training images as PNG files, for export and bench."""
+        return self.path / "data"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Decoded pixels and spilled features while the run trains; removed when it ends."""
+        return self.path / "cache"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """The last completed epoch's weights and state, for `--resume`; removed when training ends."""
+        return self.path / "checkpoint"
 
     def require_trained(self) -> None:
         if not self.path.is_dir():

@@ -218,18 +218,24 @@ TRAIN_RANGES = {
 }
 
 
+def _config_fields():
+    """Every option config.json holds, flat: TrainConfig's own fields and those of the option objects it is
+    composed of (config.TRAIN_PARTS), each with its class (for the type hints)."""
+    from edgetl.config import TRAIN_PARTS, TrainConfig
+
+    own = [(TrainConfig, item) for item in fields(TrainConfig) if item.name not in TRAIN_PARTS]
+    return own + [(part, item) for part in TRAIN_PARTS.values() for item in fields(part)]
+
+
 def _config_schema():
-    """A pydantic model of TrainConfig: its fields, types and defaults read from the dataclass (the one place they
-    are defined), with the ranges above."""
+    """A pydantic model of TrainConfig's options, flat: their fields, types and defaults read from the dataclasses
+    (the one place they are defined), with the ranges above."""
     import typing
     from dataclasses import MISSING
 
-    from edgetl.config import TrainConfig
-
-    hints = typing.get_type_hints(TrainConfig)
     definitions = {}
-    for item in fields(TrainConfig):
-        annotation = hints[item.name]
+    for owner, item in _config_fields():
+        annotation = typing.get_type_hints(owner)[item.name]
         if item.name in TRAIN_RANGES:
             annotation = Annotated[annotation, TRAIN_RANGES[item.name]]
         elif annotation is str:
@@ -244,11 +250,21 @@ def _config_model():
 
 
 def read_train_config(text: str | bytes, source: str):
-    """The TrainConfig stored in a run's config.json (unknown keys, from a newer edgetl, are ignored)."""
-    from edgetl.config import TrainConfig
+    """The TrainConfig stored in a run's config.json (unknown keys, from a newer edgetl, are ignored). The option
+    objects' fields are nested under their names (config.TRAIN_PARTS); runs written before held them flat."""
+    from edgetl.config import TRAIN_PARTS, TrainConfig
 
-    checked = validated(_config_model(), parse_json(text, source, "the run config"), source, "the run config")
-    return TrainConfig(**{item.name: getattr(checked, item.name) for item in fields(TrainConfig)})
+    raw = parse_json(text, source, "the run config")
+    if isinstance(raw, dict):  # the nested fields first, so that a field given flat as well wins
+        flat = {}
+        for name in TRAIN_PARTS:
+            if isinstance(raw.get(name), dict):
+                flat.update(raw[name])
+        flat.update({key: value for key, value in raw.items() if key not in TRAIN_PARTS})
+        raw = flat
+    checked = validated(_config_model(), raw, source, "the run config")
+    options = {item.name: getattr(checked, item.name) for _, item in _config_fields()}
+    return TrainConfig.from_options(**options)
 
 
 # exports.json -----------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from edgetl.benchmark.exported import default_format_name, top_k_accuracy
 from edgetl.benchmark.labelled import labelled_images
 from edgetl.benchmark.timing import Latency, harness_overhead_ms, time_calls
 from edgetl.errors import DataError
-from edgetl.export.verify import fidelity
+from edgetl.exporting.verify import fidelity
 from tests.helpers import invoke
 
 EXPORTED = ("tflite-float32", "tflite-int8", "onnx")
@@ -224,7 +224,7 @@ def test_settling_repeats_rounds_until_p50_and_p90_stop_moving(monkeypatch):
 @pytest.mark.slow
 def test_bench_keeps_its_rows_in_the_run_and_refreshes_the_report(bench_outputs, exported_run):
     from edgetl.run import BENCH_RESULTS, RunDir
-    from tests.report.parse import Page
+    from tests.reporting.parse import Page
 
     output, files = bench_outputs
     run = RunDir(exported_run)

@@ -28,9 +28,9 @@ def test_int8_onnx_sessions_have_default_options(tmp_path):
     """The engine's session, the options onnxruntime reports back: nothing but the log level and threads set."""
     import onnxruntime
 
-    from edgetl.export.onnx import quantize_onnx_int8
+    from edgetl.exporting.onnx import quantize_onnx_int8
     from edgetl.runtime.onnxrt import session_options
-    from tests.export.onnx_models import pixels, small_classifier
+    from tests.exporting.onnx_models import pixels, small_classifier
 
     model = quantize_onnx_int8(small_classifier(), pixels(24), "minmax", ("pw",))
     path = tmp_path / "model_int8.onnx"

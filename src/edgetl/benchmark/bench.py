@@ -32,7 +32,7 @@ from edgetl.benchmark.settings import REMOTE_SAMPLE_IMAGES, BenchSettings
 from edgetl.benchmark.timing import harness_overhead_ms, measure_latency, measure_throughput
 from edgetl.data.pipeline import decode_subset
 from edgetl.errors import DataError, WriteError
-from edgetl.export.verify import fidelity
+from edgetl.exporting.verify import fidelity
 from edgetl.files import atomic_write
 from edgetl.progress import step
 from edgetl.run import BENCH_RESULTS, RunDir, changed_since_export, record_verification
@@ -199,8 +199,8 @@ def verify_on_board(
 ) -> tuple[BenchRow, str | None]:
     """A board's row held to Keras on the sample it ran, its figures added to the file's record in exports.json
     (`verified_on`), and, where it names another class than this machine for any image, how it differs."""
-    from edgetl.export.consumers import measured_where
-    from edgetl.export.verify import compare
+    from edgetl.exporting.consumers import measured_where
+    from edgetl.exporting.verify import compare
     from edgetl.runtime.cpu import cpu_class
 
     on_board = compare(board.probabilities, keras, labels)

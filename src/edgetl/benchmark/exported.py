@@ -27,8 +27,8 @@ from edgetl.benchmark.result import BenchRow
 from edgetl.benchmark.settings import BenchSettings
 from edgetl.benchmark.timing import Latency, harness_overhead_ms, measure_latency, measure_throughput
 from edgetl.errors import EdgetlError, ModelFileError
-from edgetl.export.formats import FORMATS
-from edgetl.export.verify import predict_in_batches
+from edgetl.exporting.formats import FORMATS
+from edgetl.exporting.verify import predict_in_batches
 from edgetl.progress import step
 from edgetl.runtime.bounds import check_batch, check_threads
 from edgetl.runtime.engine import Engine, is_available, open_engine

@@ -189,7 +189,7 @@ def indexed_batches(count: int, batch_size: int, shuffle_seed: int | None, load,
 
 
 def per_worker_options():
-    """Each worker's input is its own shard already (see `edgetl.train.strategy.WorkerRole`): no auto-sharding."""
+    """Each worker's input is its own shard already (see `edgetl.training.strategy.WorkerRole`): no auto-sharding."""
     import tensorflow as tf
 
     options = tf.data.Options()

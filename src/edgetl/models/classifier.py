@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 INPUT_NAME = "pixels"
 OUTPUT_NAME = "probabilities"
 BACKBONE_LAYER_NAME = "backbone"
-# The pooled backbone features: the head starts after it, and stage 1 caches its output (train/features.py).
+# The pooled backbone features: the head starts after it, and stage 1 caches its output (training/features.py).
 POOL_LAYER_NAME = "pool"
 
 

@@ -27,6 +27,12 @@ class RuntimeCheck:
     detail: str
     fix: str = ""
 
+    def lines(self) -> list[str]:
+        """One line saying whether it runs here, and the fix on a second when it does not."""
+        state = "ok" if self.usable else "--"
+        line = f"[{state}] {self.name:<15} {self.version or 'not installed':<14} {self.runs:<8} {self.detail}"
+        return [line, f"     fix: {self.fix}"] if self.fix else [line]
+
 
 def installed_version(distribution: str) -> str | None:
     try:

@@ -18,11 +18,10 @@ from flatbuffers import number_types
 from flatbuffers.table import Table
 
 from edgetl.errors import ModelFileError
-from edgetl.runtime.metadata import MAX_METADATA_BYTES, ZIP_ERRORS
+from edgetl.runtime.metadata import MAX_METADATA_BYTES, TFLITE_IDENTIFIER, ZIP_ERRORS
 
 METADATA_NAME = "TFLITE_METADATA"
 METADATA_IDENTIFIER = b"M001"
-MODEL_IDENTIFIER = b"TFL3"
 
 # tensorflow/lite/schema/schema.fbs: only the tables on the way to the metadata buffer.
 TFLITE_FIELDS = {
@@ -229,7 +228,7 @@ def metadata_buffer(model: bytes) -> bytes | None:
 
     Raises _Damaged; `read_standard_metadata` turns that into a ModelFileError."""
     fields = TFLITE_FIELDS
-    root = _root(model, MODEL_IDENTIFIER, "the model")
+    root = _root(model, TFLITE_IDENTIFIER, "the model")
     buffers = _tables(root, fields["Model"], "buffers")
     for entry in _tables(root, fields["Model"], "metadata"):
         if _string(entry, fields["Metadata"], "name") != METADATA_NAME:
@@ -342,8 +341,8 @@ def read_standard_metadata(model: Path | str | bytes) -> StandardMetadata | None
             data = Path(model).read_bytes()
         except OSError as error:
             raise ModelFileError(f"{source}: cannot read the model ({error.strerror or error})") from None
-    if data[4:8] != MODEL_IDENTIFIER:
-        raise ModelFileError(f"{source}: not a TFLite model (identifier {data[4:8]!r}, expected {MODEL_IDENTIFIER!r})")
+    if data[4:8] != TFLITE_IDENTIFIER:
+        raise ModelFileError(f"{source}: not a TFLite model (identifier {data[4:8]!r}, expected {TFLITE_IDENTIFIER!r})")
     try:
         metadata = metadata_buffer(data)
         if metadata is None:

@@ -1,0 +1,167 @@
+"""Bias correction for int8 (Nagel et al., "Data-Free Quantization", 2019, section 4.2).
+
+Rounding a convolution's weights to int8 shifts the mean of its output: the rounding error of a kernel does not
+sum to zero, and on a near-constant input (the first layers of an ImageNet network see much of that) the shift is
+several quantisation steps. It is the main loss of int8 on MobileNetV2: the first depthwise convolution has
+high-gain filters that sum to almost zero. Since a convolution is linear, the mean shift over the calibration
+images is the convolution of the mean input with the weight error; subtracting it from the bias (the beta of the
+BatchNormalization that follows, which the converters fold into the convolution) removes it.
+
+The weight error is the one both quantisers make: BatchNorm folded into the kernel, then per output channel
+symmetric int8, scale max|w| / 127.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgetl.exporting.int8 import INT8_WEIGHT_MAX
+from edgetl.exporting.weight_scales import channel_scales
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Correctable:
+    conv: object  # keras Conv2D or DepthwiseConv2D
+    bias_holder: object  # the BatchNormalization after it, or the convolution itself (its bias)
+    weight_error: np.ndarray  # folded kernel's int8 rounding error, in the convolution's kernel layout
+    depthwise: bool
+    input_sum: np.ndarray | float = 0.0
+    images: int = 0
+
+
+def _walk(model) -> Iterator:
+    import keras
+
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _walk(layer)
+
+
+def _producer(layer):
+    """The layer whose output `layer` takes (its first input in the functional graph), or None."""
+    nodes = getattr(layer, "_inbound_nodes", [])
+    if len(nodes) != 1 or not nodes[0].input_tensors:
+        return None
+    history = getattr(nodes[0].input_tensors[0], "_keras_history", None)
+    return history.operation if history else None
+
+
+def _rounding_error(kernel: np.ndarray, channel_scale: np.ndarray, depthwise: bool, pair_limited: bool) -> np.ndarray:
+    """The error of per-output-channel symmetric int8 rounding of the BatchNorm-folded kernel, with the scales
+    the quantiser uses (weight_scales.channel_scales; pair-limited only outside depthwise layers)."""
+    if depthwise:  # (kh, kw, in, multiplier): output channel in * multiplier + m
+        folded = kernel * channel_scale.reshape(kernel.shape[2], kernel.shape[3])
+        by_channel = folded.reshape(-1, kernel.shape[2] * kernel.shape[3]).T
+        scale = channel_scales(by_channel).reshape(1, 1, kernel.shape[2], kernel.shape[3])
+    else:  # (kh, kw, in, out)
+        folded = kernel * channel_scale
+        scale = channel_scales(folded.reshape(-1, kernel.shape[3]).T, pair_limited).reshape(1, 1, 1, -1)
+    quantized = np.clip(np.round(folded / scale), -INT8_WEIGHT_MAX, INT8_WEIGHT_MAX)
+    return (quantized * scale - folded).astype(np.float32)
+
+
+def _correctable_layers(model, keep_float: Callable[[str], bool], pair_limited: bool) -> list[_Correctable]:
+    import keras
+
+    layers = list(_walk(model))
+    following = {}
+    for layer in layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            following[id(_producer(layer))] = layer
+    found = []
+    for layer in layers:
+        depthwise = isinstance(layer, keras.layers.DepthwiseConv2D)
+        if not (depthwise or type(layer) is keras.layers.Conv2D) or layer.data_format != "channels_last":
+            continue
+        if (not depthwise and layer.groups != 1) or keep_float(layer.name):
+            continue
+        kernel = np.asarray(layer.kernel)
+        batch_norm = following.get(id(layer))
+        if batch_norm is not None and batch_norm.axis in (-1, 3) and batch_norm.scale and batch_norm.center:
+            gamma, variance = np.asarray(batch_norm.gamma), np.asarray(batch_norm.moving_variance)
+            channel_scale = gamma / np.sqrt(variance + batch_norm.epsilon)
+            error = _rounding_error(kernel, channel_scale, depthwise, pair_limited)
+            found.append(_Correctable(layer, batch_norm, error, depthwise))
+        elif batch_norm is None and layer.use_bias:
+            channels = kernel.shape[2] * kernel.shape[3] if depthwise else kernel.shape[3]
+            error = _rounding_error(kernel, np.ones(channels), depthwise, pair_limited)
+            found.append(_Correctable(layer, layer, error, depthwise))
+    return found
+
+
+@contextmanager
+def _recording_inputs(layers: list[_Correctable]) -> Iterator[None]:
+    """While inside, every call of those convolutions adds its input batch to the layer's running sum."""
+
+    def recorder(entry: _Correctable, call):
+        def recording_call(inputs, *args, **kwargs):
+            batch = np.asarray(inputs, dtype=np.float64)
+            entry.input_sum = entry.input_sum + batch.sum(axis=0)
+            entry.images += len(batch)
+            return call(inputs, *args, **kwargs)
+
+        return recording_call
+
+    for entry in layers:
+        entry.conv.call = recorder(entry, entry.conv.call)
+    try:
+        yield
+    finally:
+        for entry in layers:
+            del entry.conv.call  # the class's own method again
+
+
+def _mean_output_shift(entry: _Correctable) -> np.ndarray:
+    import tensorflow as tf
+
+    conv = entry.conv
+    mean_input = tf.constant((entry.input_sum / entry.images)[np.newaxis], tf.float32)
+    strides, padding = (1, *conv.strides, 1), conv.padding.upper()
+    if entry.depthwise:
+        shifted = tf.nn.depthwise_conv2d(mean_input, entry.weight_error, strides, padding, dilations=conv.dilation_rate)
+    else:
+        shifted = tf.nn.conv2d(mean_input, entry.weight_error, strides, padding, dilations=conv.dilation_rate)
+    return shifted.numpy().mean(axis=(0, 1, 2))
+
+
+@contextmanager
+def bias_corrected(
+    model,
+    calibration: np.ndarray,
+    keep_float: Callable[[str], bool] = lambda name: False,
+    batch_size: int = 16,
+    pair_limited: bool = False,
+) -> Iterator[int]:
+    """Inside, `model`'s biases are corrected for int8 weight rounding (measured on `calibration`, raw pixels as
+    the model takes them); on leaving, the original weights are back. Yields how many layers were corrected.
+    Convolutions for which `keep_float(name)` is true stay in float, so they are not corrected; those that are not
+    depthwise get pair-limited scales when `pair_limited` (a portable ONNX file, weight_scales.py).
+
+    The corrected model is for int8 conversion only: in float it is slightly off, by design."""
+    layers = _correctable_layers(model, keep_float, pair_limited)
+    with _recording_inputs(layers):
+        for start in range(0, len(calibration), batch_size):
+            model(calibration[start : start + batch_size].astype(np.float32), training=False)
+    saved = [(entry.bias_holder, entry.bias_holder.get_weights()) for entry in layers]
+    try:
+        for entry in layers:
+            if entry.images == 0:
+                continue
+            shift = _mean_output_shift(entry)
+            weights = entry.bias_holder.get_weights()
+            # BatchNormalization: [gamma, beta, mean, variance]; a convolution: [kernel, bias].
+            weights[1] = weights[1] - shift.astype(weights[1].dtype)
+            entry.bias_holder.set_weights(weights)
+        log.info("bias correction on %d convolution(s)", len(layers))
+        yield len(layers)
+    finally:
+        for holder, weights in saved:
+            holder.set_weights(weights)

@@ -1,0 +1,112 @@
+"""The figures of an exported file in the other programs that run it, recorded beside edgetl's own.
+
+edgetl verifies every file in its runtime's default configuration (LiteRT's interpreter, a plain onnxruntime
+session). Some programs also prepare the images their own way: MediaPipe Tasks resizes a photo to the model's size
+itself, with its own interpolation, so its answers can differ from those on edgetl's resized pixels. Each such
+consumer classifies the verification images as its users hand them over (the decoded photo at its own size), and
+its agreement and top-1 are recorded with the file, so a figure is never claimed for a program that was not run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+
+from edgetl.exporting.verify import Fidelity
+from edgetl.runtime.cpu import cpu_class
+from edgetl.runtime.engine import is_available
+
+log = logging.getLogger(__name__)
+
+
+# Two programs' figures for one file count as the same when they differ by at most one image in this many.
+CONSUMER_TOLERANCE = 1 / 200
+
+
+def measured_where(runtime: str, options: str, fidelity: Fidelity, cpu: str | None = None, host: str = "") -> dict:
+    """One entry of a record's `verified_on`: who ran the file, how, on which CPU class (this machine's unless
+    `cpu` says) and `host` (a board's user@host; empty: here), and what it gave."""
+    return {
+        "runtime": runtime,
+        "options": options,
+        "cpu": cpu or cpu_class(),
+        "host": host,
+        "images": fidelity.images,
+        "agreement": round(fidelity.agreement, 6),
+        "top1": None if fidelity.top1 is None else round(fidelity.top1, 6),
+        "confident_agreement": None if fidelity.confident_agreement is None else round(fidelity.confident_agreement, 6),
+    }
+
+
+def place_of(where: dict) -> str:
+    """A `verified_on` entry's runtime, CPU class and board, as one phrase."""
+    return f"{where['runtime']} on {where['cpu']}" + (f" ({where['host']})" if where.get("host") else "")
+
+
+def _decoded_photo(path: Path) -> np.ndarray:
+    """The photo as a program hands it to MediaPipe: decoded, turned upright and in RGB, at its own size."""
+    from PIL import Image
+
+    from edgetl.runtime.image import to_rgb
+
+    with Image.open(path) as image:
+        image.load()
+        return np.ascontiguousarray(np.asarray(to_rgb(image), dtype=np.uint8))
+
+
+def mediapipe_probabilities(model: Path, photos: list[Path], classes: int) -> np.ndarray:
+    """MediaPipe Tasks' ImageClassifier with default options on each photo: (photos, classes) scores."""
+    import mediapipe
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(model)), max_results=-1)
+    scores = np.zeros((len(photos), classes), np.float32)
+    with vision.ImageClassifier.create_from_options(options) as classifier:
+        for row, path in enumerate(photos):
+            image = mediapipe.Image(image_format=mediapipe.ImageFormat.SRGB, data=_decoded_photo(path))
+            for category in classifier.classify(image).classifications[0].categories:
+                scores[row, category.index] = category.score
+    return scores
+
+
+@dataclass(frozen=True)
+class Consumer:
+    name: str  # as recorded, with its version
+    options: str  # how it was opened and fed
+    kinds: frozenset[str]  # the kinds of file it runs (ExportFormat.kind)
+    input_dtypes: frozenset[str]
+    module: str  # importable where the consumer is installed
+    probabilities: Callable[[Path, list[Path], int], np.ndarray]
+
+
+CONSUMERS = (
+    Consumer(
+        "mediapipe",
+        "ImageClassifier, default options, the photo at its own size (MediaPipe resizes)",
+        frozenset({"tflite"}),
+        frozenset({"float32", "uint8"}),
+        "mediapipe",
+        mediapipe_probabilities,
+    ),
+)
+
+
+def consumers_for(kind: str, input_dtype: str) -> list[Consumer]:
+    """The consumers installed here that run a file of this kind."""
+    return [
+        consumer
+        for consumer in CONSUMERS
+        if kind in consumer.kinds and input_dtype in consumer.input_dtypes and is_available(consumer.module)
+    ]
+
+
+def consumer_label(consumer: Consumer) -> str:
+    try:
+        return f"{consumer.name} {version(consumer.name)}"
+    except PackageNotFoundError:
+        return consumer.name

@@ -1,0 +1,282 @@
+"""`edgetl export`: convert a Keras model to each format, write it with its metadata, verify it against Keras.
+
+This module is the conversion and verification loop (the int8 recipe ladder included). What each format is lives
+in the format table (formats.py), what an export starts from (a run directory or an outside Keras file) in
+source.py, how a file is written and opened in written.py, and what is recorded of it in record.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from edgetl.errors import EdgetlError
+from edgetl.exporting.calibration import CalibrationImages
+from edgetl.exporting.formats import (
+    FORMATS,
+    ConversionInputs,
+    ExportFormat,
+    ExportOptions,
+    KerasFileOptions,
+    check_formats,
+    check_options,
+)
+from edgetl.exporting.int8 import CONFIDENT_AGREEMENT_TARGET, Int8Recipe, LadderResult, Trial, climb, integer_rungs
+from edgetl.exporting.logs import append_trace, first_line, output_to
+from edgetl.exporting.record import ExportRecord, Verified, make_record
+from edgetl.exporting.source import ExportSource, from_run, resolve_source
+from edgetl.exporting.tflite import OpReport
+from edgetl.exporting.verify import compare, predict_in_batches
+from edgetl.exporting.written import load_written, write_converted
+from edgetl.files import refuse_links, remove_if_there, temporary_name
+from edgetl.progress import step
+from edgetl.run import commit_export
+
+log = logging.getLogger(__name__)
+
+
+def _names_layer(tensor_name: str, layer: str) -> bool:
+    """Whether a converted op's tensor name (`;`-joined names of the fused ops, e.g. `.../block_1_expand_1/...`)
+    comes from the Keras layer `layer`."""
+    pattern = re.compile(rf"(^|/){re.escape(layer)}(_\d+)?/")
+    return any(pattern.search(part) for part in tensor_name.split(";"))
+
+
+def _integer_only_problems(export_format: ExportFormat, ops: OpReport | None, options: ExportOptions) -> list[str]:
+    """An integer-only format with ops left in float, unless float islands were allowed (`--int8-fallback float`)."""
+    if not export_format.integer_only or ops is None or not ops.float_ops or options.int8_fallback == "float":
+        return []
+    names = ", ".join(f"{op} x{count}" for op, count in ops.float_ops.items())
+    return [f"not integer-only: {names} left in float (no int8 kernel)"]
+
+
+class _Exporter:
+    """One export call: the model's Keras predictions and the calibration images, shared by every format."""
+
+    def __init__(self, source: ExportSource, formats: list[str], options: ExportOptions) -> None:
+        self.source = source
+        self.options = options
+        with step(f"Keras predictions on {len(source.verification.labels)} images"):
+            self.keras_probabilities = predict_in_batches(
+                lambda x: source.model.predict(x, verbose=0), source.verification.pixels.astype(np.float32)
+            )
+        needs_calibration = any(FORMATS[name].calibrated for name in formats)
+        calibration = CalibrationImages(source, options.calibration_samples) if needs_calibration else None
+        self.inputs = ConversionInputs(options, calibration)
+
+    def convert(self, export_format: ExportFormat, inputs: ConversionInputs):
+        recipe = f" ({inputs.recipe.name})" if inputs.recipe is not None else ""
+        try:
+            with step(f"{export_format.name}: converting{recipe}"), output_to(self.source.log_path):
+                return export_format.convert(self.source.model, inputs)
+        except EdgetlError:
+            raise
+        except Exception as error:  # converters raise anything from ConverterError to ValueError and RuntimeError
+            log.debug("%s conversion failed", export_format.name, exc_info=True)
+            append_trace(self.source.log_path, export_format.name, error)
+            raise EdgetlError(
+                f"{export_format.name} export failed: {first_line(error)} (full log: {self.source.log_path})"
+            ) from None
+
+    @contextmanager
+    def bias_corrected(
+        self, export_format: ExportFormat, recipe: Int8Recipe, inputs: ConversionInputs
+    ) -> Iterator[None]:
+        if not recipe.bias_correction:
+            yield
+            return
+        from edgetl.exporting.bias_correction import bias_corrected
+
+        def keep_float(layer: str) -> bool:
+            return any(_names_layer(name, layer) for name in recipe.float_layers)
+
+        pair_limited = export_format.pair_limited_weights(self.options)
+        corrected = bias_corrected(self.source.model, inputs.calibration_images, keep_float, pair_limited=pair_limited)
+        with output_to(self.source.log_path), corrected:
+            yield
+
+    def verify(self, export_format: ExportFormat, converted, destination: Path, gate: float) -> Verified:
+        verification = self.source.verification
+        with step(f"{export_format.name}: verifying on {len(verification.labels)} images"):
+            # SavedModel export prints its endpoints, LiteRT announces its delegate: both belong in the log.
+            with output_to(self.source.log_path):
+                size, sha256 = write_converted(export_format, converted, self.source.metadata, destination)
+                loaded = load_written(export_format, destination)
+            probabilities = predict_in_batches(loaded.predict, verification.pixels)
+        fidelity = compare(probabilities, self.keras_probabilities, verification.labels, self.source.metadata.labels)
+        problems = _integer_only_problems(export_format, loaded.ops, self.options)
+        passed = fidelity.agreement >= gate and not problems
+        return Verified(destination, size, sha256, loaded, fidelity, problems, passed)
+
+    def export_int8(self, export_format: ExportFormat, destination: Path, gate: float) -> tuple[Verified, LadderResult]:
+        """Climb the recipe ladder; every attempt is written beside the destination, the chosen one moved there."""
+        available = self.inputs.calibration.available
+        limits = export_format.most_calibration_images
+        rungs = integer_rungs(
+            self.options.calibration_samples,
+            available,
+            export_format.methods(self.options),
+            limits(self.source.model, self.inputs) if limits else None,
+        )
+        float_allowed = self.options.int8_fallback == "float" and export_format.rank_layers is not None
+        attempts_dir = Path(
+            tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".attempts", dir=destination.parent)
+        )
+        try:
+
+            def attempt(recipe: Int8Recipe) -> Trial:
+                inputs = replace(self.inputs, recipe=recipe)
+                with self.bias_corrected(export_format, recipe, inputs):
+                    converted = self.convert(export_format, inputs)
+                path = attempts_dir / f"{len(os.listdir(attempts_dir))}{destination.suffix}"
+                verified = self.verify(export_format, converted, path, gate)
+                return Trial(verified.fidelity, verified.passed, verified.size, verified)
+
+            def rank(recipe: Int8Recipe) -> list[str]:
+                with step(f"{export_format.name}: ranking layers by int8 sensitivity"), output_to(self.source.log_path):
+                    return export_format.rank_layers(self.source.model, replace(self.inputs, recipe=recipe))
+
+            target = CONFIDENT_AGREEMENT_TARGET if float_allowed else None
+            result = climb(rungs, attempt, rank if float_allowed else None, target)
+            chosen: Verified = result.chosen.kept
+            os.replace(chosen.path, destination)
+            return replace(chosen, path=destination), result
+        finally:
+            shutil.rmtree(attempts_dir, ignore_errors=True)
+
+    def consumer_figures(self, export_format: ExportFormat, verified: Verified) -> list[dict]:
+        """Where the file's figures were measured: the runtime edgetl opened it with (default options), then each
+        other program that runs it as its users do (consumers.CONSUMERS) on the same images."""
+        from edgetl.exporting.consumers import consumer_label, consumers_for, measured_where
+
+        figures = [measured_where(verified.loaded.runtime, "default", verified.fidelity)]
+        verification, labels = self.source.verification, self.source.metadata.labels
+        photos = [example.path for example in verification.examples]
+        for consumer in consumers_for(export_format.kind, verified.loaded.input_dtype):
+            try:
+                with step(f"{export_format.name}: verifying in {consumer.name}"), output_to(self.source.log_path):
+                    probabilities = consumer.probabilities(verified.path, photos, len(labels))
+            except Exception as error:  # another program's failure is a finding about it, not an export failure
+                append_trace(self.source.log_path, f"{export_format.name} in {consumer.name}", error)
+                log.warning("%s: %s could not run it (%s)", verified.path, consumer.name, first_line(error))
+                continue
+            fidelity = compare(probabilities, self.keras_probabilities, verification.labels, labels)
+            figures.append(measured_where(consumer_label(consumer), consumer.options, fidelity))
+        return figures
+
+    def export(self, name: str) -> ExportRecord:
+        """Write the format's file under a temporary name beside its place, verify it there, then move it into
+        place together with its record (`commit_export`); on any failure or interruption the temporary file is
+        removed and the file and record of an earlier export stay as they were."""
+        export_format = FORMATS[name]
+        source = self.source
+        destination = source.exports_dir / export_format.filename
+        refuse_links(source.root, destination, source.exports_index, source.log_path)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        gate = export_format.min_agreement if self.options.min_agreement is None else self.options.min_agreement
+        log.info("converting %s", name)
+        written = temporary_name(destination)
+        try:
+            ladder = None
+            if export_format.calibrated:
+                verified, ladder = self.export_int8(export_format, written, gate)
+            else:
+                verified = self.verify(export_format, self.convert(export_format, self.inputs), written, gate)
+            figures = self.consumer_figures(export_format, verified)
+            record = make_record(
+                name, export_format, replace(verified, path=destination), ladder, source, gate, self.options, figures
+            )
+            commit_export(source.exports_index, written, destination, asdict(record))
+            return record
+        finally:
+            remove_if_there(written)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What one export wrote: the folder (a run directory, or an outside model's output folder) and a record per
+    format, in the order asked for."""
+
+    root: Path
+    records: list[ExportRecord]
+
+    @property
+    def problems(self) -> list[str]:
+        """Why a file is not fit to use: below its agreement gate, or not what its format promises."""
+        reasons = [f"{r.format} disagree with Keras too often" for r in self.records if r.agreement < r.min_agreement]
+        return reasons + [f"{r.format} is {problem}" for r in self.records for problem in r.problems]
+
+    def summary(self, wide: bool = False, width: int | None = None, color: bool = False) -> str:
+        """The table of files written (no wider than `width`), then a line per recipe climb, float op or flip."""
+        from edgetl.exporting.report import format_export_table, record_notes
+
+        notes = [line for record in self.records for line in record_notes(record)]
+        return "\n".join([format_export_table(self.records, self.root, wide, width, color), *notes])
+
+
+def _export_checked(source: ExportSource, formats: list[str], options: ExportOptions) -> list[ExportRecord]:
+    """Convert, write and verify each format in turn (formats and options already checked); exports.json is
+    rewritten after each file."""
+    source.read_exports()  # a damaged index is reported before any work
+    exporter = _Exporter(source, formats, options)
+    results = []
+    with step(f"exporting {len(formats)} format(s)", total=len(formats)) as exporting:
+        for name in formats:
+            exporting.describe(f"exporting {name}")
+            # Each file and its record are committed together as soon as it is verified, so an interrupted export
+            # keeps what was done; the update is merged under a lock, so a second export of the same run at the
+            # same time keeps its records too.
+            record = exporter.export(name)
+            results.append(record)
+            exporting.advance()
+        exporting.describe("exported")
+    return results
+
+
+def _checked(formats: list[str], options: ExportOptions) -> None:
+    """The formats and options of one export call, checked once, before a model is loaded."""
+    check_formats(formats)
+    check_options(formats, options)
+
+
+def export_source(source: ExportSource, formats: list[str], options: ExportOptions) -> list[ExportRecord]:
+    """Export an already resolved source (a run's, or an outside Keras file's)."""
+    _checked(formats, options)
+    return _export_checked(source, formats, options)
+
+
+def export_run(
+    run_path: Path,
+    formats: list[str],
+    calibration_samples: int = ExportOptions.calibration_samples,
+    min_agreement: float | None = None,
+    options: ExportOptions | None = None,
+    trust_model: bool = False,
+) -> list[ExportRecord]:
+    """Export a run directory's model (the source of `edgetl export RUN`)."""
+    options = options or ExportOptions(calibration_samples=calibration_samples, min_agreement=min_agreement)
+    _checked(formats, options)
+    return _export_checked(from_run(run_path, trust_model=trust_model), formats, options)
+
+
+def export_any(
+    source: Path,
+    formats: list[str],
+    options: ExportOptions,
+    keras_file: KerasFileOptions | None = None,
+    trust_model: bool = False,
+) -> ExportResult:
+    """A run directory, or a Keras file from outside edgetl (`keras_file` says what it needs): what `edgetl.export`
+    and `edgetl export` call."""
+    _checked(formats, options)
+    resolved = resolve_source(Path(source), keras_file or KerasFileOptions(), trust_model)
+    return ExportResult(resolved.root, _export_checked(resolved, formats, options))

@@ -1,0 +1,199 @@
+"""Accuracy-aware int8: recipes are tried in order until a file reaches its agreement gate.
+
+The ladder climbs from the cheapest recipe to the costliest: the requested calibration sample with bias
+correction (exporting/bias_correction.py), the same without it, more calibration images, then other calibration
+methods where the quantiser has them (all integer-only), and finally, when float islands are allowed
+(`--int8-fallback float`), the most sensitive layers kept in float, a few more at each rung. Where float islands
+are allowed, a file that passes its gate but flips too many of the images Keras is confident about does not end
+the climb either. Every attempt is recorded; the first that passes (and, with float islands, reaches the confident
+target) is kept, or, when none does, the one closest to Keras among those that pass, else among all.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from edgetl.runtime.cpu import X86_AVX2
+
+if TYPE_CHECKING:  # the CLI reads INT8_FALLBACKS from here, so nothing heavier is imported
+    from edgetl.exporting.verify import Fidelity
+
+log = logging.getLogger(__name__)
+
+INT8_FALLBACKS = ("float", "none")  # float islands allowed, or integer-only (NPUs, Edge TPU)
+# Input/output types an int8 TFLite file can have; who can write which is in exporting/formats.py's QUANTIZERS.
+IO_TYPES = ("uint8", "int8", "float32")
+# Percentile calibration (TFLite and ONNX alike) keeps each activation's range to the values all but this share
+# of the calibration activations lie within: the rarest extremes saturate, the common values get finer steps.
+CALIBRATION_PERCENTILE = 99.99
+# With float islands allowed, the share of the images Keras is confident about (verify.CONFIDENT_PROBABILITY) an int8
+# file must agree on before the ladder stops: flips where Keras is sure are the errors users see, and one or two
+# float layers often remove them when integer-only recipes cannot. It steers the climb; the gate stays the verdict.
+CONFIDENT_AGREEMENT_TARGET = 0.99
+
+
+# The largest magnitude of a symmetric int8 weight.
+INT8_WEIGHT_MAX = 127
+
+
+@dataclass(frozen=True)
+class OnnxInt8Target:
+    """Which CPUs an int8 ONNX file is made for. onnxruntime's x86-64 kernels without VNNI multiply uint8
+    activations by int8 weights and add pairs of products in 16 bits, which saturates once a pair exceeds 32767
+    (255 x 127 x 2 does). Pair-limited weights (exporting/weight_scales.py) never do. Depthwise convolutions have
+    kernels of their own that add in 32 bits, so they keep the usual scales everywhere."""
+
+    description: str
+    pair_limited_weights: bool  # in every weighted layer but depthwise convolutions
+    saturates_on: tuple[str, ...] = ()  # CPU classes (runtime/cpu.py) where onnxruntime's results differ
+
+
+ONNX_INT8_TARGETS = {
+    "portable": OnnxInt8Target(
+        "the same results on every CPU (no two weights of a channel exceed 128 together, outside depthwise layers)",
+        True,
+    ),
+    "vnni-arm64": OnnxInt8Target(
+        "full 8-bit weights, for x86-64 with VNNI and arm64; saturates on x86-64 AVX2 without VNNI", False, (X86_AVX2,)
+    ),
+}
+# How many of the most sensitive layers are kept in float at each fallback rung.
+FLOAT_LAYER_STEPS = (1, 2, 4, 8, 16)
+# More calibration images are tried as one rung: this many times the requested sample, as far as the pool allows.
+MORE_CALIBRATION_FACTOR = 3
+
+
+@dataclass(frozen=True)
+class Int8Recipe:
+    calibration_images: int
+    method: str  # calibration method, as the quantiser names it
+    bias_correction: bool = True
+    float_layers: tuple[str, ...] = ()  # layers (TFLite tensors, ONNX nodes) kept in float
+
+    @property
+    def name(self) -> str:
+        name = f"{self.method}-{self.calibration_images}" + ("+bias" if self.bias_correction else "")
+        return name + (f"+float{len(self.float_layers)}" if self.float_layers else "")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One recipe tried: what it was, how close the file came to Keras, what it cost."""
+
+    recipe: str
+    method: str
+    calibration_images: int
+    bias_correction: bool
+    float_layers: list[str]
+    agreement: float
+    confident_agreement: float | None
+    mean_probability_diff: float
+    size_bytes: int
+    passed: bool
+    seconds: float
+
+
+@dataclass
+class Trial:
+    """What trying a recipe gave: the fidelity, whether the file passed, and whatever the caller needs to keep
+    it (the converted model)."""
+
+    fidelity: Fidelity
+    passed: bool
+    size_bytes: int
+    kept: object = None
+
+
+@dataclass
+class LadderResult:
+    chosen: Trial
+    recipe: Int8Recipe
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+def integer_rungs(
+    samples: int, pool_size: int, methods: Sequence[str], most_images: Mapping[str, int] | None = None
+) -> list[Int8Recipe]:
+    """The integer-only rungs: the first method on the requested sample with bias correction and without, on a
+    larger sample, then each other method on the larger sample, or on as many images as `most_images` allows it."""
+    first = min(samples, pool_size)
+    more = min(pool_size, samples * MORE_CALIBRATION_FACTOR)
+    rungs = [Int8Recipe(first, methods[0]), Int8Recipe(first, methods[0], bias_correction=False)]
+    if more > first:
+        rungs.append(Int8Recipe(more, methods[0]))
+    limits = most_images or {}
+    rungs += [Int8Recipe(min(more, limits.get(method, more)), method) for method in methods[1:]]
+    return rungs
+
+
+def _settled(trial: Trial, confident_target: float | None) -> bool:
+    """Passed, and (when a confident target is set and there are confident images) reached it."""
+    confident = trial.fidelity.confident_agreement
+    return trial.passed and (confident_target is None or confident is None or confident >= confident_target)
+
+
+def _better(candidate: Trial, best: Trial | None, confident_target: float | None) -> bool:
+    """A settled file beats one that only passes, which beats a failing one; then the one agreeing more."""
+    if best is None:
+        return True
+
+    def key(trial: Trial) -> tuple:
+        return _settled(trial, confident_target), trial.passed, trial.fidelity.agreement
+
+    return key(candidate) > key(best)
+
+
+def climb(
+    rungs: list[Int8Recipe],
+    attempt: Callable[[Int8Recipe], Trial],
+    rank_layers: Callable[[Int8Recipe], list[str]] | None,
+    confident_target: float | None = None,
+) -> LadderResult:
+    """Try `rungs` in order, then (with `rank_layers`, which orders layers most sensitive first for a recipe)
+    the best integer recipe with more and more layers in float; stop at the first file that passes and, with
+    `confident_target`, agrees with Keras on at least that share of its confident images.
+
+    Float islands start from the best recipe as it is, bias correction included: the exporter leaves the layers
+    kept in float out of the correction (a correction for int8 rounding is an error on a float layer)."""
+    attempts: list[Attempt] = []
+    best: tuple[Trial, Int8Recipe] | None = None
+
+    def run(recipe: Int8Recipe) -> Trial:
+        nonlocal best
+        started = time.perf_counter()
+        trial = attempt(recipe)
+        fidelity = trial.fidelity
+        attempts.append(
+            Attempt(
+                recipe=recipe.name,
+                method=recipe.method,
+                calibration_images=recipe.calibration_images,
+                bias_correction=recipe.bias_correction,
+                float_layers=list(recipe.float_layers),
+                agreement=fidelity.agreement,
+                confident_agreement=fidelity.confident_agreement,
+                mean_probability_diff=round(fidelity.mean_probability_diff, 6),
+                size_bytes=trial.size_bytes,
+                passed=trial.passed,
+                seconds=round(time.perf_counter() - started, 2),
+            )
+        )
+        verdict = "passed" if trial.passed else "failed"
+        log.info("int8 recipe %s: agreement %.4f, %s", recipe.name, fidelity.agreement, verdict)
+        if _better(trial, best[0] if best else None, confident_target):
+            best = (trial, recipe)
+        return trial
+
+    for recipe in rungs:
+        if _settled(run(recipe), confident_target):
+            return LadderResult(best[0], best[1], attempts)
+    base = best[1]
+    ranked = rank_layers(base) if rank_layers is not None else []
+    for count in sorted({min(count, len(ranked)) for count in FLOAT_LAYER_STEPS if ranked}):
+        if _settled(run(replace(base, float_layers=tuple(ranked[:count]))), confident_target):
+            break
+    return LadderResult(best[0], best[1], attempts)

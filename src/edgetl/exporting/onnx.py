@@ -1,0 +1,358 @@
+"""ONNX conversion through tf2onnx (dynamic batch, named input and output), and int8 through onnxruntime."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from edgetl.errors import MissingExtraError
+from edgetl.exporting.formats import ExportOptions
+from edgetl.exporting.int8 import CALIBRATION_PERCENTILE, ONNX_INT8_TARGETS
+from edgetl.exporting.tflite import OpReport
+from edgetl.models.classifier import INPUT_NAME, OUTPUT_NAME
+
+QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+# Ops that move or reshape data: quantising them gains nothing, so they are neither int8 work nor fallbacks.
+LAYOUT_OPS = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Shape", "Identity", "Flatten", "Cast"})
+
+
+def convert_onnx(model, opset: int = ExportOptions.opset):
+    """The ONNX ModelProto (metadata is attached by the caller before it is serialised)."""
+    import tensorflow as tf
+
+    try:
+        import tf2onnx
+    except ImportError:
+        raise MissingExtraError("tf2onnx", "train", "ONNX export") from None
+    height, width = model.input_shape[1:3]
+    signature = (tf.TensorSpec((None, height, width, 3), tf.float32, name=INPUT_NAME),)
+    model_proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=opset)
+    _name_output(model_proto)
+    _number_made_nodes(model_proto)
+    return model_proto
+
+
+def _number_made_nodes(model_proto) -> None:
+    """tf2onnx names the nodes it makes (Conv__N) from a process-wide counter, so one model converted twice gets
+    two sets of names. Numbered again by their place in the graph, the same model always has the same node names,
+    and the layers ranked on one conversion are found again in another (the bias-corrected model's)."""
+    made = re.compile(r"__\d+$")
+    for index, node in enumerate(model_proto.graph.node):
+        if made.search(node.name):
+            node.name = made.sub(f"__{index}", node.name)
+
+
+def _name_output(model_proto) -> None:
+    """tf2onnx names the output after the Keras layer; a model from outside edgetl gets `probabilities` too."""
+    (output,) = model_proto.graph.output
+    if output.name == OUTPUT_NAME:
+        return
+    old = output.name
+    for node in model_proto.graph.node:
+        node.output[:] = [OUTPUT_NAME if name == old else name for name in node.output]
+        node.input[:] = [OUTPUT_NAME if name == old else name for name in node.input]
+    output.name = OUTPUT_NAME
+
+
+ACTIVATION_TYPE = "QUInt8"
+WEIGHT_TYPE = "QInt8"
+
+
+def _pixel_reader(pixels: np.ndarray):
+    """Calibration images one at a time, as onnxruntime's calibrator reads them."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class PixelReader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.images = iter(pixels)
+
+        def get_next(self) -> dict | None:
+            image = next(self.images, None)
+            return None if image is None else {INPUT_NAME: image[np.newaxis].astype(np.float32)}
+
+    return PixelReader()
+
+
+class _Quantizer:
+    """onnxruntime's static quantisation on a working folder: the float graph pre-processed once, the calibration
+    ranges measured once (cached), then quantised with any set of nodes kept in float."""
+
+    def __init__(self, float_model, calibration_pixels: np.ndarray, method: str, work: Path) -> None:
+        import onnx
+
+        try:
+            from onnxruntime.quantization.shape_inference import quant_pre_process
+        except ImportError:
+            raise MissingExtraError("onnxruntime", "device", "ONNX int8 export") from None
+        self.pixels, self.method, self.work = calibration_pixels, method, work
+        source, self.prepared = work / "float.onnx", work / "prepared.onnx"
+        onnx.save(float_model, str(source))
+        # onnxruntime's own pre-processing, which its quantiser expects: shape inference, BatchNorm folded into the
+        # convolutions, graph optimisation. On the raw tf2onnx graph each unfolded BatchNorm gets its own
+        # quantisation and the result collapses.
+        quant_pre_process(str(source), str(self.prepared))
+        self.cache = work / "calibration.json"
+
+    def quantize(self, float_layers: tuple[str, ...] = (), target: str = next(iter(ONNX_INT8_TARGETS))):
+        import onnx
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+        options = {"CalibPercentile": CALIBRATION_PERCENTILE} if self.method == "percentile" else {}
+        if ONNX_INT8_TARGETS[target].pair_limited_weights:
+            options["TensorQuantOverrides"] = _pair_limited_weight_overrides(onnx.load(str(self.prepared)))
+
+        methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}
+        output = self.work / "int8.onnx"
+        quantize_static(
+            str(self.prepared),
+            str(output),
+            _pixel_reader(self.pixels),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=getattr(QuantType, ACTIVATION_TYPE),
+            weight_type=getattr(QuantType, WEIGHT_TYPE),
+            calibrate_method=methods[self.method],
+            nodes_to_exclude=[node_of(layer) for layer in float_layers],
+            # No CalibMaxIntermediateOutputs for min-max: its model reduces each activation to a min and a max per
+            # image, so every image's are held at little cost, and onnxruntime drops each full chunk of them
+            # without folding it into the ranges (only the last, partial chunk counts; a full one fails).
+            extra_options=options,
+            calibration_cache_path=str(self.cache),
+        )
+        model_proto = onnx.load(str(output))
+        keep_islands_float(model_proto, {node_of(layer) for layer in float_layers})
+        return model_proto
+
+
+def _int_attribute(node, name: str, default: int) -> int:
+    return next((attribute.i for attribute in node.attribute if attribute.name == name), default)
+
+
+def _pair_limited_weight_overrides(prepared) -> dict[str, list[dict]]:
+    """onnxruntime's tensor overrides that give every weighted layer but the depthwise convolutions pair-limited
+    per-channel scales (exporting/weight_scales.py), along the output axis, zero point 0."""
+    from onnx import numpy_helper
+
+    from edgetl.exporting.weight_scales import channel_scales
+
+    initializers = {init.name: init for init in prepared.graph.initializer}
+    overrides = {}
+    for node in prepared.graph.node:
+        weights = initializers.get(node.input[1]) if node.op_type in WEIGHTED_NODES and len(node.input) > 1 else None
+        if weights is None or len(weights.dims) < 2:
+            continue
+        if node.op_type == "Conv" and _int_attribute(node, "group", 1) > 1:
+            continue  # depthwise (or grouped): onnxruntime's kernel for it adds in 32 bits
+        transposed = node.op_type == "Gemm" and _int_attribute(node, "transB", 0) == 1
+        axis = 0 if node.op_type == "Conv" or transposed else 1
+        values = np.moveaxis(numpy_helper.to_array(weights), axis, 0)
+        scales = channel_scales(values.reshape(values.shape[0], -1), pair_limited=True)
+        channels = [{"scale": scale, "zero_point": np.int8(0)} for scale in scales]
+        channels[0]["axis"] = axis
+        overrides[weights.name] = channels
+    return overrides
+
+
+# The nodes onnxruntime's WeightBiasQuantization optimiser (on by default, from the basic level up) quantises when
+# their weights are float and their input comes out of a per-tensor DequantizeLinear: it would turn every float
+# island back into an int8 kernel with per-tensor weights, in every program but one that disables it.
+WEIGHT_QUANTIZED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm"})
+
+
+def _input_channels(node, initializers: dict) -> int | None:
+    """The size of axis 1 of a Conv/ConvTranspose/Gemm node's data input, from its weights."""
+    weights = initializers.get(node.input[1]) if len(node.input) > 1 else None
+    if weights is None or len(weights.dims) < 2:
+        return None
+    if node.op_type == "Conv":
+        return int(weights.dims[1]) * _int_attribute(node, "group", 1)
+    if node.op_type == "ConvTranspose":
+        return int(weights.dims[0])
+    return int(weights.dims[1] if _int_attribute(node, "transB", 0) == 1 else weights.dims[0])
+
+
+def keep_islands_float(model_proto, island_nodes: set[str]) -> int:
+    """Give each float island's weighted node a DequantizeLinear of its own with the same scale and zero point
+    repeated per channel (axis 1): the same values, which WeightBiasQuantization and the int8 fusions leave
+    alone (they take per-tensor activations only), so the layer stays in float at every optimisation level of
+    every onnxruntime session. Returns the number of nodes given one."""
+    from onnx import helper, numpy_helper
+
+    graph = model_proto.graph
+    initializers = {init.name: init for init in graph.initializer}
+    producers = {output: node for node in graph.node for output in node.output}
+    changed = 0
+    for node in graph.node:
+        if node.name not in island_nodes or node.op_type not in WEIGHT_QUANTIZED_OPS:
+            continue
+        dequantize = producers.get(node.input[0])
+        if dequantize is None or dequantize.op_type != "DequantizeLinear" or len(dequantize.input) < 3:
+            continue
+        scale, zero_point = initializers.get(dequantize.input[1]), initializers.get(dequantize.input[2])
+        channels = _input_channels(node, initializers)
+        if scale is None or zero_point is None or channels is None or int(np.prod(scale.dims, dtype=np.int64)) != 1:
+            continue
+        name = f"{node.name}_float_input"
+        per_channel = [
+            numpy_helper.from_array(np.repeat(numpy_helper.to_array(tensor).reshape(1), channels), f"{name}_{part}")
+            for tensor, part in ((scale, "scale"), (zero_point, "zero_point"))
+        ]
+        graph.initializer.extend(per_channel)
+        graph.node.append(
+            helper.make_node(
+                "DequantizeLinear", [dequantize.input[0], *(t.name for t in per_channel)], [name], name, axis=1
+            )
+        )
+        node.input[0] = name
+        changed += 1
+    _remove_unused_dequantize(graph)
+    _sort_topologically(graph)
+    return changed
+
+
+def _remove_unused_dequantize(graph) -> None:
+    consumed = {name for node in graph.node for name in node.input} | {output.name for output in graph.output}
+    _set_nodes(graph, [n for n in graph.node if n.op_type != "DequantizeLinear" or set(n.output) & consumed])
+
+
+def _sort_topologically(graph) -> None:
+    """ONNX wants every node after the nodes it reads from; nodes appended above go to their place."""
+    available = {i.name for i in graph.input} | {init.name for init in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [node for node in pending if all(name in available for name in node.input)]
+        if not ready:
+            raise ValueError("the quantised ONNX graph has a cycle or an input nothing produces")
+        for node in ready:
+            ordered.append(node)
+            available.update(node.output)
+        placed = {id(node) for node in ready}
+        pending = [node for node in pending if id(node) not in placed]
+    _set_nodes(graph, ordered)
+
+
+def _set_nodes(graph, nodes: list) -> None:
+    """The graph's nodes replaced by `nodes` (copied first: clearing a repeated field frees its messages)."""
+    copies = []
+    for node in nodes:
+        copies.append(type(node)())
+        copies[-1].CopyFrom(node)
+    del graph.node[:]
+    graph.node.extend(copies)
+
+
+def activation_bytes_per_image(float_model) -> int:
+    """The bytes of every float tensor a graph computes for one image (batch dimension taken as 1, shapes from
+    ONNX shape inference): what a calibrator that keeps every activation holds per image."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(float_model)
+    total = 0
+    for info in [*inferred.graph.value_info, *inferred.graph.output]:
+        tensor_type = info.type.tensor_type
+        if tensor_type.elem_type != onnx.TensorProto.FLOAT:
+            continue
+        dims = [dim.dim_value if dim.dim_value > 0 else 1 for dim in tensor_type.shape.dim]
+        total += int(np.prod(dims[1:], dtype=np.int64)) * np.dtype(np.float32).itemsize
+    return max(total, 1)
+
+
+def quantize_onnx_int8(
+    float_model,
+    calibration_pixels: np.ndarray,
+    method: str = "minmax",
+    float_layers: tuple[str, ...] = (),
+    target: str = next(iter(ONNX_INT8_TARGETS)),
+):
+    """Static int8 quantisation with onnxruntime: QDQ format, uint8 activations and per-channel int8 weights
+    (the combination onnxruntime's CPU kernels run fastest on x86-64 and ARM), after onnxruntime's own
+    pre-processing; `float_layers` (as `rank_onnx_int8_sensitivity` names them) stay in float (the ladder's
+    fallback); `target` (ONNX_INT8_TARGETS) says for which CPUs."""
+    with tempfile.TemporaryDirectory(prefix="edgetl-onnx-int8-") as work:
+        return _Quantizer(float_model, calibration_pixels, method, Path(work)).quantize(float_layers, target)
+
+
+# The nodes whose weights int8 rounds, and so the ones the fallback may keep in float.
+WEIGHTED_NODES = frozenset({"Conv", "Gemm", "MatMul"})
+SENSITIVITY_IMAGES = 48
+# A float layer is named as its node and the node's weights, joined as TFLite joins the ops fused into a tensor:
+# tf2onnx calls a pointwise convolution Conv__N, but its kernel keeps the Keras layer's name, which bias
+# correction needs to leave that layer out (and a user, to know which layer stayed in float).
+FLOAT_LAYER_JOIN = ";"
+
+
+def _float_layer_name(node, initializers: set[str]) -> str:
+    return FLOAT_LAYER_JOIN.join([node.name, *(name for name in node.input if name in initializers)])
+
+
+def node_of(float_layer: str) -> str:
+    """The graph node a float layer name (`_float_layer_name`) stands for."""
+    return float_layer.split(FLOAT_LAYER_JOIN)[0]
+
+
+def rank_onnx_int8_sensitivity(
+    float_model, calibration_pixels: np.ndarray, method: str = "minmax", target: str = next(iter(ONNX_INT8_TARGETS))
+) -> list[str]:
+    """The weighted nodes, most sensitive to int8 first: each is kept in float alone, in turn, and ranked by how
+    much closer that brings the int8 graph's probabilities (in a default session) to the float graph's. Named
+    by `_float_layer_name`, so the names say which Keras layers they are."""
+    import onnxruntime
+
+    from edgetl.runtime.onnxrt import session_options
+
+    images = calibration_pixels[:SENSITIVITY_IMAGES].astype(np.float32)
+
+    def predict(model_proto) -> np.ndarray:
+        session = onnxruntime.InferenceSession(
+            model_proto.SerializeToString(), session_options(), providers=["CPUExecutionProvider"]
+        )
+        return session.run(None, {INPUT_NAME: images})[0]
+
+    with tempfile.TemporaryDirectory(prefix="edgetl-onnx-rank-") as work:
+        quantizer = _Quantizer(float_model, calibration_pixels, method, Path(work))
+        import onnx
+
+        prepared = onnx.load(str(quantizer.prepared))
+        reference = predict(prepared)
+        initializers = {initializer.name for initializer in prepared.graph.initializer}
+        candidates = [
+            _float_layer_name(node, initializers)
+            for node in prepared.graph.node
+            if node.op_type in WEIGHTED_NODES and node.name
+        ]
+
+        def distance(node: str) -> float:
+            probabilities = predict(quantizer.quantize((node,), target))
+            return float(0.5 * np.abs(probabilities - reference).sum(axis=1).mean())
+
+        return sorted(candidates, key=distance)
+
+
+def onnx_op_report(model_proto) -> OpReport:
+    """Which compute nodes of a QDQ graph run in int8: those whose float inputs all come out of a
+    DequantizeLinear (onnxruntime fuses such a DQ -> op -> Q group into one integer kernel)."""
+    from onnx import TensorProto
+
+    float_types = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
+    dequantized = {out for node in model_proto.graph.node if node.op_type == "DequantizeLinear" for out in node.output}
+    float_initializers = {init.name for init in model_proto.graph.initializer if init.data_type in float_types}
+    produced = {out for node in model_proto.graph.node for out in node.output}
+    produced |= {graph_input.name for graph_input in model_proto.graph.input}
+    operators = 0
+    int8_operators = 0
+    float_ops: Counter[str] = Counter()
+    for node in model_proto.graph.node:
+        if node.op_type in QDQ_OPS or node.op_type in LAYOUT_OPS:
+            continue
+        operators += 1
+        # Inputs that are neither produced (by a node or as graph input) nor float weights are integer constants.
+        data_inputs = [name for name in node.input if name and (name in produced or name in float_initializers)]
+        if data_inputs and all(name in dequantized for name in data_inputs):
+            int8_operators += 1
+        else:
+            float_ops[node.op_type] += 1
+    return OpReport(operators, int8_operators, dict(sorted(float_ops.items())))

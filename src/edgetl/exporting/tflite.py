@@ -1,0 +1,228 @@
+"""TFLite conversion (float32, float16, dynamic-range, full-integer int8) and what a converted file really holds."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgetl.errors import EdgetlError
+from edgetl.exporting.activation_ranges import percentile_ranges, write_range
+from edgetl.exporting.formats import QUANTIZERS
+from edgetl.exporting.int8 import CALIBRATION_PERCENTILE, IO_TYPES
+
+# Every exported model takes raw pixels: the int8 file's input range is pinned to them, so its input quantisation
+# is exact (uint8: scale 1, zero point 0; int8: scale 1, zero point -128) whatever the calibration images held.
+RAW_PIXEL_RANGE = (0.0, 255.0)
+# Ops that only convert (float or uint8 <-> int8 at the edges, float16 weights to float32): not fallbacks.
+BOUNDARY_OPS = frozenset({"QUANTIZE", "DEQUANTIZE"})
+# How the converter's int8 may be calibrated: percentile (exporting/activation_ranges.py) or its own min-max.
+CALIBRATION_METHODS = QUANTIZERS["converter"].calibration_methods
+
+
+def _converter(model):
+    import tensorflow as tf
+
+    return tf.lite.TFLiteConverter.from_keras_model(model)
+
+
+def convert_float32(model) -> bytes:
+    return _converter(model).convert()
+
+
+def convert_float16(model) -> bytes:
+    """float16 weights, float32 computation and input/output: half the size, no calibration."""
+    import tensorflow as tf
+
+    converter = _converter(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+    return converter.convert()
+
+
+def convert_dynamic(model) -> bytes:
+    """Dynamic-range quantisation: int8 weights, activations quantised on the fly, float input/output."""
+    import tensorflow as tf
+
+    converter = _converter(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    return converter.convert()
+
+
+def _calibrating_converter(model, calibration_pixels: np.ndarray):
+    import tensorflow as tf
+
+    def representative_dataset() -> Iterator[list[np.ndarray]]:
+        for image in calibration_pixels:
+            yield [image[np.newaxis].astype(np.float32)]
+
+    converter = _converter(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset
+    return converter
+
+
+def _calibrated(model, calibration_pixels: np.ndarray, method: str = CALIBRATION_METHODS[0]) -> bytes:
+    """The float model with the activation ranges the calibration images give (by `method`), not yet quantised,
+    its input range pinned to raw pixels."""
+    if method not in CALIBRATION_METHODS:
+        raise EdgetlError(f"TFLite calibration method {method!r}: unknown; one of {', '.join(CALIBRATION_METHODS)}")
+    converter = _calibrating_converter(model, calibration_pixels)
+    converter._experimental_calibrate_only = True  # the converter's own two steps, so a denylist can be given
+    calibrated = _pin_input_range(converter.convert(), RAW_PIXEL_RANGE)
+    if method == "percentile":
+        calibrated = percentile_ranges(calibrated, calibration_pixels, CALIBRATION_PERCENTILE)
+    return calibrated
+
+
+def _pin_input_range(calibrated: bytes, value_range: tuple[float, float]) -> bytes:
+    """Overwrite the calibrated min/max of the model's inputs in place (one value each, per tensor)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    buffer = bytearray(calibrated)
+    subgraph = schema.Model.GetRootAs(buffer, 0).Subgraphs(0)
+    for i in range(subgraph.InputsLength()):
+        quantization = subgraph.Tensors(subgraph.Inputs(i)).Quantization()
+        if quantization is None or quantization.MinLength() != 1 or quantization.MaxLength() != 1:
+            raise EdgetlError("the calibrated TFLite model has no input range to pin; please report this")
+        write_range(buffer, quantization, *value_range)
+    return bytes(buffer)
+
+
+def _quantize(calibrated: bytes, io_type: str, float_layers: tuple[str, ...]) -> bytes:
+    """What the converter itself does after calibrating (`mlir_quantize`), with layers it may keep in float."""
+    import tensorflow as tf
+
+    try:
+        from tensorflow.lite.python.convert import mlir_quantize
+    except ImportError:  # private API: a TensorFlow without it cannot pin the input nor keep layers in float
+        raise EdgetlError(
+            "this TensorFlow's TFLite converter has no mlir_quantize: edgetl cannot quantise with it"
+        ) from None
+    # As the converter calls it: the edges get `io_type` (fully_quantize would force int8 edges).
+    return mlir_quantize(
+        calibrated,
+        input_data_type=getattr(tf, io_type),
+        output_data_type=getattr(tf, io_type),
+        denylisted_nodes=list(float_layers) or None,
+    )
+
+
+def convert_int8(
+    model,
+    calibration_pixels: np.ndarray,
+    io_type: str = IO_TYPES[0],
+    float_layers: tuple[str, ...] = (),
+    method: str = CALIBRATION_METHODS[0],
+) -> bytes:
+    """int8 weights (per channel) and activations, calibrated by `method`; input and output of `io_type`;
+    `float_layers` (output tensor names of the float graph's ops) stay in float.
+
+    The calibration pixels are raw 0-255 images, exactly what the model's input sees on a device. An op without an
+    int8 kernel is left in float between DEQUANTIZE/QUANTIZE even when no layer is asked to be, so the exporter
+    checks the written file's ops (tflite_op_report).
+    """
+    if io_type not in IO_TYPES:
+        raise EdgetlError(f"--io-type {io_type}: unknown; choose one of {', '.join(IO_TYPES)}")
+    return _quantize(_calibrated(model, calibration_pixels, method), io_type, float_layers)
+
+
+# The ops whose weights int8 rounds, and so the layers the fallback may keep in float.
+WEIGHTED_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"})
+# How many calibration images measure each layer's sensitivity.
+SENSITIVITY_IMAGES = 48
+
+
+def rank_int8_sensitivity(
+    model, calibration_pixels: np.ndarray, io_type: str, method: str = CALIBRATION_METHODS[0]
+) -> list[str]:
+    """The weighted layers, most sensitive to int8 first: each is kept in float alone, in turn, and ranked by how
+    much closer that brings the int8 file's probabilities to the float model's (mean total variation on a few
+    calibration images). Measured on the graph the converter writes, so ranking and fallback name the same ops."""
+    calibrated = _calibrated(model, calibration_pixels, method)
+    images = calibration_pixels[:SENSITIVITY_IMAGES].astype(np.float32)
+    reference = _predict(calibrated, images)
+
+    def distance(float_layer: str) -> float:
+        probabilities = _predict(_quantize(calibrated, io_type, (float_layer,)), images)
+        return float(0.5 * np.abs(probabilities - reference).sum(axis=1).mean())
+
+    return sorted(_weighted_op_outputs(calibrated), key=distance)
+
+
+def _interpreter(flatbuffer: bytes):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    return Interpreter(
+        model_content=flatbuffer, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    )
+
+
+def _predict(flatbuffer: bytes, images: np.ndarray) -> np.ndarray:
+    """A flatbuffer run on `images` as one batch, its input and output (de)quantised as a device does."""
+    from edgetl.runtime.litert import dequantize_output, quantize_input
+
+    interpreter = _interpreter(flatbuffer)
+    index = interpreter.get_input_details()[0]["index"]
+    interpreter.resize_tensor_input(index, list(images.shape))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(index, quantize_input(images, interpreter.get_input_details()[0]))
+    interpreter.invoke()
+    output = interpreter.get_output_details()[0]
+    return dequantize_output(interpreter.get_tensor(output["index"]), output)
+
+
+def _weighted_op_outputs(flatbuffer: bytes) -> list[str]:
+    interpreter = _interpreter(flatbuffer)
+    names = {detail["index"]: detail["name"] for detail in interpreter.get_tensor_details()}
+    return [names[op["outputs"][0]] for op in interpreter._get_ops_details() if op["op_name"] in WEIGHTED_OPS]
+
+
+@dataclass(frozen=True)
+class OpReport:
+    """What a model file computes in: share of operators whose tensors are all integer, and the rest by name."""
+
+    operators: int
+    int8_operators: int
+    float_ops: dict[str, int] = field(default_factory=dict)  # op name -> count, computing in float
+
+    @property
+    def int8_share(self) -> float:
+        return self.int8_operators / self.operators if self.operators else 0.0
+
+
+def tflite_op_report(path) -> OpReport | None:
+    """Classify every op of a .tflite file by the dtypes of its input and output tensors.
+
+    An op counts as int8 when none of its tensors is floating point (int32 biases are integer arithmetic).
+    QUANTIZE/DEQUANTIZE only convert (at the edges, or float16 weights) and are left out of the count.
+    The file is opened without the default XNNPACK delegate, which would hide the ops inside DELEGATE nodes.
+    Returns None when LiteRT is missing or does not list ops (`_get_ops_details` is private).
+    """
+    try:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    except ImportError:
+        return None
+    interpreter = Interpreter(
+        model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    )
+    try:
+        ops = interpreter._get_ops_details()
+    except AttributeError:
+        return None
+    dtypes = {detail["index"]: np.dtype(detail["dtype"]) for detail in interpreter.get_tensor_details()}
+    operators = 0
+    int8_ops = 0
+    float_ops: Counter[str] = Counter()
+    for op in ops:
+        if op["op_name"] in BOUNDARY_OPS:
+            continue
+        operators += 1
+        tensors = [i for i in list(op["inputs"]) + list(op["outputs"]) if i >= 0]
+        if any(np.issubdtype(dtypes.get(i, np.dtype(np.float32)), np.floating) for i in tensors):
+            float_ops[op["op_name"]] += 1
+        else:
+            int8_ops += 1
+    return OpReport(operators, int8_ops, dict(sorted(float_ops.items())))

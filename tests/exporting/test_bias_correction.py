@@ -1,0 +1,67 @@
+"""Bias correction: the mean output shift int8 weight rounding causes is measured and taken out of the bias."""
+
+import numpy as np
+import pytest
+
+from edgetl.exporting.bias_correction import bias_corrected
+from edgetl.exporting.int8 import INT8_WEIGHT_MAX as INT8_MAX
+
+pytestmark = pytest.mark.slow
+
+
+def conv_bn_model():
+    import keras
+
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(6, 3, use_bias=False, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="conv_bn")(x)
+    x = keras.layers.DepthwiseConv2D(3, name="depthwise")(x)  # no BatchNorm: its own bias is corrected
+    outputs = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(0)
+    model.get_layer("conv").set_weights([rng.normal(0, 3, (3, 3, 3, 6)).astype(np.float32)])
+    gamma, beta, mean, variance = (rng.uniform(0.5, 2, 6).astype(np.float32) for _ in range(4))
+    model.get_layer("conv_bn").set_weights([gamma, beta, mean, variance])
+    return model
+
+
+def int8_rounded(model):
+    """The model's float output with every convolution's (BatchNorm-folded) kernel rounded as int8 per channel."""
+    import keras
+
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    bn = clone.get_layer("conv_bn")
+    gamma, beta, mean, variance = bn.get_weights()
+    scale = gamma / np.sqrt(variance + bn.epsilon)
+    (kernel,) = clone.get_layer("conv").get_weights()
+    folded = kernel * scale
+    step = np.abs(folded).max(axis=(0, 1, 2), keepdims=True) / INT8_MAX
+    clone.get_layer("conv").set_weights([np.round(folded / step) * step / scale])
+    depthwise, bias = clone.get_layer("depthwise").get_weights()
+    step = np.abs(depthwise).max(axis=(0, 1), keepdims=True) / INT8_MAX
+    clone.get_layer("depthwise").set_weights([np.round(depthwise / step) * step, bias])
+    return clone
+
+
+def test_correction_removes_the_mean_shift_and_is_undone_afterwards():
+    model = conv_bn_model()
+    pixels = np.random.default_rng(1).uniform(100, 140, (32, 12, 12, 3)).astype(np.float32)  # near-constant input
+    before = [w.copy() for w in model.get_weights()]
+    reference = model.predict(pixels, verbose=0).mean(axis=0)
+    shift = np.abs(int8_rounded(model).predict(pixels, verbose=0).mean(axis=0) - reference).max()
+    with bias_corrected(model, pixels) as corrected:
+        assert corrected == 2
+        residual = np.abs(int8_rounded(model).predict(pixels, verbose=0).mean(axis=0) - reference).max()
+    assert shift > 0.01 and residual < shift / 20
+    for restored, original in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(restored, original)
+
+
+def test_layers_kept_in_float_are_not_corrected():
+    model = conv_bn_model()
+    pixels = np.random.default_rng(1).uniform(0, 255, (8, 12, 12, 3)).astype(np.float32)
+    beta = model.get_layer("conv_bn").get_weights()[1]
+    with bias_corrected(model, pixels, keep_float=lambda name: name == "conv") as corrected:
+        assert corrected == 1
+        np.testing.assert_array_equal(model.get_layer("conv_bn").get_weights()[1], beta)
