@@ -50,11 +50,12 @@ def check_classify_matches_keras(run: Path, env: dict) -> None:
     """classify's probabilities, read from its JSON output, against Keras' own on the same test images."""
     import numpy as np
 
+    from edgetl.exporting.int8 import CONFIDENT_AGREEMENT_TARGET
     from edgetl.run import RunDir
     from edgetl.runtime.image import load_images
 
     split = json.loads((run / "split.json").read_text())
-    images = [Path(split["root"]) / relative for relative, _ in split["test"][:60]]
+    images = [Path(split["root"]) / relative for relative, _ in split["test"]]
     labels = (run / "labels.txt").read_text().split()
     pixels, kept, _ = load_images(images, (48, 48))
     assert len(kept) == len(images)
@@ -83,7 +84,8 @@ def check_classify_matches_keras(run: Path, env: dict) -> None:
     int8 = classify("model_int8.tflite")
     keras_top1 = keras_probabilities.argmax(axis=1)
     ordered = np.sort(keras_probabilities, axis=1)
-    confident = ordered[:, -1] - ordered[:, -2] > 0.3  # int8 may only flip near-ties
-    assert confident.sum() >= 40
-    assert (int8.argmax(axis=1)[confident] == keras_top1[confident]).all()
+    confident = ordered[:, -1] - ordered[:, -2] > 0.3  # int8 flips near-ties, and almost never anything else
+    assert confident.sum() >= 150
+    # The ladder's own promise, on the whole test split: agreement on the images Keras is sure of.
+    assert np.mean(int8.argmax(axis=1)[confident] == keras_top1[confident]) >= CONFIDENT_AGREEMENT_TARGET
     assert np.mean(int8.argmax(axis=1) == keras_top1) >= 0.95
