@@ -48,6 +48,25 @@ json_values = st.recursive(
 )
 
 
+# Bounded memory, the promise's last part: no generated input may make edgetl allocate more than this above what
+# the process had already needed (the peak resident size only grows, so a growth within one test is that test's).
+MEMORY_GROWTH_LIMIT = 512 * 2**20
+
+
+def peak_resident_bytes() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux counts in KiB
+
+
+@pytest.fixture(autouse=True)
+def memory_stays_bounded():
+    before = peak_resident_bytes()
+    yield
+    grown = peak_resident_bytes() - before
+    assert grown < MEMORY_GROWTH_LIMIT, f"the peak resident memory grew by {grown / 2**20:.0f} MiB in one fuzzer"
+
+
 @pytest.fixture(autouse=True)
 def pixel_budget_restored():
     """`edgetl --max-megapixels` changes the process's budget (and Pillow's own limit): put both back."""

@@ -7,7 +7,6 @@ classify never imports TensorFlow.
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 from pathlib import Path
 
@@ -16,7 +15,6 @@ import click
 from edgetl import __version__
 from edgetl.config import CACHES, CLASS_WEIGHTS, TrainConfig
 from edgetl.data.options import LayoutOptions
-from edgetl.errors import EdgetlError
 from edgetl.flags import (
     BenchGroup,
     FiniteFloatRange,
@@ -40,22 +38,7 @@ from edgetl.models.backbones import BACKBONES
 from edgetl.runtime.bounds import MAX_BUDGET_MEGAPIXELS
 from edgetl.runtime.runtimes import RUNTIMES
 from edgetl.runtime.settings import ClassifySettings
-from edgetl.terminal import progress_shown, table_layout
-
-
-def refresh_report(root: Path, no_report: bool) -> None:
-    """Rewrite the page of a run a command just changed. A page that cannot be written is a warning: the command's
-    own work is done."""
-    if no_report:
-        return
-    from edgetl import api
-
-    try:
-        page = api.report(root)
-    except EdgetlError as error:
-        click.echo(f"warning: the report was not refreshed: {error}", err=True)
-        return
-    click.echo(f"report: {page.path}")
+from edgetl.terminal import finish_bench, progress_shown, refresh_report, table_layout, terminate_as_interrupt
 
 
 @click.group(context_settings={"max_content_width": 100})
@@ -86,16 +69,6 @@ def main(verbose: bool, max_megapixels: float | None) -> None:
 
         set_max_megapixels(max_megapixels)
     terminate_as_interrupt()
-
-
-def terminate_as_interrupt() -> None:
-    """SIGTERM (a `kill`, a service manager, a CI timeout) ends a command as Ctrl-C does, through its `finally`
-    blocks: temporaries are removed and a file is never left half-committed. Only the main thread may install a
-    handler; elsewhere (an embedding program's thread) the handler stays as it was."""
-    import threading
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)
 
 
 @main.command("sample-data", short_help="Write a small dataset of handwritten digits to try edgetl on.")
@@ -220,22 +193,6 @@ def export(
         raise click.ClickException("; ".join(result.problems) + "; files kept for inspection")
 
 
-def finish_bench(report, outputs: dict, gate_values: dict, run: Path | None = None, no_report: bool = False) -> None:
-    from edgetl.benchmark.gates import Gates, failed_gates
-    from edgetl.benchmark.report import format_table, write_outputs
-
-    click.echo(format_table(report, outputs.pop("wide"), *table_layout()))
-    for path in write_outputs(report, **outputs):
-        click.echo(f"written {path}")
-    if run is not None:
-        refresh_report(run, no_report)
-    problems = report.errors + failed_gates(report.rows, Gates(**gate_values))
-    for line in problems:
-        click.echo(f"Error: {line}" if line in report.errors else f"FAILED {line}", err=True)
-    if problems:
-        sys.exit(1)
-
-
 @main.group(cls=BenchGroup, short_help="Benchmark a run's formats, or model files, side by side.")
 def bench() -> None:
     """Benchmark formats side by side: `edgetl bench RUN`, `edgetl bench MODEL... --images DIR`,
@@ -303,17 +260,6 @@ def report_command(run: Path) -> None:
     click.echo(str(api.report(run).path))
 
 
-def _paths_from(inputs: tuple[str, ...]):
-    """The inputs, with `-` replaced by the paths read from standard input, one per line."""
-    from edgetl.runtime.classify import read_path_list
-
-    for item in inputs:
-        if item == "-":
-            yield from read_path_list(sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin)
-        else:
-            yield item
-
-
 @main.command(short_help="Classify images with an exported .tflite or .onnx file (no TensorFlow).")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("inputs", nargs=-1)
@@ -344,7 +290,7 @@ def classify(model: Path, inputs: tuple[str, ...], as_json: bool, as_csv: bool, 
 
     Example: edgetl classify run/exports/model_int8.tflite photos/*.jpg --top-k 3
     """
-    from edgetl.runtime.classify import classify_stream, expand_inputs
+    from edgetl.runtime.classify import classify_stream, expand_inputs, paths_with_stdin
     from edgetl.runtime.engine import open_engine
     from edgetl.runtime.foreign import ModelFlags
     from edgetl.runtime.output import csv_header, format_result
@@ -368,11 +314,11 @@ def classify(model: Path, inputs: tuple[str, ...], as_json: bool, as_csv: bool, 
             failures += result.error is not None
             click.echo(format_result(result, style, k), err=style == "text" and result.error is not None)
 
-    emit(classify_stream(engine, expand_inputs(_paths_from(inputs)), k, settings.threshold, settings.batch_size))
+    emit(classify_stream(engine, expand_inputs(paths_with_stdin(inputs)), k, settings.threshold, settings.batch_size))
     if watch is not None:
         from edgetl.runtime.watch import new_images
 
-        signal.signal(signal.SIGTERM, _interrupt)
+        terminate_as_interrupt()
         arrivals = new_images(watch)  # what is there now is left alone; anything after the line below is not
         click.echo(f"watching {watch} for new images (Ctrl-C to stop)", err=True)
         try:
@@ -382,10 +328,6 @@ def classify(model: Path, inputs: tuple[str, ...], as_json: bool, as_csv: bool, 
             click.echo("stopped watching", err=True)
     if failures:
         sys.exit(1)
-
-
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
 
 
 @main.command(short_help="Say which runtimes can run models here, and what to install for the rest.")

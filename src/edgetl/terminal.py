@@ -1,5 +1,6 @@
 """Drawing on the terminal: whether a person watches, how wide a table may be, and the library's progress and log
-records drawn with rich above each other. Only `cli.py` uses it; rich is imported only when something is drawn.
+records drawn with rich above each other; how a command ends (its report page refreshed, its gates, a SIGTERM taken
+as Ctrl-C). Only `cli.py` uses it; rich is imported only when something is drawn.
 """
 
 from __future__ import annotations
@@ -8,10 +9,15 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import sys
 import time
+from pathlib import Path
+
+import click
 
 from edgetl import progress
+from edgetl.errors import EdgetlError
 
 
 def interactive() -> bool:
@@ -128,3 +134,49 @@ def progress_shown(quiet: bool):
         reporter.bars.stop()
         root.handlers = handlers
         stream.close()
+
+
+def refresh_report(root: Path, no_report: bool) -> None:
+    """Rewrite the page of a run a command just changed. A page that cannot be written is a warning: the command's
+    own work is done."""
+    if no_report:
+        return
+    from edgetl import api
+
+    try:
+        page = api.report(root)
+    except EdgetlError as error:
+        click.echo(f"warning: the report was not refreshed: {error}", err=True)
+        return
+    click.echo(f"report: {page.path}")
+
+
+def finish_bench(report, outputs: dict, gate_values: dict, run: Path | None = None, no_report: bool = False) -> None:
+    """The bench table and its files; the run's page refreshed; the gates, which fail the command (exit 1)."""
+    from edgetl.benchmark.gates import Gates, failed_gates
+    from edgetl.benchmark.report import format_table, write_outputs
+
+    click.echo(format_table(report, outputs.pop("wide"), *table_layout()))
+    for path in write_outputs(report, **outputs):
+        click.echo(f"written {path}")
+    if run is not None:
+        refresh_report(run, no_report)
+    problems = report.errors + failed_gates(report.rows, Gates(**gate_values))
+    for line in problems:
+        click.echo(f"Error: {line}" if line in report.errors else f"FAILED {line}", err=True)
+    if problems:
+        sys.exit(1)
+
+
+def terminate_as_interrupt() -> None:
+    """SIGTERM (a `kill`, a service manager, a CI timeout) ends a command as Ctrl-C does, through its `finally`
+    blocks: temporaries are removed and a file is never left half-committed. Only the main thread may install a
+    handler; elsewhere (an embedding program's thread) the handler stays as it was."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt

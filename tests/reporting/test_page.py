@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from edgetl import cli
+from edgetl import terminal
 from edgetl.errors import WriteError
 from edgetl.reporting.page import ReportPage, write_report
 from tests.helpers import invoke
@@ -113,12 +113,12 @@ def test_refresh_hook_writes_the_page_skips_with_no_report_and_only_warns_on_a_d
     synthetic_run, capsys, tmp_path
 ):
     page = synthetic_run.path / "report" / "index.html"
-    cli.refresh_report(synthetic_run.path, no_report=True)
+    terminal.refresh_report(synthetic_run.path, no_report=True)
     assert not page.exists() and capsys.readouterr().out == ""
-    cli.refresh_report(synthetic_run.path, no_report=False)
+    terminal.refresh_report(synthetic_run.path, no_report=False)
     assert page.is_file() and capsys.readouterr().out == f"report: {page}\n"
     (synthetic_run.path / "history.json").write_text("[")
-    cli.refresh_report(synthetic_run.path, no_report=False)  # the command's work is done: no exception
+    terminal.refresh_report(synthetic_run.path, no_report=False)  # the command's work is done: no exception
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.startswith("warning: the report was not refreshed: ")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,6 +107,15 @@ def read_path_list(stream: BinaryIO, name: str = "standard input") -> Iterator[s
             continue
         if text:
             yield text
+
+
+def paths_with_stdin(inputs: Iterable[str]) -> Iterator[str | MissingInput]:
+    """The inputs, with `-` replaced by the paths read from standard input, one per line."""
+    for item in inputs:
+        if item == "-":
+            yield from read_path_list(sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin)
+        else:
+            yield item
 
 
 def top_k(probabilities: np.ndarray, labels: list[str], k: int) -> list[tuple[str, float]]:
