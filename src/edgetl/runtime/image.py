@@ -78,6 +78,22 @@ def is_image_file(path: Path) -> bool:
         return True
 
 
+def walk_without_loops(base, onerror=None):
+    """os.walk following links, but never into a folder already visited (a link back up the tree would loop
+    forever); the caller may prune `subfolders` as with os.walk."""
+    visited: set[tuple[int, int]] = set()
+    for directory, subfolders, names in os.walk(base, onerror=onerror, followlinks=True):
+        try:
+            identity = os.stat(directory)
+        except OSError:
+            continue
+        if (identity.st_dev, identity.st_ino) in visited:
+            subfolders.clear()
+            continue
+        visited.add((identity.st_dev, identity.st_ino))
+        yield directory, subfolders, names
+
+
 def find_images(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
     """The image files below `folder` at any depth (sorted), and (folder, reason) for each one that could not be
     listed, so that its images are reported missing instead of silently left out."""
@@ -88,16 +104,7 @@ def find_images(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
         unlisted.append((Path(error.filename), f"folder cannot be listed ({reason}); its images were not read"))
 
     files = []
-    visited: set[tuple[int, int]] = set()
-    for directory, subfolders, names in os.walk(folder, onerror=cannot_list, followlinks=True):
-        try:
-            identity = os.stat(directory)
-        except OSError:
-            continue
-        if (identity.st_dev, identity.st_ino) in visited:  # a link back up the tree
-            subfolders.clear()
-            continue
-        visited.add((identity.st_dev, identity.st_ino))
+    for directory, _, names in walk_without_loops(folder, onerror=cannot_list):
         files.extend(path for path in (Path(directory, name) for name in names) if is_image_file(path))
     return sorted(files), unlisted
 
@@ -142,16 +149,7 @@ def glob_without_loops(pattern: str) -> list[Path]:
     matcher = _pattern_regex(pattern)
     hidden_allowed = any(name.startswith(".") and set(name) & set("*?[") for name in names)
     found: list[Path] = []
-    visited: set[tuple[int, int]] = set()
-    for directory, subfolders, files in os.walk(base, followlinks=True):
-        try:
-            identity = os.stat(directory)
-        except OSError:
-            continue
-        if (identity.st_dev, identity.st_ino) in visited:  # a link back up the tree
-            subfolders.clear()
-            continue
-        visited.add((identity.st_dev, identity.st_ino))
+    for directory, subfolders, files in walk_without_loops(base):
         if not hidden_allowed:
             subfolders[:] = [name for name in subfolders if not name.startswith(".")]
             files = [name for name in files if not name.startswith(".")]
