@@ -159,6 +159,7 @@ def test_the_board_is_a_verification_of_the_transfer_runs_int8_files(board, tran
         arguments += ["--ssh-option", option]
     result = CliRunner().invoke(main, arguments)
     assert result.exit_code == 0, result.output
+    print(result.output)  # the table with the board's rows and any ≠ lines, for `pytest -s`
     rows = json.loads(out.read_text())
     recorded = {r["format"]: r for r in json.loads((transfer_run / "exports.json").read_text())}
     on_arm = [row for row in rows if row["device"] == "aarch64"]
