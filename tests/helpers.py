@@ -3,6 +3,7 @@ and friends cannot be imported (as on a board without them)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -37,6 +38,17 @@ def invoke(*args):
 def records(folder: Path) -> dict[str, dict]:
     """exports.json of a run (or an outside model's output folder), by format."""
     return {r["format"]: r for r in json.loads((Path(folder) / "exports.json").read_text())}
+
+
+def export_record(name: str, filename: str, payload: bytes) -> dict:
+    """The fields every exports.json record must have, for a file `exports/FILENAME` holding `payload`."""
+    return {
+        "format": name,
+        "path": f"exports/{filename}",
+        "size_bytes": len(payload),
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "passed": True,
+    }
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:

@@ -8,7 +8,6 @@ Each fuzzer is held to a fixed number of examples and no deadline, so the whole 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -23,6 +22,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from edgetl.cli import main  # noqa: E402
 from edgetl.errors import EdgetlError, ModelFileError  # noqa: E402
+from tests.helpers import export_record  # noqa: E402
 
 pytest.importorskip("ai_edge_litert")
 
@@ -361,13 +361,7 @@ def test_records_always_describe_the_files_beside_them(tmp_path_factory, monkeyp
         destination.parent.mkdir(exist_ok=True)
         written = temporary_name(destination)
         written.write_bytes(payload)
-        record = {
-            "format": name,
-            "path": f"exports/{destination.name}",
-            "size_bytes": len(payload),
-            "sha256": hashlib.sha256(payload).hexdigest(),
-            "passed": True,
-        }
+        record = export_record(name, destination.name, payload)
         steps = iter(range(10))
 
         def replace(source, target, steps=steps, failing_step=failing_step):

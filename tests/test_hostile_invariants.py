@@ -5,7 +5,6 @@ before an image is fed; every flag and stream is bounded."""
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -20,6 +19,7 @@ from click.testing import CliRunner
 
 from edgetl.cli import main
 from edgetl.errors import WriteError
+from tests.helpers import export_record
 
 
 @pytest.fixture(autouse=True)
@@ -66,13 +66,7 @@ def fake_export(root: Path, name: str = "tflite-float32", filename: str = "model
     path = root / "exports" / filename
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(payload)
-    record = {
-        "format": name,
-        "path": f"exports/{filename}",
-        "size_bytes": len(payload),
-        "sha256": hashlib.sha256(payload).hexdigest(),
-        "passed": True,
-    }
+    record = export_record(name, filename, payload)
     record_export(root / "exports.json", record)
     return path, record
 
