@@ -53,7 +53,7 @@ def test_without_its_own_dequantize_an_island_is_quantised_by_default(calibratio
     """What the island's DequantizeLinear prevents: the same graph without it changes in a default session."""
     import edgetl.exporting.onnx as onnx_export
 
-    monkeypatch.setattr(onnx_export, "keep_islands_float", lambda model, nodes: 0)
+    monkeypatch.setattr(onnx_export, "keep_islands_float", lambda model, nodes: None)
     model = quantize_onnx_int8(small_classifier(), calibration, "minmax", ("pw",))
     images = pixels(16, seed=5)
     assert not np.array_equal(run(model, images), run(model, images, disabled=["WeightBiasQuantization"]))

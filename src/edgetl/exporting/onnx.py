@@ -175,17 +175,16 @@ def _input_channels(node, initializers: dict) -> int | None:
     return int(weights.dims[1] if _int_attribute(node, "transB", 0) == 1 else weights.dims[0])
 
 
-def keep_islands_float(model_proto, island_nodes: set[str]) -> int:
+def keep_islands_float(model_proto, island_nodes: set[str]) -> None:
     """Give each float island's weighted node a DequantizeLinear of its own with the same scale and zero point
     repeated per channel (axis 1): the same values, which WeightBiasQuantization and the int8 fusions leave
     alone (they take per-tensor activations only), so the layer stays in float at every optimisation level of
-    every onnxruntime session. Returns the number of nodes given one."""
+    every onnxruntime session."""
     from onnx import helper, numpy_helper
 
     graph = model_proto.graph
     initializers = {init.name: init for init in graph.initializer}
     producers = {output: node for node in graph.node for output in node.output}
-    changed = 0
     for node in graph.node:
         if node.name not in island_nodes or node.op_type not in WEIGHT_QUANTIZED_OPS:
             continue
@@ -208,10 +207,8 @@ def keep_islands_float(model_proto, island_nodes: set[str]) -> int:
             )
         )
         node.input[0] = name
-        changed += 1
     _remove_unused_dequantize(graph)
     _sort_topologically(graph)
-    return changed
 
 
 def _remove_unused_dequantize(graph) -> None:
