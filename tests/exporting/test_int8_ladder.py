@@ -40,8 +40,6 @@ def ladder(agreements: dict[str, float], gate: float, rank=True):
 def test_integer_rungs_calibrate_on_more_images_then_other_methods():
     names = [r.name for r in integer_rungs(200, 1000, ("minmax", "percentile", "entropy"))]
     assert names == ["minmax-200+bias", "minmax-200", "minmax-600+bias", "percentile-600+bias", "entropy-600+bias"]
-    capped = [r.name for r in integer_rungs(200, 1000, ("minmax", "percentile"), {"percentile": 64})]
-    assert capped == ["minmax-200+bias", "minmax-200", "minmax-600+bias", "percentile-64+bias"]
     # A pool no larger than the sample: no "more images" rung, every method on what there is.
     names = [r.name for r in integer_rungs(200, 150, ("minmax", "percentile"))]
     assert names == ["minmax-150+bias", "minmax-150", "percentile-150+bias"]
@@ -156,19 +154,6 @@ def test_activation_bytes_count_every_computed_float_tensor_of_one_image():
     from edgetl.exporting.onnx import activation_bytes_per_image
 
     assert activation_bytes_per_image(tiny_graph()) == 2 * 12 * 4  # relu and probabilities, not the input
-
-
-def test_onnx_histogram_calibrators_take_as_many_images_as_the_memory_share_holds(monkeypatch):
-    from edgetl.exporting import formats
-    from edgetl.exporting.formats import ConversionInputs, ExportOptions
-
-    inputs = ConversionInputs(ExportOptions(), cache={"onnx": tiny_graph()})
-    monkeypatch.setattr(formats, "physical_memory_bytes", lambda: 3 * 96 * 50)  # a third holds 50 images of 96 B
-    assert formats.FORMATS["onnx-int8"].most_calibration_images(None, inputs) == {"percentile": 50}
-    names = [r.name for r in integer_rungs(200, 1000, formats.ONNX_CALIBRATION_METHODS, {"percentile": 50})]
-    assert names == ["minmax-200+bias", "minmax-200", "minmax-600+bias", "percentile-50+bias"]
-    monkeypatch.setattr(formats, "physical_memory_bytes", lambda: 10)  # less than one image: still one
-    assert formats.FORMATS["onnx-int8"].most_calibration_images(None, inputs) == {"percentile": 1}
 
 
 def inverted_residual_classifier():

@@ -119,6 +119,31 @@ def _recording_inputs(layers: list[_Correctable]) -> Iterator[None]:
             del entry.conv.call  # the class's own method again
 
 
+class InputSums:
+    """The summed input of every correctable convolution over the first images of the calibration sample, for
+    each sample size asked so far: a larger sample continues from the largest one measured below it, so the
+    ladder's rungs (the same first images, more of them, the same again with float islands) run the float model
+    over each image once."""
+
+    def __init__(self) -> None:
+        self.measured: dict[int, dict[str, tuple[np.ndarray | float, int]]] = {0: {}}
+
+    def over(self, model, calibration, batch_size: int) -> dict[str, tuple[np.ndarray | float, int]]:
+        """layer name -> (summed input, images) over the first len(calibration) images of `calibration`."""
+        count = len(calibration)
+        if count not in self.measured:
+            start = max(measured for measured in self.measured if measured <= count)
+            layers = _correctable_layers(model, lambda name: False, pair_limited=False)
+            for entry in layers:
+                entry.input_sum, entry.images = self.measured[start].get(entry.conv.name, (0.0, 0))
+            with _recording_inputs(layers):
+                for first in range(start, count, batch_size):
+                    batch = np.asarray(calibration[first : min(count, first + batch_size)], np.float32)
+                    model(batch, training=False)
+            self.measured[count] = {entry.conv.name: (entry.input_sum, entry.images) for entry in layers}
+        return self.measured[count]
+
+
 def _mean_output_shift(entry: _Correctable) -> np.ndarray:
     import tensorflow as tf
 
@@ -139,17 +164,19 @@ def bias_corrected(
     keep_float: Callable[[str], bool] = lambda name: False,
     batch_size: int = 16,
     pair_limited: bool = False,
+    sums: InputSums | None = None,
 ) -> Iterator[int]:
     """Inside, `model`'s biases are corrected for int8 weight rounding (measured on `calibration`, raw pixels as
     the model takes them); on leaving, the original weights are back. Yields how many layers were corrected.
     Convolutions for which `keep_float(name)` is true stay in float, so they are not corrected; those that are not
-    depthwise get pair-limited scales when `pair_limited` (a portable ONNX file, weight_scales.py).
+    depthwise get pair-limited scales when `pair_limited` (a portable ONNX file, weight_scales.py). `sums`, kept
+    by the caller across calls on the same model, measures each calibration image once for all of them.
 
     The corrected model is for int8 conversion only: in float it is slightly off, by design."""
+    measured = (sums or InputSums()).over(model, calibration, batch_size)
     layers = _correctable_layers(model, keep_float, pair_limited)
-    with _recording_inputs(layers):
-        for start in range(0, len(calibration), batch_size):
-            model(calibration[start : start + batch_size].astype(np.float32), training=False)
+    for entry in layers:
+        entry.input_sum, entry.images = measured.get(entry.conv.name, (0.0, 0))
     saved = [(entry.bias_holder, entry.bias_holder.get_weights()) for entry in layers]
     try:
         for entry in layers:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import tempfile
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,6 +21,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIN_CALIBRATION_IMAGES = 10
+# Images handed out at a time when a consumer iterates a sample image by image (the converters' calibration).
+ITERATION_BATCH = 16
 
 
 def stratified_sample(examples: list[Example], samples: int, seed: int = 0) -> list[Example]:
@@ -78,9 +82,42 @@ def _check_class_coverage(calibration: DecodedSubset, class_names: list[str], so
     )
 
 
+class ImageSample:
+    """The first `count` calibration images as raw float32 pixels, read where they are kept only when asked: a
+    slice gives an array, iterating gives one image at a time, `batches` a batch at a time. Whatever calibrates
+    from a sample holds a batch, never the whole sample, so any number of images calibrates in bounded memory."""
+
+    def __init__(self, read: Callable[[int, int], np.ndarray], count: int) -> None:
+        self._read = read  # (start, stop) -> float32 pixels of those images
+        self.count = count
+
+    @classmethod
+    def of(cls, pixels: np.ndarray) -> ImageSample:
+        """A sample of images already in memory."""
+        return cls(lambda start, stop: np.asarray(pixels[start:stop], np.float32), len(pixels))
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: slice) -> np.ndarray:
+        if not isinstance(index, slice) or index.step not in (None, 1):
+            raise TypeError("an image sample is read by contiguous slices")
+        start, stop, _ = index.indices(self.count)
+        return self._read(start, max(start, stop))
+
+    def batches(self, size: int) -> Iterator[np.ndarray]:
+        for start in range(0, self.count, max(1, size)):
+            yield self._read(start, min(self.count, start + max(1, size)))
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for batch in self.batches(ITERATION_BATCH):
+            yield from batch
+
+
 class CalibrationImages:
     """The source's calibration pool in a seeded, stratified order, decoded as in training only as far as a
-    recipe asks (a later rung may want more images than the first); the first sample is checked."""
+    recipe asks (a later rung may want more images than the first); the first sample is checked. The decoded
+    pixels are kept as uint8 in an unnamed temporary file, not in memory: a sample reads them back in batches."""
 
     def __init__(self, source: ExportSource, samples: int) -> None:
         self.source = source
@@ -92,7 +129,10 @@ class CalibrationImages:
                 f"use {len(classes)} or more, so every class is seen"
             )
         self.order = stratified_sample(pool, len(pool), seed=source.seed)
-        self.pixels = np.zeros((0, *source.metadata.input_size, 3), np.float32)
+        self.shape = (*source.metadata.input_size, 3)
+        # Lives as long as this object (removed when closed or collected), so no `with`.
+        self.spill = tempfile.TemporaryFile(prefix="edgetl-calibration-")  # noqa: SIM115
+        self.kept = 0  # images written to the spill file
         self.decoded = 0  # how many of `order` were tried (some may not decode)
         first = self._decode(samples)
         check_calibration(
@@ -102,21 +142,38 @@ class CalibrationImages:
             source.metadata.pixel_range,
             f"calibration sample ({samples} requested, of {len(pool)} images)",
         )
-        log.info("calibrating on %d images", len(self.pixels))
+        log.info("calibrating on %d images", self.kept)
 
     @property
     def available(self) -> int:
         return len(self.source.calibration_pool)
+
+    @property
+    def image_bytes(self) -> int:
+        return int(np.prod(self.shape))
 
     def _decode(self, count: int):
         chosen = self.order[self.decoded : self.decoded + count]
         metadata = self.source.metadata
         subset = decode_subset(chosen, metadata.input_size[0], metadata.resize, "calibration images")
         self.decoded += len(chosen)
-        self.pixels = np.concatenate([self.pixels, subset.pixels.astype(np.float32)])
+        self.spill.seek(self.kept * self.image_bytes)
+        self.spill.write(np.ascontiguousarray(subset.pixels, np.uint8).tobytes())
+        self.kept += len(subset.pixels)
         return subset
 
-    def take(self, count: int) -> np.ndarray:
-        if len(self.pixels) < count and self.decoded < len(self.order):
-            self._decode(count - len(self.pixels))
-        return self.pixels[:count]
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        self.spill.seek(start * self.image_bytes)
+        data = self.spill.read((stop - start) * self.image_bytes)
+        return np.frombuffer(data, np.uint8).reshape(-1, *self.shape).astype(np.float32)
+
+    def take(self, count: int) -> ImageSample:
+        """The first `count` images (fewer where the pool has no more that decode), decoding more if needed."""
+        if self.kept < count and self.decoded < len(self.order):
+            self._decode(count - self.kept)
+        return ImageSample(self._read, min(count, self.kept))
+
+
+def as_sample(images) -> ImageSample:
+    """`images` as an ImageSample: itself, or an array of raw pixels wrapped."""
+    return images if isinstance(images, ImageSample) else ImageSample.of(np.asarray(images))

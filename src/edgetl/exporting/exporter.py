@@ -94,13 +94,16 @@ class _Exporter:
         if not recipe.bias_correction:
             yield
             return
-        from edgetl.exporting.bias_correction import bias_corrected
+        from edgetl.exporting.bias_correction import InputSums, bias_corrected
 
         def keep_float(layer: str) -> bool:
             return any(_names_layer(name, layer) for name in recipe.float_layers)
 
         pair_limited = export_format.pair_limited_weights(self.options)
-        corrected = bias_corrected(self.source.model, inputs.calibration_images, keep_float, pair_limited=pair_limited)
+        sums = self.inputs.cache.setdefault("bias-correction-input-sums", InputSums())
+        corrected = bias_corrected(
+            self.source.model, inputs.calibration_images, keep_float, pair_limited=pair_limited, sums=sums
+        )
         with output_to(self.source.log_path), corrected:
             yield
 
@@ -120,13 +123,7 @@ class _Exporter:
     def export_int8(self, export_format: ExportFormat, destination: Path, gate: float) -> tuple[Verified, LadderResult]:
         """Climb the recipe ladder; every attempt is written beside the destination, the chosen one moved there."""
         available = self.inputs.calibration.available
-        limits = export_format.most_calibration_images
-        rungs = integer_rungs(
-            self.options.calibration_samples,
-            available,
-            export_format.methods(self.options),
-            limits(self.source.model, self.inputs) if limits else None,
-        )
+        rungs = integer_rungs(self.options.calibration_samples, available, export_format.methods(self.options))
         float_allowed = self.options.int8_fallback == "float" and export_format.rank_layers is not None
         attempts_dir = Path(
             tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".attempts", dir=destination.parent)

@@ -7,8 +7,7 @@ the CLI reads its choices and defaults from here, and the device-side bench its 
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,20 +16,11 @@ from edgetl.errors import EdgetlError
 from edgetl.exporting.int8 import INT8_FALLBACKS, IO_TYPES, ONNX_INT8_TARGETS, Int8Recipe
 
 if TYPE_CHECKING:
-    import numpy as np
-
-    from edgetl.exporting.calibration import CalibrationImages
+    from edgetl.exporting.calibration import CalibrationImages, ImageSample
 
 # The calibration methods each int8 ladder tries, by edgetl's name, its first choice first; percentile clips the
 # rarest extreme activations (CALIBRATION_PERCENTILE). The int8 TFLite file's are its quantizer's (QUANTIZERS).
 ONNX_CALIBRATION_METHODS = ("minmax", "percentile")
-# onnxruntime's histogram calibrators (percentile) hold every calibration image's activations in memory at once
-# (tens of MB an image for a MobileNetV2 at 160 px), so they calibrate on as many images as this share of the
-# machine's memory holds: more images give better ranges, too many would exhaust the memory.
-ONNX_HISTOGRAM_MEMORY_SHARE = 1 / 3
-ONNX_HISTOGRAM_METHODS = ("percentile",)
-# Assumed where the system does not tell its memory: small, so the histogram calibrators stay modest.
-SMALL_MACHINE_MEMORY = 4 * 2**30
 
 
 @dataclass(frozen=True)
@@ -73,8 +63,9 @@ class KerasFileOptions:
 @dataclass
 class ConversionInputs:
     """Everything a converter may need besides the model; `cache` shares work between formats (the float
-    ONNX graph is the starting point of the int8 one). `calibration` decodes the calibration images as far as
-    asked; an int8 `recipe` says how many of them to use, how, and which layers stay in float."""
+    ONNX graph is the starting point of the int8 one) and between the int8 ladder's rungs (`calibrated`).
+    `calibration` decodes the calibration images as far as asked; an int8 `recipe` says how many of them to
+    use, how, and which layers stay in float."""
 
     options: ExportOptions
     calibration: CalibrationImages | None = None
@@ -82,8 +73,20 @@ class ConversionInputs:
     recipe: Int8Recipe | None = None
 
     @property
-    def calibration_images(self) -> np.ndarray:
+    def calibration_images(self) -> ImageSample:
         return self.calibration.take(self.recipe.calibration_images)
+
+    def calibrated(self, kind: str, calibrate: Callable[[object], object]):
+        """The recipe's calibration for a converter `kind`, measured once: `calibrate(base)` measures it, given the
+        calibration of the same recipe without float layers when there is one. Rungs that differ only in the
+        method share it; a float-island rung's graph differs from its base rung's only by the island layers' bias
+        correction, so it reuses the base's activation ranges instead of measuring them again."""
+        recipe = self.recipe
+        key: Hashable = (kind, recipe.calibration_images, recipe.bias_correction, recipe.float_layers)
+        if key not in self.cache:
+            base = (kind, recipe.calibration_images, recipe.bias_correction, ())
+            self.cache[key] = calibrate(self.cache.get(base) if recipe.float_layers else None)
+        return self.cache[key]
 
 
 @dataclass(frozen=True)
@@ -100,9 +103,8 @@ class ExportFormat:
     # between DEQUANTIZE/QUANTIZE, so the written file is checked. ONNX QDQ graphs are mixed by design.
     integer_only: bool = False
     # Calibrated formats: the calibration methods the ladder tries, the default first (for a format --quantizer
-    # makes, the quantizer's), and (model, inputs) -> the most images each method may calibrate on, where limited.
+    # makes, the quantizer's).
     calibration_methods: tuple[str, ...] = ("minmax",)
-    most_calibration_images: Callable | None = None
     # Calibrated formats: (model, inputs) -> layer names, most sensitive to int8 first, for float fallback. A name
     # names the Keras layers in it (TFLite tensor names do; ONNX ones are made to, see onnx.FLOAT_LAYER_JOIN), so
     # bias correction leaves the layers kept in float out and still applies to the rest.
@@ -144,12 +146,11 @@ def _tflite_dynamic(model, inputs: ConversionInputs):
 
 
 def _converter_int8(model, inputs: ConversionInputs):
-    from edgetl.exporting.tflite import convert_int8
+    from edgetl.exporting.tflite import TfliteCalibration
 
     recipe = inputs.recipe
-    return convert_int8(
-        model, inputs.calibration_images, inputs.options.int8_io_type, recipe.float_layers, recipe.method
-    )
+    calibration = inputs.calibrated("tflite", lambda base: TfliteCalibration(model, inputs.calibration_images, base))
+    return calibration.quantize(recipe.method, inputs.options.int8_io_type, recipe.float_layers)
 
 
 def _converter_rank(model, inputs: ConversionInputs) -> list[str]:
@@ -220,35 +221,23 @@ def _float_onnx(model, inputs: ConversionInputs, key: str = "onnx"):
     return copy
 
 
-def _onnx_most_images(model, inputs: ConversionInputs) -> dict[str, int]:
-    """How many calibration images onnxruntime's histogram calibrators may hold: the memory share over the float
-    graph's activations per image."""
-    from edgetl.exporting.onnx import activation_bytes_per_image
-
-    budget = physical_memory_bytes() * ONNX_HISTOGRAM_MEMORY_SHARE
-    most = max(1, int(budget // activation_bytes_per_image(_float_onnx(model, inputs))))
-    return dict.fromkeys(ONNX_HISTOGRAM_METHODS, most)
-
-
-def physical_memory_bytes() -> int:
-    """This machine's memory; where the system does not say, a small machine's."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return SMALL_MACHINE_MEMORY
-
-
 def _onnx_int8(model, inputs: ConversionInputs):
-    from edgetl.exporting.onnx import quantize_onnx_int8
+    import tempfile
+    from pathlib import Path
+
+    from edgetl.exporting.onnx import OnnxCalibration
 
     recipe = inputs.recipe
-    # The corrected graph depends on the sample and on the layers kept in float, which are left uncorrected.
-    corrected = f"onnx-bias-corrected-{recipe.calibration_images}-{'|'.join(recipe.float_layers)}"
-    key = corrected if recipe.bias_correction else "onnx"
-    float_model = _float_onnx(model, inputs, key)
-    return quantize_onnx_int8(
-        float_model, inputs.calibration_images, recipe.method, recipe.float_layers, inputs.options.target
-    )
+
+    def calibrate(base: OnnxCalibration | None) -> OnnxCalibration:
+        # The corrected graph depends on the sample and on the layers kept in float, which are left uncorrected.
+        corrected = f"onnx-bias-corrected-{recipe.calibration_images}-{'|'.join(recipe.float_layers)}"
+        float_model = _float_onnx(model, inputs, corrected if recipe.bias_correction else "onnx")
+        work = tempfile.TemporaryDirectory(prefix="edgetl-onnx-int8-")  # removed with the calibration
+        return OnnxCalibration(float_model, inputs.calibration_images, Path(work.name), base, work)
+
+    calibration = inputs.calibrated("onnx", calibrate)
+    return calibration.quantize(recipe.method, recipe.float_layers, inputs.options.target)
 
 
 def _savedmodel(model, inputs: ConversionInputs):
@@ -287,7 +276,6 @@ FORMATS: dict[str, ExportFormat] = {
             calibrated=True,
             quantized_by="onnxruntime",
             calibration_methods=ONNX_CALIBRATION_METHODS,
-            most_calibration_images=_onnx_most_images,
             rank_layers=_onnx_rank,
             takes=CALIBRATED_OPTIONS | {"opset", "target"},
             pair_limited_weights=lambda options: ONNX_INT8_TARGETS[options.target].pair_limited_weights,

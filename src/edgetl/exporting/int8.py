@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -115,18 +115,15 @@ class LadderResult:
     attempts: list[Attempt] = field(default_factory=list)
 
 
-def integer_rungs(
-    samples: int, pool_size: int, methods: Sequence[str], most_images: Mapping[str, int] | None = None
-) -> list[Int8Recipe]:
+def integer_rungs(samples: int, pool_size: int, methods: Sequence[str]) -> list[Int8Recipe]:
     """The integer-only rungs: the first method on the requested sample with bias correction and without, on a
-    larger sample, then each other method on the larger sample, or on as many images as `most_images` allows it."""
+    larger sample, then each other method on the larger sample (which calibrates once for every method)."""
     first = min(samples, pool_size)
     more = min(pool_size, samples * MORE_CALIBRATION_FACTOR)
     rungs = [Int8Recipe(first, methods[0]), Int8Recipe(first, methods[0], bias_correction=False)]
     if more > first:
         rungs.append(Int8Recipe(more, methods[0]))
-    limits = most_images or {}
-    rungs += [Int8Recipe(min(more, limits.get(method, more)), method) for method in methods[1:]]
+    rungs += [Int8Recipe(more, method) for method in methods[1:]]
     return rungs
 
 

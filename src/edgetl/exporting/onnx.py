@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import tempfile
 from collections import Counter
@@ -59,73 +61,158 @@ def _name_output(model_proto) -> None:
 
 
 ACTIVATION_TYPE = "QUInt8"
+# The bins of onnxruntime's percentile histograms (its percentile calibrator's default).
+ONNX_HISTOGRAM_BINS = 2048
 WEIGHT_TYPE = "QInt8"
 
 
-def _pixel_reader(pixels: np.ndarray):
-    """Calibration images one at a time, as onnxruntime's calibrator reads them."""
-    from onnxruntime.quantization import CalibrationDataReader
+class OnnxCalibration:
+    """A float ONNX graph calibrated for onnxruntime's static int8, once for every method and every set of nodes
+    kept in float: onnxruntime's own pre-processing (which its quantiser expects), then the statistics of every
+    activation onnxruntime would calibrate, measured by edgetl over the whole sample in memory-bounded batches
+    (exporting/activation_ranges.py). onnxruntime's own calibrators hold every image's activations (histograms)
+    or are run anew for each attempt; this hands it the ranges through its calibration cache instead. Given `base`,
+    the calibration of the same model converted before (node and tensor names repeat across conversions), its
+    statistics are used instead of measuring them again. `keep` is held as long as the calibration (the working
+    folder's owner)."""
 
-    class PixelReader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.images = iter(pixels)
-
-        def get_next(self) -> dict | None:
-            image = next(self.images, None)
-            return None if image is None else {INPUT_NAME: image[np.newaxis].astype(np.float32)}
-
-    return PixelReader()
-
-
-class _Quantizer:
-    """onnxruntime's static quantisation on a working folder: the float graph pre-processed once, the calibration
-    ranges measured once (cached), then quantised with any set of nodes kept in float."""
-
-    def __init__(self, float_model, calibration_pixels: np.ndarray, method: str, work: Path) -> None:
+    def __init__(self, float_model, sample, work: Path, base: OnnxCalibration | None = None, keep=None) -> None:
         import onnx
+
+        from edgetl.exporting.calibration import as_sample
 
         try:
             from onnxruntime.quantization.shape_inference import quant_pre_process
         except ImportError:
             raise MissingExtraError("onnxruntime", "device", "ONNX int8 export") from None
-        self.pixels, self.method, self.work = calibration_pixels, method, work
+        self.work = work
         source, self.prepared = work / "float.onnx", work / "prepared.onnx"
         onnx.save(float_model, str(source))
         # onnxruntime's own pre-processing, which its quantiser expects: shape inference, BatchNorm folded into the
         # convolutions, graph optimisation. On the raw tf2onnx graph each unfolded BatchNorm gets its own
         # quantisation and the result collapses.
         quant_pre_process(str(source), str(self.prepared))
-        self.cache = work / "calibration.json"
+        self.keep = keep
+        if base is not None:
+            self.stats = base.stats
+        else:
+            self.stats = _activation_stats(onnx.load(str(self.prepared)), as_sample(sample))
 
-    def quantize(self, float_layers: tuple[str, ...] = (), target: str = next(iter(ONNX_INT8_TARGETS))):
+    def quantize(
+        self, method: str = "minmax", float_layers: tuple[str, ...] = (), target: str = next(iter(ONNX_INT8_TARGETS))
+    ):
         import onnx
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
 
-        options = {"CalibPercentile": CALIBRATION_PERCENTILE} if self.method == "percentile" else {}
+        cache = self.work / f"ranges-{method}.json"
+        if not cache.exists():
+            ranges = {
+                name: (np.float32(low), np.float32(high)) for name, (low, high) in self.stats.ranges(method).items()
+            }
+            # Whatever the method, onnxruntime takes the ranges as they are, as from its min-max calibrator.
+            save_tensors_data(TensorsData(CalibrationMethod.MinMax, ranges), cache)
+        options = {}
         if ONNX_INT8_TARGETS[target].pair_limited_weights:
             options["TensorQuantOverrides"] = _pair_limited_weight_overrides(onnx.load(str(self.prepared)))
-
-        methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}
         output = self.work / "int8.onnx"
         quantize_static(
             str(self.prepared),
             str(output),
-            _pixel_reader(self.pixels),
+            None,
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             activation_type=getattr(QuantType, ACTIVATION_TYPE),
             weight_type=getattr(QuantType, WEIGHT_TYPE),
-            calibrate_method=methods[self.method],
+            calibrate_method=CalibrationMethod.MinMax,
             nodes_to_exclude=[node_of(layer) for layer in float_layers],
-            # No CalibMaxIntermediateOutputs for min-max: its model reduces each activation to a min and a max per
-            # image, so every image's are held at little cost, and onnxruntime drops each full chunk of them
-            # without folding it into the ranges (only the last, partial chunk counts; a full one fails).
             extra_options=options,
-            calibration_cache_path=str(self.cache),
+            calibration_cache_path=str(cache),
         )
         model_proto = onnx.load(str(output))
         keep_islands_float(model_proto, {node_of(layer) for layer in float_layers})
         return model_proto
+
+
+def _calibrated_tensors(model) -> list[str]:
+    """The tensors onnxruntime's static quantisation asks ranges of: the float inputs and outputs (not weights) of
+    every node of a type it quantises, as its calibrators select them."""
+    from onnx import TensorProto
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    quantized = set(QLinearOpsRegistry) | set(QDQRegistry)
+    infos = {info.name: info for info in [*model.graph.value_info, *model.graph.output, *model.graph.input]}
+    weights = {initializer.name for initializer in model.graph.initializer}
+    float_types = {TensorProto.FLOAT, TensorProto.FLOAT16}
+    names: dict[str, None] = {}
+    for node in model.graph.node:
+        if node.op_type not in quantized:
+            continue
+        for name in [*node.input, *node.output]:
+            info = infos.get(name)
+            if info is not None and name not in weights and info.type.tensor_type.elem_type in float_types:
+                names[name] = None
+    return list(names)
+
+
+class _OnnxActivationStats:
+    """Per activation over the calibration images, merged batch by batch: the extremes (min-max), and
+    onnxruntime's own percentile histogram (its HistogramCollector, which merges batches into a fixed number of
+    bins, with its percentile calibrator's defaults: magnitudes, so the cut is symmetric, then held within the
+    extremes), so a percentile file is what onnxruntime's percentile calibrator would make, in bounded memory."""
+
+    def __init__(self, images: int) -> None:
+        from onnxruntime.quantization.calibrate import HistogramCollector
+
+        from edgetl.exporting.activation_ranges import ActivationStats
+
+        self.extremes = ActivationStats(images, 100.0)  # a percentile of 100 keeps one value a side: min and max
+        self.histograms = HistogramCollector(
+            method="percentile", symmetric=True, num_bins=ONNX_HISTOGRAM_BINS, num_quantized_bins=128,
+            percentile=CALIBRATION_PERCENTILE, scenario="same",
+        )  # fmt: skip
+
+    def add(self, activations: dict[str, np.ndarray], batch_images: int) -> None:
+        self.extremes.add(activations, batch_images)
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints a line per call
+            self.histograms.collect(activations)
+
+    def ranges(self, method: str) -> dict[str, tuple[float, float]]:
+        if method != "percentile":
+            return self.extremes.ranges(method)
+        with contextlib.redirect_stdout(io.StringIO()):
+            cuts = self.histograms.compute_collection_result()
+        return {name: (float(cut[0]), float(cut[1])) for name, cut in cuts.items()}
+
+
+def _activation_stats(prepared, sample) -> _OnnxActivationStats:
+    """The statistics of the tensors `_calibrated_tensors` names, over `sample`, measured in a session with every
+    optimisation off (as onnxruntime's calibrators run), each batch sized by the tensors it holds."""
+    import onnx
+    import onnxruntime
+
+    from edgetl.exporting.activation_ranges import images_per_batch
+
+    tensors = _calibrated_tensors(prepared)
+    graph_inputs = {graph_input.name for graph_input in prepared.graph.input}
+    measured = onnx.ModelProto()
+    measured.CopyFrom(prepared)
+    outputs = {output.name for output in measured.graph.output}
+    infos = {info.name: info for info in measured.graph.value_info}
+    measured.graph.output.extend(infos[name] for name in tensors if name not in outputs | graph_inputs)
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    session = onnxruntime.InferenceSession(measured.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    del measured
+    names = [output.name for output in session.get_outputs()]
+    wanted = set(tensors)
+    stats = _OnnxActivationStats(len(sample))
+    for batch in sample.batches(images_per_batch(activation_bytes_per_image(prepared))):
+        values = dict(zip(names, session.run(names, {INPUT_NAME: batch}), strict=True))
+        values.update({name: batch for name in graph_inputs if name in wanted})
+        stats.add({name: value for name, value in values.items() if name in wanted}, len(batch))
+    return stats
 
 
 def _int_attribute(node, name: str, default: int) -> int:
@@ -260,7 +347,7 @@ def activation_bytes_per_image(float_model) -> int:
 
 def quantize_onnx_int8(
     float_model,
-    calibration_pixels: np.ndarray,
+    calibration_pixels,
     method: str = "minmax",
     float_layers: tuple[str, ...] = (),
     target: str = next(iter(ONNX_INT8_TARGETS)),
@@ -268,9 +355,10 @@ def quantize_onnx_int8(
     """Static int8 quantisation with onnxruntime: QDQ format, uint8 activations and per-channel int8 weights
     (the combination onnxruntime's CPU kernels run fastest on x86-64 and ARM), after onnxruntime's own
     pre-processing; `float_layers` (as `rank_onnx_int8_sensitivity` names them) stay in float (the ladder's
-    fallback); `target` (ONNX_INT8_TARGETS) says for which CPUs."""
+    fallback); `target` (ONNX_INT8_TARGETS) says for which CPUs. The ladder keeps an OnnxCalibration instead, to
+    quantise the same graph several ways from one measurement."""
     with tempfile.TemporaryDirectory(prefix="edgetl-onnx-int8-") as work:
-        return _Quantizer(float_model, calibration_pixels, method, Path(work)).quantize(float_layers, target)
+        return OnnxCalibration(float_model, calibration_pixels, Path(work)).quantize(method, float_layers, target)
 
 
 # The nodes whose weights int8 rounds, and so the ones the fallback may keep in float.
@@ -310,7 +398,7 @@ def rank_onnx_int8_sensitivity(
         return session.run(None, {INPUT_NAME: images})[0]
 
     with tempfile.TemporaryDirectory(prefix="edgetl-onnx-rank-") as work:
-        quantizer = _Quantizer(float_model, calibration_pixels, method, Path(work))
+        quantizer = OnnxCalibration(float_model, calibration_pixels, Path(work))
         import onnx
 
         prepared = onnx.load(str(quantizer.prepared))
@@ -323,7 +411,7 @@ def rank_onnx_int8_sensitivity(
         ]
 
         def distance(node: str) -> float:
-            probabilities = predict(quantizer.quantize((node,), target))
+            probabilities = predict(quantizer.quantize(method, (node,), target))
             return float(0.5 * np.abs(probabilities - reference).sum(axis=1).mean())
 
         return sorted(candidates, key=distance)

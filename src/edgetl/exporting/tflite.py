@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgetl.errors import EdgetlError
-from edgetl.exporting.activation_ranges import percentile_ranges, write_range
+from edgetl.exporting.activation_ranges import tflite_activation_stats, with_ranges, write_range
 from edgetl.exporting.formats import QUANTIZERS
 from edgetl.exporting.int8 import CALIBRATION_PERCENTILE, IO_TYPES
 
@@ -51,7 +51,7 @@ def convert_dynamic(model) -> bytes:
     return converter.convert()
 
 
-def _calibrating_converter(model, calibration_pixels: np.ndarray):
+def _calibrating_converter(model, calibration_pixels):
     import tensorflow as tf
 
     def representative_dataset() -> Iterator[list[np.ndarray]]:
@@ -64,17 +64,44 @@ def _calibrating_converter(model, calibration_pixels: np.ndarray):
     return converter
 
 
-def _calibrated(model, calibration_pixels: np.ndarray, method: str = CALIBRATION_METHODS[0]) -> bytes:
+class TfliteCalibration:
+    """A Keras model calibrated for the converter's int8, once for every method and every set of float layers:
+    the converter's calibrate-only output (its float graph with a min/max slot per activation; one image fills
+    them, the input pinned to raw pixels), and the statistics of every activation over the whole sample,
+    measured by edgetl in memory-bounded batches (exporting/activation_ranges.py). Each method's ranges are
+    written from the same statistics, so min-max and percentile share one pass over the images. Given `base`,
+    the calibration of the same model converted before (tensor names repeat across conversions), its statistics
+    are used instead of measuring them again."""
+
+    def __init__(self, model, sample, base: TfliteCalibration | None = None) -> None:
+        from edgetl.exporting.calibration import as_sample
+
+        sample = as_sample(sample)
+        converter = _calibrating_converter(model, sample[:1])
+        converter._experimental_calibrate_only = True  # the converter's own two steps, so a denylist can be given
+        self.float_model = _pin_input_range(converter.convert(), RAW_PIXEL_RANGE)
+        if base is not None:
+            self.stats = base.stats
+        else:
+            self.stats = tflite_activation_stats(self.float_model, sample, CALIBRATION_PERCENTILE)
+
+    def calibrated(self, method: str = CALIBRATION_METHODS[0]) -> bytes:
+        """The float graph with `method`'s activation ranges, ready to quantise."""
+        if method not in CALIBRATION_METHODS:
+            raise EdgetlError(f"TFLite calibration method {method!r}: unknown; one of {', '.join(CALIBRATION_METHODS)}")
+        return with_ranges(self.float_model, self.stats.ranges(method))
+
+    def quantize(self, method: str, io_type: str = IO_TYPES[0], float_layers: tuple[str, ...] = ()) -> bytes:
+        """int8 by `method`, with `io_type` input and output, `float_layers` kept in float."""
+        if io_type not in IO_TYPES:
+            raise EdgetlError(f"--io-type {io_type}: unknown; choose one of {', '.join(IO_TYPES)}")
+        return _quantize(self.calibrated(method), io_type, float_layers)
+
+
+def _calibrated(model, calibration_pixels, method: str = CALIBRATION_METHODS[0]) -> bytes:
     """The float model with the activation ranges the calibration images give (by `method`), not yet quantised,
     its input range pinned to raw pixels."""
-    if method not in CALIBRATION_METHODS:
-        raise EdgetlError(f"TFLite calibration method {method!r}: unknown; one of {', '.join(CALIBRATION_METHODS)}")
-    converter = _calibrating_converter(model, calibration_pixels)
-    converter._experimental_calibrate_only = True  # the converter's own two steps, so a denylist can be given
-    calibrated = _pin_input_range(converter.convert(), RAW_PIXEL_RANGE)
-    if method == "percentile":
-        calibrated = percentile_ranges(calibrated, calibration_pixels, CALIBRATION_PERCENTILE)
-    return calibrated
+    return TfliteCalibration(model, calibration_pixels).calibrated(method)
 
 
 def _pin_input_range(calibrated: bytes, value_range: tuple[float, float]) -> bytes:
@@ -112,21 +139,22 @@ def _quantize(calibrated: bytes, io_type: str, float_layers: tuple[str, ...]) ->
 
 def convert_int8(
     model,
-    calibration_pixels: np.ndarray,
+    calibration_pixels,
     io_type: str = IO_TYPES[0],
     float_layers: tuple[str, ...] = (),
     method: str = CALIBRATION_METHODS[0],
+    calibration: TfliteCalibration | None = None,
 ) -> bytes:
     """int8 weights (per channel) and activations, calibrated by `method`; input and output of `io_type`;
-    `float_layers` (output tensor names of the float graph's ops) stay in float.
+    `float_layers` (output tensor names of the float graph's ops) stay in float. `calibration`, when given, is
+    this model's calibration on these pixels, measured before (the ladder's rungs share it).
 
-    The calibration pixels are raw 0-255 images, exactly what the model's input sees on a device. An op without an
-    int8 kernel is left in float between DEQUANTIZE/QUANTIZE even when no layer is asked to be, so the exporter
-    checks the written file's ops (tflite_op_report).
+    The calibration pixels are raw 0-255 images (an array or an ImageSample), exactly what the model's input sees
+    on a device. An op without an int8 kernel is left in float between DEQUANTIZE/QUANTIZE even when no layer is
+    asked to be, so the exporter checks the written file's ops (tflite_op_report).
     """
-    if io_type not in IO_TYPES:
-        raise EdgetlError(f"--io-type {io_type}: unknown; choose one of {', '.join(IO_TYPES)}")
-    return _quantize(_calibrated(model, calibration_pixels, method), io_type, float_layers)
+    calibration = calibration or TfliteCalibration(model, calibration_pixels)
+    return calibration.quantize(method, io_type, float_layers)
 
 
 # The ops whose weights int8 rounds, and so the layers the fallback may keep in float.

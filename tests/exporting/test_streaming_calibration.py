@@ -1,0 +1,176 @@
+"""Calibration streams: activation statistics are folded in batch by batch, each batch no larger than the memory
+budget allows, so more calibration images than the budget holds still calibrate, in bounded memory, to the same
+ranges the whole set at once would give (and the same int8 file onnxruntime's own calibrator makes)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgetl.exporting.activation_ranges import ActivationStats, images_per_batch
+from edgetl.exporting.calibration import ImageSample
+from tests.exporting.onnx_models import pixels, small_classifier
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_statistics_merged_batch_by_batch_equal_those_of_all_values_at_once():
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((60, 50)).astype(np.float32)
+    images[7, 3], images[41, 9] = 40.0, -35.0  # rare extremes the percentile cuts off
+    whole = ActivationStats(60, 99.0)
+    whole.add({"t": images}, 60)
+    merged = ActivationStats(60, 99.0)
+    for batch in np.array_split(images, [1, 8, 9, 30]):  # uneven batches, one of a single image
+        merged.add({"t": batch}, len(batch))
+    for method in ("minmax", "percentile"):
+        assert merged.ranges(method) == whole.ranges(method)
+    assert merged.ranges("minmax")["t"] == (-35.0, 40.0)
+    low, high = merged.ranges("percentile")["t"]
+    ordered = np.sort(images.ravel())
+    assert (low, high) == (float(ordered[30]), float(ordered[-31]))  # 1% of 3000 values = 30 cut off each side
+
+
+def test_ranges_hold_zero_and_the_percentile_is_never_wider_than_min_max():
+    stats = ActivationStats(10, 90.0)
+    stats.add({"positive": np.linspace(2.0, 5.0, 100, dtype=np.float32)}, 10)
+    assert stats.ranges("minmax")["positive"] == (0.0, 5.0)
+    low, high = stats.ranges("percentile")["positive"]
+    assert low == 0.0 and 2.0 < high < 5.0
+
+
+def test_a_batch_holds_what_the_budget_allows_and_at_least_one_image():
+    assert images_per_batch(10 * 2**20, budget=64 * 2**20) == 6
+    assert images_per_batch(512 * 2**20, budget=64 * 2**20) == 1
+    assert images_per_batch(1, budget=64 * 2**20) >= 1
+
+
+def test_an_image_sample_reads_only_the_slices_asked_for():
+    reads = []
+
+    def read(start: int, stop: int) -> np.ndarray:
+        reads.append((start, stop))
+        return np.full((stop - start, 2, 2, 3), start, np.float32)
+
+    sample = ImageSample(read, 10)
+    assert [len(batch) for batch in sample.batches(4)] == [4, 4, 2]
+    assert sample[:3].shape == (3, 2, 2, 3) and len(list(sample)) == 10
+    assert reads[:3] == [(0, 4), (4, 8), (8, 10)]
+    with pytest.raises(TypeError):
+        sample[::2]
+
+
+@pytest.mark.parametrize("method", ["minmax", "percentile"])
+def test_onnx_calibration_gives_the_int8_file_onnxruntimes_own_calibrator_gives(tmp_path, method):
+    """The ranges edgetl measures, handed to onnxruntime through its calibration cache, make the same file as
+    onnxruntime's own calibrator of the method reading the images one by one (32 images: one batch, so the
+    percentile histogram is binned as onnxruntime bins it)."""
+    import onnx
+    import onnxruntime
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    from edgetl.exporting.int8 import CALIBRATION_PERCENTILE
+    from edgetl.exporting.onnx import OnnxCalibration
+    from edgetl.models.classifier import INPUT_NAME
+
+    images = pixels(32)
+    ours = OnnxCalibration(small_classifier(), images, tmp_path).quantize(method, (), "vnni-arm64")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.images = iter(images)
+
+        def get_next(self):
+            image = next(self.images, None)
+            return None if image is None else {INPUT_NAME: image[np.newaxis]}
+
+    theirs_path = tmp_path / "theirs.onnx"
+    quantize_static(
+        str(tmp_path / "prepared.onnx"), str(theirs_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        calibrate_method={"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[method],
+        extra_options={"CalibPercentile": CALIBRATION_PERCENTILE},
+    )  # fmt: skip
+    theirs = onnx.load(str(theirs_path))
+
+    def scales(model) -> dict[str, float]:
+        return {
+            init.name: float(onnx.numpy_helper.to_array(init).ravel()[0])
+            for init in model.graph.initializer
+            if init.name.endswith("_scale")
+        }
+
+    assert scales(ours) == pytest.approx(scales(theirs), rel=1e-6)
+    outputs = [
+        onnxruntime.InferenceSession(model.SerializeToString()).run(None, {INPUT_NAME: images})[0]
+        for model in (ours, theirs)
+    ]
+    np.testing.assert_array_equal(*outputs)
+
+
+MEASURE = textwrap.dedent(
+    """
+    import json, resource, sys
+    import numpy as np
+    import edgetl.exporting.activation_ranges as activation_ranges
+    from edgetl.exporting.calibration import ImageSample
+    from edgetl.exporting.onnx import _activation_stats, activation_bytes_per_image
+    from tests.exporting.onnx_models import SIZE, small_classifier
+    import onnx
+
+    count, budget = int(sys.argv[1]), int(sys.argv[2])
+    activation_ranges.ACTIVATION_BATCH_BYTES = budget
+    model = onnx.shape_inference.infer_shapes(small_classifier())
+    batches = []
+
+    def read(start, stop):  # images made on demand, never all held: only the calibration can grow the memory
+        batches.append(stop - start)
+        rng = np.random.default_rng(start)
+        return rng.uniform(0, 255, (stop - start, SIZE, SIZE, 3)).astype(np.float32)
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    stats = _activation_stats(model, ImageSample(read, count))
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    print(json.dumps({
+        "grown_bytes": grown * 1024, "largest_batch": max(batches), "images": sum(batches),
+        "per_image": activation_bytes_per_image(model), "tensors": len(stats.ranges("percentile")),
+        "ranges": {k: list(v) for k, v in stats.ranges("minmax").items()},
+    }))
+    """
+)
+
+
+def measure_in_a_fresh_process(count: int, budget: int) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(count), str(budget)],
+        capture_output=True, text=True, cwd=ROOT, env={"PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", "PATH": "/usr/bin:/bin"},
+        check=True, timeout=300,
+    )  # fmt: skip
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_more_calibration_images_than_the_memory_budget_holds_still_calibrate_in_bounded_memory():
+    budget = 1 * 2**20
+    measured = measure_in_a_fresh_process(10_000, budget)
+    all_activations = measured["images"] * measured["per_image"]
+    assert measured["images"] == 10_000 and all_activations > 200 * budget  # the set is far larger than the budget
+    assert measured["largest_batch"] * measured["per_image"] <= budget  # every batch fits it
+    # What is held besides a batch does not grow with the images: the process grows by far less than the
+    # activations of the whole set (which a calibrator holding them all would need), and about as much as for a
+    # tenth of the images.
+    small = measure_in_a_fresh_process(1_000, budget)
+    assert measured["grown_bytes"] < all_activations / 10
+    assert measured["grown_bytes"] < small["grown_bytes"] + 32 * 2**20
+    assert measured["tensors"] == small["tensors"] > 4
