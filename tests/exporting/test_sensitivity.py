@@ -13,16 +13,17 @@ from tests.exporting.test_int8_ladder import WEIGHTED_LAYERS, inverted_residual_
 HOSTILE_LAYER = "block1_expand"
 
 
-def test_only_the_error_beyond_the_output_grid_counts():
+def test_a_layer_scores_its_error_in_steps_of_its_output_beyond_the_rounding_to_them():
     """Rounding to the output's grid stays when a layer is kept in float (the next int8 layer quantises its input
-    again), so an int8 output equal to the float output on that grid scores nothing."""
+    again), so an int8 output equal to the float output on that grid scores nothing; the rest counts in steps."""
     float_output = np.array([0.04, 0.51, 1.02, 2.0])
-    grid = (0.1, 0, np.dtype(np.uint8))
-    errors = _LayerErrors(["rounded", "off_by_a_step"])
-    errors.add("rounded", _on_grid(float_output, *grid), float_output, grid)
-    errors.add("off_by_a_step", _on_grid(float_output, *grid) + 0.1, float_output, grid)
-    assert errors.error["rounded"] == 0
-    assert errors.ranked() == ["off_by_a_step", "rounded"]
+    fine, coarse = (0.1, 0, np.dtype(np.uint8)), (1.0, 0, np.dtype(np.uint8))
+    errors = _LayerErrors(["rounded", "a_step_off", "a_tenth_of_a_step_off"])
+    errors.add("rounded", _on_grid(float_output, *fine), float_output, fine)
+    errors.add("a_step_off", _on_grid(float_output, *fine) + 0.1, float_output, fine)
+    errors.add("a_tenth_of_a_step_off", _on_grid(float_output, *coarse) + 0.1, float_output, coarse)
+    assert errors.steps("rounded") == 0 and errors.steps("a_step_off") == pytest.approx(1)
+    assert errors.ranked() == ["a_step_off", "a_tenth_of_a_step_off", "rounded"]
 
 
 def hostile_classifier():

