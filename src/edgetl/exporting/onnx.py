@@ -382,39 +382,18 @@ def node_of(float_layer: str) -> str:
 def rank_onnx_int8_sensitivity(
     float_model, calibration_pixels: np.ndarray, method: str = "minmax", target: str = next(iter(ONNX_INT8_TARGETS))
 ) -> list[str]:
-    """The weighted nodes, most sensitive to int8 first: each is kept in float alone, in turn, and ranked by how
-    much closer that brings the int8 graph's probabilities (in a default session) to the float graph's. Named
-    by `_float_layer_name`, so the names say which Keras layers they are."""
-    import onnxruntime
+    """The weighted nodes, most sensitive to int8 first, by the error each adds itself in one run of the int8
+    graph on a few calibration images (exporting/sensitivity.py). Named by `_float_layer_name`, so the names say
+    which Keras layers they are."""
+    import onnx
 
-    from edgetl.runtime.onnxrt import session_options
-
-    images = calibration_pixels[:SENSITIVITY_IMAGES].astype(np.float32)
-
-    def predict(model_proto) -> np.ndarray:
-        session = onnxruntime.InferenceSession(
-            model_proto.SerializeToString(), session_options(), providers=["CPUExecutionProvider"]
-        )
-        return session.run(None, {INPUT_NAME: images})[0]
+    from edgetl.exporting.sensitivity import rank_onnx_layers
 
     with tempfile.TemporaryDirectory(prefix="edgetl-onnx-rank-") as work:
         quantizer = OnnxCalibration(float_model, calibration_pixels, Path(work))
-        import onnx
-
+        quantized = quantizer.quantize(method, (), target)
         prepared = onnx.load(str(quantizer.prepared))
-        reference = predict(prepared)
-        initializers = {initializer.name for initializer in prepared.graph.initializer}
-        candidates = [
-            _float_layer_name(node, initializers)
-            for node in prepared.graph.node
-            if node.op_type in WEIGHTED_NODES and node.name
-        ]
-
-        def distance(node: str) -> float:
-            probabilities = predict(quantizer.quantize(method, (node,), target))
-            return float(0.5 * np.abs(probabilities - reference).sum(axis=1).mean())
-
-        return sorted(candidates, key=distance)
+    return rank_onnx_layers(quantized, prepared, calibration_pixels[:SENSITIVITY_IMAGES])
 
 
 def onnx_op_report(model_proto) -> OpReport:

@@ -166,18 +166,13 @@ SENSITIVITY_IMAGES = 48
 def rank_int8_sensitivity(
     model, calibration_pixels: np.ndarray, io_type: str, method: str = CALIBRATION_METHODS[0]
 ) -> list[str]:
-    """The weighted layers, most sensitive to int8 first: each is kept in float alone, in turn, and ranked by how
-    much closer that brings the int8 file's probabilities to the float model's (mean total variation on a few
-    calibration images). Measured on the graph the converter writes, so ranking and fallback name the same ops."""
+    """The weighted layers, most sensitive to int8 first, by the error each adds itself in one debug run of the
+    int8 graph on a few calibration images (exporting/sensitivity.py). Named as the float graph's op outputs, as
+    `denylisted_nodes` takes them."""
+    from edgetl.exporting.sensitivity import rank_tflite_layers
+
     calibrated = _calibrated(model, calibration_pixels, method)
-    images = calibration_pixels[:SENSITIVITY_IMAGES].astype(np.float32)
-    reference = _predict(calibrated, images)
-
-    def distance(float_layer: str) -> float:
-        probabilities = _predict(_quantize(calibrated, io_type, (float_layer,)), images)
-        return float(0.5 * np.abs(probabilities - reference).sum(axis=1).mean())
-
-    return sorted(_weighted_op_outputs(calibrated), key=distance)
+    return rank_tflite_layers(calibrated, calibration_pixels[:SENSITIVITY_IMAGES], io_type, WEIGHTED_OPS)
 
 
 def _interpreter(flatbuffer: bytes):

