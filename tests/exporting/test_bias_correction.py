@@ -51,7 +51,7 @@ def test_correction_removes_the_mean_shift_and_is_undone_afterwards():
     reference = model.predict(pixels, verbose=0).mean(axis=0)
     shift = np.abs(int8_rounded(model).predict(pixels, verbose=0).mean(axis=0) - reference).max()
     with bias_corrected(model, pixels) as corrected:
-        assert corrected == 2
+        assert len(corrected) == 2
         residual = np.abs(int8_rounded(model).predict(pixels, verbose=0).mean(axis=0) - reference).max()
     assert shift > 0.01 and residual < shift / 20
     for restored, original in zip(model.get_weights(), before, strict=True):
@@ -63,5 +63,29 @@ def test_layers_kept_in_float_are_not_corrected():
     pixels = np.random.default_rng(1).uniform(0, 255, (8, 12, 12, 3)).astype(np.float32)
     beta = model.get_layer("conv_bn").get_weights()[1]
     with bias_corrected(model, pixels, keep_float=lambda name: name == "conv") as corrected:
-        assert corrected == 1
+        assert len(corrected) == 1
         np.testing.assert_array_equal(model.get_layer("conv_bn").get_weights()[1], beta)
+
+
+def test_a_tflite_graph_rebiased_is_the_converters_graph_of_the_corrected_model():
+    """Written into the folded biases, one conversion serves every rung's bias correction: the graph equals the
+    converter's own conversion of the corrected model, and corrections taken back give the uncorrected graph."""
+    from edgetl.exporting.tflite import TfliteCalibration, _predict
+
+    model = conv_bn_model()
+    pixels = np.random.default_rng(1).uniform(100, 140, (32, 12, 12, 3)).astype(np.float32)
+    plain = TfliteCalibration(model, pixels)
+    with bias_corrected(model, pixels) as corrections:
+        converted = TfliteCalibration(model, pixels, corrections=corrections)
+    assert len(corrections) == 2 and all(np.abs(c.shift).max() > 0 for c in corrections.values())
+    rebiased = plain.rebiased(corrections, pixels)
+    assert rebiased is not None and rebiased.float_model != plain.float_model
+    np.testing.assert_allclose(
+        _predict(rebiased.float_model, pixels), _predict(converted.float_model, pixels), atol=1e-5
+    )
+    assert not np.allclose(_predict(plain.float_model, pixels), _predict(converted.float_model, pixels), atol=1e-5)
+    back = converted.rebiased({}, pixels)
+    np.testing.assert_allclose(_predict(back.float_model, pixels), _predict(plain.float_model, pixels), atol=1e-5)
+    # A correction whose convolution the graph does not name cannot be written: the model is converted instead.
+    stranger = {"elsewhere": next(iter(corrections.values()))}
+    assert plain.rebiased(stranger, pixels) is None

@@ -127,14 +127,14 @@ def test_few_rankable_layers_are_tried_once_each(layers):
 
 
 def test_a_converted_tensor_name_names_the_keras_layers_fused_into_it():
-    from edgetl.exporting.exporter import _names_layer
+    from edgetl.exporting.tflite import names_layer
 
     name = (
         "m_1/mobilenetv2_1/expanded_conv_depthwise_relu_1/Relu6;m_1/mobilenetv2_1/expanded_conv_depthwise_1/depthwise"
     )
-    assert _names_layer(name, "expanded_conv_depthwise")
-    assert not _names_layer(name, "expanded_conv") and not _names_layer(name, "expanded_conv_project")
-    assert _names_layer("Conv1/convolution", "Conv1") and not _names_layer("Conv1/convolution", "Conv")
+    assert names_layer(name, "expanded_conv_depthwise")
+    assert not names_layer(name, "expanded_conv") and not names_layer(name, "expanded_conv_project")
+    assert names_layer("Conv1/convolution", "Conv1") and not names_layer("Conv1/convolution", "Conv")
 
 
 def tiny_graph():
@@ -182,7 +182,6 @@ def test_the_most_sensitive_layers_are_ranked_and_kept_in_float_by_both_quantise
     few of them left in float in the written file; the rest stays int8."""
     import numpy as np
 
-    from edgetl.exporting.exporter import _names_layer
     from edgetl.exporting.onnx import (
         convert_onnx,
         node_of,
@@ -190,7 +189,7 @@ def test_the_most_sensitive_layers_are_ranked_and_kept_in_float_by_both_quantise
         quantize_onnx_int8,
         rank_onnx_int8_sensitivity,
     )
-    from edgetl.exporting.tflite import convert_int8, rank_int8_sensitivity, tflite_op_report
+    from edgetl.exporting.tflite import convert_int8, names_layer, rank_int8_sensitivity, tflite_op_report
 
     model = inverted_residual_classifier()
     pixels = np.random.default_rng(0).uniform(0, 255, (24, 24, 24, 3)).astype(np.float32)
@@ -211,7 +210,7 @@ def test_the_most_sensitive_layers_are_ranked_and_kept_in_float_by_both_quantise
     assert len(ranked) == len(set(ranked)) == WEIGHTED_LAYERS
     # Each name says which Keras layer it is (tf2onnx's own node names do not), so bias correction can skip it.
     weighted = [layer.name for layer in model.layers if layer.weights]
-    assert all(sum(_names_layer(name, layer) for layer in weighted) == 1 for name in ranked), ranked
+    assert all(sum(names_layer(name, layer) for layer in weighted) == 1 for name in ranked), ranked
     quantized = quantize_onnx_int8(float_model, pixels, "minmax", tuple(ranked[:3]))
     assert {node.name for node in quantized.graph.node} >= {node_of(name) for name in ranked[:3]}
     assert sum(onnx_op_report(quantized).float_ops.values()) >= 3

@@ -50,11 +50,10 @@ def hostile_classifier():
 def test_both_rankings_put_the_hostile_layer_first_and_name_every_layer_as_the_quantisers_keep_it_float():
     import onnx
 
-    from edgetl.exporting.exporter import _names_layer
     from edgetl.exporting.onnx import (
         WEIGHTED_NODES,
+        OnnxCalibration,
         _float_layer_name,
-        _Quantizer,
         convert_onnx,
         node_of,
         onnx_op_report,
@@ -66,6 +65,7 @@ def test_both_rankings_put_the_hostile_layer_first_and_name_every_layer_as_the_q
         _interpreter,
         _quantize,
         _weighted_op_outputs,
+        names_layer,
         tflite_op_report,
     )
 
@@ -76,7 +76,7 @@ def test_both_rankings_put_the_hostile_layer_first_and_name_every_layer_as_the_q
     calibrated = _calibrated(model, pixels)
     ranked = rank_tflite_layers(calibrated, pixels, "uint8", WEIGHTED_OPS)
     assert sorted(ranked) == sorted(_weighted_op_outputs(calibrated)) and len(set(ranked)) == WEIGHTED_LAYERS
-    assert _names_layer(ranked[0], HOSTILE_LAYER), ranked
+    assert names_layer(ranked[0], HOSTILE_LAYER), ranked
     flatbuffer = _quantize(calibrated, "uint8", (ranked[0],))
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "float1.tflite"
@@ -87,14 +87,14 @@ def test_both_rankings_put_the_hostile_layer_first_and_name_every_layer_as_the_q
 
     # ONNX: named by `_float_layer_name` on the graph onnxruntime quantises (pre-processed: BatchNorm folded)
     with tempfile.TemporaryDirectory() as work:
-        quantizer = _Quantizer(convert_onnx(model), pixels, "minmax", Path(work))
+        quantizer = OnnxCalibration(convert_onnx(model), pixels, Path(work))
         prepared = onnx.load(str(quantizer.prepared))
-        ranked = rank_onnx_layers(quantizer.quantize(), prepared, pixels)
-        quantized = quantizer.quantize((ranked[0],))
+        ranked = rank_onnx_layers(quantizer.quantize("minmax"), prepared, pixels)
+        quantized = quantizer.quantize("minmax", (ranked[0],))
     initializers = {initializer.name for initializer in prepared.graph.initializer}
     names = [_float_layer_name(n, initializers) for n in prepared.graph.node if n.op_type in WEIGHTED_NODES and n.name]
     assert sorted(ranked) == sorted(names) and len(set(ranked)) == WEIGHTED_LAYERS
-    assert _names_layer(ranked[0], HOSTILE_LAYER), ranked
+    assert names_layer(ranked[0], HOSTILE_LAYER), ranked
     assert onnx_op_report(quantized).float_ops["Conv"] == 1  # (its ReLU6 stays float beside it)
     (island,) = [node for node in quantized.graph.node if node.name == node_of(ranked[0])]
     float_weights = {i.name for i in quantized.graph.initializer if i.data_type == onnx.TensorProto.FLOAT}

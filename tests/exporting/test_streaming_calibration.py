@@ -37,6 +37,30 @@ def test_statistics_merged_batch_by_batch_equal_those_of_all_values_at_once():
     assert (low, high) == (float(ordered[30]), float(ordered[-31]))  # 1% of 3000 values = 30 cut off each side
 
 
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_one_pass_gives_the_exact_statistics_of_every_first_n_images_asked(symmetric):
+    """The ladder asks for its first sample, then three times as many: the pass goes on where it stopped, and
+    each answer equals a pass over just those images."""
+    from edgetl.exporting.activation_ranges import Measurement
+
+    rng = np.random.default_rng(1)
+    images = rng.standard_normal((90, 4, 4, 3)).astype(np.float32) * rng.uniform(0.5, 3.0, (90, 1, 1, 1))
+    runs = []
+
+    def activations(batch: np.ndarray) -> dict[str, np.ndarray]:
+        runs.append(len(batch))
+        return {"x": batch, "relu": np.maximum(batch, 0) * 2}
+
+    measurement = Measurement(activations, images[0].nbytes * 2, 90, 99.0, symmetric)
+    for count in (30, 30, 90, 30):
+        asked = measurement.over(ImageSample.of(images[:count]))
+        alone = ActivationStats(count, 99.0, symmetric)
+        alone.add(activations(images[:count]), count)
+        for method in ("minmax", "percentile"):
+            assert asked.ranges(method) == alone.ranges(method), (count, method)
+    assert sum(runs) == 90 + (30 + 30 + 90 + 30)  # the pass runs each of the 90 images once; the rest: "alone"
+
+
 def test_ranges_hold_zero_and_the_percentile_is_never_wider_than_min_max():
     stats = ActivationStats(10, 90.0)
     stats.add({"positive": np.linspace(2.0, 5.0, 100, dtype=np.float32)}, 10)
@@ -68,9 +92,10 @@ def test_an_image_sample_reads_only_the_slices_asked_for():
 
 @pytest.mark.parametrize("method", ["minmax", "percentile"])
 def test_onnx_calibration_gives_the_int8_file_onnxruntimes_own_calibrator_gives(tmp_path, method):
-    """The ranges edgetl measures, handed to onnxruntime through its calibration cache, make the same file as
-    onnxruntime's own calibrator of the method reading the images one by one (32 images: one batch, so the
-    percentile histogram is binned as onnxruntime bins it)."""
+    """The ranges edgetl measures, handed to onnxruntime through its calibration cache, make the file onnxruntime's
+    own calibrator of the method makes reading the images one by one: the same for min-max; for percentile, whose
+    cut onnxruntime takes at the edge of a histogram bin (2048 of them over the largest magnitude) and edgetl
+    exactly, scales within a bin's width and the same outputs."""
     import onnx
     import onnxruntime
     from onnxruntime.quantization import (
@@ -85,7 +110,7 @@ def test_onnx_calibration_gives_the_int8_file_onnxruntimes_own_calibrator_gives(
     from edgetl.exporting.onnx import OnnxCalibration
     from edgetl.models.classifier import INPUT_NAME
 
-    images = pixels(32)
+    images = pixels(40)
     ours = OnnxCalibration(small_classifier(), images, tmp_path).quantize(method, (), "vnni-arm64")
 
     class Reader(CalibrationDataReader):
@@ -112,12 +137,17 @@ def test_onnx_calibration_gives_the_int8_file_onnxruntimes_own_calibrator_gives(
             if init.name.endswith("_scale")
         }
 
-    assert scales(ours) == pytest.approx(scales(theirs), rel=1e-6)
     outputs = [
         onnxruntime.InferenceSession(model.SerializeToString()).run(None, {INPUT_NAME: images})[0]
         for model in (ours, theirs)
     ]
-    np.testing.assert_array_equal(*outputs)
+    if method == "minmax":
+        assert scales(ours) == pytest.approx(scales(theirs), rel=1e-6)
+        np.testing.assert_array_equal(*outputs)
+    else:
+        assert scales(ours) == pytest.approx(scales(theirs), rel=2e-3)
+        np.testing.assert_array_equal(outputs[0].argmax(axis=1), outputs[1].argmax(axis=1))
+        assert np.abs(outputs[0] - outputs[1]).max() < 0.02
 
 
 MEASURE = textwrap.dedent(
@@ -126,7 +156,7 @@ MEASURE = textwrap.dedent(
     import numpy as np
     import edgetl.exporting.activation_ranges as activation_ranges
     from edgetl.exporting.calibration import ImageSample
-    from edgetl.exporting.onnx import _activation_stats, activation_bytes_per_image
+    from edgetl.exporting.onnx import activation_bytes_per_image, onnx_measurement
     from tests.exporting.onnx_models import SIZE, small_classifier
     import onnx
 
@@ -141,7 +171,7 @@ MEASURE = textwrap.dedent(
         return rng.uniform(0, 255, (stop - start, SIZE, SIZE, 3)).astype(np.float32)
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    stats = _activation_stats(model, ImageSample(read, count))
+    stats = onnx_measurement(model, count).over(ImageSample(read, count))
     grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     print(json.dumps({
         "grown_bytes": grown * 1024, "largest_batch": max(batches), "images": sum(batches),
@@ -174,3 +204,26 @@ def test_more_calibration_images_than_the_memory_budget_holds_still_calibrate_in
     assert measured["grown_bytes"] < all_activations / 10
     assert measured["grown_bytes"] < small["grown_bytes"] + 32 * 2**20
     assert measured["tensors"] == small["tensors"] > 4
+
+
+@pytest.mark.slow
+def test_a_model_converted_twice_has_the_same_node_and_tensor_names():
+    """tf2onnx numbers what it makes from a process-wide counter; edgetl numbers it by place, so every rung's
+    conversion names its activations as the first did, and the ranges measured on the first are found."""
+    import keras
+
+    from edgetl.exporting.onnx import convert_onnx
+
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, use_bias=False)(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU(6.0)(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x)))
+
+    def names(model_proto) -> list[str]:
+        graph = model_proto.graph
+        return [n.name for n in graph.node] + [t for n in graph.node for t in (*n.input, *n.output)]
+
+    first, second = convert_onnx(model), convert_onnx(model)
+    assert any("__" in name for name in names(first))  # tf2onnx made some
+    assert names(first) == names(second)

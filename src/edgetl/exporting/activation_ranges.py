@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable
 from typing import TypeVar
 
 import numpy as np
@@ -28,30 +28,30 @@ from edgetl.errors import EdgetlError
 K = TypeVar("K", bound=Hashable)
 # The activations of one batch are held at once while they are measured: a batch holds as many images as fit this,
 # at least one and at most MAX_BATCH_IMAGES (fewer calls; larger batches gain nothing more).
-ACTIVATION_BATCH_BYTES = 256 * 2**20
+ACTIVATION_BATCH_BYTES = 64 * 2**20
 MAX_BATCH_IMAGES = 32
 # QuantizationParameters' min and max fields (vtable offsets in the TFLite schema).
 MIN_FIELD, MAX_FIELD = 4, 6
 
 
 class _Tails:
-    """The `keep` largest and smallest values one tensor has shown so far: all a percentile needs of them."""
+    """The `keep` largest (and, `two_sided`, smallest) values one tensor has shown so far: all a percentile of
+    them needs, for any number of values up to what `keep` was sized for."""
 
-    def __init__(self, keep: int) -> None:
+    def __init__(self, keep: int, two_sided: bool = True) -> None:
         self.keep = keep
+        self.two_sided = two_sided
         self.high = np.empty(0, np.float32)
         self.low = np.empty(0, np.float32)
 
     def add(self, values: np.ndarray) -> None:
         # Once `keep` values are held, only a value beyond the current cut can move it: one comparison pass leaves
         # the few candidates, and only they are sorted in.
-        high, low = values, values
-        if self.high.size == self.keep:
-            high = values[values > self.high.min()]
-        if self.low.size == self.keep:
-            low = values[values < self.low.max()]
+        high = values[values > self.high.min()] if self.high.size == self.keep else values
         self.high = self._extreme(np.concatenate([self.high, high]), largest=True)
-        self.low = self._extreme(np.concatenate([self.low, low]), largest=False)
+        if self.two_sided:
+            low = values[values < self.low.max()] if self.low.size == self.keep else values
+            self.low = self._extreme(np.concatenate([self.low, low]), largest=False)
 
     def _extreme(self, values: np.ndarray, largest: bool) -> np.ndarray:
         if values.size <= self.keep:
@@ -60,13 +60,18 @@ class _Tails:
             return np.partition(values, values.size - self.keep)[values.size - self.keep :]
         return np.partition(values, self.keep - 1)[: self.keep]
 
+    def cut(self, keep: int) -> tuple[float, float]:
+        """The `keep`-th smallest and largest value seen (`keep` at most what the tails hold)."""
+        high = np.partition(self.high, max(0, self.high.size - keep))[max(0, self.high.size - keep)]
+        if not self.two_sided:
+            return float("-inf"), float(high)
+        low = np.partition(self.low, min(keep, self.low.size) - 1)[min(keep, self.low.size) - 1]
+        return float(low), float(high)
+
     def range(self) -> tuple[float, float]:
         """The `keep`-th smallest and largest value seen, widened to hold 0 (int8 must represent zero exactly)."""
-        return min(float(self.low.max()), 0.0), max(float(self.high.min()), 0.0)
-
-    def extremes(self) -> tuple[float, float]:
-        """The smallest and largest value seen."""
-        return float(self.low.min()), float(self.high.max())
+        low, high = self.cut(self.keep)
+        return min(low, 0.0), max(high, 0.0)
 
 
 def images_per_batch(bytes_per_image: int, budget: int | None = None) -> int:
@@ -77,50 +82,96 @@ def images_per_batch(bytes_per_image: int, budget: int | None = None) -> int:
 
 
 class ActivationStats:
-    """Per activation, what min-max and percentile calibration need of all its values over `images` calibration
-    images (`percentile` says how many extremes the tails keep), merged batch by batch."""
+    """Per activation, what min-max and percentile calibration need of all its values over the images seen,
+    merged batch by batch: the extremes, and the exact tails a percentile cuts off, sized for up to `images`
+    images, so the percentile of any number of images up to that is exact. `symmetric` cuts the magnitudes, as
+    onnxruntime's percentile calibrator does (the range is then +-cut, held within the extremes); otherwise each
+    side is cut on its own."""
 
-    def __init__(self, images: int, percentile: float) -> None:
-        self.images, self.percentile = images, percentile
+    def __init__(self, images: int, percentile: float, symmetric: bool = False) -> None:
+        self.images, self.percentile, self.symmetric = images, percentile, symmetric
+        self.seen = 0
+        self.extremes: dict = {}
+        self.per_image: dict = {}
         self.tails: dict = {}
+
+    def _keep(self, per_image: float, images: int) -> int:
+        return math.floor(images * per_image * (100.0 - self.percentile) / 100.0) + 1
 
     def add(self, activations: dict, batch_images: int) -> None:
         for key, values in activations.items():
             values = np.asarray(values, np.float32).ravel()
+            low, high = float(values.min()), float(values.max())
             if key not in self.tails:  # the first batch tells how many values an image gives, so how many to cut
-                per_image = values.size / batch_images
-                keep = math.floor(self.images * per_image * (100.0 - self.percentile) / 100.0) + 1
-                self.tails[key] = _Tails(keep)
-            self.tails[key].add(values)
+                self.per_image[key] = values.size / batch_images
+                keep = self._keep(self.per_image[key], max(self.images, self.seen + batch_images))
+                self.tails[key] = _Tails(keep, two_sided=not self.symmetric)
+                self.extremes[key] = (low, high)
+            lowest, highest = self.extremes[key]
+            self.extremes[key] = (min(lowest, low), max(highest, high))
+            self.tails[key].add(np.abs(values) if self.symmetric else values)
+        self.seen += batch_images
 
     def ranges(self, method: str) -> dict:
-        """Each activation's range by `method`: "minmax", or "percentile" (never wider than min-max's); both hold
-        0, as the converters' own calibration does (int8 must represent zero exactly)."""
+        """Each activation's range over the images seen by `method`: "minmax", or "percentile" (never wider than
+        min-max's); both hold 0, as the converters' own calibration does (int8 must represent zero exactly)."""
         if method not in ("minmax", "percentile"):
             raise EdgetlError(f"calibration method {method!r}: unknown; one of minmax, percentile")
         ranges = {}
-        for key, tail in self.tails.items():
-            lowest, highest = tail.extremes()
+        for key, (lowest, highest) in self.extremes.items():
             low, high = min(lowest, 0.0), max(highest, 0.0)
             if method == "percentile":
-                cut_low, cut_high = tail.range()
-                low, high = max(low, cut_low), min(high, cut_high)
+                cut_low, cut_high = self.tails[key].cut(self._keep(self.per_image[key], self.seen))
+                if self.symmetric:
+                    cut_low = -cut_high
+                low, high = max(low, min(cut_low, 0.0)), min(high, max(cut_high, 0.0))
             ranges[key] = (low, high)
         return ranges
 
+    def copy(self) -> ActivationStats:
+        copied = ActivationStats(self.images, self.percentile, self.symmetric)
+        copied.seen, copied.extremes, copied.per_image = self.seen, dict(self.extremes), dict(self.per_image)
+        for key, tail in self.tails.items():
+            copied.tails[key] = _Tails(tail.keep, tail.two_sided)
+            copied.tails[key].high, copied.tails[key].low = tail.high.copy(), tail.low.copy()
+        return copied
 
-def measure(
-    activations: Callable[[np.ndarray], dict[K, np.ndarray]],
-    batches: Iterable[np.ndarray],
-    images: int,
-    percentile: float,
-) -> ActivationStats:
-    """The statistics of every activation `activations` (the float model run on a batch of images) returns, over
-    `batches` of `images` images in all."""
-    stats = ActivationStats(images, percentile)
-    for batch in batches:
-        stats.add(activations(batch), len(batch))
-    return stats
+
+class Measurement:
+    """One float graph's activations over the calibration images, measured as far as asked and kept: the
+    statistics of the first n images for every n asked, from one pass that goes on where it stopped. The int8
+    ladder's rungs all take their ranges from it, whatever the method, sample size or bias correction of their
+    own graph (bias correction moves an activation's mean by a few int8 steps at most, so its range hardly)."""
+
+    def __init__(
+        self,
+        activations: Callable[[np.ndarray], dict],
+        bytes_per_image: int,
+        most_images: int,
+        percentile: float,
+        symmetric: bool = False,
+    ) -> None:
+        self.activations = activations  # the float graph run on a batch of images -> each activation's values
+        self.batch = images_per_batch(bytes_per_image)
+        self.most_images, self.percentile, self.symmetric = most_images, percentile, symmetric
+        self.stats = ActivationStats(most_images, percentile, symmetric)
+        self.snapshots: dict[int, ActivationStats] = {}
+
+    def over(self, sample) -> ActivationStats:
+        """The statistics of the images of `sample` (an ImageSample: the first len(sample) calibration images)."""
+        count = len(sample)
+        if count not in self.snapshots:
+            if count < self.stats.seen:  # asked for fewer than measured: measure again from the first image
+                self.stats = ActivationStats(max(self.most_images, count), self.percentile, self.symmetric)
+            for batch in _batches(sample, self.stats.seen, self.batch):
+                self.stats.add(self.activations(batch), len(batch))
+            self.snapshots[count] = self.stats.copy()
+        return self.snapshots[count]
+
+
+def _batches(sample, start: int, size: int):
+    for first in range(start, len(sample), size):
+        yield sample[first : min(len(sample), first + size)]
 
 
 def _ranged_tensors(subgraph) -> dict[int, object]:
@@ -144,16 +195,17 @@ def write_range(buffer: bytearray, quantization, low: float, high: float) -> Non
     struct.pack_into("<f", buffer, table.Vector(table.Offset(MAX_FIELD)), high)
 
 
-def tflite_activation_stats(calibrated: bytes, sample, percentile: float) -> ActivationStats:
-    """The statistics of every calibrated activation of `calibrated` (the converter's calibrate-only output), keyed
-    by tensor name (which another conversion of the same model repeats), over the images of `sample`
-    (exporting/calibration.ImageSample), in memory-bounded batches."""
+def tflite_measurement(calibrated: bytes, most_images: int, percentile: float) -> Measurement:
+    """A Measurement of every calibrated activation of `calibrated` (the converter's calibrate-only output), keyed
+    by tensor name (which another conversion of the same model repeats)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
     from tensorflow.lite.python import schema_py_generated as schema
 
-    ranged = _ranged_tensors(schema.Model.GetRootAs(calibrated, 0).Subgraphs(0))
+    subgraph = schema.Model.GetRootAs(calibrated, 0).Subgraphs(0)
+    ranged = _ranged_tensors(subgraph)
     if not ranged:
         raise EdgetlError("the calibrated TFLite model has no activation ranges to measure; please report this")
+    names = {index: subgraph.Tensors(index).Name().decode() for index in ranged}
     interpreter = Interpreter(
         model_content=bytes(calibrated),
         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
@@ -167,9 +219,6 @@ def tflite_activation_stats(calibrated: bytes, sample, percentile: float) -> Act
         if len(detail["shape"]) > 0
     )
 
-    subgraph = schema.Model.GetRootAs(calibrated, 0).Subgraphs(0)
-    names = {index: subgraph.Tensors(index).Name().decode() for index in ranged}
-
     def activations(batch: np.ndarray) -> dict[str, np.ndarray]:
         interpreter.resize_tensor_input(input_index, list(batch.shape))
         interpreter.allocate_tensors()
@@ -177,7 +226,7 @@ def tflite_activation_stats(calibrated: bytes, sample, percentile: float) -> Act
         interpreter.invoke()
         return {names[index]: interpreter.get_tensor(index) for index in ranged}
 
-    return measure(activations, sample.batches(images_per_batch(per_image)), len(sample), percentile)
+    return Measurement(activations, per_image, most_images, percentile)
 
 
 def with_ranges(calibrated: bytes, ranges: dict[str, tuple[float, float]]) -> bytes:
@@ -203,7 +252,8 @@ def percentile_ranges(calibrated: bytes, calibration_pixels, percentile: float) 
 
     subgraph = schema.Model.GetRootAs(calibrated, 0).Subgraphs(0)
     before = {subgraph.Tensors(i).Name().decode(): q for i, q in _ranged_tensors(subgraph).items()}
-    stats = tflite_activation_stats(calibrated, as_sample(calibration_pixels), percentile)
+    sample = as_sample(calibration_pixels)
+    stats = tflite_measurement(calibrated, len(sample), percentile).over(sample)
     ranges = {}
     for name, (low, high) in stats.ranges("percentile").items():
         ranges[name] = (max(low, before[name].Min(0)), min(high, before[name].Max(0)))

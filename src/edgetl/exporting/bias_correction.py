@@ -20,10 +20,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgetl.exporting.activation_ranges import images_per_batch
 from edgetl.exporting.int8 import INT8_WEIGHT_MAX
 from edgetl.exporting.weight_scales import channel_scales
 
 log = logging.getLogger(__name__)
+
+# The activations one eager call of the Keras model may hold: each call costs much besides its images, so its batch
+# is larger than a measurement's (activation_ranges.ACTIVATION_BATCH_BYTES) while still bounded.
+EAGER_BATCH_BYTES = 256 * 2**20
+
+
+@dataclass(frozen=True)
+class Correction:
+    """What bias correction took off a convolution's output: `shift` per output channel, taken from the bias of
+    `holder` (the BatchNormalization after the convolution, whose beta the converters fold into its bias, or the
+    convolution itself)."""
+
+    holder: str
+    shift: np.ndarray
 
 
 @dataclass
@@ -43,6 +58,19 @@ def _walk(model) -> Iterator:
         yield layer
         if isinstance(layer, keras.Model):
             yield from _walk(layer)
+
+
+def _activation_bytes(model) -> int:
+    """The bytes of every layer's output for one image: what an eager call may hold of one image at once."""
+    total = 0
+    for layer in _walk(model):
+        try:
+            shape = layer.output.shape
+        except (AttributeError, ValueError):  # a layer called more than once, or never
+            continue
+        if len(shape) > 1 and all(dim is not None for dim in shape[1:]):
+            total += int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(np.float32).itemsize
+    return max(total, 1)
 
 
 def _producer(layer):
@@ -103,8 +131,8 @@ def _recording_inputs(layers: list[_Correctable]) -> Iterator[None]:
 
     def recorder(entry: _Correctable, call):
         def recording_call(inputs, *args, **kwargs):
-            batch = np.asarray(inputs, dtype=np.float64)
-            entry.input_sum = entry.input_sum + batch.sum(axis=0)
+            batch = np.asarray(inputs)
+            entry.input_sum = entry.input_sum + batch.sum(axis=0, dtype=np.float64)  # no float64 copy of the batch
             entry.images += len(batch)
             return call(inputs, *args, **kwargs)
 
@@ -162,22 +190,25 @@ def bias_corrected(
     model,
     calibration: np.ndarray,
     keep_float: Callable[[str], bool] = lambda name: False,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     pair_limited: bool = False,
     sums: InputSums | None = None,
-) -> Iterator[int]:
+) -> Iterator[dict[str, Correction]]:
     """Inside, `model`'s biases are corrected for int8 weight rounding (measured on `calibration`, raw pixels as
-    the model takes them); on leaving, the original weights are back. Yields how many layers were corrected.
+    the model takes them); on leaving, the original weights are back. Yields the corrections made, by
+    convolution.
     Convolutions for which `keep_float(name)` is true stay in float, so they are not corrected; those that are not
     depthwise get pair-limited scales when `pair_limited` (a portable ONNX file, weight_scales.py). `sums`, kept
     by the caller across calls on the same model, measures each calibration image once for all of them.
 
     The corrected model is for int8 conversion only: in float it is slightly off, by design."""
+    batch_size = batch_size or images_per_batch(_activation_bytes(model), EAGER_BATCH_BYTES)
     measured = (sums or InputSums()).over(model, calibration, batch_size)
     layers = _correctable_layers(model, keep_float, pair_limited)
     for entry in layers:
         entry.input_sum, entry.images = measured.get(entry.conv.name, (0.0, 0))
     saved = [(entry.bias_holder, entry.bias_holder.get_weights()) for entry in layers]
+    corrections = {}
     try:
         for entry in layers:
             if entry.images == 0:
@@ -187,8 +218,9 @@ def bias_corrected(
             # BatchNormalization: [gamma, beta, mean, variance]; a convolution: [kernel, bias].
             weights[1] = weights[1] - shift.astype(weights[1].dtype)
             entry.bias_holder.set_weights(weights)
-        log.info("bias correction on %d convolution(s)", len(layers))
-        yield len(layers)
+            corrections[entry.conv.name] = Correction(entry.bias_holder.name, shift.astype(np.float32))
+        log.info("bias correction on %d convolution(s)", len(corrections))
+        yield corrections
     finally:
         for holder, weights in saved:
             holder.set_weights(weights)

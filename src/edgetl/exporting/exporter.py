@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -34,7 +33,7 @@ from edgetl.exporting.int8 import CONFIDENT_AGREEMENT_TARGET, Int8Recipe, Ladder
 from edgetl.exporting.logs import append_trace, first_line, output_to
 from edgetl.exporting.record import ExportRecord, Verified, make_record
 from edgetl.exporting.source import ExportSource, from_run, resolve_source
-from edgetl.exporting.tflite import OpReport
+from edgetl.exporting.tflite import OpReport, names_layer
 from edgetl.exporting.verify import compare, predict_in_batches
 from edgetl.exporting.written import load_written, write_converted
 from edgetl.files import refuse_links, remove_if_there, temporary_name
@@ -42,13 +41,6 @@ from edgetl.progress import step
 from edgetl.run import commit_export
 
 log = logging.getLogger(__name__)
-
-
-def _names_layer(tensor_name: str, layer: str) -> bool:
-    """Whether a converted op's tensor name (`;`-joined names of the fused ops, e.g. `.../block_1_expand_1/...`)
-    comes from the Keras layer `layer`."""
-    pattern = re.compile(rf"(^|/){re.escape(layer)}(_\d+)?/")
-    return any(pattern.search(part) for part in tensor_name.split(";"))
 
 
 def _integer_only_problems(export_format: ExportFormat, ops: OpReport | None, options: ExportOptions) -> list[str]:
@@ -90,22 +82,24 @@ class _Exporter:
     @contextmanager
     def bias_corrected(
         self, export_format: ExportFormat, recipe: Int8Recipe, inputs: ConversionInputs
-    ) -> Iterator[None]:
+    ) -> Iterator[dict]:
+        """Inside, the model corrected as the recipe asks; yields the corrections (bias_correction.Correction by
+        convolution), none without bias correction."""
         if not recipe.bias_correction:
-            yield
+            yield {}
             return
         from edgetl.exporting.bias_correction import InputSums, bias_corrected
 
         def keep_float(layer: str) -> bool:
-            return any(_names_layer(name, layer) for name in recipe.float_layers)
+            return any(names_layer(name, layer) for name in recipe.float_layers)
 
         pair_limited = export_format.pair_limited_weights(self.options)
         sums = self.inputs.cache.setdefault("bias-correction-input-sums", InputSums())
         corrected = bias_corrected(
             self.source.model, inputs.calibration_images, keep_float, pair_limited=pair_limited, sums=sums
         )
-        with output_to(self.source.log_path), corrected:
-            yield
+        with output_to(self.source.log_path), corrected as corrections:
+            yield corrections
 
     def verify(self, export_format: ExportFormat, converted, destination: Path, gate: float) -> Verified:
         verification = self.source.verification
@@ -132,8 +126,8 @@ class _Exporter:
 
             def attempt(recipe: Int8Recipe) -> Trial:
                 inputs = replace(self.inputs, recipe=recipe)
-                with self.bias_corrected(export_format, recipe, inputs):
-                    converted = self.convert(export_format, inputs)
+                with self.bias_corrected(export_format, recipe, inputs) as corrections:
+                    converted = self.convert(export_format, replace(inputs, corrections=corrections))
                 path = attempts_dir / f"{len(os.listdir(attempts_dir))}{destination.suffix}"
                 verified = self.verify(export_format, converted, path, gate)
                 return Trial(verified.fidelity, verified.passed, verified.size, verified)

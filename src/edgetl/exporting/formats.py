@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgetl.errors import EdgetlError
-from edgetl.exporting.int8 import INT8_FALLBACKS, IO_TYPES, ONNX_INT8_TARGETS, Int8Recipe
+from edgetl.exporting.int8 import INT8_FALLBACKS, IO_TYPES, ONNX_INT8_TARGETS, Int8Recipe, most_calibration_images
 
 if TYPE_CHECKING:
     from edgetl.exporting.calibration import CalibrationImages, ImageSample
@@ -71,21 +71,26 @@ class ConversionInputs:
     calibration: CalibrationImages | None = None
     cache: dict = field(default_factory=dict)
     recipe: Int8Recipe | None = None
+    corrections: dict = field(default_factory=dict)  # the recipe's bias corrections (bias_correction.Correction)
 
     @property
     def calibration_images(self) -> ImageSample:
         return self.calibration.take(self.recipe.calibration_images)
 
-    def calibrated(self, kind: str, calibrate: Callable[[object], object]):
-        """The recipe's calibration for a converter `kind`, measured once: `calibrate(base)` measures it, given the
-        calibration of the same recipe without float layers when there is one. Rungs that differ only in the
-        method share it; a float-island rung's graph differs from its base rung's only by the island layers' bias
-        correction, so it reuses the base's activation ranges instead of measuring them again."""
+    def calibrated(self, kind: str, calibrate: Callable[..., object]):
+        """The recipe's graph for a converter `kind`, ready to quantise: `calibrate(measurement, most_images)`
+        makes it, given the Measurement of the activations the first graph of that kind made (None for the
+        first, which measures its own, sized for `most_images`). Rungs that differ only in the method share a
+        graph; every rung of a kind shares the measurement, so the calibration images pass through the float
+        graph once whatever the ladder tries."""
         recipe = self.recipe
         key: Hashable = (kind, recipe.calibration_images, recipe.bias_correction, recipe.float_layers)
         if key not in self.cache:
-            base = (kind, recipe.calibration_images, recipe.bias_correction, ())
-            self.cache[key] = calibrate(self.cache.get(base) if recipe.float_layers else None)
+            shared = (kind, "measurement")
+            most = most_calibration_images(self.options.calibration_samples, self.calibration.available)
+            calibration = calibrate(self.cache.get(shared), most)
+            self.cache[shared] = calibration.measurement
+            self.cache[key] = calibration
         return self.cache[key]
 
 
@@ -145,18 +150,34 @@ def _tflite_dynamic(model, inputs: ConversionInputs):
     return convert_dynamic(model)
 
 
-def _converter_int8(model, inputs: ConversionInputs):
+def _tflite_calibration(model, inputs: ConversionInputs):
+    """The recipe's calibrated TFLite graph: the first one converted with other bias corrections written into its
+    biases where that is exact (TfliteCalibration.rebiased), else the converter's conversion of the model as it
+    is now."""
     from edgetl.exporting.tflite import TfliteCalibration
 
+    def calibrate(measurement, most: int) -> TfliteCalibration:
+        first = inputs.cache.get(("tflite", "first"))
+        rebiased = first.rebiased(inputs.corrections, inputs.calibration_images) if first else None
+        if rebiased is not None:
+            return rebiased
+        converted = TfliteCalibration(model, inputs.calibration_images, measurement, most, inputs.corrections)
+        inputs.cache.setdefault(("tflite", "first"), converted)
+        return converted
+
+    return inputs.calibrated("tflite", calibrate)
+
+
+def _converter_int8(model, inputs: ConversionInputs):
     recipe = inputs.recipe
-    calibration = inputs.calibrated("tflite", lambda base: TfliteCalibration(model, inputs.calibration_images, base))
-    return calibration.quantize(recipe.method, inputs.options.int8_io_type, recipe.float_layers)
+    return _tflite_calibration(model, inputs).quantize(recipe.method, inputs.options.int8_io_type, recipe.float_layers)
 
 
 def _converter_rank(model, inputs: ConversionInputs) -> list[str]:
-    from edgetl.exporting.tflite import rank_int8_sensitivity
+    """Ranked on the recipe's own graph: the one its rung quantised (bias correction included)."""
+    from edgetl.exporting.tflite import rank_calibrated
 
-    return rank_int8_sensitivity(model, inputs.calibration_images, inputs.options.int8_io_type, inputs.recipe.method)
+    return rank_calibrated(_tflite_calibration(model, inputs), inputs.options.int8_io_type, inputs.recipe.method)
 
 
 def _ai_edge_int8(model, inputs: ConversionInputs):
@@ -203,11 +224,10 @@ def _tflite_rank(model, inputs: ConversionInputs) -> list[str]:
 
 
 def _onnx_rank(model, inputs: ConversionInputs) -> list[str]:
-    from edgetl.exporting.onnx import rank_onnx_int8_sensitivity
+    """Ranked on the recipe's own graph: the one its rung quantised (bias correction included)."""
+    from edgetl.exporting.onnx import rank_calibrated
 
-    return rank_onnx_int8_sensitivity(
-        _float_onnx(model, inputs), inputs.calibration_images, inputs.recipe.method, inputs.options.target
-    )
+    return rank_calibrated(_onnx_calibration(model, inputs), inputs.recipe.method, inputs.options.target)
 
 
 def _float_onnx(model, inputs: ConversionInputs, key: str = "onnx"):
@@ -221,7 +241,7 @@ def _float_onnx(model, inputs: ConversionInputs, key: str = "onnx"):
     return copy
 
 
-def _onnx_int8(model, inputs: ConversionInputs):
+def _onnx_calibration(model, inputs: ConversionInputs):
     import tempfile
     from pathlib import Path
 
@@ -229,15 +249,21 @@ def _onnx_int8(model, inputs: ConversionInputs):
 
     recipe = inputs.recipe
 
-    def calibrate(base: OnnxCalibration | None) -> OnnxCalibration:
-        # The corrected graph depends on the sample and on the layers kept in float, which are left uncorrected.
+    def calibrate(measurement, most: int) -> OnnxCalibration:
+        # The corrected graph depends on the sample and on the layers kept in float, which are left uncorrected;
+        # it is needed only until it is prepared.
         corrected = f"onnx-bias-corrected-{recipe.calibration_images}-{'|'.join(recipe.float_layers)}"
         float_model = _float_onnx(model, inputs, corrected if recipe.bias_correction else "onnx")
+        inputs.cache.pop(corrected, None)
         work = tempfile.TemporaryDirectory(prefix="edgetl-onnx-int8-")  # removed with the calibration
-        return OnnxCalibration(float_model, inputs.calibration_images, Path(work.name), base, work)
+        return OnnxCalibration(float_model, inputs.calibration_images, Path(work.name), measurement, most, work)
 
-    calibration = inputs.calibrated("onnx", calibrate)
-    return calibration.quantize(recipe.method, recipe.float_layers, inputs.options.target)
+    return inputs.calibrated("onnx", calibrate)
+
+
+def _onnx_int8(model, inputs: ConversionInputs):
+    recipe = inputs.recipe
+    return _onnx_calibration(model, inputs).quantize(recipe.method, recipe.float_layers, inputs.options.target)
 
 
 def _savedmodel(model, inputs: ConversionInputs):

@@ -115,11 +115,16 @@ class LadderResult:
     attempts: list[Attempt] = field(default_factory=list)
 
 
+def most_calibration_images(samples: int, pool_size: int) -> int:
+    """The most images a rung calibrates on: the larger sample, as far as the pool allows."""
+    return max(min(samples, pool_size), min(pool_size, samples * MORE_CALIBRATION_FACTOR))
+
+
 def integer_rungs(samples: int, pool_size: int, methods: Sequence[str]) -> list[Int8Recipe]:
     """The integer-only rungs: the first method on the requested sample with bias correction and without, on a
     larger sample, then each other method on the larger sample (which calibrates once for every method)."""
     first = min(samples, pool_size)
-    more = min(pool_size, samples * MORE_CALIBRATION_FACTOR)
+    more = most_calibration_images(samples, pool_size)
     rungs = [Int8Recipe(first, methods[0]), Int8Recipe(first, methods[0], bias_correction=False)]
     if more > first:
         rungs.append(Int8Recipe(more, methods[0]))

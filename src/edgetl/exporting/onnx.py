@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import re
 import tempfile
 from collections import Counter
@@ -12,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.errors import MissingExtraError
+from edgetl.exporting.activation_ranges import Measurement
 from edgetl.exporting.formats import ExportOptions
 from edgetl.exporting.int8 import CALIBRATION_PERCENTILE, ONNX_INT8_TARGETS
 from edgetl.exporting.tflite import OpReport
@@ -39,13 +38,28 @@ def convert_onnx(model, opset: int = ExportOptions.opset):
 
 
 def _number_made_nodes(model_proto) -> None:
-    """tf2onnx names the nodes it makes (Conv__N) from a process-wide counter, so one model converted twice gets
-    two sets of names. Numbered again by their place in the graph, the same model always has the same node names,
-    and the layers ranked on one conversion are found again in another (the bias-corrected model's)."""
-    made = re.compile(r"__\d+$")
-    for index, node in enumerate(model_proto.graph.node):
-        if made.search(node.name):
-            node.name = made.sub(f"__{index}", node.name)
+    """tf2onnx names what it makes (nodes Conv__N, their outputs Conv__N:0, constants Relu6_min__N) from a
+    process-wide counter, so one model converted twice gets two sets of names. Renumbered in the order the graph
+    first names them, the same model always has the same names: the layers ranked on one conversion are found
+    again in another (the bias-corrected model's), and so are the activations measured on it."""
+    made = re.compile(r"__(\d+)(?=(:\d+)?$)")
+    graph = model_proto.graph
+    numbers: dict[str, str] = {}
+    for node in graph.node:
+        for name in (node.name, *node.input, *node.output):
+            found = made.search(name)
+            if found and found.group(1) not in numbers:
+                numbers[found.group(1)] = str(len(numbers))
+
+    def renamed(name: str) -> str:
+        return made.sub(lambda found: f"__{numbers.get(found.group(1), found.group(1))}", name)
+
+    for node in graph.node:
+        node.name = renamed(node.name)
+        node.input[:] = [renamed(name) for name in node.input]
+        node.output[:] = [renamed(name) for name in node.output]
+    for item in [*graph.initializer, *graph.value_info, *graph.input, *graph.output]:
+        item.name = renamed(item.name)
 
 
 def _name_output(model_proto) -> None:
@@ -61,22 +75,21 @@ def _name_output(model_proto) -> None:
 
 
 ACTIVATION_TYPE = "QUInt8"
-# The bins of onnxruntime's percentile histograms (its percentile calibrator's default).
-ONNX_HISTOGRAM_BINS = 2048
 WEIGHT_TYPE = "QInt8"
 
 
 class OnnxCalibration:
-    """A float ONNX graph calibrated for onnxruntime's static int8, once for every method and every set of nodes
-    kept in float: onnxruntime's own pre-processing (which its quantiser expects), then the statistics of every
-    activation onnxruntime would calibrate, measured by edgetl over the whole sample in memory-bounded batches
-    (exporting/activation_ranges.py). onnxruntime's own calibrators hold every image's activations (histograms)
-    or are run anew for each attempt; this hands it the ranges through its calibration cache instead. Given `base`,
-    the calibration of the same model converted before (node and tensor names repeat across conversions), its
-    statistics are used instead of measuring them again. `keep` is held as long as the calibration (the working
-    folder's owner)."""
+    """A float ONNX graph as onnxruntime's static int8 starts from it: onnxruntime's own pre-processing (which its
+    quantiser expects), and the ranges of a Measurement of the calibration images (exporting/activation_ranges.py)
+    handed to onnxruntime through its calibration cache, so no calibrator of onnxruntime's runs (its percentile
+    calibrator holds every activation of every image). `measurement`, when given, is the one an earlier
+    conversion of the same model made (node and tensor names repeat across conversions), so the ladder's rungs
+    measure once; else this graph is measured, sized for up to `most_images` images. `keep` is held as long as
+    the calibration (the working folder's owner)."""
 
-    def __init__(self, float_model, sample, work: Path, base: OnnxCalibration | None = None, keep=None) -> None:
+    def __init__(
+        self, float_model, sample, work: Path, measurement: Measurement | None = None, most_images: int = 0, keep=None
+    ) -> None:
         import onnx
 
         from edgetl.exporting.calibration import as_sample
@@ -85,18 +98,16 @@ class OnnxCalibration:
             from onnxruntime.quantization.shape_inference import quant_pre_process
         except ImportError:
             raise MissingExtraError("onnxruntime", "device", "ONNX int8 export") from None
-        self.work = work
+        self.work, self.keep, self.sample = work, keep, as_sample(sample)
         source, self.prepared = work / "float.onnx", work / "prepared.onnx"
         onnx.save(float_model, str(source))
         # onnxruntime's own pre-processing, which its quantiser expects: shape inference, BatchNorm folded into the
         # convolutions, graph optimisation. On the raw tf2onnx graph each unfolded BatchNorm gets its own
         # quantisation and the result collapses.
         quant_pre_process(str(source), str(self.prepared))
-        self.keep = keep
-        if base is not None:
-            self.stats = base.stats
-        else:
-            self.stats = _activation_stats(onnx.load(str(self.prepared)), as_sample(sample))
+        self.measurement = measurement or onnx_measurement(
+            onnx.load(str(self.prepared)), max(most_images, len(self.sample))
+        )
 
     def quantize(
         self, method: str = "minmax", float_layers: tuple[str, ...] = (), target: str = next(iter(ONNX_INT8_TARGETS))
@@ -107,9 +118,8 @@ class OnnxCalibration:
 
         cache = self.work / f"ranges-{method}.json"
         if not cache.exists():
-            ranges = {
-                name: (np.float32(low), np.float32(high)) for name, (low, high) in self.stats.ranges(method).items()
-            }
+            measured = self.measurement.over(self.sample).ranges(method)
+            ranges = {name: (np.float32(low), np.float32(high)) for name, (low, high) in measured.items()}
             # Whatever the method, onnxruntime takes the ranges as they are, as from its min-max calibrator.
             save_tensors_data(TensorsData(CalibrationMethod.MinMax, ranges), cache)
         options = {}
@@ -155,43 +165,12 @@ def _calibrated_tensors(model) -> list[str]:
     return list(names)
 
 
-class _OnnxActivationStats:
-    """Per activation over the calibration images, merged batch by batch: the extremes (min-max), and
-    onnxruntime's own percentile histogram (its HistogramCollector, which merges batches into a fixed number of
-    bins, with its percentile calibrator's defaults: magnitudes, so the cut is symmetric, then held within the
-    extremes), so a percentile file is what onnxruntime's percentile calibrator would make, in bounded memory."""
-
-    def __init__(self, images: int) -> None:
-        from onnxruntime.quantization.calibrate import HistogramCollector
-
-        from edgetl.exporting.activation_ranges import ActivationStats
-
-        self.extremes = ActivationStats(images, 100.0)  # a percentile of 100 keeps one value a side: min and max
-        self.histograms = HistogramCollector(
-            method="percentile", symmetric=True, num_bins=ONNX_HISTOGRAM_BINS, num_quantized_bins=128,
-            percentile=CALIBRATION_PERCENTILE, scenario="same",
-        )  # fmt: skip
-
-    def add(self, activations: dict[str, np.ndarray], batch_images: int) -> None:
-        self.extremes.add(activations, batch_images)
-        with contextlib.redirect_stdout(io.StringIO()):  # it prints a line per call
-            self.histograms.collect(activations)
-
-    def ranges(self, method: str) -> dict[str, tuple[float, float]]:
-        if method != "percentile":
-            return self.extremes.ranges(method)
-        with contextlib.redirect_stdout(io.StringIO()):
-            cuts = self.histograms.compute_collection_result()
-        return {name: (float(cut[0]), float(cut[1])) for name, cut in cuts.items()}
-
-
-def _activation_stats(prepared, sample) -> _OnnxActivationStats:
-    """The statistics of the tensors `_calibrated_tensors` names, over `sample`, measured in a session with every
-    optimisation off (as onnxruntime's calibrators run), each batch sized by the tensors it holds."""
+def onnx_measurement(prepared, most_images: int) -> Measurement:
+    """A Measurement of the tensors `_calibrated_tensors` names, in a session with every optimisation off (as
+    onnxruntime's calibrators run). Its percentile cuts magnitudes, as onnxruntime's percentile calibrator does
+    by default (symmetric), exactly rather than at a histogram's bin edges."""
     import onnx
     import onnxruntime
-
-    from edgetl.exporting.activation_ranges import images_per_batch
 
     tensors = _calibrated_tensors(prepared)
     graph_inputs = {graph_input.name for graph_input in prepared.graph.input}
@@ -207,12 +186,15 @@ def _activation_stats(prepared, sample) -> _OnnxActivationStats:
     del measured
     names = [output.name for output in session.get_outputs()]
     wanted = set(tensors)
-    stats = _OnnxActivationStats(len(sample))
-    for batch in sample.batches(images_per_batch(activation_bytes_per_image(prepared))):
+
+    def activations(batch: np.ndarray) -> dict[str, np.ndarray]:
         values = dict(zip(names, session.run(names, {INPUT_NAME: batch}), strict=True))
         values.update({name: batch for name in graph_inputs if name in wanted})
-        stats.add({name: value for name, value in values.items() if name in wanted}, len(batch))
-    return stats
+        return {name: value for name, value in values.items() if name in wanted}
+
+    return Measurement(
+        activations, activation_bytes_per_image(prepared), most_images, CALIBRATION_PERCENTILE, symmetric=True
+    )
 
 
 def _int_attribute(node, name: str, default: int) -> int:
@@ -382,18 +364,40 @@ def node_of(float_layer: str) -> str:
 def rank_onnx_int8_sensitivity(
     float_model, calibration_pixels: np.ndarray, method: str = "minmax", target: str = next(iter(ONNX_INT8_TARGETS))
 ) -> list[str]:
-    """The weighted nodes, most sensitive to int8 first, by the error each adds itself in one run of the int8
-    graph on a few calibration images (exporting/sensitivity.py). Named by `_float_layer_name`, so the names say
-    which Keras layers they are."""
-    import onnx
-
-    from edgetl.exporting.sensitivity import rank_onnx_layers
-
+    """The weighted nodes, most sensitive to int8 first (`rank_calibrated`), for `float_model` calibrated on
+    `calibration_pixels`."""
     with tempfile.TemporaryDirectory(prefix="edgetl-onnx-rank-") as work:
-        quantizer = OnnxCalibration(float_model, calibration_pixels, Path(work))
-        quantized = quantizer.quantize(method, (), target)
-        prepared = onnx.load(str(quantizer.prepared))
-    return rank_onnx_layers(quantized, prepared, calibration_pixels[:SENSITIVITY_IMAGES])
+        return rank_calibrated(OnnxCalibration(float_model, calibration_pixels, Path(work)), method, target)
+
+
+def rank_calibrated(
+    calibration: OnnxCalibration, method: str = "minmax", target: str = next(iter(ONNX_INT8_TARGETS))
+) -> list[str]:
+    """The weighted nodes, most sensitive to int8 first: by the error each adds itself in one run of the int8
+    graph on a few calibration images, the first few then by what keeping each alone in float does to the
+    graph's probabilities in a default session (exporting/sensitivity.py). Named by `_float_layer_name`, so the
+    names say which Keras layers they are."""
+    import onnx
+    import onnxruntime
+
+    from edgetl.exporting.sensitivity import output_distance, rank_onnx_layers, refine
+    from edgetl.runtime.onnxrt import session_options
+
+    images = calibration.sample[:SENSITIVITY_IMAGES]
+
+    def predict(model_proto) -> np.ndarray:
+        session = onnxruntime.InferenceSession(
+            model_proto.SerializeToString(), session_options(), providers=["CPUExecutionProvider"]
+        )
+        return session.run(None, {INPUT_NAME: images})[0]
+
+    prepared = onnx.load(str(calibration.prepared))
+    reference = predict(prepared)
+
+    def distance(layer: str) -> float:
+        return output_distance(predict(calibration.quantize(method, (layer,), target)), reference)
+
+    return refine(rank_onnx_layers(calibration.quantize(method, (), target), prepared, images), distance)
 
 
 def onnx_op_report(model_proto) -> OpReport:

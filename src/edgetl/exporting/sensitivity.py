@@ -29,13 +29,21 @@ smoothed by the layers after it, so the stem can rank above a layer whose error 
     `xmodel_err` the error accumulated since the input (which ranks every deep layer above the one that caused it).
 
 The former ranking kept each layer in float alone, in turn, and measured the whole file's probabilities: one
-conversion and one run per layer (about 50 for a MobileNetV2), where this takes one. Both rankings' float islands
-are compared on a pretrained network in benchmarks/sensitivity_ranking.py (docs/benchmarks.md).
+quantisation and one run per layer (about 50 for a MobileNetV2). That measure sees what the rest of the network
+makes of a layer's error, which the local one cannot, so it still orders the few layers the local scores put
+first (`refine`, REFINED_LAYERS of them): a handful of quantisations instead of one per layer. Both rankings'
+float islands are compared on a pretrained network in benchmarks/sensitivity_ranking.py (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+
+# How many of the layers the one-pass scores rank first are ordered again by their effect on the whole file: as
+# many as the float-island rungs keep before their last step (int8.FLOAT_LAYER_STEPS).
+REFINED_LAYERS = 8
 
 # How many images run at once: every tensor of a batch is kept in memory, so the batch is small.
 BATCH_IMAGES = 8
@@ -204,3 +212,14 @@ def rank_onnx_layers(quantized, prepared, images: np.ndarray) -> list[str]:
                 int8_output = _on_grid(int8_output, *grid)
             errors.add(layer, int8_output, values[reference], grid)
     return errors.ranked()
+
+
+def refine(ranked: list[str], distance: Callable[[str], float], count: int = REFINED_LAYERS) -> list[str]:
+    """`ranked` with its first `count` layers ordered by `distance` (how far the int8 file with that layer alone
+    in float stays from the float model), the rest as they were."""
+    return sorted(ranked[:count], key=distance) + ranked[count:]
+
+
+def output_distance(probabilities: np.ndarray, reference: np.ndarray) -> float:
+    """Mean total variation between two models' class probabilities on the same images."""
+    return float(0.5 * np.abs(probabilities - reference).sum(axis=1).mean())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -9,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgetl.errors import EdgetlError
-from edgetl.exporting.activation_ranges import tflite_activation_stats, with_ranges, write_range
+from edgetl.exporting.activation_ranges import Measurement, tflite_measurement, with_ranges, write_range
 from edgetl.exporting.formats import QUANTIZERS
 from edgetl.exporting.int8 import CALIBRATION_PERCENTILE, IO_TYPES
 
@@ -65,37 +67,91 @@ def _calibrating_converter(model, calibration_pixels):
 
 
 class TfliteCalibration:
-    """A Keras model calibrated for the converter's int8, once for every method and every set of float layers:
-    the converter's calibrate-only output (its float graph with a min/max slot per activation; one image fills
-    them, the input pinned to raw pixels), and the statistics of every activation over the whole sample,
-    measured by edgetl in memory-bounded batches (exporting/activation_ranges.py). Each method's ranges are
-    written from the same statistics, so min-max and percentile share one pass over the images. Given `base`,
-    the calibration of the same model converted before (tensor names repeat across conversions), its statistics
-    are used instead of measuring them again."""
+    """A Keras model as the converter's int8 starts from it: the converter's calibrate-only output (its float graph
+    with a min/max slot per activation; one image fills them, the input pinned to raw pixels), whose slots edgetl
+    fills from a Measurement of the calibration images (exporting/activation_ranges.py). `measurement`, when
+    given, is the one an earlier conversion of the same model made (tensor names repeat across conversions), so
+    the ladder's rungs measure once; else this graph is measured, sized for up to `most_images` images."""
 
-    def __init__(self, model, sample, base: TfliteCalibration | None = None) -> None:
+    def __init__(
+        self, model, sample, measurement: Measurement | None = None, most_images: int = 0, corrections=None
+    ) -> None:
         from edgetl.exporting.calibration import as_sample
 
-        sample = as_sample(sample)
-        converter = _calibrating_converter(model, sample[:1])
+        self.sample = as_sample(sample)
+        self.corrections = corrections or {}  # the bias corrections `model` carries (bias_correction.Correction)
+        converter = _calibrating_converter(model, self.sample[:1])
         converter._experimental_calibrate_only = True  # the converter's own two steps, so a denylist can be given
         self.float_model = _pin_input_range(converter.convert(), RAW_PIXEL_RANGE)
-        if base is not None:
-            self.stats = base.stats
-        else:
-            self.stats = tflite_activation_stats(self.float_model, sample, CALIBRATION_PERCENTILE)
+        self.measurement = measurement or tflite_measurement(
+            self.float_model, max(most_images, len(self.sample)), CALIBRATION_PERCENTILE
+        )
 
     def calibrated(self, method: str = CALIBRATION_METHODS[0]) -> bytes:
-        """The float graph with `method`'s activation ranges, ready to quantise."""
+        """The float graph with `method`'s activation ranges over the sample, ready to quantise."""
         if method not in CALIBRATION_METHODS:
             raise EdgetlError(f"TFLite calibration method {method!r}: unknown; one of {', '.join(CALIBRATION_METHODS)}")
-        return with_ranges(self.float_model, self.stats.ranges(method))
+        return with_ranges(self.float_model, self.measurement.over(self.sample).ranges(method))
+
+    def rebiased(self, corrections: dict, sample) -> TfliteCalibration | None:
+        """This graph as the converter would make it of the same model with `corrections` instead of its own,
+        measured on `sample`: bias correction only subtracts a shift from the bias the converter folds into each
+        corrected convolution, so the difference is written into those biases. None where a convolution's
+        folded bias cannot be found for certain (then the model is converted again)."""
+        from edgetl.exporting.calibration import as_sample
+
+        float_model = _rebias(self.float_model, self.corrections, corrections)
+        if float_model is None:
+            return None
+        rebiased = copy.copy(self)
+        rebiased.float_model, rebiased.corrections, rebiased.sample = float_model, corrections, as_sample(sample)
+        return rebiased
 
     def quantize(self, method: str, io_type: str = IO_TYPES[0], float_layers: tuple[str, ...] = ()) -> bytes:
         """int8 by `method`, with `io_type` input and output, `float_layers` kept in float."""
         if io_type not in IO_TYPES:
             raise EdgetlError(f"--io-type {io_type}: unknown; choose one of {', '.join(IO_TYPES)}")
         return _quantize(self.calibrated(method), io_type, float_layers)
+
+
+# The ops bias correction corrects, by their builtin code in the TFLite schema.
+CONVOLUTION_OPS = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 4}
+FLOAT32_TENSOR = 0  # TensorType.FLOAT32
+
+
+def _rebias(float_model: bytes, carried: dict, wanted: dict) -> bytes | None:
+    """`float_model` (carrying the bias corrections `carried`) with `wanted` instead: each corrected
+    convolution's bias, found as the one convolution op whose output names both the convolution and the layer
+    the correction was taken from (the BatchNormalization folded into it), gets back what `carried` took off and
+    loses what `wanted` takes. None where that op or its float bias is not there."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    buffer = bytearray(float_model)
+    model = schema.Model.GetRootAs(buffer, 0)
+    subgraph = model.Subgraphs(0)
+    convolutions = []
+    for index in range(subgraph.OperatorsLength()):
+        op = subgraph.Operators(index)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        if max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) in CONVOLUTION_OPS.values():
+            convolutions.append((subgraph.Tensors(op.Outputs(0)).Name().decode(), op))
+    for layer in sorted(set(carried) | set(wanted)):
+        before, after = carried.get(layer), wanted.get(layer)
+        if before is not None and after is not None and np.array_equal(before.shift, after.shift):
+            continue
+        holder = (after or before).holder
+        found = [op for name, op in convolutions if names_layer(name, layer) and names_layer(name, holder)]
+        if len(found) != 1 or found[0].InputsLength() < 3 or found[0].Inputs(2) < 0:
+            return None
+        delta = (before.shift if before is not None else 0.0) - (after.shift if after is not None else 0.0)
+        bias = subgraph.Tensors(found[0].Inputs(2))
+        data = model.Buffers(bias.Buffer())
+        channels = np.size(delta)
+        if bias.Type() != FLOAT32_TENSOR or data.DataLength() != channels * 4:
+            return None
+        values = np.frombuffer(buffer, np.float32, count=channels, offset=data._tab.Vector(data._tab.Offset(4)))
+        values += np.asarray(delta, np.float32)
+    return bytes(buffer)
 
 
 def _calibrated(model, calibration_pixels, method: str = CALIBRATION_METHODS[0]) -> bytes:
@@ -157,6 +213,13 @@ def convert_int8(
     return calibration.quantize(method, io_type, float_layers)
 
 
+def names_layer(tensor_name: str, layer: str) -> bool:
+    """Whether a converted op's tensor name (`;`-joined names of the fused ops, e.g. `.../block_1_expand_1/...`)
+    comes from the Keras layer `layer`."""
+    pattern = re.compile(rf"(^|/){re.escape(layer)}(_\d+)?/")
+    return any(pattern.search(part) for part in tensor_name.split(";"))
+
+
 # The ops whose weights int8 rounds, and so the layers the fallback may keep in float.
 WEIGHTED_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"})
 # How many calibration images measure each layer's sensitivity.
@@ -166,13 +229,26 @@ SENSITIVITY_IMAGES = 48
 def rank_int8_sensitivity(
     model, calibration_pixels: np.ndarray, io_type: str, method: str = CALIBRATION_METHODS[0]
 ) -> list[str]:
-    """The weighted layers, most sensitive to int8 first, by the error each adds itself in one debug run of the
-    int8 graph on a few calibration images (exporting/sensitivity.py). Named as the float graph's op outputs, as
-    `denylisted_nodes` takes them."""
-    from edgetl.exporting.sensitivity import rank_tflite_layers
+    """The weighted layers, most sensitive to int8 first (`rank_calibrated`), for `model` calibrated on
+    `calibration_pixels`."""
+    return rank_calibrated(TfliteCalibration(model, calibration_pixels), io_type, method)
 
-    calibrated = _calibrated(model, calibration_pixels, method)
-    return rank_tflite_layers(calibrated, calibration_pixels[:SENSITIVITY_IMAGES], io_type, WEIGHTED_OPS)
+
+def rank_calibrated(calibration: TfliteCalibration, io_type: str, method: str = CALIBRATION_METHODS[0]) -> list[str]:
+    """The weighted layers, most sensitive to int8 first: by the error each adds itself in one debug run of the
+    int8 graph on a few calibration images, the first few then by what keeping each alone in float does to the
+    file's probabilities (exporting/sensitivity.py). Named as the float graph's op outputs, as
+    `denylisted_nodes` takes them."""
+    from edgetl.exporting.sensitivity import output_distance, rank_tflite_layers, refine
+
+    calibrated = calibration.calibrated(method)
+    images = calibration.sample[:SENSITIVITY_IMAGES]
+    reference = _predict(calibrated, images)
+
+    def distance(layer: str) -> float:
+        return output_distance(_predict(_quantize(calibrated, io_type, (layer,)), images), reference)
+
+    return refine(rank_tflite_layers(calibrated, images, io_type, WEIGHTED_OPS), distance)
 
 
 def _interpreter(flatbuffer: bytes):
