@@ -241,6 +241,11 @@ def case_commands(work: Path) -> dict[str, tuple[list[str], Path | None]]:
 CASES = list(case_commands(Path(".")))
 
 
+def in_order(cases: dict) -> list[str]:
+    """The cases measured, in CASES order (cases this script no longer has last)."""
+    return sorted(cases, key=lambda case: CASES.index(case) if case in CASES else len(CASES))
+
+
 def fresh_output(case: str, work: Path, folder: Path | None) -> None:
     """Each case starts from an empty output folder; the EfficientNetB0 case from a copy of the trained run."""
     target = folder or work / "out" / case
@@ -384,10 +389,11 @@ def machine(tree: Path) -> dict:
 
 
 def git_commit(tree: Path) -> str:
-    result = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(tree), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()  # fmt: skip
-    return (result.stdout.strip() or "unknown") + ("+changes" if dirty else "")
+    """The last commit that changed the tree's src/ (what the cases run), and whether src/ has changes since."""
+    git = ["git", "-C", str(tree)]
+    commit = subprocess.run([*git, "log", "-1", "--format=%h", "--", "src"], capture_output=True, text=True)
+    changes = subprocess.run([*git, "status", "--porcelain", "--", "src"], capture_output=True, text=True)
+    return (commit.stdout.strip() or "unknown") + ("+changes" if changes.stdout.strip() else "")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -415,7 +421,8 @@ def print_results(results: dict) -> None:
         f"(other load: mean {results['mean_other_load']:.2f} busy cores besides ours)"
     )
     print(f"{'case':<20}{'wall s':>16}{'CPU s':>8}{'peak GB':>9}{'others':>7}  int8 agreement/confident, recipe")
-    for case, result in results["cases"].items():
+    for case in in_order(results["cases"]):
+        result = results["cases"][case]
         records = result["int8"] or [None]
         first = int8_summary(records[0]) if records[0] else ""
         print(
@@ -425,8 +432,8 @@ def print_results(results: dict) -> None:
         for record in records[1:]:
             print(f"{'':<60}  {int8_summary(record)}")
     print("\nladder attempts (seconds each; the rest of the wall time is start, float exports, ranking, checks):")
-    for case, result in results["cases"].items():
-        for record in result["int8"]:
+    for case in in_order(results["cases"]):
+        for record in results["cases"][case]["int8"]:
             seconds = sum(attempt["seconds"] for attempt in record["attempts"])
             tried = ", ".join(f"{a['recipe']} {a['seconds']:.0f}s" for a in record["attempts"])
             print(f"  {case} {record['format']}: {len(record['attempts'])} attempts, {seconds:.0f} s: {tried}")
@@ -472,7 +479,7 @@ def print_comparison(before: dict, after: dict) -> None:
     print(f"\nbefore: code {before['code']}, {before['machine']['cpu_class']}, shared: {before['shared']}")
     print(f"after:  code {after['code']}, {after['machine']['cpu_class']}, shared: {after['shared']}")
     print(f"{'case':<20}{'wall s before':>18}{'after':>18}{'peak GB before':>16}{'after':>8}")
-    for case in [*before["cases"], *(c for c in after["cases"] if c not in before["cases"])]:
+    for case in in_order({**before["cases"], **after["cases"]}):
         b, a = before["cases"].get(case), after["cases"].get(case)
         print(
             f"{case:<20}{wall_text(b) if b else '-':>18}{wall_text(a) if a else '-':>18}"
@@ -499,6 +506,9 @@ def main() -> int:
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma list of: {', '.join(CASES)}")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds a case may take before it is stopped")
     parser.add_argument("--json", type=Path, help="write the results here (after every case)")
+    parser.add_argument(
+        "--merge", action="store_true", help="keep the other cases already in --json (measured on the same code)"
+    )
     parser.add_argument("--label", default="", help="a name for this run in the output, e.g. 'before issue 25'")
     parser.add_argument("--compare", type=Path, nargs="+", metavar="JSON", help="BEFORE.json [AFTER.json]")
     parser.add_argument("--prepare-models", type=Path, help=argparse.SUPPRESS)
@@ -530,6 +540,12 @@ def main() -> int:
         "command": " ".join(sys.argv),
         "cases": {},
     }
+    if args.merge and args.json and args.json.is_file():
+        earlier = json.loads(args.json.read_text())
+        if earlier["code"] != results["code"]:
+            raise SystemExit(f"--merge: {args.json} measured code {earlier['code']}, this is {results['code']}")
+        results["cases"] = {case: result for case, result in earlier["cases"].items() if case not in cases}
+        results["command"] = f"{earlier['command']}; then {results['command']}"
     stamp = time.strftime("%H%M%S")
     for case in cases:
         command, folder = commands[case]
@@ -546,7 +562,9 @@ def main() -> int:
         print(f"{case}: {wall_text(result)} s, {result['cpu_s']:.0f} CPU s, {result['peak_rss_gb']:.2f} GB", flush=True)
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(results, indent=1) + "\n")
+            staging = args.json.with_name(f".{args.json.name}.tmp")
+            staging.write_text(json.dumps(results, indent=1) + "\n")
+            staging.replace(args.json)
     print_results(results)
     if args.compare:
         print_comparison(json.loads(args.compare[0].read_text()), results)
