@@ -431,15 +431,19 @@ def print_results(results: dict) -> None:
         )
         for record in records[1:]:
             print(f"{'':<60}  {int8_summary(record)}")
-    print("\nladder attempts (seconds each; the rest of the wall time is start, float exports, ranking, checks):")
+    print("\nladder attempts, wall seconds each (outside them: start, float exports, layer ranking, other checks):")
     for case in in_order(results["cases"]):
-        for record in results["cases"][case]["int8"]:
+        result = results["cases"][case]
+        in_ladders = 0.0
+        for record in result["int8"]:
             seconds = sum(attempt["seconds"] for attempt in record["attempts"])
-            tried = ", ".join(f"{a['recipe']} {a['seconds']:.0f}s" for a in record["attempts"])
+            in_ladders += seconds
+            tried = ", ".join(f"{a['recipe']} {a['seconds']:.0f}" for a in record["attempts"])
             print(f"  {case} {record['format']}: {len(record['attempts'])} attempts, {seconds:.0f} s: {tried}")
-    print(
-        "\npeak memory from:", ", ".join(f"{case} {result['peak_source']}" for case, result in results["cases"].items())
-    )
+        if result["int8"] and not result["stopped"]:
+            print(f"  {case}: {result['wall_s'] - in_ladders:.0f} s of {result['wall_s']:.0f} outside the ladders")
+    sources = ", ".join(f"{case} {results['cases'][case]['peak_source']}" for case in in_order(results["cases"]))
+    print(f"\npeak memory from: {sources}")
     for line in ratio_lines(results["cases"]):
         print(line)
 
@@ -457,8 +461,9 @@ def ratio_lines(cases: dict) -> list[str]:
         )
     if done("mnv2-224") and done("plain-converter"):
         wall = cases["mnv2-224"]["wall_s"] / cases["plain-converter"]["wall_s"]
+        cpu = cases["mnv2-224"]["cpu_s"] / cases["plain-converter"]["cpu_s"]
         peak = cases["mnv2-224"]["peak_rss_gb"] / cases["plain-converter"]["peak_rss_gb"]
-        lines.append(f"mnv2-224 / plain converter: wall {wall:.1f}x, peak RSS {peak:.1f}x")
+        lines.append(f"mnv2-224 / plain converter: wall {wall:.1f}x, CPU {cpu:.1f}x, peak RSS {peak:.1f}x")
     if done("mnv2-224") and done("mnv2-224-x3"):
         peak = cases["mnv2-224-x3"]["peak_rss_gb"] / cases["mnv2-224"]["peak_rss_gb"]
         lines.append(f"mnv2-224 peak RSS, 600 / 200 calibration samples: {peak:.2f}x")
@@ -476,24 +481,29 @@ def ratio_lines(cases: dict) -> list[str]:
 
 
 def print_comparison(before: dict, after: dict) -> None:
-    print(f"\nbefore: code {before['code']}, {before['machine']['cpu_class']}, shared: {before['shared']}")
-    print(f"after:  code {after['code']}, {after['machine']['cpu_class']}, shared: {after['shared']}")
-    print(f"{'case':<20}{'wall s before':>18}{'after':>18}{'peak GB before':>16}{'after':>8}")
-    for case in in_order({**before["cases"], **after["cases"]}):
-        b, a = before["cases"].get(case), after["cases"].get(case)
+    for name, results in (("before", before), ("after", after)):
         print(
-            f"{case:<20}{wall_text(b) if b else '-':>18}{wall_text(a) if a else '-':>18}"
-            f"{b['peak_rss_gb'] if b else float('nan'):>16.2f}{a['peak_rss_gb'] if a else float('nan'):>8.2f}"
+            f"\n{name}: {results.get('label', '')} code {results['code']}, {results['machine']['cpu_class']}, "
+            f"{results['machine']['cores']} cores, shared: {results['shared']} "
+            f"(mean {results['mean_other_load']:.2f} busy cores besides ours)"
         )
-        formats = [r["format"] for r in (b or {}).get("int8", [])]
-        formats += [r["format"] for r in (a or {}).get("int8", []) if r["format"] not in formats]
+    print(f"{'case':<20}{'wall s':>30}{'CPU s':>14}{'peak RSS GB':>16}")
+    for case in in_order({**before["cases"], **after["cases"]}):
+        old, new = before["cases"].get(case), after["cases"].get(case)
+        wall = f"{wall_text(old) if old else '-'} -> {wall_text(new) if new else '-'}"
+        cpu = f"{old['cpu_s']:.0f} -> {new['cpu_s']:.0f}" if old and new else "-"
+        peak = f"{old['peak_rss_gb']:.2f} -> {new['peak_rss_gb']:.2f}" if old and new else "-"
+        print(f"{case:<20}{wall:>30}{cpu:>14}{peak:>16}")
+        formats = [r["format"] for r in (old or {}).get("int8", [])]
+        formats += [r["format"] for r in (new or {}).get("int8", []) if r["format"] not in formats]
         for name in formats:
-            old = next((r for r in (b or {}).get("int8", []) if r["format"] == name), None)
-            new = next((r for r in (a or {}).get("int8", []) if r["format"] == name), None)
-            print(f"{'':<4}{int8_summary(old) if old else '-':<56}-> {int8_summary(new) if new else '-'}")
-    print("\nafter:")
-    for line in ratio_lines(after["cases"]):
-        print(f"  {line}")
+            was = next((r for r in (old or {}).get("int8", []) if r["format"] == name), None)
+            now = next((r for r in (new or {}).get("int8", []) if r["format"] == name), None)
+            print(f"{'':<4}{int8_summary(was) if was else '-':<56}-> {int8_summary(now) if now else '-'}")
+    for name, results in (("before", before), ("after", after)):
+        print(f"\n{name}:")
+        for line in ratio_lines(results["cases"]):
+            print(f"  {line}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
