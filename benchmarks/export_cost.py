@@ -52,6 +52,7 @@ CROPS = 600
 CALIBRATION_SAMPLES = 200  # edgetl's default, and the plain recipe's sample
 XCEPTION_CLASSES = 10
 SAMPLE_SECONDS = 0.2
+TIMELINE_SECONDS = 5.0
 NICE = 10
 PEAK_TARGET_GB = 2.5
 MNV2_WALL_TARGET = 90.0
@@ -296,7 +297,7 @@ def measure(command: list[str], tree: Path, log: Path, timeout: float) -> dict:
     """Run `python command` niced in a session of its own; its wall and CPU seconds, peak memory, exit code."""
     log.parent.mkdir(parents=True, exist_ok=True)
     full = ["nice", "-n", str(NICE), sys.executable, *command]
-    sampled = {"peak": 0, "processes": 1, "stopped": False}
+    sampled = {"peak": 0, "processes": 1, "stopped": False, "timeline": []}
     finished = threading.Event()
     busy_before = busy_seconds()
     began = time.perf_counter()
@@ -310,6 +311,9 @@ def measure(command: list[str], tree: Path, log: Path, timeout: float) -> dict:
         def sample() -> None:
             while not finished.wait(SAMPLE_SECONDS):
                 rss, processes = tree_rss_bytes(child.pid)
+                elapsed = time.perf_counter() - began
+                if not sampled["timeline"] or elapsed - sampled["timeline"][-1][0] >= TIMELINE_SECONDS:
+                    sampled["timeline"].append([round(elapsed, 1), round(rss / 1e9, 2)])
                 sampled["peak"] = max(sampled["peak"], rss)
                 sampled["processes"] = max(sampled["processes"], processes)
                 if time.perf_counter() - began > timeout and not sampled["stopped"]:
@@ -339,6 +343,7 @@ def measure(command: list[str], tree: Path, log: Path, timeout: float) -> dict:
         "stopped": sampled["stopped"],
         "timeout_s": timeout,
         "log": str(log),
+        "rss_timeline": sampled["timeline"],  # [seconds, GB] of the process tree, every TIMELINE_SECONDS
     }
 
 
@@ -363,9 +368,10 @@ def int8_records(folder: Path | None) -> list[dict]:
                 "recipe": record.get("recipe", ""),
                 "float_layers": len(record.get("float_layers", [])),
                 "attempts": [
-                    {key: attempt.get(key) for key in ("recipe", "agreement", "confident_agreement", "seconds")}
-                    for attempt in attempts
+                    {key: value for key, value in attempt.items() if key != "float_layers"} for attempt in attempts
                 ],
+                # any timing the exporter records besides the attempts' (e.g. of ranking layers)
+                "timings": {key: value for key, value in record.items() if "seconds" in key},
             }
         )
     return records
@@ -436,9 +442,11 @@ def print_results(results: dict) -> None:
         result = results["cases"][case]
         in_ladders = 0.0
         for record in result["int8"]:
-            seconds = sum(attempt["seconds"] for attempt in record["attempts"])
+            seconds = sum(attempt.get("seconds") or 0.0 for attempt in record["attempts"])
             in_ladders += seconds
-            tried = ", ".join(f"{a['recipe']} {a['seconds']:.0f}" for a in record["attempts"])
+            tried = ", ".join(f"{a.get('recipe')} {a.get('seconds') or 0:.0f}" for a in record["attempts"])
+            timings = ", ".join(f"{key} {value}" for key, value in record.get("timings", {}).items())
+            tried += f"; {timings}" if timings else ""
             print(f"  {case} {record['format']}: {len(record['attempts'])} attempts, {seconds:.0f} s: {tried}")
         if result["int8"] and not result["stopped"]:
             print(f"  {case}: {result['wall_s'] - in_ladders:.0f} s of {result['wall_s']:.0f} outside the ladders")
