@@ -519,6 +519,36 @@ def print_comparison(before: dict, after: dict) -> None:
             print(f"  {line}")
 
 
+def markdown(before: dict | None, after: dict) -> None:
+    """The results (or before -> after) as a Markdown table for docs/benchmarks.md."""
+
+    def int8_cell(result: dict | None) -> str:
+        if not result or not result["int8"]:
+            return "-"
+        return "<br>".join(int8_summary(record) for record in result["int8"])
+
+    def figures(result: dict | None) -> tuple[str, str, str]:
+        if not result:
+            return "-", "-", "-"
+        return wall_text(result), f"{result['cpu_s']:.0f}", f"{result['peak_rss_gb']:.2f}"
+
+    if before is None:
+        print("| case | wall s | CPU s | peak RSS GB | other load (cores) | int8: agreement/confident, recipe |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for case in in_order(after["cases"]):
+            result = after["cases"][case]
+            print(
+                f"| {case} | {' | '.join(figures(result))} | {result['other_load_cores']:.2f} | {int8_cell(result)} |"
+            )
+        return
+    print("| case | wall s | CPU s | peak RSS GB | int8 before | int8 after |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for case in in_order({**before["cases"], **after["cases"]}):
+        old, new = before["cases"].get(case), after["cases"].get(case)
+        pairs = " | ".join(f"{b} -> {a}" for b, a in zip(figures(old), figures(new), strict=True))
+        print(f"| {case} | {pairs} | {int8_cell(old)} | {int8_cell(new)} |")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -534,6 +564,7 @@ def main() -> int:
     )
     parser.add_argument("--label", default="", help="a name for this run in the output, e.g. 'before issue 25'")
     parser.add_argument("--compare", type=Path, nargs="+", metavar="JSON", help="BEFORE.json [AFTER.json]")
+    parser.add_argument("--markdown", action="store_true", help="also print the table(s) as Markdown")
     parser.add_argument("--prepare-models", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.prepare_models:
@@ -543,6 +574,9 @@ def main() -> int:
         before, after = (json.loads(path.read_text()) for path in args.compare)
         print_results(after)
         print_comparison(before, after)
+        if args.markdown:
+            print()
+            markdown(None if args.compare[0] == args.compare[1] else before, after)
         return 0
     tree = args.src.resolve()
     if not (tree / "src" / "edgetl").is_dir():
@@ -589,8 +623,12 @@ def main() -> int:
             staging.write_text(json.dumps(results, indent=1) + "\n")
             staging.replace(args.json)
     print_results(results)
-    if args.compare:
-        print_comparison(json.loads(args.compare[0].read_text()), results)
+    before = json.loads(args.compare[0].read_text()) if args.compare else None
+    if before:
+        print_comparison(before, results)
+    if args.markdown:
+        print()
+        markdown(before, results)
     return 0
 
 
