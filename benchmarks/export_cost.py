@@ -19,11 +19,14 @@ from /proc/stat) are printed beside the wall time, since on a shared machine wal
 From each case's exports.json it prints, per int8 file: agreement with Keras, on the confident images, the recipe
 kept, the attempts and the seconds of each, and the layers kept in float.
 
-The inputs are prepared once in --work and reused. Results are written to --json after every case; --compare
-prints two result files side by side (or an earlier file beside this run):
+The inputs are prepared once in --work and reused, so runs of different code measure the same files. Results are
+written to --json after every case (--merge keeps the other cases of an earlier file of the same code, to re-run
+one); --compare prints an earlier result file beside this run, or two files side by side; --markdown adds the table
+for docs/benchmarks.md:
 
-    python benchmarks/export_cost.py [--src TREE] [--work DIR] [--cases a,b] [--timeout S] [--json OUT]
-    python benchmarks/export_cost.py --compare BEFORE.json [AFTER.json]
+    python benchmarks/export_cost.py [--src TREE] [--work DIR] [--cases a,b] [--timeout S] [--json OUT] [--merge]
+                                     [--compare BEFORE.json] [--markdown]
+    python benchmarks/export_cost.py --compare BEFORE.json AFTER.json [--markdown]
 
 Targets (issue 25): mnv2-224 peak RSS <= 2.5 GB whatever --calibration-samples is, wall <= 90 s on 2 cores; the
 float-island path at most 2x the integer-only one; xception-299 within the same memory bound; effnetb0-64 under
