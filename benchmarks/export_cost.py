@@ -573,6 +573,8 @@ def main() -> int:
     if args.prepare_models:
         prepare_models(args.prepare_models)
         return 0
+    if args.compare and len(args.compare) > 2:
+        parser.error("--compare takes BEFORE.json and at most one AFTER.json")
     if args.compare and len(args.compare) == 2:
         before, after = (json.loads(path.read_text()) for path in args.compare)
         print_results(after)
