@@ -37,8 +37,7 @@ def test_statistics_merged_batch_by_batch_equal_those_of_all_values_at_once():
     assert (low, high) == (float(ordered[30]), float(ordered[-31]))  # 1% of 3000 values = 30 cut off each side
 
 
-@pytest.mark.parametrize("symmetric", [False, True])
-def test_one_pass_gives_the_exact_statistics_of_every_first_n_images_asked(symmetric):
+def test_one_pass_gives_the_exact_statistics_of_every_first_n_images_asked():
     """The ladder asks for its first sample, then three times as many: the pass goes on where it stopped, and
     each answer equals a pass over just those images."""
     from edgetl.exporting.activation_ranges import Measurement
@@ -51,10 +50,10 @@ def test_one_pass_gives_the_exact_statistics_of_every_first_n_images_asked(symme
         runs.append(len(batch))
         return {"x": batch, "relu": np.maximum(batch, 0) * 2}
 
-    measurement = Measurement(activations, images[0].nbytes * 2, 90, 99.0, symmetric)
+    measurement = Measurement(activations, images[0].nbytes * 2, 90, lambda count: ActivationStats(count, 99.0))
     for count in (30, 30, 90, 30):
         asked = measurement.over(ImageSample.of(images[:count]))
-        alone = ActivationStats(count, 99.0, symmetric)
+        alone = ActivationStats(count, 99.0)
         alone.add(activations(images[:count]), count)
         for method in ("minmax", "percentile"):
             assert asked.ranges(method) == alone.ranges(method), (count, method)
@@ -93,9 +92,8 @@ def test_an_image_sample_reads_only_the_slices_asked_for():
 @pytest.mark.parametrize("method", ["minmax", "percentile"])
 def test_onnx_calibration_gives_the_int8_file_onnxruntimes_own_calibrator_gives(tmp_path, method):
     """The ranges edgetl measures, handed to onnxruntime through its calibration cache, make the file onnxruntime's
-    own calibrator of the method makes reading the images one by one: the same for min-max; for percentile, whose
-    cut onnxruntime takes at the edge of a histogram bin (2048 of them over the largest magnitude) and edgetl
-    exactly, scales within a bin's width and the same outputs."""
+    own calibrator of the method makes reading the images one by one (32 images: one batch, so the percentile
+    histogram is binned as onnxruntime bins it)."""
     import onnx
     import onnxruntime
     from onnxruntime.quantization import (
@@ -110,7 +108,7 @@ def test_onnx_calibration_gives_the_int8_file_onnxruntimes_own_calibrator_gives(
     from edgetl.exporting.onnx import OnnxCalibration
     from edgetl.models.classifier import INPUT_NAME
 
-    images = pixels(40)
+    images = pixels(32)
     ours = OnnxCalibration(small_classifier(), images, tmp_path).quantize(method, (), "vnni-arm64")
 
     class Reader(CalibrationDataReader):
@@ -141,13 +139,8 @@ def test_onnx_calibration_gives_the_int8_file_onnxruntimes_own_calibrator_gives(
         onnxruntime.InferenceSession(model.SerializeToString()).run(None, {INPUT_NAME: images})[0]
         for model in (ours, theirs)
     ]
-    if method == "minmax":
-        assert scales(ours) == pytest.approx(scales(theirs), rel=1e-6)
-        np.testing.assert_array_equal(*outputs)
-    else:
-        assert scales(ours) == pytest.approx(scales(theirs), rel=2e-3)
-        np.testing.assert_array_equal(outputs[0].argmax(axis=1), outputs[1].argmax(axis=1))
-        assert np.abs(outputs[0] - outputs[1]).max() < 0.02
+    assert scales(ours) == pytest.approx(scales(theirs), rel=1e-6)
+    np.testing.assert_array_equal(*outputs)
 
 
 MEASURE = textwrap.dedent(

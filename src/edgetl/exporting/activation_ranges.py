@@ -35,12 +35,11 @@ MIN_FIELD, MAX_FIELD = 4, 6
 
 
 class _Tails:
-    """The `keep` largest (and, `two_sided`, smallest) values one tensor has shown so far: all a percentile of
-    them needs, for any number of values up to what `keep` was sized for."""
+    """The `keep` largest and smallest values one tensor has shown so far: all a percentile of them needs, for
+    any number of values up to what `keep` was sized for."""
 
-    def __init__(self, keep: int, two_sided: bool = True) -> None:
+    def __init__(self, keep: int) -> None:
         self.keep = keep
-        self.two_sided = two_sided
         self.high = np.empty(0, np.float32)
         self.low = np.empty(0, np.float32)
 
@@ -48,10 +47,9 @@ class _Tails:
         # Once `keep` values are held, only a value beyond the current cut can move it: one comparison pass leaves
         # the few candidates, and only they are sorted in.
         high = values[values > self.high.min()] if self.high.size == self.keep else values
+        low = values[values < self.low.max()] if self.low.size == self.keep else values
         self.high = self._extreme(np.concatenate([self.high, high]), largest=True)
-        if self.two_sided:
-            low = values[values < self.low.max()] if self.low.size == self.keep else values
-            self.low = self._extreme(np.concatenate([self.low, low]), largest=False)
+        self.low = self._extreme(np.concatenate([self.low, low]), largest=False)
 
     def _extreme(self, values: np.ndarray, largest: bool) -> np.ndarray:
         if values.size <= self.keep:
@@ -63,8 +61,6 @@ class _Tails:
     def cut(self, keep: int) -> tuple[float, float]:
         """The `keep`-th smallest and largest value seen (`keep` at most what the tails hold)."""
         high = np.partition(self.high, max(0, self.high.size - keep))[max(0, self.high.size - keep)]
-        if not self.two_sided:
-            return float("-inf"), float(high)
         low = np.partition(self.low, min(keep, self.low.size) - 1)[min(keep, self.low.size) - 1]
         return float(low), float(high)
 
@@ -83,13 +79,11 @@ def images_per_batch(bytes_per_image: int, budget: int | None = None) -> int:
 
 class ActivationStats:
     """Per activation, what min-max and percentile calibration need of all its values over the images seen,
-    merged batch by batch: the extremes, and the exact tails a percentile cuts off, sized for up to `images`
-    images, so the percentile of any number of images up to that is exact. `symmetric` cuts the magnitudes, as
-    onnxruntime's percentile calibrator does (the range is then +-cut, held within the extremes); otherwise each
-    side is cut on its own."""
+    merged batch by batch: the extremes, and the exact tails a percentile cuts off each side, sized for up to
+    `images` images, so the percentile of any number of images up to that is exact."""
 
-    def __init__(self, images: int, percentile: float, symmetric: bool = False) -> None:
-        self.images, self.percentile, self.symmetric = images, percentile, symmetric
+    def __init__(self, images: int, percentile: float) -> None:
+        self.images, self.percentile = images, percentile
         self.seen = 0
         self.extremes: dict = {}
         self.per_image: dict = {}
@@ -105,11 +99,11 @@ class ActivationStats:
             if key not in self.tails:  # the first batch tells how many values an image gives, so how many to cut
                 self.per_image[key] = values.size / batch_images
                 keep = self._keep(self.per_image[key], max(self.images, self.seen + batch_images))
-                self.tails[key] = _Tails(keep, two_sided=not self.symmetric)
+                self.tails[key] = _Tails(keep)
                 self.extremes[key] = (low, high)
             lowest, highest = self.extremes[key]
             self.extremes[key] = (min(lowest, low), max(highest, high))
-            self.tails[key].add(np.abs(values) if self.symmetric else values)
+            self.tails[key].add(values)
         self.seen += batch_images
 
     def ranges(self, method: str) -> dict:
@@ -122,17 +116,15 @@ class ActivationStats:
             low, high = min(lowest, 0.0), max(highest, 0.0)
             if method == "percentile":
                 cut_low, cut_high = self.tails[key].cut(self._keep(self.per_image[key], self.seen))
-                if self.symmetric:
-                    cut_low = -cut_high
                 low, high = max(low, min(cut_low, 0.0)), min(high, max(cut_high, 0.0))
             ranges[key] = (low, high)
         return ranges
 
     def copy(self) -> ActivationStats:
-        copied = ActivationStats(self.images, self.percentile, self.symmetric)
+        copied = ActivationStats(self.images, self.percentile)
         copied.seen, copied.extremes, copied.per_image = self.seen, dict(self.extremes), dict(self.per_image)
         for key, tail in self.tails.items():
-            copied.tails[key] = _Tails(tail.keep, tail.two_sided)
+            copied.tails[key] = _Tails(tail.keep)
             copied.tails[key].high, copied.tails[key].low = tail.high.copy(), tail.low.copy()
         return copied
 
@@ -141,30 +133,33 @@ class Measurement:
     """One float graph's activations over the calibration images, measured as far as asked and kept: the
     statistics of the first n images for every n asked, from one pass that goes on where it stopped. The int8
     ladder's rungs all take their ranges from it, whatever the method, sample size or bias correction of their
-    own graph (bias correction moves an activation's mean by a few int8 steps at most, so its range hardly)."""
+    own graph (bias correction moves an activation's mean by a few int8 steps at most, so its range hardly).
+    `statistics(images)` starts the statistics for up to that many images (ActivationStats, or a converter's
+    own: anything with add, ranges and copy)."""
 
     def __init__(
         self,
         activations: Callable[[np.ndarray], dict],
         bytes_per_image: int,
         most_images: int,
-        percentile: float,
-        symmetric: bool = False,
+        statistics: Callable[[int], ActivationStats],
     ) -> None:
         self.activations = activations  # the float graph run on a batch of images -> each activation's values
         self.batch = images_per_batch(bytes_per_image)
-        self.most_images, self.percentile, self.symmetric = most_images, percentile, symmetric
-        self.stats = ActivationStats(most_images, percentile, symmetric)
+        self.most_images, self.statistics = most_images, statistics
+        self.stats = statistics(most_images)
+        self.seen = 0
         self.snapshots: dict[int, ActivationStats] = {}
 
     def over(self, sample) -> ActivationStats:
         """The statistics of the images of `sample` (an ImageSample: the first len(sample) calibration images)."""
         count = len(sample)
         if count not in self.snapshots:
-            if count < self.stats.seen:  # asked for fewer than measured: measure again from the first image
-                self.stats = ActivationStats(max(self.most_images, count), self.percentile, self.symmetric)
-            for batch in _batches(sample, self.stats.seen, self.batch):
+            if count < self.seen:  # asked for fewer than measured: measure again from the first image
+                self.stats, self.seen = self.statistics(max(self.most_images, count)), 0
+            for batch in _batches(sample, self.seen, self.batch):
                 self.stats.add(self.activations(batch), len(batch))
+                self.seen += len(batch)
             self.snapshots[count] = self.stats.copy()
         return self.snapshots[count]
 
@@ -226,7 +221,7 @@ def tflite_measurement(calibrated: bytes, most_images: int, percentile: float) -
         interpreter.invoke()
         return {names[index]: interpreter.get_tensor(index) for index in ranged}
 
-    return Measurement(activations, per_image, most_images, percentile)
+    return Measurement(activations, per_image, most_images, lambda images: ActivationStats(images, percentile))
 
 
 def with_ranges(calibrated: bytes, ranges: dict[str, tuple[float, float]]) -> bytes:
