@@ -105,22 +105,26 @@ def check_weights(options: TuneOptions, first: CandidateRecord) -> None:
         build_backbone(get_backbone(first.backbone), first.image_size, first.alpha, "imagenet")
 
 
+def _read_dataset(data: str, options: TuneOptions):
+    """The dataset as `edgetl train` reads it, with the layout options the search passes on."""
+    from edgetl.data.layouts import read_dataset
+    from edgetl.data.options import LayoutOptions
+
+    given = options.train_options
+    layout_options = {key: value for key, value in given.items() if key in LayoutOptions.__dataclass_fields__}
+    return read_dataset(data, str(given.get("layout", "auto")), LayoutOptions(**layout_options))
+
+
 class RealSteps:
     """The search's steps done for real: TensorFlow, the export ladder, the device bench, `edgetl train`."""
 
     def __init__(self, state: TuneFile, out: Path) -> None:
         from edgetl.data.dataset import write_array_files
-        from edgetl.data.layouts import read_dataset
-        from edgetl.data.options import LayoutOptions
         from edgetl.tuning.probe import probe_data
 
         self.state, self.out = state, out
         options = state.options
-        layout_options = {
-            key: value for key, value in options.train_options.items() if key in LayoutOptions.__dataclass_fields__
-        }
-        layout = str(options.train_options.get("layout", "auto"))
-        dataset = read_dataset(state.data, layout, LayoutOptions(**layout_options))
+        dataset = _read_dataset(state.data, options)
         split = dataset.split or write_array_files(dataset, out / "probe-data", options.seed)
         self.data = probe_data(split, out)
         self.ssh = SshSettings(options=tuple(options.ssh_options), python=options.remote_python)
@@ -273,6 +277,7 @@ def start(data: str, out: Path, constraints: Constraints, options: TuneOptions) 
     check_format(options.format)
     space = parse_space(options.space)
     records = [CandidateRecord.of(candidate) for candidate in space.candidates()]
+    _read_dataset(data, options)  # unusable data is refused before DIR is made
     check_weights(options, records[0])
     state = TuneFile(data=data, constraints=constraints, options=options, cpu=cpu_class(), candidates=records)
     out.mkdir(parents=True, exist_ok=True)
