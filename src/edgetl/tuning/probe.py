@@ -99,8 +99,10 @@ def build_untrained_file(candidate: Candidate, data: ProbeData, format_name: str
     )
     verification = decode_subset(data.verification, candidate.image_size, metadata.resize, "probe images")
     source = ExportSource(Path(folder), model, metadata, verification, data.calibration_pool, data.class_names)
-    samples = max(PROBE_CALIBRATION_IMAGES, len(data.class_names))  # calibration sees every class once
-    options = ExportOptions(calibration_samples=samples, min_agreement=0.0)
+    options = ExportOptions(min_agreement=0.0)
+    if FORMATS[format_name].calibrated:
+        samples = max(PROBE_CALIBRATION_IMAGES, len(data.class_names))  # calibration sees every class once
+        options = ExportOptions(calibration_samples=samples, min_agreement=0.0)
     export_source(source, [format_name], options)
     return source.exports_dir / FORMATS[format_name].filename
 
