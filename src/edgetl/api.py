@@ -267,6 +267,9 @@ def tune(
         EdgetlError: A bad space, unreachable board, unusable data or weights; no candidate meets the budget (the
             message ends with the table of what was measured); the search interrupted (resume it).
     """
+    from pydantic import ValidationError
+
+    from edgetl.schemas import one_line
     from edgetl.tuning import session
     from edgetl.tuning.result import Constraints, TuneOptions
 
@@ -284,26 +287,32 @@ def tune(
     if any(not isinstance(value, str | int | float | bool | None) for value in train_options.values()):
         raise UsageError("edgetl.tune: train options are plain values (numbers, strings, booleans)")
     source = str(data) if str(data).startswith("tfds:") else str(Path(data).resolve())
-    constraints = Constraints(
-        max_latency_ms=max_latency_ms, percentile=percentile, max_size_mb=max_size_mb, max_memory_mb=max_memory_mb
-    )
-    tune_options = TuneOptions(
-        format=format,
-        threads=threads,
-        remotes=list(remotes),
-        ssh_options=list(ssh_options),
-        remote_python=remote_python,
-        space=space or "",
-        budget_minutes=budget_minutes,
-        epochs=epochs,
-        fine_tune_epochs=fine_tune_epochs,
-        weights=weights,
-        finalists=finalists,
-        eta=eta,
-        seed=int(train_options.get("seed", LayoutOptions.seed)),
-        exhaustive=exhaustive,
-        train_options=dict(train_options),
-    )
+    try:
+        constraints = Constraints(
+            max_latency_ms=max_latency_ms, percentile=percentile, max_size_mb=max_size_mb, max_memory_mb=max_memory_mb
+        )
+    except ValidationError as error:
+        raise UsageError(one_line(error, "edgetl.tune", "the constraint")) from None
+    try:
+        tune_options = TuneOptions(
+            format=format,
+            threads=threads,
+            remotes=list(remotes),
+            ssh_options=list(ssh_options),
+            remote_python=remote_python,
+            space=space or "",
+            budget_minutes=budget_minutes,
+            epochs=epochs,
+            fine_tune_epochs=fine_tune_epochs,
+            weights=weights,
+            finalists=finalists,
+            eta=eta,
+            seed=int(train_options.get("seed", LayoutOptions.seed)),
+            exhaustive=exhaustive,
+            train_options=dict(train_options),
+        )
+    except ValidationError as error:
+        raise UsageError(one_line(error, "edgetl.tune", "the option")) from None
     return session.start(source, Path(out), constraints, tune_options)
 
 

@@ -77,6 +77,10 @@ def test_the_api_refuses_unknown_options_and_options_given_with_resume(tmp_path)
         edgetl.tune(tmp_path, tmp_path / "s", backbone="mobilenetv2")  # the space chooses backbones
     with pytest.raises(UsageError, match="give no others"):
         edgetl.tune(tmp_path, tmp_path / "s", resume=True)
+    with pytest.raises(UsageError, match="edgetl.tune: the constraint field 'percentile' is \"p95\""):
+        edgetl.tune(tmp_path, tmp_path / "s", percentile="p95")
+    with pytest.raises(UsageError, match="the option field 'finalists' is 0"):
+        edgetl.tune(tmp_path, tmp_path / "s", finalists=0)
 
 
 @pytest.mark.slow

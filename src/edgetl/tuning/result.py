@@ -15,11 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgetl.errors import ModelFileError
 from edgetl.files import atomic_write
+from edgetl.tuning.settings import PERCENTILES
 from edgetl.tuning.space import Candidate
 
 TUNE_FILE = "tune.json"
 TUNE_FILE_VERSION = 1
-PERCENTILES = ("p50", "p90")
 MB = 2**20
 # Where a candidate stopped, in search order.
 STAGES = ("probe", "halving", "final")
@@ -36,7 +36,7 @@ class Constraints(BaseModel):
 
     model_config = _CHECKED
     max_latency_ms: Positive | None = None
-    percentile: Literal["p50", "p90"] = "p50"
+    percentile: Annotated[str, Field(pattern="^(" + "|".join(PERCENTILES) + ")$")] = PERCENTILES[0]
     max_size_mb: Positive | None = None
     max_memory_mb: Positive | None = None
 
