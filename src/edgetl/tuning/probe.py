@@ -10,6 +10,7 @@ answers mean nothing; the trained file is timed again the same way (`time_file`)
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,8 +59,6 @@ def probe_data(split, folder: Path) -> ProbeData:
     verification = list(split.validation[:TIMING_IMAGES]) or list(split.train[:TIMING_IMAGES])
     csv_path = Path(folder) / "timing-images.csv"
     lines = [["file", "label"], *([str(e.path.resolve()), split.class_names[e.label]] for e in verification)]
-    import io
-
     text = io.StringIO()
     csv.writer(text).writerows(lines)
     atomic_write(csv_path, text.getvalue())

@@ -21,8 +21,6 @@ from edgetl.tuning.space import Candidate
 TUNE_FILE = "tune.json"
 TUNE_FILE_VERSION = 1
 MB = 2**20
-# Where a candidate stopped, in search order.
-STAGES = ("probe", "halving", "final")
 
 _CHECKED = ConfigDict(strict=True, allow_inf_nan=False, extra="ignore", validate_assignment=True)
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
