@@ -69,9 +69,21 @@ class TuneResult:
                 f"winner {winner.name}: val acc {winner.final.val_accuracy:.4f}, test acc "
                 f"{winner.final.test_accuracy:.4f}{latency} ({state.options.format}; {state.constraints.describe()})"
             )
+            gate = _agreement_gate(state.options.format)
+            if winner.final.agreement < gate:
+                lines.append(
+                    f"note: its {state.options.format} file agrees with Keras on {winner.final.agreement:.4f} of the "
+                    f"test images, below the {gate:.2f} gate of `edgetl export` (see winner/exports.json)"
+                )
             lines.append(f"run written to {self.out / WINNER_DIR}; search took {state.seconds / 60:.1f} min")
         lines.append(f"plot: {self.plot}; every candidate in {self.out / TUNE_FILE}")
         return lines
+
+
+def _agreement_gate(format_name: str) -> float:
+    from edgetl.exporting.formats import FORMATS
+
+    return FORMATS[format_name].min_agreement
 
 
 def _latency(figure, state: TuneFile) -> float:
