@@ -95,6 +95,10 @@ def test_rung_schedule_halves_down_to_the_finalists():
     assert rung_epochs(2, 16, 2, 2) == [1, 2]  # never below one epoch
     assert rung_epochs(9, 27, 1, 3) == [1, 3, 9]
     assert promoted({"a": 0.5, "b": 0.9, "c": 0.7, "d": 0.9}, 3) == ["b", "d", "c"]
+    # A tie at the cut carries no information: all tied go on (but not when the budget forces one choice).
+    assert promoted({"a": 0.1, "b": 0.1, "c": 0.1, "d": 0.05}, 1) == ["a", "b", "c"]
+    assert promoted({"a": 0.5, "b": 0.9, "c": 0.5}, 2) == ["b", "a", "c"]
+    assert promoted({"a": 0.1, "b": 0.1}, 1, ties=False) == ["a"]
 
 
 def test_the_search_drops_what_is_too_slow_then_halves_and_finishes_the_best(tmp_path):
@@ -119,7 +123,7 @@ def test_the_search_drops_what_is_too_slow_then_halves_and_finishes_the_best(tmp
     assert len(fake.finished) == 2 and state.finished
     assert read_tune_file(tmp_path) == state
     halved = [r for r in state.candidates if r.dropped_at == "halving"]
-    assert halved and all("not in the best" in r.reason for r in halved)
+    assert halved and all("below the best" in r.reason for r in halved)
     assert (tmp_path / "tune.json").is_file()
 
 
@@ -178,6 +182,22 @@ def test_the_budget_stops_halving_and_the_best_so_far_is_finished(tmp_path, monk
     assert state.winner in trained_names
     untrained = [r for r in state.candidates if r.status == "dropped" and r.dropped_at == "budget"]
     assert untrained and all(r.reason == "not trained: the time budget ran out" for r in untrained)
+
+
+def test_candidates_tied_at_chance_in_the_first_rung_all_go_on(tmp_path):
+    fake = FakeSteps()
+    real_accuracy = FakeSteps.accuracy
+
+    def at_chance_after_one_epoch(record, epochs):
+        return 0.1 if epochs == 1 else real_accuracy(record, epochs)
+
+    fake.accuracy = at_chance_after_one_epoch
+    state = run(new_state(), tmp_path, fake)
+    first_rung = [name for name, epochs in fake.trained if epochs == 1]
+    second_rung = [name for name, epochs in fake.trained if epochs == 2]
+    assert sorted(second_rung) == sorted(first_rung)  # nobody cut on a tie
+    fits = [r for r in state.candidates if FakeSteps.latency(r) <= 3.0]
+    assert state.winner == max(fits, key=lambda r: real_accuracy(r, 10)).name
 
 
 def test_ctrl_c_leaves_a_resumable_state_and_resume_skips_what_is_done(tmp_path):

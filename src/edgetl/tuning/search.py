@@ -55,9 +55,14 @@ def rung_epochs(epochs: int, survivors: int, finalists: int, eta: int) -> list[i
     return schedule
 
 
-def promoted(scores: dict[str, float], keep: int) -> list[str]:
-    """The `keep` best names, best first; ties keep the order given (sorting is stable)."""
-    return sorted(scores, key=lambda name: -scores[name])[:keep]
+def promoted(scores: dict[str, float], keep: int, ties: bool = True) -> list[str]:
+    """The `keep` best names, best first (ties in the order given). With `ties`, every name tied with the last one
+    kept goes on too: a tie carries no information about which is better, and early rungs of networks trained from
+    scratch often tie at chance accuracy, where a cut would keep whichever came first."""
+    ranked = sorted(scores, key=lambda name: -scores[name])
+    if not ties or len(ranked) <= keep:
+        return ranked[:keep]
+    return [name for name in ranked if scores[name] >= scores[ranked[keep - 1]]]
 
 
 class CandidateFailed(EdgetlError):
@@ -194,14 +199,14 @@ def _halve(
             keep = options.finalists
         else:
             keep = counts[number + 1]
-        best = promoted(scores, keep) if scores else [record.name for record in alive[:1]]
+        best = promoted(scores, keep, ties=not clock.over) if scores else [record.name for record in alive[:1]]
         for record in alive:
             if record.name in best or record.status != "fits":
                 continue
             if record.name in scores:
                 record.drop(
                     "halving",
-                    f"val acc {scores[record.name]:.4f} after {_epochs_of(record)} epoch(s), not in the best {keep}",
+                    f"val acc {scores[record.name]:.4f} after {_epochs_of(record)} epoch(s), below the best {keep}",
                 )
             else:
                 record.drop("budget", "not trained: the time budget ran out")
