@@ -96,7 +96,7 @@ def main() -> None:
         f"({best_test.name}); gap {gap:.1f} points (target <= {ACCURACY_TARGET_POINTS}); exhaustive pick by val "
         f"acc: {pick.name if pick else '-'} {pick.final.test_accuracy if pick and pick.final else float('nan'):.4f}"
     )
-    print("\n| candidate | untrained p50 ms | trained p50 ms | ratio | trained file's recipe note |")
+    print("\n| candidate | untrained p50 ms | trained p50 ms | ratio | target |")
     print("|---|---|---|---|---|")
     for record in exhaustive.state.candidates:
         if not record.probe or record.final is None:
