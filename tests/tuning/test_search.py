@@ -217,3 +217,30 @@ def test_ctrl_c_leaves_a_resumable_state_and_resume_skips_what_is_done(tmp_path)
     uninterrupted = run(new_state(), tmp_path / "again", reference)
     assert sorted(interrupted.trained + resumed.trained) == sorted(reference.trained)
     assert state.winner == uninterrupted.winner and state.finished
+
+
+def test_an_interrupt_swallowed_inside_a_step_still_stops_the_search_after_it(tmp_path):
+    """A KeyboardInterrupt raised inside a destructor is printed and dropped by Python; the search remembers the
+    signal and stops when the step ends."""
+    import os
+    import signal
+
+    fake = FakeSteps()
+    original = fake.train
+
+    def train_swallowing_an_interrupt(record, epochs):
+        if len(fake.trained) == 2:
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(1000):  # the handler runs between bytecodes of this thread
+                    pass
+            except KeyboardInterrupt:
+                pass  # as a destructor's exception is dropped
+        return original(record, epochs)
+
+    fake.train = train_swallowing_an_interrupt
+    with pytest.raises(TuneInterrupted):
+        run(new_state(), tmp_path, fake)
+    assert len(fake.trained) == 3  # the step it arrived in finished, and was saved
+    assert sum(len(r.rungs) for r in read_tune_file(tmp_path).candidates) == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back

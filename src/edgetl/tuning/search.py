@@ -14,13 +14,14 @@ found so far is still finished, so a search always ends with a winner when one f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,13 +99,54 @@ class Steps:
     finish: Callable[[CandidateRecord], Final]
 
 
+@contextlib.contextmanager
+def interrupts_remembered() -> Iterator[Callable[[], bool]]:
+    """Remember every Ctrl-C and SIGTERM while the block runs; yields whether one came.
+
+    The handlers raise KeyboardInterrupt wherever Python is, and one raised inside a destructor (TensorFlow's
+    functions have some) is printed and dropped: the search would go on. Remembered, it stops the search at the end
+    of the step it arrived in. Handlers that are not Python functions (the default of SIGTERM outside the CLI) are
+    left alone; so is every handler outside the main thread, where none can be set.
+    """
+    import signal
+    import threading
+
+    arrived = []
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for number in (signal.SIGINT, signal.SIGTERM):
+            handler = signal.getsignal(number)
+            if callable(handler):
+
+                def remember(signum, frame, handler=handler):
+                    arrived.append(signum)
+                    handler(signum, frame)
+
+                previous[number] = handler
+                signal.signal(number, remember)
+    try:
+        yield lambda: bool(arrived)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def search(state: TuneFile, out: Path, steps: Steps, clock: Clock, exhaustive: bool = False) -> TuneFile:
     """Run (or continue) the search in `state`, writing it to `out`/tune.json after each step."""
+    with interrupts_remembered() as interrupted:
 
-    def save() -> None:
-        state.seconds = clock.spent
-        state.write(out)
+        def save() -> None:
+            state.seconds = clock.spent
+            state.write(out)
+            if interrupted():
+                raise KeyboardInterrupt
 
+        return _search(state, out, steps, clock, exhaustive, save)
+
+
+def _search(
+    state: TuneFile, out: Path, steps: Steps, clock: Clock, exhaustive: bool, save: Callable[[], None]
+) -> TuneFile:
     try:
         _probe_all(state, steps, clock, save)
         fitting = [record for record in state.candidates if record.status in ("fits", "finished", "winner")]
@@ -121,7 +163,8 @@ def search(state: TuneFile, out: Path, steps: Steps, clock: Clock, exhaustive: b
         save()
         return state
     except KeyboardInterrupt:
-        save()
+        state.seconds = clock.spent
+        state.write(out)
         raise TuneInterrupted(
             f"{out}: search interrupted after {clock.spent / 60:.1f} min; what was done is in {out}/tune.json: "
             f"continue with `edgetl tune --resume {out}`"
