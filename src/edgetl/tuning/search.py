@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -124,9 +125,18 @@ def interrupts_remembered() -> Iterator[Callable[[], bool]]:
 
                 previous[number] = handler
                 signal.signal(number, remember)
+    unraisable = sys.unraisablehook
+
+    def quiet_when_remembered(details) -> None:
+        # The interrupt Python drops in a destructor is remembered, so its "Exception ignored" trace is noise.
+        if not (arrived and details.exc_type is KeyboardInterrupt):
+            unraisable(details)
+
+    sys.unraisablehook = quiet_when_remembered
     try:
         yield lambda: bool(arrived)
     finally:
+        sys.unraisablehook = unraisable
         for number, handler in previous.items():
             signal.signal(number, handler)
 
