@@ -22,3 +22,13 @@ def five_minute_tour(data: Path, out: Path) -> str:
     classifier = edgetl.Classifier(exported.root / "exports" / "model_int8.tflite")
     label = classifier.classify(["photo.jpg"])[0].label
     return f"{sum(counts.values())} {accuracy} {problems} {errors} {page} {label}"
+
+
+def tune_for_a_board(data: Path, out: Path) -> str:
+    found = edgetl.tune(
+        data, out, max_latency_ms=30, max_size_mb=4, space="backbone=mobilenetv2;size=96", weights="none", seed=1
+    )
+    found = edgetl.tune(None, out, resume=True)
+    winner: Path | None = found.winner_run
+    lines: list[str] = found.summary()
+    return f"{winner} {found.state.seconds} {found.plot} {lines}"

@@ -1,7 +1,7 @@
 """edgetl: transfer learning for image classifiers, exported and verified for edge devices.
 
 The Python API is plain functions, `edgetl.train`, `edgetl.resume`, `edgetl.export`, `edgetl.bench`,
-`edgetl.report` and `edgetl.sample_data` (edgetl/api.py), and `edgetl.Classifier` for on-device code
+`edgetl.report`, `edgetl.tune` and `edgetl.sample_data` (edgetl/api.py), and `edgetl.Classifier` for on-device code
 (edgetl/runtime/classifier.py). `import edgetl` (and the CLI) imports no TensorFlow or NumPy: each function
 imports what it needs when called.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from edgetl.api import bench, export, report, resume, sample_data, train
+from edgetl.api import bench, export, report, resume, sample_data, train, tune
 from edgetl.errors import EdgetlError
 
 if TYPE_CHECKING:
@@ -18,7 +18,18 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-__all__ = ["Classifier", "EdgetlError", "__version__", "bench", "export", "report", "resume", "sample_data", "train"]
+__all__ = [
+    "Classifier",
+    "EdgetlError",
+    "__version__",
+    "bench",
+    "export",
+    "report",
+    "resume",
+    "sample_data",
+    "train",
+    "tune",
+]
 
 
 def __getattr__(name: str):

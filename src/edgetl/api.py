@@ -1,5 +1,5 @@
 """The public Python API: `edgetl.train`, `edgetl.resume`, `edgetl.export`, `edgetl.bench`, `edgetl.report`,
-`edgetl.sample_data` (re-exported by `edgetl/__init__.py`; `edgetl.Classifier` for on-device code is in
+`edgetl.tune`, `edgetl.sample_data` (re-exported by `edgetl/__init__.py`; `edgetl.Classifier` for on-device code is in
 runtime/classifier.py).
 
     import edgetl
@@ -8,6 +8,7 @@ runtime/classifier.py).
     exported = edgetl.export("run", formats=["tflite-int8"])                   # -> ExportResult
     report = edgetl.bench("run", threads=[1, 2])                               # -> BenchReport
     page = edgetl.report("run")                                                # -> ReportPage
+    found = edgetl.tune("flower_photos", "search", max_latency_ms=30)          # -> TuneResult
 
 Each function takes the options of its command as keywords, with the defaults of the command's defaults objects
 (`TrainConfig` and the option objects it is composed of, `ExportOptions` and `KerasFileOptions`, `BenchSettings`),
@@ -25,13 +26,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgetl.benchmark.settings import REMOTE_SAMPLE_IMAGES, SshSettings
+from edgetl.config import TrainConfig
 from edgetl.errors import EdgetlError, UsageError
+from edgetl.tuning.settings import TuneSettings
 
 if TYPE_CHECKING:
     from edgetl.benchmark.result import BenchReport
     from edgetl.exporting.exporter import ExportResult
     from edgetl.reporting.page import ReportPage
     from edgetl.training.fit import TrainResult
+    from edgetl.tuning.session import TuneResult
 
 
 def _split_options(options: dict, *dataclasses: type, command: str, positional: tuple[str, ...] = ()) -> list[dict]:
@@ -198,6 +202,127 @@ def report(run: str | Path) -> ReportPage:
     return write_report(Path(run))
 
 
+def tune(
+    data: str | Path | None,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    max_latency_ms: float | None = None,
+    percentile: str = TuneSettings.percentile,
+    max_size_mb: float | None = None,
+    max_memory_mb: float | None = None,
+    format: str = TuneSettings.format,
+    threads: int | None = None,
+    remotes: Sequence[str] = (),
+    ssh_options: Sequence[str] = (),
+    remote_python: str = SshSettings.python,
+    space: str | None = None,
+    budget_minutes: float = TuneSettings.budget_minutes,
+    epochs: int = TrainConfig.epochs,
+    fine_tune_epochs: int = TrainConfig.fine_tune_epochs,
+    weights: str = TrainConfig.weights,
+    finalists: int = TuneSettings.finalists,
+    eta: int = TuneSettings.eta,
+    exhaustive: bool = False,
+    **train_options: Any,
+) -> TuneResult:
+    """Find the most accurate classifier of `data` whose file meets the budget, measured on the target device.
+
+    Every candidate of the space gets its untrained file in `format` built and timed (here, and on each board of
+    `remotes`): those over the budget are dropped before any training. The rest train stage 1 with successive
+    halving; the best `finalists` train in full, are exported and verified as `edgetl export` does, and are timed
+    again. The most accurate that still fits is the winner: an ordinary run directory, `out`/winner.
+
+    Args:
+        data: The training data, as `train` takes it (None with `resume`).
+        out: The search's folder: tune.json (every candidate, its figures, why it was dropped), pareto.svg,
+            runs/, probes/ and winner/.
+        resume: Continue the interrupted search in `out`, with the options it recorded (give no others).
+        max_latency_ms: The budget of one image's latency (batch 1), at `percentile`, on every machine timed.
+        percentile: p50 or p90.
+        max_size_mb: The budget of the file's size.
+        max_memory_mb: The budget of the peak memory of a process that loads and runs the file.
+        format: The target format, an `edgetl export` format of a single .tflite or .onnx file.
+        threads: Threads the runtime runs on (None: its default).
+        remotes: Boards (user@host) the files are timed on over SSH too; the budget must hold on each.
+        ssh_options: Passed to ssh and scp as `-o OPTION`.
+        remote_python: The boards' Python interpreter.
+        space: Narrows the search space: "backbone=mobilenetv2;alpha=0.35,0.5;size=96,128;hidden=0,128"
+            (a key left out keeps every choice of the registries).
+        budget_minutes: Time for probing and halving; when it is spent, the best candidate so far is finished.
+        epochs: Stage 1 epochs of the full training (the last rung of the halving).
+        fine_tune_epochs: Stage 2 epochs of the finalists (needs pretrained weights).
+        weights: imagenet, none (every backbone from scratch), or a weights file (candidates it does not fit are
+            dropped).
+        finalists: How many candidates are trained in full, exported and timed again.
+        eta: Successive halving keeps the best 1/eta of each rung and trains them eta times longer.
+        exhaustive: No halving: every candidate that fits is trained in full (the reference a search is held to).
+        **train_options: Other `train` options for every candidate (batch_size, learning_rate, seed, layout, ...).
+
+    Returns:
+        The search's folder, its state (every candidate) and the plot; `winner_run` is the winner's run.
+
+    Raises:
+        UsageError: An option that is not one of the above, or options given with `resume`.
+        EdgetlError: A bad space, unreachable board, unusable data or weights; no candidate meets the budget (the
+            message ends with the table of what was measured); the search interrupted (resume it).
+    """
+    from pydantic import ValidationError
+
+    from edgetl.schemas import one_line
+    from edgetl.tuning import session
+    from edgetl.tuning.result import Constraints, TuneOptions
+
+    if resume:
+        if data is not None or train_options:
+            raise UsageError("resume=True continues the search in `out` with the options it recorded; give no others")
+        return session.resume(Path(out))
+    if data is None:
+        raise UsageError("give the training data (or resume=True to continue the search in `out`)")
+    from edgetl.data.options import AugmentConfig, LayoutOptions
+
+    _split_options(
+        train_options, TrainConfig, LayoutOptions, AugmentConfig, command="edgetl.tune", positional=SEARCH_OWNS
+    )
+    if any(not isinstance(value, str | int | float | bool | None) for value in train_options.values()):
+        raise UsageError("edgetl.tune: train options are plain values (numbers, strings, booleans)")
+    source = str(data) if str(data).startswith("tfds:") else str(Path(data).resolve())
+    try:
+        constraints = Constraints(
+            max_latency_ms=max_latency_ms, percentile=percentile, max_size_mb=max_size_mb, max_memory_mb=max_memory_mb
+        )
+    except ValidationError as error:
+        raise UsageError(one_line(error, "edgetl.tune", "the constraint")) from None
+    try:
+        tune_options = TuneOptions(
+            format=format,
+            threads=threads,
+            remotes=list(remotes),
+            ssh_options=list(ssh_options),
+            remote_python=remote_python,
+            space=space or "",
+            budget_minutes=budget_minutes,
+            epochs=epochs,
+            fine_tune_epochs=fine_tune_epochs,
+            weights=weights,
+            finalists=finalists,
+            eta=eta,
+            seed=int(train_options.get("seed", LayoutOptions.seed)),
+            exhaustive=exhaustive,
+            train_options=dict(train_options),
+        )
+    except ValidationError as error:
+        raise UsageError(one_line(error, "edgetl.tune", "the option")) from None
+    return session.start(source, Path(out), constraints, tune_options)
+
+
+# The TrainConfig fields `tune` sets per candidate (or takes as its own arguments): not train options.
+SEARCH_OWNS = (
+    "data_dir", "layout_options", "augmentation", "backbone", "alpha", "image_size", "hidden_units", "epochs",
+    "fine_tune_epochs", "weights",
+)  # fmt: skip
+
+
 def sample_data(out: str | Path, per_class: int | None = None) -> dict[str, int]:
     """Write the built-in sample dataset (scikit-learn's handwritten digits) as `out`/<class>/*.png.
 
@@ -213,4 +338,4 @@ def sample_data(out: str | Path, per_class: int | None = None) -> dict[str, int]
     return write_sample_data(Path(out), per_class=per_class)
 
 
-__all__ = ["EdgetlError", "bench", "export", "report", "resume", "sample_data", "train"]
+__all__ = ["EdgetlError", "bench", "export", "report", "resume", "sample_data", "train", "tune"]

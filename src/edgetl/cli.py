@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from edgetl import __version__
+from edgetl.benchmark.settings import SshSettings
 from edgetl.config import CACHES, CLASS_WEIGHTS, TrainConfig
 from edgetl.data.options import LayoutOptions
 from edgetl.flags import (
@@ -39,6 +40,7 @@ from edgetl.runtime.bounds import MAX_BUDGET_MEGAPIXELS
 from edgetl.runtime.runtimes import RUNTIMES
 from edgetl.runtime.settings import ClassifySettings
 from edgetl.terminal import finish_bench, progress_shown, refresh_report, table_layout, terminate_as_interrupt
+from edgetl.tuning.settings import PERCENTILES, TuneSettings
 
 
 @click.group(context_settings={"max_content_width": 100})
@@ -163,6 +165,56 @@ def train(
         click.echo(line)
     if result.worker.chief:
         refresh_report(result.run.path, no_report)
+
+
+@main.command(short_help="Find the most accurate classifier that meets a device's latency and size budget.")
+@click.argument("data", required=False)
+@click.option("--out", "out", type=click.Path(path_type=Path), help="The search's folder to write.")
+@click.option("--resume", "resume", type=click.Path(path_type=Path), help="Continue the interrupted search DIR.")
+@click.option("--max-latency-ms", type=FiniteFloatRange(min=0, min_open=True), help="Latency budget, batch 1.")
+@default("--percentile", TuneSettings, click.Choice(PERCENTILES), "Which latency the budget bounds.")
+@click.option("--max-size-mb", type=FiniteFloatRange(min=0, min_open=True), help="File size budget.")
+@click.option("--max-memory-mb", type=FiniteFloatRange(min=0, min_open=True), help="Peak memory budget.")
+@default("--format", TuneSettings, RegistryChoice("edgetl.tuning.targets", "TUNABLE_FORMATS"), "Target format.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Runtime threads (default: its own).")
+@click.option("--remote", "remotes", multiple=True, help="Also time on this board over SSH (user@host; repeatable).")
+@click.option("--ssh-option", "ssh_options", multiple=True, help="Passed to ssh/scp as -o OPTION (repeatable).")
+@click.option("--remote-python", default=SshSettings.python, show_default=True, help="The boards' Python interpreter.")
+@click.option(
+    "--space", default=None, help="Narrow the space: 'backbone=mobilenetv2;alpha=0.35,0.5;size=96,128;hidden=0,128'."
+)
+@default("--budget-minutes", TuneSettings, FiniteFloatRange(min=0, min_open=True), "Time for probing and halving.")
+@default("--epochs", TrainConfig, click.IntRange(min=1), "Stage 1 epochs of the full training.")
+@default("--fine-tune-epochs", TrainConfig, click.IntRange(min=0), "Stage 2 epochs of the finalists.")
+@default("--weights", TrainConfig, None, "imagenet, none (from scratch), or a file (candidates it fits).")
+@default("--finalists", TuneSettings, click.IntRange(min=1), "Trained in full, exported and timed again.")
+@click.option("--exhaustive", is_flag=True, help="No halving: train every candidate that fits in full.")
+@default("--batch-size", TrainConfig, click.IntRange(min=1))
+@default("--seed", LayoutOptions, int)
+@click.option("--quiet", "-q", is_flag=True, help="No progress on the terminal.")
+@reports_errors
+def tune(data: str | None, out: Path | None, resume: Path | None, quiet: bool, **options) -> None:
+    """Find the most accurate classifier of DATA whose file meets the budget, timed on the device: every
+    candidate's untrained file is built and timed first (here, and on each --remote board), those over budget are
+    dropped, the rest train with successive halving, and the best are trained in full, exported and timed again.
+    The winner is an ordinary run directory, DIR/winner; DIR/tune.json has every candidate and why it was dropped.
+
+    Example: edgetl tune photos --out search --max-latency-ms 30 --max-size-mb 4 --remote pi@raspberrypi
+    """
+    from edgetl import api
+
+    if resume is not None:
+        if data is not None or out is not None:
+            raise click.UsageError("--resume DIR takes no DATA or --out: the search remembers them")
+        with progress_shown(quiet):
+            result = api.tune(None, resume, resume=True)
+    else:
+        if data is None or out is None:
+            raise click.UsageError("give DATA and --out DIR (or --resume DIR)")
+        with progress_shown(quiet):
+            result = api.tune(data, out, **options)
+    for line in result.summary():
+        click.echo(line)
 
 
 @main.command(short_help="Export a run (or a Keras file) to TFLite and ONNX; verify each file.")

@@ -194,3 +194,45 @@ def scatter(points: list[Point], title: str, x_label: str, y_label: str) -> str:
         )
         legend += f'<div class="legend">{shapes}</div>'
     return f'<figure class="chart">{_svg(parts, title)}{legend}</figure>'
+
+
+# The classes the page's style sheet gives the frame, for a chart drawn as a file of its own.
+STANDALONE_STYLE = (
+    "text{font:11px sans-serif;fill:#333}.title{font-weight:bold}.axis{stroke:#333}.grid{stroke:#ddd}"
+    ".limit{stroke:#d55e00;stroke-dasharray:5 3;stroke-width:1.5}"
+)
+LEGEND_ROW = 16  # pixels per legend line under a standalone chart
+
+
+def standalone_scatter(points: list[Point], title: str, x_label: str, y_label: str, x_limits: list[float] = ()) -> str:
+    """`scatter` as an SVG file of its own (an image for a README): linear axes, dashed vertical lines at
+    `x_limits` (a budget), and the legend of colours (groups) and shapes (kinds) drawn in the SVG."""
+    xs = [p.x for p in points] + list(x_limits)
+    ys = [p.y for p in points]
+    x_low, x_high, ticks_x = nice_ticks(0.0, max(xs) if xs else 1.0)
+    y_low, y_high, ticks_y = nice_ticks(min(ys) if ys else 0.0, max(ys) if ys else 1.0)
+    axes = Axes((x_low, x_high), (y_low, y_high), ticks_x, ticks_y)
+    parts = _frame(axes, title, x_label, y_label)
+    for limit in x_limits:
+        x = axes.x(limit)
+        parts.append(f'<line x1="{x:.1f}" y1="{MARGIN_TOP}" x2="{x:.1f}" y2="{HEIGHT - MARGIN_BOTTOM}" class="limit"/>')
+    groups = list(dict.fromkeys(p.group for p in points))
+    kinds = list(dict.fromkeys(p.kind for p in points))
+    for point in points:
+        colour = PALETTE[groups.index(point.group) % len(PALETTE)]
+        shape = MARKERS[kinds.index(point.kind) % len(MARKERS)]
+        parts.append(_marker(shape, axes.x(point.x), axes.y(point.y), colour, point.label))
+    legend_y = HEIGHT + LEGEND_ROW
+    entries = [(PALETTE[i % len(PALETTE)], "circle", group) for i, group in enumerate(groups)]
+    entries += [("#555555", MARKERS[i % len(MARKERS)], kind) for i, kind in enumerate(kinds) if kind]
+    x = MARGIN_LEFT
+    for colour, shape, name in entries:
+        parts.append(_marker(shape, x, legend_y - 4, colour, name))
+        parts.append(f'<text x="{x + 9}" y="{legend_y}">{escape(name)}</text>')
+        x += 18 + 7 * len(name)
+    height = HEIGHT + 2 * LEGEND_ROW
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" '
+        f'height="{height}" role="img" aria-label="{escape(title, quote=True)}"><style>{STANDALONE_STYLE}</style>'
+        f'<rect width="100%" height="100%" fill="white"/>' + "".join(parts) + "</svg>\n"
+    )
