@@ -9,7 +9,8 @@ ONNX through onnxruntime, min-max, the portable target), the layers are ranked t
     probabilities to the float model's on 48 calibration images (one conversion and one run per layer: the ranking
     edgetl used before exporting/sensitivity.py);
   * new: `rank_int8_sensitivity` / `rank_onnx_int8_sensitivity` (exporting/sensitivity.py: one quantisation, one
-    run, each layer scored by the error it adds itself, in steps of its output grid).
+    run, each layer scored by the error it adds itself, in steps of its output grid; then the first
+    REFINED_LAYERS of that order ranked again as the old way does, one quantisation each).
 
 Both rankings' seconds include the calibration (ONNX: with onnxruntime's pre-processing and one quantisation),
 printed apart.
@@ -89,7 +90,7 @@ def onnx_predict(model_proto, pixels: np.ndarray) -> np.ndarray:
     return predict_in_batches(lambda batch: session.run(None, {INPUT_NAME: batch})[0], pixels)
 
 
-def old_rank_onnx(quantizer, pixels: np.ndarray, target: str) -> dict[str, float]:
+def old_rank_onnx(quantizer, pixels: np.ndarray, method: str, target: str) -> dict[str, float]:
     import onnx
 
     from edgetl.exporting.onnx import WEIGHTED_NODES, _float_layer_name
@@ -99,7 +100,7 @@ def old_rank_onnx(quantizer, pixels: np.ndarray, target: str) -> dict[str, float
     reference = onnx_predict(prepared, images)
     initializers = {initializer.name for initializer in prepared.graph.initializer}
     layers = [_float_layer_name(n, initializers) for n in prepared.graph.node if n.op_type in WEIGHTED_NODES and n.name]
-    return {layer: total_variation(onnx_predict(quantizer.quantize((layer,), target), images), reference)
+    return {layer: total_variation(onnx_predict(quantizer.quantize(method, (layer,), target), images), reference)
             for layer in layers}  # fmt: skip
 
 
@@ -133,7 +134,7 @@ def tflite_rows(model, calibration: np.ndarray, verification: np.ndarray, keras_
 
 
 def onnx_rows(model, calibration: np.ndarray, verification: np.ndarray, keras_probabilities: np.ndarray) -> dict:
-    from edgetl.exporting.onnx import _Quantizer, convert_onnx, rank_onnx_int8_sensitivity
+    from edgetl.exporting.onnx import OnnxCalibration, convert_onnx, rank_onnx_int8_sensitivity
     from edgetl.exporting.verify import UNLABELLED, compare
 
     method, target = "minmax", "portable"
@@ -142,15 +143,15 @@ def onnx_rows(model, calibration: np.ndarray, verification: np.ndarray, keras_pr
     labels = np.full(len(verification), UNLABELLED)
     with tempfile.TemporaryDirectory(prefix="edgetl-rank-bench-") as work:
         started = time.perf_counter()
-        quantizer = _Quantizer(float_model, calibration, method, Path(work))
-        quantizer.quantize((), target)  # calibrates (the ranges are cached for every later quantisation)
+        quantizer = OnnxCalibration(float_model, calibration, Path(work))
+        quantizer.quantize(method, (), target)  # measures the ranges, kept for every later quantisation
         calibration_seconds = time.perf_counter() - started
-        distances = old_rank_onnx(quantizer, calibration, target)
+        distances = old_rank_onnx(quantizer, calibration, method, target)
         old_seconds = time.perf_counter() - started
         old = sorted(distances, key=distances.get)
 
         def fidelity(layers: list[str]):
-            probabilities = onnx_predict(quantizer.quantize(tuple(layers), target), verification)
+            probabilities = onnx_predict(quantizer.quantize(method, tuple(layers), target), verification)
             return compare(probabilities, keras_probabilities, labels)
 
         seconds = {"old": old_seconds, "new": new_seconds, "calibration": calibration_seconds}
