@@ -41,12 +41,11 @@ from collections.abc import Callable
 
 import numpy as np
 
+from edgetl.exporting.activation_ranges import images_per_batch
+
 # How many of the layers the one-pass scores rank first are ordered again by their effect on the whole file: as
 # many as the float-island rungs keep before their last step (int8.FLOAT_LAYER_STEPS).
 REFINED_LAYERS = 8
-
-# How many images run at once: every tensor of a batch is kept in memory, so the batch is small.
-BATCH_IMAGES = 8
 
 
 class _LayerErrors:
@@ -122,8 +121,15 @@ def rank_tflite_layers(calibrated: bytes, images: np.ndarray, io_type: str, weig
     ]
     errors = _LayerErrors([details[float_index]["name"] for _, float_index in pairs])
     input_detail = interpreter.get_input_details()[0]
-    for start in range(0, len(images), BATCH_IMAGES):
-        batch = images[start : start + BATCH_IMAGES].astype(np.float32)
+    # Every tensor of a batch is kept (preserve_all_tensors): the batch is sized by all of them.
+    per_image = sum(
+        int(np.prod(detail["shape"][1:], dtype=np.int64)) * np.dtype(detail["dtype"]).itemsize
+        for detail in details.values()
+        if len(detail["shape"]) > 0
+    )
+    batch_images = images_per_batch(per_image)
+    for start in range(0, len(images), batch_images):
+        batch = images[start : start + batch_images].astype(np.float32)
         interpreter.resize_tensor_input(input_detail["index"], list(batch.shape))
         interpreter.allocate_tensors()
         interpreter.set_tensor(input_detail["index"], quantize_input(batch, interpreter.get_input_details()[0]))
@@ -146,7 +152,7 @@ def rank_onnx_layers(quantized, prepared, images: np.ndarray) -> list[str]:
     import onnxruntime
     from onnx import helper, numpy_helper
 
-    from edgetl.exporting.onnx import WEIGHTED_NODES, _float_layer_name
+    from edgetl.exporting.onnx import WEIGHTED_NODES, _float_layer_name, activation_bytes_per_image
     from edgetl.models.classifier import INPUT_NAME
 
     graph = onnx.ModelProto()
@@ -203,8 +209,9 @@ def rank_onnx_layers(quantized, prepared, images: np.ndarray) -> list[str]:
     session = onnxruntime.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
     names = [name for _, output, reference, _ in layers for name in (output, reference)]
     errors = _LayerErrors([layer for layer, *_ in layers])
-    for start in range(0, len(images), BATCH_IMAGES):
-        batch = images[start : start + BATCH_IMAGES].astype(np.float32)
+    batch_images = images_per_batch(2 * activation_bytes_per_image(prepared))  # each layer's output and its clone's
+    for start in range(0, len(images), batch_images):
+        batch = images[start : start + batch_images].astype(np.float32)
         values = dict(zip(names, session.run(names, {INPUT_NAME: batch}), strict=True))
         for layer, output, reference, grid in layers:
             int8_output = values[output].astype(np.float64)
