@@ -369,6 +369,18 @@ def start(workdir: Path) -> Board:
     return Board(ROOTFS, port, workdir / "user_key", known_hosts, mounts, sshd)
 
 
+def start_or_skip(workdir: Path) -> Board:
+    """The board started in `workdir` for a test, or the test skipped saying why this machine cannot run it."""
+    import pytest
+
+    reason = why_not_possible()
+    if reason:
+        pytest.skip(f"no emulated ARM board: {reason}")
+    if not is_ready():
+        pytest.skip(f"no emulated ARM board: not prepared in {CACHE} (run `make arm-board`)")
+    return start(workdir)
+
+
 def main() -> None:
     command = sys.argv[1] if len(sys.argv) > 1 else "status"
     if command == "prepare":

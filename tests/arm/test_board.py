@@ -19,12 +19,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.arm]
 
 @pytest.fixture(scope="module")
 def board(tmp_path_factory):
-    reason = arm.why_not_possible()
-    if reason:
-        pytest.skip(f"no emulated ARM board: {reason}")
-    if not arm.is_ready():
-        pytest.skip(f"no emulated ARM board: not prepared in {arm.CACHE} (run `make arm-board`)")
-    started = arm.start(tmp_path_factory.mktemp("board"))
+    started = arm.start_or_skip(tmp_path_factory.mktemp("board"))
     yield started
     started.stop()
     assert not any(mount.is_mount() for mount in (started.root / "proc", started.root / "sys", started.root / "dev"))

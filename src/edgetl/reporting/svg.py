@@ -180,12 +180,7 @@ def scatter(points: list[Point], title: str, x_label: str, y_label: str) -> str:
     axes = Axes((x_low, x_high), (y_low, y_high), ticks_x, ticks_y, log_x)
     x_label += " (log scale)" if log_x else ""
     parts = _frame(axes, title, x_label, y_label)
-    groups = list(dict.fromkeys(p.group for p in points))
-    kinds = list(dict.fromkeys(p.kind for p in points))
-    for point in points:
-        colour = PALETTE[groups.index(point.group) % len(PALETTE)]
-        shape = MARKERS[kinds.index(point.kind) % len(MARKERS)]
-        parts.append(_marker(shape, axes.x(point.x), axes.y(point.y), colour, point.label))
+    groups, kinds = _plot_markers(points, axes, parts)
     legend = _legend([(group, index, False) for index, group in enumerate(groups)])
     if len(kinds) > 1 or kinds != [""]:
         shapes = "".join(
@@ -194,6 +189,18 @@ def scatter(points: list[Point], title: str, x_label: str, y_label: str) -> str:
         )
         legend += f'<div class="legend">{shapes}</div>'
     return f'<figure class="chart">{_svg(parts, title)}{legend}</figure>'
+
+
+def _plot_markers(points: list[Point], axes: Axes, parts: list[str]) -> tuple[list[str], list[str]]:
+    """A marker per point into `parts`: a colour per group, a shape per kind; returns the groups and kinds, in
+    order of first appearance."""
+    groups = list(dict.fromkeys(p.group for p in points))
+    kinds = list(dict.fromkeys(p.kind for p in points))
+    for point in points:
+        colour = PALETTE[groups.index(point.group) % len(PALETTE)]
+        shape = MARKERS[kinds.index(point.kind) % len(MARKERS)]
+        parts.append(_marker(shape, axes.x(point.x), axes.y(point.y), colour, point.label))
+    return groups, kinds
 
 
 # The classes the page's style sheet gives the frame, for a chart drawn as a file of its own.
@@ -216,12 +223,7 @@ def standalone_scatter(points: list[Point], title: str, x_label: str, y_label: s
     for limit in x_limits:
         x = axes.x(limit)
         parts.append(f'<line x1="{x:.1f}" y1="{MARGIN_TOP}" x2="{x:.1f}" y2="{HEIGHT - MARGIN_BOTTOM}" class="limit"/>')
-    groups = list(dict.fromkeys(p.group for p in points))
-    kinds = list(dict.fromkeys(p.kind for p in points))
-    for point in points:
-        colour = PALETTE[groups.index(point.group) % len(PALETTE)]
-        shape = MARKERS[kinds.index(point.kind) % len(MARKERS)]
-        parts.append(_marker(shape, axes.x(point.x), axes.y(point.y), colour, point.label))
+    groups, kinds = _plot_markers(points, axes, parts)
     legend_y = HEIGHT + LEGEND_ROW
     entries = [(PALETTE[i % len(PALETTE)], "circle", group) for i, group in enumerate(groups)]
     entries += [("#555555", MARKERS[i % len(MARKERS)], kind) for i, kind in enumerate(kinds) if kind]
