@@ -255,6 +255,9 @@ INTERRUPTER = textwrap.dedent(
     import edgetl.exporting.exporter as exporter
     from edgetl.cli import main
 
+    # As a terminal starts it: a shell's background job (make test &) inherits SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
     real = exporter.load_written
 
     def interrupted(export_format, destination):

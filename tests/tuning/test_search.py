@@ -219,7 +219,18 @@ def test_ctrl_c_leaves_a_resumable_state_and_resume_skips_what_is_done(tmp_path)
     assert state.winner == uninterrupted.winner and state.finished
 
 
-def test_an_interrupt_swallowed_inside_a_step_still_stops_the_search_after_it(tmp_path):
+@pytest.fixture
+def sigint_as_in_a_terminal():
+    """SIGINT raising KeyboardInterrupt, as when Python starts in a terminal: a shell's background job (`make test
+    &`) inherits it ignored."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_an_interrupt_swallowed_inside_a_step_still_stops_the_search_after_it(tmp_path, sigint_as_in_a_terminal):
     """A KeyboardInterrupt raised inside a destructor is printed and dropped by Python; the search remembers the
     signal and stops when the step ends."""
     import os

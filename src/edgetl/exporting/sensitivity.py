@@ -42,10 +42,12 @@ from collections.abc import Callable
 import numpy as np
 
 from edgetl.exporting.activation_ranges import images_per_batch
+from edgetl.exporting.int8 import FLOAT_LAYER_STEPS
 
 # How many of the layers the one-pass scores rank first are ordered again by their effect on the whole file: as
-# many as the float-island rungs keep before their last step (int8.FLOAT_LAYER_STEPS).
-REFINED_LAYERS = 8
+# many as the float-island rungs keep at most, since a local error can rank a layer the
+# whole file needs in float (an EfficientNet's) well below the first few.
+REFINED_LAYERS = FLOAT_LAYER_STEPS[-1]
 
 
 class _LayerErrors:
