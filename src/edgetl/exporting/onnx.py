@@ -78,9 +78,9 @@ def _name_output(model_proto) -> None:
 
 
 ACTIVATION_TYPE = "QUInt8"
+WEIGHT_TYPE = "QInt8"
 # The bins of onnxruntime's percentile histograms (its percentile calibrator's default).
 ONNX_HISTOGRAM_BINS = 2048
-WEIGHT_TYPE = "QInt8"
 
 
 class OnnxCalibration:
