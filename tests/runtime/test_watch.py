@@ -50,6 +50,8 @@ def test_watch_classifies_a_dropped_frame(exported_run, sample_dir, tmp_path):
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,
+        # SIGINT handled, as in a terminal: a shell's background job (`make test &`) passes it on ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     stdout, stderr = queue.Queue(), queue.Queue()
     threading.Thread(target=_lines, args=(process.stdout, stdout), daemon=True).start()
