@@ -64,8 +64,16 @@ def ranges(flatbuffer: bytes) -> dict[str, tuple[float, float]]:
     return found
 
 
+def percentile_ranges(calibrated: bytes, images: np.ndarray, percentile: float) -> bytes:
+    """edgetl's percentile ranges at `percentile`, measured on `images`, written into the converter's output."""
+    from edgetl.exporting.activation_ranges import tflite_measurement, with_ranges
+    from edgetl.exporting.calibration import ImageSample
+
+    stats = tflite_measurement(calibrated, len(images), percentile).over(ImageSample.of(images))
+    return with_ranges(calibrated, stats.ranges("percentile"))
+
+
 def test_percentile_ranges_narrow_the_activations_and_leave_the_input_pinned(calibrated_model):
-    from edgetl.exporting.activation_ranges import percentile_ranges
     from edgetl.exporting.tflite import RAW_PIXEL_RANGE
 
     model, images, minmax = calibrated_model

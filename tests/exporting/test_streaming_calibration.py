@@ -83,8 +83,9 @@ def test_an_image_sample_reads_only_the_slices_asked_for():
 
     sample = ImageSample(read, 10)
     assert [len(batch) for batch in sample.batches(4)] == [4, 4, 2]
+    assert [len(batch) for batch in sample.batches(4, start=7)] == [3]
     assert sample[:3].shape == (3, 2, 2, 3) and len(list(sample)) == 10
-    assert reads[:3] == [(0, 4), (4, 8), (8, 10)]
+    assert reads[:4] == [(0, 4), (4, 8), (8, 10), (7, 10)]
     with pytest.raises(TypeError):
         sample[::2]
 

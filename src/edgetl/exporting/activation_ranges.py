@@ -157,16 +157,11 @@ class Measurement:
         if count not in self.snapshots:
             if count < self.seen:  # asked for fewer than measured: measure again from the first image
                 self.stats, self.seen = self.statistics(max(self.most_images, count)), 0
-            for batch in _batches(sample, self.seen, self.batch):
+            for batch in sample.batches(self.batch, start=self.seen):
                 self.stats.add(self.activations(batch), len(batch))
                 self.seen += len(batch)
             self.snapshots[count] = self.stats.copy()
         return self.snapshots[count]
-
-
-def _batches(sample, start: int, size: int):
-    for first in range(start, len(sample), size):
-        yield sample[first : min(len(sample), first + size)]
 
 
 def _ranged_tensors(subgraph) -> dict[int, object]:
@@ -236,20 +231,3 @@ def with_ranges(calibrated: bytes, ranges: dict[str, tuple[float, float]]) -> by
         if found is not None:
             write_range(buffer, quantization, *found)
     return bytes(buffer)
-
-
-def percentile_ranges(calibrated: bytes, calibration_pixels, percentile: float) -> bytes:
-    """`calibrated` (the TFLite converter's calibrate-only output) with every activation's range clipped to its
-    percentile cut over `calibration_pixels` (an array or an ImageSample); never widened."""
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    from edgetl.exporting.calibration import as_sample
-
-    subgraph = schema.Model.GetRootAs(calibrated, 0).Subgraphs(0)
-    before = {subgraph.Tensors(i).Name().decode(): q for i, q in _ranged_tensors(subgraph).items()}
-    sample = as_sample(calibration_pixels)
-    stats = tflite_measurement(calibrated, len(sample), percentile).over(sample)
-    ranges = {}
-    for name, (low, high) in stats.ranges("percentile").items():
-        ranges[name] = (max(low, before[name].Min(0)), min(high, before[name].Max(0)))
-    return with_ranges(calibrated, ranges)

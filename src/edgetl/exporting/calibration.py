@@ -105,9 +105,10 @@ class ImageSample:
         start, stop, _ = index.indices(self.count)
         return self._read(start, max(start, stop))
 
-    def batches(self, size: int) -> Iterator[np.ndarray]:
-        for start in range(0, self.count, max(1, size)):
-            yield self._read(start, min(self.count, start + max(1, size)))
+    def batches(self, size: int, start: int = 0) -> Iterator[np.ndarray]:
+        """The images from `start` on, `size` at a time."""
+        for first in range(start, self.count, max(1, size)):
+            yield self._read(first, min(self.count, first + max(1, size)))
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for batch in self.batches(ITERATION_BATCH):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import io
 import re
 import tempfile
@@ -114,6 +115,13 @@ class OnnxCalibration:
             onnx.load(str(self.prepared)), max(most_images, len(self.sample))
         )
 
+    @functools.cached_property
+    def pair_limited_overrides(self) -> dict[str, list[dict]]:
+        """The prepared graph's pair-limited weight scales, read once for every quantisation."""
+        import onnx
+
+        return _pair_limited_weight_overrides(onnx.load(str(self.prepared)))
+
     def quantize(
         self, method: str = "minmax", float_layers: tuple[str, ...] = (), target: str = next(iter(ONNX_INT8_TARGETS))
     ):
@@ -129,7 +137,7 @@ class OnnxCalibration:
             save_tensors_data(TensorsData(CalibrationMethod.MinMax, ranges), cache)
         options = {}
         if ONNX_INT8_TARGETS[target].pair_limited_weights:
-            options["TensorQuantOverrides"] = _pair_limited_weight_overrides(onnx.load(str(self.prepared)))
+            options["TensorQuantOverrides"] = self.pair_limited_overrides
         output = self.work / "int8.onnx"
         quantize_static(
             str(self.prepared),

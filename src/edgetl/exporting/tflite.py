@@ -199,18 +199,16 @@ def convert_int8(
     io_type: str = IO_TYPES[0],
     float_layers: tuple[str, ...] = (),
     method: str = CALIBRATION_METHODS[0],
-    calibration: TfliteCalibration | None = None,
 ) -> bytes:
     """int8 weights (per channel) and activations, calibrated by `method`; input and output of `io_type`;
-    `float_layers` (output tensor names of the float graph's ops) stay in float. `calibration`, when given, is
-    this model's calibration on these pixels, measured before (the ladder's rungs share it).
+    `float_layers` (output tensor names of the float graph's ops) stay in float. (The ladder keeps a
+    TfliteCalibration instead, to quantise one measurement several ways.)
 
     The calibration pixels are raw 0-255 images (an array or an ImageSample), exactly what the model's input sees
     on a device. An op without an int8 kernel is left in float between DEQUANTIZE/QUANTIZE even when no layer is
     asked to be, so the exporter checks the written file's ops (tflite_op_report).
     """
-    calibration = calibration or TfliteCalibration(model, calibration_pixels)
-    return calibration.quantize(method, io_type, float_layers)
+    return TfliteCalibration(model, calibration_pixels).quantize(method, io_type, float_layers)
 
 
 def names_layer(tensor_name: str, layer: str) -> bool:
