@@ -9,7 +9,9 @@ from edgetl.exporting.int8 import INT8_WEIGHT_MAX as INT8_MAX
 pytestmark = pytest.mark.slow
 
 
-def conv_bn_model():
+def conv_bn_model(depthwise_bias: bool = True):
+    """conv -> BatchNorm -> depthwise (with a bias of its own, random unless not `depthwise_bias`: zero, as
+    initialised) -> pooling."""
     import keras
 
     inputs = keras.Input((12, 12, 3))
@@ -22,6 +24,9 @@ def conv_bn_model():
     model.get_layer("conv").set_weights([rng.normal(0, 3, (3, 3, 3, 6)).astype(np.float32)])
     gamma, beta, mean, variance = (rng.uniform(0.5, 2, 6).astype(np.float32) for _ in range(4))
     model.get_layer("conv_bn").set_weights([gamma, beta, mean, variance])
+    if depthwise_bias:
+        kernel, bias = model.get_layer("depthwise").get_weights()
+        model.get_layer("depthwise").set_weights([kernel, rng.normal(0, 1, bias.shape).astype(np.float32)])
     return model
 
 
@@ -89,3 +94,27 @@ def test_a_tflite_graph_rebiased_is_the_converters_graph_of_the_corrected_model(
     # A correction whose convolution the graph does not name cannot be written: the model is converted instead.
     stranger = {"elsewhere": next(iter(corrections.values()))}
     assert plain.rebiased(stranger, pixels) is None
+
+
+def test_input_sums_are_each_convolutions_inputs_summed_and_a_larger_sample_continues_the_smaller():
+    """The sums come from one compiled graph a batch at a time: they equal the inputs Keras computes, summed over
+    every image, whatever the batch size, and a larger sample adds only its further images to a smaller one's."""
+    import keras
+
+    from edgetl.exporting.bias_correction import InputSums
+
+    model = conv_bn_model()
+    pixels = np.random.default_rng(2).uniform(0, 255, (13, 12, 12, 3)).astype(np.float32)
+    bn_output = keras.Model(model.inputs, model.get_layer("conv_bn").output).predict(pixels, verbose=0)
+    expected = {"conv": pixels.sum(axis=0, dtype=np.float64), "depthwise": bn_output.sum(axis=0, dtype=np.float64)}
+    for batch_size in (1, 4, 32):
+        sums = InputSums().over(model, pixels, batch_size)
+        assert {name: images for name, (_, images) in sums.items()} == {"conv": 13, "depthwise": 13}
+        for name, (summed, _) in sums.items():
+            np.testing.assert_allclose(summed, expected[name], rtol=1e-5)
+    growing = InputSums()
+    growing.over(model, pixels[:5], 4)
+    grown = growing.over(model, pixels, 4)
+    for name, (summed, images) in grown.items():
+        assert images == 13
+        np.testing.assert_allclose(summed, expected[name], rtol=1e-5)

@@ -20,15 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgetl.exporting.activation_ranges import images_per_batch
 from edgetl.exporting.int8 import INT8_WEIGHT_MAX
+from edgetl.exporting.keras_passes import keras_batch_size, walk_layers
 from edgetl.exporting.weight_scales import channel_scales
 
 log = logging.getLogger(__name__)
-
-# The activations one eager call of the Keras model may hold: each call costs much besides its images, so its batch
-# is larger than a measurement's (activation_ranges.ACTIVATION_BATCH_BYTES) while still bounded.
-EAGER_BATCH_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -49,28 +45,6 @@ class _Correctable:
     depthwise: bool
     input_sum: np.ndarray | float = 0.0
     images: int = 0
-
-
-def _walk(model) -> Iterator:
-    import keras
-
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _walk(layer)
-
-
-def _activation_bytes(model) -> int:
-    """The bytes of every layer's output for one image: what an eager call may hold of one image at once."""
-    total = 0
-    for layer in _walk(model):
-        try:
-            shape = layer.output.shape
-        except (AttributeError, ValueError):  # a layer called more than once, or never
-            continue
-        if len(shape) > 1 and all(dim is not None for dim in shape[1:]):
-            total += int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(np.float32).itemsize
-    return max(total, 1)
 
 
 def _producer(layer):
@@ -99,7 +73,7 @@ def _rounding_error(kernel: np.ndarray, channel_scale: np.ndarray, depthwise: bo
 def _correctable_layers(model, keep_float: Callable[[str], bool], pair_limited: bool) -> list[_Correctable]:
     import keras
 
-    layers = list(_walk(model))
+    layers = list(walk_layers(model))
     following = {}
     for layer in layers:
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -126,25 +100,45 @@ def _correctable_layers(model, keep_float: Callable[[str], bool], pair_limited: 
 
 
 @contextmanager
-def _recording_inputs(layers: list[_Correctable]) -> Iterator[None]:
-    """While inside, every call of those convolutions adds its input batch to the layer's running sum."""
+def _summing_inputs(layers: list[_Correctable], sums: dict) -> Iterator[None]:
+    """While inside, a call of those convolutions (traced into a graph) adds its input batch, summed over the
+    images, and the number of images to `sums` under the layer's name (a layer called twice adds both calls)."""
+    import tensorflow as tf
 
-    def recorder(entry: _Correctable, call):
-        def recording_call(inputs, *args, **kwargs):
-            batch = np.asarray(inputs)
-            entry.input_sum = entry.input_sum + batch.sum(axis=0, dtype=np.float64)  # no float64 copy of the batch
-            entry.images += len(batch)
+    def summing(entry: _Correctable, call):
+        def summing_call(inputs, *args, **kwargs):
+            summed, images = tf.reduce_sum(tf.cast(inputs, tf.float32), axis=0), tf.shape(inputs)[0]
+            if entry.conv.name in sums:
+                before, counted = sums[entry.conv.name]
+                summed, images = before + summed, counted + images
+            sums[entry.conv.name] = (summed, images)
             return call(inputs, *args, **kwargs)
 
-        return recording_call
+        return summing_call
 
     for entry in layers:
-        entry.conv.call = recorder(entry, entry.conv.call)
+        entry.conv.call = summing(entry, entry.conv.call)
     try:
         yield
     finally:
         for entry in layers:
             del entry.conv.call  # the class's own method again
+
+
+def _input_summer(model, layers: list[_Correctable]) -> Callable:
+    """batch -> {layer name: (its inputs summed over the batch, how many inputs)}, one compiled graph for every
+    batch: the model runs as fast as Keras' predict and holds only what one batch needs (an eager call keeps far
+    more in TensorFlow's memory pool)."""
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def summed(batch):
+        sums: dict = {}
+        with _summing_inputs(layers, sums):
+            model(batch, training=False)
+        return sums
+
+    return summed
 
 
 class InputSums:
@@ -162,13 +156,14 @@ class InputSums:
         if count not in self.measured:
             start = max(measured for measured in self.measured if measured <= count)
             layers = _correctable_layers(model, lambda name: False, pair_limited=False)
-            for entry in layers:
-                entry.input_sum, entry.images = self.measured[start].get(entry.conv.name, (0.0, 0))
-            with _recording_inputs(layers):
-                for first in range(start, count, batch_size):
-                    batch = np.asarray(calibration[first : min(count, first + batch_size)], np.float32)
-                    model(batch, training=False)
-            self.measured[count] = {entry.conv.name: (entry.input_sum, entry.images) for entry in layers}
+            totals = {entry.conv.name: self.measured[start].get(entry.conv.name, (0.0, 0)) for entry in layers}
+            summed = _input_summer(model, layers)
+            for first in range(start, count, batch_size):
+                batch = np.asarray(calibration[first : min(count, first + batch_size)], np.float32)
+                for name, (batch_sum, inputs) in summed(batch).items():
+                    total, images = totals[name]
+                    totals[name] = (total + batch_sum.numpy().astype(np.float64), images + int(inputs))
+            self.measured[count] = totals
         return self.measured[count]
 
 
@@ -202,7 +197,7 @@ def bias_corrected(
     by the caller across calls on the same model, measures each calibration image once for all of them.
 
     The corrected model is for int8 conversion only: in float it is slightly off, by design."""
-    batch_size = batch_size or images_per_batch(_activation_bytes(model), EAGER_BATCH_BYTES)
+    batch_size = batch_size or keras_batch_size(model)
     measured = (sums or InputSums()).over(model, calibration, batch_size)
     layers = _correctable_layers(model, keep_float, pair_limited)
     for entry in layers:

@@ -17,8 +17,6 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
 from edgetl.errors import EdgetlError
 from edgetl.exporting.calibration import CalibrationImages
 from edgetl.exporting.formats import (
@@ -31,6 +29,7 @@ from edgetl.exporting.formats import (
     check_options,
 )
 from edgetl.exporting.int8 import CONFIDENT_AGREEMENT_TARGET, Int8Recipe, LadderResult, Trial, climb, integer_rungs
+from edgetl.exporting.keras_passes import keras_probabilities
 from edgetl.exporting.logs import append_trace, first_line, output_to
 from edgetl.exporting.record import ExportRecord, Verified, make_record
 from edgetl.exporting.source import ExportSource, from_run, resolve_source
@@ -59,9 +58,7 @@ class _Exporter:
         self.source = source
         self.options = options
         with step(f"Keras predictions on {len(source.verification.labels)} images"):
-            self.keras_probabilities = predict_in_batches(
-                lambda x: source.model.predict(x, verbose=0), source.verification.pixels.astype(np.float32)
-            )
+            self.keras_probabilities = keras_probabilities(source.model, source.verification.pixels)
         needs_calibration = any(FORMATS[name].calibrated for name in formats)
         calibration = CalibrationImages(source, options.calibration_samples) if needs_calibration else None
         self.inputs = ConversionInputs(options, calibration)

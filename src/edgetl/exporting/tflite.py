@@ -258,17 +258,24 @@ def _interpreter(flatbuffer: bytes):
 
 
 def _predict(flatbuffer: bytes, images: np.ndarray) -> np.ndarray:
-    """A flatbuffer run on `images` as one batch, its input and output (de)quantised as a device does."""
+    """A flatbuffer run on `images` (verify.RUNTIME_BATCH at a time), its input and output (de)quantised as a
+    device does."""
+    from edgetl.exporting.verify import predict_in_batches
     from edgetl.runtime.litert import dequantize_output, quantize_input
 
     interpreter = _interpreter(flatbuffer)
     index = interpreter.get_input_details()[0]["index"]
-    interpreter.resize_tensor_input(index, list(images.shape))
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(index, quantize_input(images, interpreter.get_input_details()[0]))
-    interpreter.invoke()
-    output = interpreter.get_output_details()[0]
-    return dequantize_output(interpreter.get_tensor(output["index"]), output)
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        if tuple(interpreter.get_input_details()[0]["shape"]) != batch.shape:
+            interpreter.resize_tensor_input(index, list(batch.shape))
+            interpreter.allocate_tensors()
+        interpreter.set_tensor(index, quantize_input(batch, interpreter.get_input_details()[0]))
+        interpreter.invoke()
+        output = interpreter.get_output_details()[0]
+        return dequantize_output(interpreter.get_tensor(output["index"]), output)
+
+    return predict_in_batches(predict, images)
 
 
 def _weighted_op_outputs(flatbuffer: bytes) -> list[str]:

@@ -15,6 +15,10 @@ UNLABELLED = -1
 CONFIDENT_PROBABILITY = 0.5
 # Classes recorded per flipped image, for Keras and the file: what a reader needs to judge the flip.
 FLIPPED_TOP_K = 3
+# Images a runtime (LiteRT, onnxruntime) runs at once while an export verifies or ranks: a session's memory arena
+# grows to what its largest batch needed and keeps it while the session lives (hundreds of MB for 32 images at
+# 224 px); on a CPU a few images a call are as fast.
+RUNTIME_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ def top_classes(probabilities: np.ndarray, k: int = FLIPPED_TOP_K) -> list[tuple
     return [(int(index), round(float(probabilities[index]), 6)) for index in order]
 
 
-def predict_in_batches(predict, pixels: np.ndarray, batch_size: int = 32) -> np.ndarray:
+def predict_in_batches(predict, pixels: np.ndarray, batch_size: int = RUNTIME_BATCH) -> np.ndarray:
     outputs = [predict(pixels[start : start + batch_size]) for start in range(0, len(pixels), batch_size)]
     return np.concatenate(outputs, axis=0)
 

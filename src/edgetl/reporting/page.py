@@ -197,15 +197,13 @@ def keras_test_predictions(view: RunView) -> None:
         return
     import json
 
-    import numpy as np
-
     from edgetl.data.pipeline import decode_subset
-    from edgetl.exporting.verify import predict_in_batches
+    from edgetl.exporting.keras_passes import keras_probabilities
 
     metadata = run.read_metadata()
     test = decode_subset(view.split.test, metadata.input_size[0], metadata.resize, "test images")
     model = run.load_model()
-    probabilities = predict_in_batches(lambda x: model.predict(x, verbose=0), test.pixels.astype(np.float32))
+    probabilities = keras_probabilities(model, test.pixels)
     files = [str(example.path) for example in test.examples]
     document = predictions_json(files, test.labels, probabilities, view.split.class_names)
     atomic_write(run.report_dir / TEST_PREDICTIONS, document)
