@@ -118,3 +118,41 @@ def test_input_sums_are_each_convolutions_inputs_summed_and_a_larger_sample_cont
     for name, (summed, images) in grown.items():
         assert images == 13
         np.testing.assert_allclose(summed, expected[name], rtol=1e-5)
+
+
+def test_an_onnx_graph_rebiased_is_tf2onnxs_graph_of_the_corrected_model():
+    """One tf2onnx conversion of the corrected model shows where each folded bias lies; from then on the plain
+    graph with any rung's corrections written in is the graph tf2onnx makes of the model so corrected."""
+    from onnx import numpy_helper
+
+    from edgetl.exporting.onnx import bias_placements, convert_onnx, rebiased
+
+    def initializers(model_proto) -> dict:
+        return {init.name: numpy_helper.to_array(init) for init in model_proto.graph.initializer}
+
+    model = conv_bn_model()
+    pixels = np.random.default_rng(1).uniform(100, 140, (32, 12, 12, 3)).astype(np.float32)
+    plain = convert_onnx(model)
+    with bias_corrected(model, pixels) as corrections:
+        corrected = convert_onnx(model)
+    with bias_corrected(model, pixels[:8], keep_float=lambda name: name == "depthwise") as partial:
+        partly_corrected = convert_onnx(model)
+    placements = bias_placements(plain, corrected, corrections)
+    assert placements is not None and sorted(placements) == ["conv", "depthwise"]
+    for wanted, converted in ((corrections, corrected), (partial, partly_corrected), ({}, plain)):
+        written = rebiased(plain, placements, wanted)
+        ours, theirs = initializers(written), initializers(converted)
+        assert ours.keys() == theirs.keys()
+        for name in ours:
+            np.testing.assert_allclose(ours[name], theirs[name], rtol=1e-6, atol=1e-6)
+    assert any(not np.array_equal(initializers(corrected)[name], value) for name, value in initializers(plain).items())
+    # A correction with no place found cannot be written; a difference no correction explains teaches no places.
+    stranger = {"elsewhere": next(iter(corrections.values()))}
+    assert rebiased(plain, placements, stranger) is None
+    assert bias_placements(plain, corrected, {"conv": corrections["conv"]}) is None
+    # Nor does a graph that differs otherwise: with a zero bias, tf2onnx leaves the depthwise convolution without
+    # one until a correction gives it one.
+    model = conv_bn_model(depthwise_bias=False)
+    plain = convert_onnx(model)
+    with bias_corrected(model, pixels) as corrections:
+        assert bias_placements(plain, convert_onnx(model), corrections) is None

@@ -221,3 +221,44 @@ def test_a_model_converted_twice_has_the_same_node_and_tensor_names():
     first, second = convert_onnx(model), convert_onnx(model)
     assert any("__" in name for name in names(first))  # tf2onnx made some
     assert names(first) == names(second)
+
+
+def test_onnx_percentile_from_batches_is_onnxruntimes_cut_of_all_the_values_at_once():
+    """Streamed in batches of any size, the percentile ranges equal onnxruntime's HistogramCollector's (symmetric,
+    2048 bins) over all the values in one call, as its percentile calibrator computes them, for activations of
+    one sign, of both, and one that turns to both signs only in a later batch."""
+    import contextlib
+    import io
+
+    from onnxruntime.quantization.calibrate import HistogramCollector
+
+    from edgetl.exporting.int8 import CALIBRATION_PERCENTILE
+    from edgetl.exporting.onnx import ONNX_HISTOGRAM_BINS, _OnnxStatistics
+
+    rng = np.random.default_rng(5)
+    values = {
+        "relu": np.maximum(rng.normal(0.5, 1.0, (40, 6, 6, 4)), 0).astype(np.float32),
+        "linear": (rng.standard_t(3, (40, 6, 6, 4)) * 2 + 0.3).astype(np.float32),
+        "late": np.concatenate([rng.uniform(0.2, 3, (30, 6, 6, 4)), rng.uniform(-5, 3, (10, 6, 6, 4))]).astype(
+            np.float32
+        ),
+        "negative": -rng.exponential(1.0, (40, 3)).astype(np.float32) - 0.1,
+    }
+    collector = HistogramCollector(
+        method="percentile", symmetric=True, num_bins=ONNX_HISTOGRAM_BINS, num_quantized_bins=128,
+        percentile=CALIBRATION_PERCENTILE, scenario="same",
+    )  # fmt: skip
+    with contextlib.redirect_stdout(io.StringIO()):
+        collector.collect(values)
+        theirs = {name: (float(cut[0]), float(cut[1])) for name, cut in collector.compute_collection_result().items()}
+    for batch in (1, 7, 40):
+        stats = _OnnxStatistics(40, CALIBRATION_PERCENTILE)
+        for start in range(0, 40, batch):
+            stats.add(
+                {name: value[start : start + batch] for name, value in values.items()}, len(range(start, 40)[:batch])
+            )
+        ours = stats.ranges("percentile")
+        assert ours.keys() == theirs.keys()
+        for name in theirs:
+            assert ours[name] == pytest.approx(theirs[name], rel=1e-6), (batch, name)
+        assert theirs["linear"][1] < values["linear"].max()  # the cut clips something

@@ -230,15 +230,35 @@ def _onnx_rank(model, inputs: ConversionInputs) -> list[str]:
     return rank_calibrated(_onnx_calibration(model, inputs), inputs.recipe.method, inputs.options.target)
 
 
-def _float_onnx(model, inputs: ConversionInputs, key: str = "onnx"):
-    """The float ONNX graph, converted once per `key`: the model as it is, or bias-corrected on a sample."""
+def _float_onnx(model, inputs: ConversionInputs):
+    """The float ONNX graph of the model as it is (no bias correction), converted once."""
     from edgetl.exporting.onnx import convert_onnx
 
-    if key not in inputs.cache:
-        inputs.cache[key] = convert_onnx(model, opset=inputs.options.opset)
-    copy = type(inputs.cache[key])()
-    copy.CopyFrom(inputs.cache[key])
+    if "onnx" not in inputs.cache:
+        inputs.cache["onnx"] = convert_onnx(model, opset=inputs.options.opset)
+    copy = type(inputs.cache["onnx"])()
+    copy.CopyFrom(inputs.cache["onnx"])
     return copy
+
+
+def _corrected_onnx(model, inputs: ConversionInputs):
+    """The float ONNX graph of the model as bias-corrected now (inputs.corrections): once the plain graph and a
+    first corrected one are known, the plain graph with the corrections written into its folded biases
+    (onnx.bias_placements), else tf2onnx's conversion of the model as it is now."""
+    from edgetl.exporting.onnx import bias_placements, convert_onnx, rebiased
+
+    first = inputs.cache.get(("onnx", "first corrected"))
+    if first is not None and "onnx" in inputs.cache:
+        if ("onnx", "bias placements") not in inputs.cache:
+            plain, (corrected, corrections) = inputs.cache["onnx"], first
+            inputs.cache["onnx", "bias placements"] = bias_placements(plain, corrected, corrections)
+        placements = inputs.cache["onnx", "bias placements"]
+        model_proto = rebiased(inputs.cache["onnx"], placements, inputs.corrections) if placements else None
+        if model_proto is not None:
+            return model_proto
+    model_proto = convert_onnx(model, opset=inputs.options.opset)
+    inputs.cache.setdefault(("onnx", "first corrected"), (model_proto, inputs.corrections))
+    return model_proto
 
 
 def _onnx_calibration(model, inputs: ConversionInputs):
@@ -250,11 +270,7 @@ def _onnx_calibration(model, inputs: ConversionInputs):
     recipe = inputs.recipe
 
     def calibrate(measurement, most: int) -> OnnxCalibration:
-        # The corrected graph depends on the sample and on the layers kept in float, which are left uncorrected;
-        # it is needed only until it is prepared.
-        corrected = f"onnx-bias-corrected-{recipe.calibration_images}-{'|'.join(recipe.float_layers)}"
-        float_model = _float_onnx(model, inputs, corrected if recipe.bias_correction else "onnx")
-        inputs.cache.pop(corrected, None)
+        float_model = _corrected_onnx(model, inputs) if recipe.bias_correction else _float_onnx(model, inputs)
         work = tempfile.TemporaryDirectory(prefix="edgetl-onnx-int8-")  # removed with the calibration
         return OnnxCalibration(float_model, inputs.calibration_images, Path(work.name), measurement, most, work)
 

