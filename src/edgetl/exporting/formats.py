@@ -82,16 +82,20 @@ class ConversionInputs:
         makes it, given the Measurement of the activations the first graph of that kind made (None for the
         first, which measures its own, sized for `most_images`). Rungs that differ only in the method share a
         graph; every rung of a kind shares the measurement, so the calibration images pass through the float
-        graph once whatever the ladder tries."""
+        graph once whatever the ladder tries. Only the latest graph of a kind is kept: one can be large (an
+        Xception's weights are 90 MB), and the ladder comes back to an earlier one only to rank on it, which
+        makes it again from the measurement and the first conversion (cheap)."""
         recipe = self.recipe
         key: Hashable = (kind, recipe.calibration_images, recipe.bias_correction, recipe.float_layers)
-        if key not in self.cache:
+        latest = (kind, "latest")
+        if latest not in self.cache or self.cache[latest][0] != key:
             shared = (kind, "measurement")
             most = most_calibration_images(self.options.calibration_samples, self.calibration.available)
+            self.cache.pop(latest, None)  # let go before the next is made
             calibration = calibrate(self.cache.get(shared), most)
             self.cache[shared] = calibration.measurement
-            self.cache[key] = calibration
-        return self.cache[key]
+            self.cache[latest] = (key, calibration)
+        return self.cache[latest][1]
 
 
 @dataclass(frozen=True)
@@ -247,17 +251,19 @@ def _corrected_onnx(model, inputs: ConversionInputs):
     (onnx.bias_placements), else tf2onnx's conversion of the model as it is now."""
     from edgetl.exporting.onnx import bias_placements, convert_onnx, rebiased
 
-    first = inputs.cache.get(("onnx", "first corrected"))
-    if first is not None and "onnx" in inputs.cache:
-        if ("onnx", "bias placements") not in inputs.cache:
-            plain, (corrected, corrections) = inputs.cache["onnx"], first
-            inputs.cache["onnx", "bias placements"] = bias_placements(plain, corrected, corrections)
-        placements = inputs.cache["onnx", "bias placements"]
-        model_proto = rebiased(inputs.cache["onnx"], placements, inputs.corrections) if placements else None
+    placements = inputs.cache.get(("onnx", "bias placements"))
+    if placements is None and "onnx" in inputs.cache and ("onnx", "first corrected") in inputs.cache:
+        corrected, corrections = inputs.cache.pop(("onnx", "first corrected"))
+        placements = inputs.cache["onnx", "bias placements"] = (
+            bias_placements(inputs.cache["onnx"], corrected, corrections) or {}
+        )  # {}: none learned, every corrected graph is converted
+    if placements:
+        model_proto = rebiased(inputs.cache["onnx"], placements, inputs.corrections)
         if model_proto is not None:
             return model_proto
     model_proto = convert_onnx(model, opset=inputs.options.opset)
-    inputs.cache.setdefault(("onnx", "first corrected"), (model_proto, inputs.corrections))
+    if placements is None:
+        inputs.cache.setdefault(("onnx", "first corrected"), (model_proto, inputs.corrections))
     return model_proto
 
 
