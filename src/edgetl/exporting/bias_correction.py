@@ -107,7 +107,8 @@ def _summing_inputs(layers: list[_Correctable], sums: dict) -> Iterator[None]:
 
     def summing(entry: _Correctable, call):
         def summing_call(inputs, *args, **kwargs):
-            summed, images = tf.reduce_sum(tf.cast(inputs, tf.float32), axis=0), tf.shape(inputs)[0]
+            # float64, as a mean over many images' pixels needs: float32 sums move the corrections' last bits.
+            summed, images = tf.reduce_sum(tf.cast(inputs, tf.float64), axis=0), tf.shape(inputs)[0]
             if entry.conv.name in sums:
                 before, counted = sums[entry.conv.name]
                 summed, images = before + summed, counted + images
@@ -162,7 +163,7 @@ class InputSums:
                 batch = np.asarray(calibration[first : min(count, first + batch_size)], np.float32)
                 for name, (batch_sum, inputs) in summed(batch).items():
                     total, images = totals[name]
-                    totals[name] = (total + batch_sum.numpy().astype(np.float64), images + int(inputs))
+                    totals[name] = (total + batch_sum.numpy(), images + int(inputs))
             self.measured[count] = totals
         return self.measured[count]
 
