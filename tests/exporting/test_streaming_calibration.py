@@ -262,3 +262,27 @@ def test_onnx_percentile_from_batches_is_onnxruntimes_cut_of_all_the_values_at_o
         for name in theirs:
             assert ours[name] == pytest.approx(theirs[name], rel=1e-6), (batch, name)
         assert theirs["linear"][1] < values["linear"].max()  # the cut clips something
+
+
+def test_a_graph_naming_its_activations_otherwise_is_measured_itself(tmp_path):
+    """The ladder's rungs share one measurement because conversions of one model name their activations alike;
+    where tf2onnx named one otherwise (it names a fused node after one of its parts), that graph is measured
+    itself instead of failing in onnxruntime for a missing range, and its file is the one measured alone."""
+    from edgetl.exporting.onnx import OnnxCalibration
+
+    for folder in ("first", "shared", "alone"):
+        (tmp_path / folder).mkdir()
+    model = small_classifier()
+    images = pixels(12)
+    first = OnnxCalibration(model, images, tmp_path / "first")
+    renamed = type(model)()
+    renamed.CopyFrom(model)
+    old, new = "stem", "named_otherwise:0"  # the first convolution's output
+    for each in renamed.graph.node:
+        each.input[:] = [new if name == old else name for name in each.input]
+        each.output[:] = [new if name == old else name for name in each.output]
+    shared = OnnxCalibration(renamed, images, tmp_path / "shared", first.measurement)
+    alone = OnnxCalibration(renamed, images, tmp_path / "alone")
+    assert shared.measurement is not first.measurement and "named_otherwise:0" in shared.measurement.names
+    for method in ("minmax", "percentile"):
+        assert shared.quantize(method).SerializeToString() == alone.quantize(method).SerializeToString()

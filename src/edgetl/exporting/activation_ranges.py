@@ -163,8 +163,10 @@ class Measurement:
         bytes_per_image: int,
         most_images: int,
         statistics: Callable[[int], ActivationStats],
+        names: frozenset[str] = frozenset(),
     ) -> None:
         self.activations = activations  # the float graph run on a batch of images -> each activation's values
+        self.names = names  # the activations it measures, where the caller must check another graph against them
         self.batch = images_per_batch(bytes_per_image)
         self.most_images, self.statistics = most_images, statistics
         self.stats = statistics(most_images)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import tempfile
 from collections import Counter
@@ -16,6 +17,8 @@ from edgetl.exporting.formats import ExportOptions
 from edgetl.exporting.int8 import CALIBRATION_PERCENTILE, ONNX_INT8_TARGETS
 from edgetl.exporting.tflite import OpReport
 from edgetl.models.classifier import INPUT_NAME, OUTPUT_NAME
+
+log = logging.getLogger(__name__)
 
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 # Ops that move or reshape data: quantising them gains nothing, so they are neither int8 work nor fallbacks.
@@ -66,15 +69,18 @@ def _number_made_nodes(model_proto) -> None:
 def _initializers_alike(plain, corrected) -> dict | None:
     """`corrected`'s initializers under the names `plain` gives them, when the two graphs are the same but for
     initializer values and names: tf2onnx names a constant several nodes share (Relu6's 0 and 6) after one of
-    them, not always the same one. None when they differ otherwise."""
+    them, not always the same one) and for the order of nodes on parallel paths (an Xception's shortcut and its
+    main path come in either order). None when they differ otherwise."""
     import onnx
 
-    if len(plain.graph.node) != len(corrected.graph.node):
+    others = {node.name: node for node in corrected.graph.node}
+    if len(others) != len(corrected.graph.node) or set(others) != {node.name for node in plain.graph.node}:
         return None
     plain_names = {initializer.name for initializer in plain.graph.initializer}
     ours = {initializer.name: initializer for initializer in corrected.graph.initializer}
     named: dict[str, str] = {}
-    for node, other in zip(plain.graph.node, corrected.graph.node, strict=True):
+    for node in plain.graph.node:
+        other = others[node.name]
         if len(node.input) != len(other.input):
             return None
         renamed = onnx.NodeProto()
@@ -188,9 +194,13 @@ class OnnxCalibration:
         # convolutions, graph optimisation. On the raw tf2onnx graph each unfolded BatchNorm gets its own
         # quantisation and the result collapses.
         quant_pre_process(str(source), str(self.prepared))
-        self.measurement = measurement or onnx_measurement(
-            onnx.load(str(self.prepared)), max(most_images, len(self.sample))
-        )
+        prepared = onnx.load(str(self.prepared))
+        if measurement is not None and not set(_calibrated_tensors(prepared)) <= measurement.names:
+            # tf2onnx named some activation otherwise this time (it names a fused node after one of its parts,
+            # not always the same): this graph is measured itself.
+            log.info("ONNX graph names its activations otherwise than the measured one: measured again")
+            measurement = None
+        self.measurement = measurement or onnx_measurement(prepared, max(most_images, len(self.sample)))
 
     @functools.cached_property
     def pair_limited_overrides(self) -> dict[str, list[dict]]:
@@ -314,7 +324,7 @@ def onnx_measurement(prepared, most_images: int) -> Measurement:
         return {name: value for name, value in values.items() if name in wanted}
 
     statistics = functools.partial(_OnnxStatistics, percentile=CALIBRATION_PERCENTILE)
-    return Measurement(activations, activation_bytes_per_image(prepared), most_images, statistics)
+    return Measurement(activations, activation_bytes_per_image(prepared), most_images, statistics, frozenset(tensors))
 
 
 def _int_attribute(node, name: str, default: int) -> int:
