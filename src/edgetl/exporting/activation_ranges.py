@@ -120,26 +120,6 @@ class ActivationStats:
             ranges[key] = (low, high)
         return ranges
 
-    def magnitude_percentile_ranges(self, bins: int, smallest_magnitudes: dict) -> dict:
-        """Each activation's range as onnxruntime's percentile calibrator cuts it (symmetric, its default), from the
-        exact tails: the magnitude all but the percentile's share of values lie within, taken down to the lower
-        edge of its bin among `bins` equal bins from the smallest magnitude to the largest (its histogram of all
-        the values at once), as ± that, held within min-max. The tails hold the largest magnitudes: they are the
-        largest or the smallest values. `smallest_magnitudes` has the smallest of an activation of both signs."""
-        ranges = {}
-        for key, (lowest, highest) in self.extremes.items():
-            tails, count = self.tails[key], round(self.per_image[key] * self.seen)
-            # A tensor of fewer values than the tails keep has all of them in each tail.
-            values = tails.high if count <= tails.keep else np.concatenate([tails.high, tails.low])
-            magnitudes = np.abs(values)
-            beyond = count - math.ceil(count * self.percentile / 100.0)  # values above the cut's
-            cut = np.partition(magnitudes, magnitudes.size - 1 - beyond)[magnitudes.size - 1 - beyond]
-            smallest = lowest if lowest >= 0 else -highest if highest <= 0 else smallest_magnitudes[key]
-            edges = np.linspace(np.float32(smallest), np.float32(max(-lowest, highest)), bins + 1, dtype=np.float32)
-            edge = float(edges[min(max(int(np.searchsorted(edges, cut, side="right")) - 1, 0), bins - 1)])
-            ranges[key] = (max(-edge, lowest), min(edge, highest))
-        return ranges
-
     def copy(self) -> ActivationStats:
         copied = type(self)(self.images, self.percentile)
         copied.seen, copied.extremes, copied.per_image = self.seen, dict(self.extremes), dict(self.per_image)

@@ -161,9 +161,9 @@ class InputSums:
             summed = _input_summer(model, layers)
             for first in range(start, count, batch_size):
                 batch = np.asarray(calibration[first : min(count, first + batch_size)], np.float32)
-                for name, (batch_sum, inputs) in summed(batch).items():
+                for name, (batch_sum, counted) in summed(batch).items():
                     total, images = totals[name]
-                    totals[name] = (total + batch_sum.numpy(), images + int(inputs))
+                    totals[name] = (total + batch_sum.numpy(), images + int(counted))
             self.measured[count] = totals
         return self.measured[count]
 

