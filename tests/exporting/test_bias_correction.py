@@ -157,3 +157,81 @@ def test_an_onnx_graph_rebiased_is_tf2onnxs_graph_of_the_corrected_model():
     plain = convert_onnx(model)
     with bias_corrected(model, pixels) as corrections:
         assert bias_placements(plain, convert_onnx(model), corrections) is None
+
+
+def recorded_refinement(monkeypatch) -> dict:
+    """Patches the ranking's refinement to record, per layer it scores, the outputs its island file gives and the
+    reference they are measured against."""
+    import edgetl.exporting.sensitivity as sensitivity
+
+    scored: dict = {}
+
+    def refine(ranked, distance, count=sensitivity.REFINED_LAYERS):
+        scored.update({layer: distance(layer) for layer in ranked[:count]})
+        return ranked
+
+    monkeypatch.setattr(sensitivity, "refine", refine)
+    monkeypatch.setattr(sensitivity, "output_distance", lambda outputs, reference: (outputs, reference))
+    return scored
+
+
+def test_the_tflite_ranking_scores_each_island_as_its_rung_makes_it_against_the_model_uncorrected(monkeypatch):
+    """On a bias-corrected graph, each layer's island file is the one the ladder's rung would make (the layer left
+    out of bias correction), and it is measured against the model uncorrected, not the corrected float graph."""
+    from edgetl.exporting.tflite import TfliteCalibration, _predict, names_layer, rank_calibrated
+
+    model = conv_bn_model()
+    pixels = np.random.default_rng(1).uniform(100, 140, (32, 12, 12, 3)).astype(np.float32)
+    plain = TfliteCalibration(model, pixels)
+    with bias_corrected(model, pixels) as corrections:
+        corrected = plain.rebiased(corrections, pixels)
+    scored = recorded_refinement(monkeypatch)
+    rank_calibrated(corrected, "int8", "minmax")
+    assert len(scored) == 2
+    reference = _predict(plain.calibrated("minmax"), pixels)
+    for layer, (outputs, measured_against) in scored.items():
+        np.testing.assert_array_equal(measured_against, reference)
+        with bias_corrected(model, pixels, keep_float=lambda conv, layer=layer: names_layer(layer, conv)) as kept:
+            assert len(kept) == 1  # the island's own correction left out
+            rung = TfliteCalibration(model, pixels, plain.measurement, corrections=kept)
+        np.testing.assert_array_equal(outputs, _predict(rung.quantize("minmax", "int8", (layer,)), pixels))
+    assert not np.allclose(_predict(corrected.calibrated("minmax"), pixels), reference, rtol=1e-3)
+
+
+def onnx_outputs(model_proto, pixels: np.ndarray) -> np.ndarray:
+    """The graph's outputs on `pixels` in a default onnxruntime session."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(model_proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: pixels})[0]
+
+
+def test_the_onnx_ranking_scores_each_island_as_its_rung_makes_it_against_the_model_uncorrected(tmp_path, monkeypatch):
+    import onnx
+
+    from edgetl.exporting.onnx import OnnxCalibration, convert_onnx, rank_calibrated
+    from edgetl.exporting.tflite import names_layer
+
+    def work(name: str):
+        (tmp_path / name).mkdir()
+        return tmp_path / name
+
+    model = conv_bn_model()
+    pixels = np.random.default_rng(1).uniform(100, 140, (32, 12, 12, 3)).astype(np.float32)
+    plain = convert_onnx(model)
+    with bias_corrected(model, pixels) as corrections:
+        corrected = OnnxCalibration(convert_onnx(model), pixels, work("corrected"))
+    assert len(corrections) == 2
+    scored = recorded_refinement(monkeypatch)
+    rank_calibrated(corrected, "minmax", float_model=plain)
+    assert len(scored) == 2
+    reference = onnx_outputs(plain, pixels)
+    for number, (layer, (outputs, measured_against)) in enumerate(scored.items()):
+        np.testing.assert_allclose(measured_against, reference, rtol=1e-6)
+        with bias_corrected(model, pixels, keep_float=lambda conv, layer=layer: names_layer(layer, conv)) as kept:
+            assert len(kept) == 1  # the island's own correction left out
+            rung = OnnxCalibration(convert_onnx(model), pixels, work(f"rung{number}"), corrected.measurement)
+        island = onnx_outputs(rung.quantize("minmax", (layer,)), pixels)
+        np.testing.assert_allclose(outputs, island, rtol=1e-5, atol=1e-5)
+    corrected_float = onnx_outputs(onnx.load(str(corrected.prepared)), pixels)
+    assert not np.allclose(corrected_float, reference, rtol=1e-3)

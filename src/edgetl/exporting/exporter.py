@@ -142,8 +142,15 @@ class _Exporter:
                 return Trial(verified.fidelity, verified.passed, verified.size, verified)
 
             def rank(recipe: Int8Recipe) -> list[str]:
-                with step(f"{export_format.name}: ranking layers by int8 sensitivity"), output_to(self.source.log_path):
-                    ranked = export_format.rank_layers(self.source.model, replace(self.inputs, recipe=recipe))
+                # On the recipe's own graph, bias corrections included (when its graph is no longer kept, it is
+                # made again, from the same corrections).
+                inputs = replace(self.inputs, recipe=recipe)
+                with (
+                    step(f"{export_format.name}: ranking layers by int8 sensitivity"),
+                    output_to(self.source.log_path),
+                    self.bias_corrected(export_format, recipe, inputs) as corrections,
+                ):
+                    ranked = export_format.rank_layers(self.source.model, replace(inputs, corrections=corrections))
                 _collect_converters_garbage()
                 return ranked
 

@@ -228,10 +228,14 @@ def _tflite_rank(model, inputs: ConversionInputs) -> list[str]:
 
 
 def _onnx_rank(model, inputs: ConversionInputs) -> list[str]:
-    """Ranked on the recipe's own graph: the one its rung quantised (bias correction included)."""
+    """Ranked on the recipe's own graph: the one its rung quantised (bias correction included), against the
+    model's float graph uncorrected. That is the ladder's plain conversion, which its rung without bias
+    correction has made by then: with the model corrected, as it is while this runs, there is none to make."""
     from edgetl.exporting.onnx import rank_calibrated
 
-    return rank_calibrated(_onnx_calibration(model, inputs), inputs.recipe.method, inputs.options.target)
+    calibration = _onnx_calibration(model, inputs)
+    plain = _float_onnx(model, inputs) if inputs.corrections and "onnx" in inputs.cache else None
+    return rank_calibrated(calibration, inputs.recipe.method, inputs.options.target, plain)
 
 
 def _float_onnx(model, inputs: ConversionInputs):

@@ -529,7 +529,6 @@ def quantize_onnx_int8(
 
 # The nodes whose weights int8 rounds, and so the ones the fallback may keep in float.
 WEIGHTED_NODES = frozenset({"Conv", "Gemm", "MatMul"})
-SENSITIVITY_IMAGES = 48
 # A float layer is named as its node and the node's weights, joined as TFLite joins the ops fused into a tensor:
 # tf2onnx calls a pointwise convolution Conv__N, but its kernel keeps the Keras layer's name, which bias
 # correction needs to leave that layer out (and a user, to know which layer stayed in float).
@@ -555,16 +554,23 @@ def rank_onnx_int8_sensitivity(
 
 
 def rank_calibrated(
-    calibration: OnnxCalibration, method: str = "minmax", target: str = next(iter(ONNX_INT8_TARGETS))
+    calibration: OnnxCalibration,
+    method: str = "minmax",
+    target: str = next(iter(ONNX_INT8_TARGETS)),
+    float_model=None,
 ) -> list[str]:
     """The weighted nodes, most sensitive to int8 first: by the error each adds itself in one run of the int8
     graph on a few calibration images, the first few then by what keeping each alone in float does to the
-    graph's probabilities in a default session (exporting/sensitivity.py). Named by `_float_layer_name`, so the
-    names say which Keras layers they are."""
+    graph's probabilities in a default session, the file made as its rung would make it (exporting/sensitivity.py).
+    Named by `_float_layer_name`, so the names say which Keras layers they are.
+
+    `float_model`: where `calibration` is of a bias-corrected graph, the model's float graph uncorrected. The
+    distance is measured to it, and each layer kept in float gets its bias from it back (bias correction leaves
+    float islands out)."""
     import onnx
     import onnxruntime
 
-    from edgetl.exporting.sensitivity import output_distance, rank_onnx_layers, refine
+    from edgetl.exporting.sensitivity import SENSITIVITY_IMAGES, output_distance, rank_onnx_layers, refine
     from edgetl.exporting.verify import predict_in_batches
     from edgetl.runtime.onnxrt import session_options
 
@@ -577,12 +583,67 @@ def rank_calibrated(
         return predict_in_batches(lambda batch: session.run(None, {INPUT_NAME: batch})[0], images)
 
     prepared = onnx.load(str(calibration.prepared))
-    reference = predict(prepared)
+    plain = prepared if float_model is None else _prepared(float_model)
+    reference = predict(plain)
+    plain_biases = _differing_biases(prepared, plain)
+    del plain
 
     def distance(layer: str) -> float:
-        return output_distance(predict(calibration.quantize(method, (layer,), target)), reference)
+        island = _with_bias(calibration.quantize(method, (layer,), target), node_of(layer), plain_biases)
+        return output_distance(predict(island), reference)
 
     return refine(rank_onnx_layers(calibration.quantize(method, (), target), prepared, images), distance)
+
+
+def _prepared(float_model):
+    """`float_model` after onnxruntime's pre-processing (as OnnxCalibration makes it)."""
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory(prefix="edgetl-onnx-prepared-") as work:
+        onnx.save(float_model, f"{work}/float.onnx")
+        quant_pre_process(f"{work}/float.onnx", f"{work}/prepared.onnx")
+        return onnx.load(f"{work}/prepared.onnx")
+
+
+def _weights_and_bias(model) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per weighted node with a bias, its weights and bias."""
+    from onnx import numpy_helper
+
+    values = {initializer.name: initializer for initializer in model.graph.initializer}
+    return {
+        node.name: (numpy_helper.to_array(values[node.input[1]]), numpy_helper.to_array(values[node.input[2]]))
+        for node in model.graph.node
+        if node.op_type in WEIGHTED_NODES and len(node.input) > 2 and {*node.input[1:3]} <= values.keys()
+    }
+
+
+def _differing_biases(prepared, other) -> dict[str, np.ndarray]:
+    """Per weighted node of `prepared`, the bias `other` (the same model otherwise bias-corrected) gives the node of
+    that name with the same weights, where the two biases differ."""
+    theirs = _weights_and_bias(other)
+    biases = {}
+    for name, (weights, bias) in _weights_and_bias(prepared).items():
+        if name in theirs:
+            other_weights, other_bias = theirs[name]
+            same_node = other_weights.shape == weights.shape and np.array_equal(other_weights, weights)
+            if same_node and other_bias.shape == bias.shape and not np.array_equal(other_bias, bias):
+                biases[name] = other_bias
+    return biases
+
+
+def _with_bias(model_proto, node_name: str, biases: dict[str, np.ndarray]):
+    """`model_proto` (a QDQ graph) with the float bias of its node `node_name` replaced by `biases`' for it."""
+    from onnx import TensorProto, numpy_helper
+
+    if node_name in biases:
+        initializers = {initializer.name: initializer for initializer in model_proto.graph.initializer}
+        for node in model_proto.graph.node:
+            if node.name == node_name and len(node.input) > 2 and node.input[2] in initializers:
+                bias = initializers[node.input[2]]
+                if bias.data_type == TensorProto.FLOAT:  # the island's, left in float by the quantiser
+                    bias.CopyFrom(numpy_helper.from_array(biases[node_name].astype(np.float32), bias.name))
+    return model_proto
 
 
 def onnx_op_report(model_proto) -> OpReport:

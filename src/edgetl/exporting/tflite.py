@@ -220,8 +220,6 @@ def names_layer(tensor_name: str, layer: str) -> bool:
 
 # The ops whose weights int8 rounds, and so the layers the fallback may keep in float.
 WEIGHTED_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"})
-# How many calibration images measure each layer's sensitivity.
-SENSITIVITY_IMAGES = 48
 
 
 def rank_int8_sensitivity(
@@ -235,16 +233,30 @@ def rank_int8_sensitivity(
 def rank_calibrated(calibration: TfliteCalibration, io_type: str, method: str = CALIBRATION_METHODS[0]) -> list[str]:
     """The weighted layers, most sensitive to int8 first: by the error each adds itself in one debug run of the
     int8 graph on a few calibration images, the first few then by what keeping each alone in float does to the
-    file's probabilities (exporting/sensitivity.py). Named as the float graph's op outputs, as
-    `denylisted_nodes` takes them."""
-    from edgetl.exporting.sensitivity import output_distance, rank_tflite_layers, refine
+    file's probabilities, the file made as its rung would make it, against the model uncorrected
+    (exporting/sensitivity.py). Named as the float graph's op outputs, as `denylisted_nodes` takes them."""
+    from edgetl.exporting.sensitivity import (
+        SENSITIVITY_IMAGES,
+        island_corrections,
+        output_distance,
+        rank_tflite_layers,
+        refine,
+    )
 
     calibrated = calibration.calibrated(method)
     images = calibration.sample[:SENSITIVITY_IMAGES]
-    reference = _predict(calibrated, images)
+
+    def as_corrected(corrections: dict) -> TfliteCalibration:
+        """The calibration with `corrections` instead of its own; itself where that cannot be written exactly."""
+        if corrections.keys() == calibration.corrections.keys():  # fewer corrections are a subset of its own
+            return calibration
+        return calibration.rebiased(corrections, calibration.sample) or calibration
+
+    reference = _predict(as_corrected({}).calibrated(method), images)
 
     def distance(layer: str) -> float:
-        return output_distance(_predict(_quantize(calibrated, io_type, (layer,)), images), reference)
+        island = as_corrected(island_corrections(calibration.corrections, layer)).calibrated(method)
+        return output_distance(_predict(_quantize(island, io_type, (layer,)), images), reference)
 
     return refine(rank_tflite_layers(calibrated, images, io_type, WEIGHTED_OPS), distance)
 
