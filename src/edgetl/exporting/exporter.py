@@ -54,10 +54,18 @@ def _integer_only_problems(export_format: ExportFormat, ops: OpReport | None, op
 def _collect_converters_garbage() -> None:
     """The TensorFlow Lite converter and tf2onnx leave their graphs in reference cycles: hundreds of MB (430 MB
     after tf2onnx converts a MobileNetV2 at 224 px) until Python's cycle collector happens to run. Collected as soon
-    as a conversion is done, they are not there when the next one needs memory."""
+    as a conversion is done, they are not there when the next one needs memory.
+
+    What a conversion freed in small blocks stays in glibc's heap, below the size from which blocks are mapped on
+    their own (`_hand_back_large_blocks`), while the large arrays every later step allocates are mapped anew: that
+    memory would count in every later peak (2.5 GB after tf2onnx converts an Xception at 299 px). It is handed
+    back to the system too."""
     import gc
 
     gc.collect()
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 class _Exporter:
@@ -242,11 +250,17 @@ def _hand_back_large_blocks() -> None:
     reuse: the large buffers every conversion, calibration batch and session allocates and frees would keep an
     export's resident memory growing from rung to rung. A fixed threshold gives each large block back to the
     system when it is freed. Elsewhere than glibc, nothing changes."""
+    libc = _glibc()
+    if libc is not None:
+        libc.mallopt(M_MMAP_THRESHOLD, LARGE_BLOCK_BYTES)
+
+
+def _glibc():
+    """glibc, whose allocator the two functions above tune; None elsewhere."""
     try:
-        libc = ctypes.CDLL("libc.so.6")
+        return ctypes.CDLL("libc.so.6")
     except OSError:
-        return
-    libc.mallopt(M_MMAP_THRESHOLD, LARGE_BLOCK_BYTES)
+        return None
 
 
 def _export_checked(source: ExportSource, formats: list[str], options: ExportOptions) -> list[ExportRecord]:
