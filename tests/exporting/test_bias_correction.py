@@ -230,7 +230,7 @@ def test_the_onnx_ranking_scores_each_island_as_its_rung_makes_it_against_the_mo
         np.testing.assert_allclose(measured_against, reference, rtol=1e-6)
         with bias_corrected(model, pixels, keep_float=lambda conv, layer=layer: names_layer(layer, conv)) as kept:
             assert len(kept) == 1  # the island's own correction left out
-            rung = OnnxCalibration(convert_onnx(model), pixels, work(f"rung{number}"), corrected.measurement)
+            rung = OnnxCalibration(convert_onnx(model), pixels, work(f"rung{number}"), (corrected.measurement,))
         island = onnx_outputs(rung.quantize("minmax", (layer,)), pixels)
         np.testing.assert_allclose(outputs, island, rtol=1e-5, atol=1e-5)
     corrected_float = onnx_outputs(onnx.load(str(corrected.prepared)), pixels)

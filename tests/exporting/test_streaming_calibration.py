@@ -331,8 +331,37 @@ def test_a_graph_naming_its_activations_otherwise_is_measured_itself(tmp_path):
     for each in renamed.graph.node:
         each.input[:] = [new if name == old else name for name in each.input]
         each.output[:] = [new if name == old else name for name in each.output]
-    shared = OnnxCalibration(renamed, images, tmp_path / "shared", first.measurement)
+    shared = OnnxCalibration(renamed, images, tmp_path / "shared", (first.measurement,))
     alone = OnnxCalibration(renamed, images, tmp_path / "alone")
     assert shared.measurement is not first.measurement and "named_otherwise:0" in shared.measurement.names
     for method in ("minmax", "percentile"):
         assert shared.quantize(method).SerializeToString() == alone.quantize(method).SerializeToString()
+    # Given both measurements, each graph takes the one that measured its own names, and measures nothing.
+    for folder, graph, expected in (("again", renamed, shared), ("plain", model, first)):
+        (tmp_path / folder).mkdir()
+        again = OnnxCalibration(graph, images, tmp_path / folder, (shared.measurement, first.measurement))
+        assert again.measurement is expected.measurement
+
+
+def test_the_ladder_keeps_a_measurement_for_each_way_its_graphs_name_their_activations():
+    """Rungs share the latest measurement that fits their graph; a graph that needed its own adds it, and the
+    two kinds of graph (plain and bias-corrected) no longer measure again in turn."""
+    from types import SimpleNamespace
+
+    from edgetl.exporting.formats import KEPT_MEASUREMENTS, ConversionInputs, ExportOptions
+    from edgetl.exporting.int8 import Int8Recipe
+
+    class Calibration:
+        def __init__(self, measurements: tuple, names: str) -> None:
+            self.given = measurements
+            fitting = [measured for measured in measurements if measured == names]
+            self.measurement = fitting[0] if fitting else names  # a "measurement" is its graph's names here
+
+    inputs = ConversionInputs(ExportOptions(), SimpleNamespace(available=600))
+    given = []
+    for rung, names in enumerate(["corrected", "plain", "corrected", "plain", "third"]):
+        rung_inputs = ConversionInputs(inputs.options, inputs.calibration, inputs.cache, Int8Recipe(200 + rung, "m"))
+        calibration = rung_inputs.calibrated("onnx", lambda measured, most, names=names: Calibration(measured, names))
+        given.append(calibration.given)
+    assert given == [(), ("corrected",), ("plain", "corrected"), ("plain", "corrected"), ("plain", "corrected")]
+    assert inputs.cache["onnx", "measurements"] == ["third", "plain"][:KEPT_MEASUREMENTS]

@@ -60,6 +60,13 @@ class KerasFileOptions:
         ]
 
 
+# Measurements kept per converter kind. A ladder's graphs usually name their activations alike and share one;
+# where the bias-corrected graphs name some otherwise than the plain one (a convolution with a zero bias, as a
+# freshly built network's are, has none in the plain graph until a correction gives it one), each keeps its own,
+# instead of the two measuring again in turn.
+KEPT_MEASUREMENTS = 2
+
+
 @dataclass
 class ConversionInputs:
     """Everything a converter may need besides the model; `cache` shares work between formats (the float
@@ -78,22 +85,24 @@ class ConversionInputs:
         return self.calibration.take(self.recipe.calibration_images)
 
     def calibrated(self, kind: str, calibrate: Callable[..., object]):
-        """The recipe's graph for a converter `kind`, ready to quantise: `calibrate(measurement, most_images)`
-        makes it, given the Measurement of the activations the first graph of that kind made (None for the
-        first, which measures its own, sized for `most_images`). Rungs that differ only in the method share a
-        graph; every rung of a kind shares the measurement, so the calibration images pass through the float
-        graph once whatever the ladder tries. Only the latest graph of a kind is kept: one can be large (an
-        Xception's weights are 90 MB), and the ladder comes back to an earlier one only to rank on it, which
+        """The recipe's graph for a converter `kind`, ready to quantise: `calibrate(measurements, most_images)`
+        makes it, given the Measurements of the activations earlier graphs of that kind made, the latest first
+        (none for the first, which measures its own, sized for `most_images`). Rungs that differ only in the
+        method share a graph; every rung of a kind shares a measurement, so the calibration images pass through
+        the float graph once whatever the ladder tries. Only the latest graph of a kind is kept: one can be large
+        (an Xception's weights are 90 MB), and the ladder comes back to an earlier one only to rank on it, which
         makes it again from the measurement and the first conversion (cheap)."""
         recipe = self.recipe
         key: Hashable = (kind, recipe.calibration_images, recipe.bias_correction, recipe.float_layers)
         latest = (kind, "latest")
         if latest not in self.cache or self.cache[latest][0] != key:
-            shared = (kind, "measurement")
+            measurements = self.cache.setdefault((kind, "measurements"), [])
             most = most_calibration_images(self.options.calibration_samples, self.calibration.available)
             self.cache.pop(latest, None)  # let go before the next is made
-            calibration = calibrate(self.cache.get(shared), most)
-            self.cache[shared] = calibration.measurement
+            calibration = calibrate(tuple(measurements), most)
+            if not any(calibration.measurement is measured for measured in measurements):
+                measurements.insert(0, calibration.measurement)
+                del measurements[KEPT_MEASUREMENTS:]
             self.cache[latest] = (key, calibration)
         return self.cache[latest][1]
 
@@ -160,11 +169,12 @@ def _tflite_calibration(model, inputs: ConversionInputs):
     is now."""
     from edgetl.exporting.tflite import TfliteCalibration
 
-    def calibrate(measurement, most: int) -> TfliteCalibration:
+    def calibrate(measurements, most: int) -> TfliteCalibration:
         first = inputs.cache.get(("tflite", "first"))
         rebiased = first.rebiased(inputs.corrections, inputs.calibration_images) if first else None
         if rebiased is not None:
             return rebiased
+        measurement = measurements[0] if measurements else None
         converted = TfliteCalibration(model, inputs.calibration_images, measurement, most, inputs.corrections)
         inputs.cache.setdefault(("tflite", "first"), converted)
         return converted
@@ -279,10 +289,10 @@ def _onnx_calibration(model, inputs: ConversionInputs):
 
     recipe = inputs.recipe
 
-    def calibrate(measurement, most: int) -> OnnxCalibration:
+    def calibrate(measurements, most: int) -> OnnxCalibration:
         float_model = _corrected_onnx(model, inputs) if recipe.bias_correction else _float_onnx(model, inputs)
         work = tempfile.TemporaryDirectory(prefix="edgetl-onnx-int8-")  # removed with the calibration
-        return OnnxCalibration(float_model, inputs.calibration_images, Path(work.name), measurement, most, work)
+        return OnnxCalibration(float_model, inputs.calibration_images, Path(work.name), measurements, most, work)
 
     return inputs.calibrated("onnx", calibrate)
 

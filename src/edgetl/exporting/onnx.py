@@ -10,6 +10,7 @@ import os
 import re
 import tempfile
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -206,13 +207,20 @@ class OnnxCalibration:
     """A float ONNX graph as onnxruntime's static int8 starts from it: onnxruntime's own pre-processing (which its
     quantiser expects), and the ranges of a Measurement of the calibration images (exporting/activation_ranges.py)
     handed to onnxruntime through its calibration cache, so no calibrator of onnxruntime's runs (its percentile
-    calibrator holds every activation of every image). `measurement`, when given, is the one an earlier
-    conversion of the same model made (node and tensor names repeat across conversions), so the ladder's rungs
-    measure once; else this graph is measured, sized for up to `most_images` images. `keep` is held as long as
-    the calibration (the working folder's owner)."""
+    calibrator holds every activation of every image). `measurements`, when given, are those earlier
+    conversions of the same model made (node and tensor names repeat across conversions): the first that measured
+    every activation this graph calibrates is taken, so the ladder's rungs measure once; else this graph is
+    measured, sized for up to `most_images` images. `keep` is held as long as the calibration (the working
+    folder's owner)."""
 
     def __init__(
-        self, float_model, sample, work: Path, measurement: Measurement | None = None, most_images: int = 0, keep=None
+        self,
+        float_model,
+        sample,
+        work: Path,
+        measurements: Sequence[Measurement] = (),
+        most_images: int = 0,
+        keep=None,
     ) -> None:
         import onnx
 
@@ -231,11 +239,12 @@ class OnnxCalibration:
         quant_pre_process(str(source), str(self.prepared))
         prepared = onnx.load(str(self.prepared))
         tensors = _calibrated_tensors(prepared)
-        if measurement is not None and not set(tensors) <= measurement.names:
-            # tf2onnx named some activation otherwise this time (it names a fused node after one of its parts,
-            # not always the same): this graph is measured itself.
-            log.info("ONNX graph names its activations otherwise than the measured one: measured again")
-            measurement = None
+        # tf2onnx may name some activation otherwise than in the measured graphs (it names a fused node after one
+        # of its parts, not always the same; a bias a correction adds makes a node of its own): then this graph
+        # is measured itself.
+        measurement = next((measured for measured in measurements if set(tensors) <= measured.names), None)
+        if measurement is None and measurements:
+            log.info("ONNX graph names its activations otherwise than the measured ones: measured again")
         self.measurement = measurement or onnx_measurement(prepared, max(most_images, len(self.sample)), tensors)
 
     @functools.cached_property
