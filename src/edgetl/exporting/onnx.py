@@ -55,10 +55,11 @@ def convert_onnx(model, opset: int = ExportOptions.opset):
 def _tf2onnx_catching_errors(catch: bool):
     """tf2onnx deep-copies its whole graph, weights included, before each of its graph optimisers runs, so that
     one that fails can be skipped (TF2ONNX_CATCH_ERRORS, on by default), round after round until none changes the
-    graph. Each copy is left to Python's cycle collector: an Xception at 299 px took 31 s more and peaked 2.9 GB
-    higher (6.3 GB against 3.4 GB for the conversion alone). The setting is read from the environment, so it is
-    set there while one conversion runs. tf2onnx 1.17 reads only whether it is set (it compares the variable's
-    name, not its value, to "TRUE"): set, it does not copy; unset, it does."""
+    graph. Each copy is left to Python's cycle collector: converting an Xception at 299 px in a process of its
+    own, the optimisers took 31 s instead of 3 s and the conversion peaked at 6.3 GB instead of 3.4 GB. The
+    setting is read from the environment, so it is set there while one conversion runs. tf2onnx 1.17 reads only
+    whether it is set (it compares the variable's name, not its value, to "TRUE"): set, it does not copy; unset,
+    it does."""
     name = "TF2ONNX_CATCH_ERRORS"
     before = os.environ.pop(name, None)
     if not catch:
@@ -222,22 +223,10 @@ class OnnxCalibration:
         most_images: int = 0,
         keep=None,
     ) -> None:
-        import onnx
-
         from edgetl.exporting.calibration import as_sample
 
-        try:
-            from onnxruntime.quantization.shape_inference import quant_pre_process
-        except ImportError:
-            raise MissingExtraError("onnxruntime", "device", "ONNX int8 export") from None
         self.work, self.keep, self.sample = work, keep, as_sample(sample)
-        source, self.prepared = work / "float.onnx", work / "prepared.onnx"
-        onnx.save(float_model, str(source))
-        # onnxruntime's own pre-processing, which its quantiser expects: shape inference, BatchNorm folded into the
-        # convolutions, graph optimisation. On the raw tf2onnx graph each unfolded BatchNorm gets its own
-        # quantisation and the result collapses.
-        quant_pre_process(str(source), str(self.prepared))
-        prepared = onnx.load(str(self.prepared))
+        self.prepared, prepared = _pre_processed(float_model, work)
         tensors = _calibrated_tensors(prepared)
         # tf2onnx may name some activation otherwise than in the measured graphs (it names a fused node after one
         # of its parts, not always the same; a bias a correction adds makes a node of its own): then this graph
@@ -287,6 +276,22 @@ class OnnxCalibration:
         model_proto = onnx.load(str(output))
         keep_islands_float(model_proto, {node_of(layer) for layer in float_layers})
         return model_proto
+
+
+def _pre_processed(float_model, work: Path):
+    """onnxruntime's own pre-processing of `float_model`, which its quantiser expects: shape inference, BatchNorm
+    folded into the convolutions, graph optimisation (on the raw tf2onnx graph each unfolded BatchNorm gets its own
+    quantisation and the result collapses). Written in `work`: its path, and the graph."""
+    import onnx
+
+    try:
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError:
+        raise MissingExtraError("onnxruntime", "device", "ONNX int8 export") from None
+    source, prepared = work / "float.onnx", work / "prepared.onnx"
+    onnx.save(float_model, str(source))
+    quant_pre_process(str(source), str(prepared))
+    return prepared, onnx.load(str(prepared))
 
 
 def _calibrated_tensors(model) -> list[str]:
@@ -592,7 +597,11 @@ def rank_calibrated(
         return predict_in_batches(lambda batch: session.run(None, {INPUT_NAME: batch})[0], images)
 
     prepared = onnx.load(str(calibration.prepared))
-    plain = prepared if float_model is None else _prepared(float_model)
+    if float_model is None:
+        plain = prepared
+    else:
+        with tempfile.TemporaryDirectory(prefix="edgetl-onnx-plain-") as work:
+            _, plain = _pre_processed(float_model, Path(work))
     reference = predict(plain)
     plain_biases = _differing_biases(prepared, plain)
     del plain
@@ -602,17 +611,6 @@ def rank_calibrated(
         return output_distance(predict(island), reference)
 
     return refine(rank_onnx_layers(calibration.quantize(method, (), target), prepared, images), distance)
-
-
-def _prepared(float_model):
-    """`float_model` after onnxruntime's pre-processing (as OnnxCalibration makes it)."""
-    import onnx
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    with tempfile.TemporaryDirectory(prefix="edgetl-onnx-prepared-") as work:
-        onnx.save(float_model, f"{work}/float.onnx")
-        quant_pre_process(f"{work}/float.onnx", f"{work}/prepared.onnx")
-        return onnx.load(f"{work}/prepared.onnx")
 
 
 def _weights_and_bias(model) -> dict[str, tuple[np.ndarray, np.ndarray]]:
