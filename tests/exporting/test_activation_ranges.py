@@ -18,15 +18,28 @@ def test_tails_find_the_exact_cut_however_the_values_arrive():
     keep = 5  # cut the 4 most extreme values off each side: the range ends at the 5th largest / smallest
     tails = _Tails(keep)
     for chunk in np.array_split(rng.permutation(values), 13):
-        tails.add(chunk)
+        tails.add(chunk, chunk.min(), chunk.max())
     ordered = np.sort(values)
     assert tails.range() == (float(ordered[keep - 1]), float(ordered[-keep]))
     assert tails.range()[1] == 10.0 and -45.0 < tails.range()[0] < 0.0
 
 
+def test_tails_of_a_relu_output_whose_batches_mostly_cannot_move_the_cut():
+    # Most batches neither go below the low tail's zeros nor above the high tail's cut: they are skipped whole, and
+    # the cut is still the exact one over all values.
+    rng = np.random.default_rng(1)
+    values = np.maximum(rng.standard_normal(60_000).astype(np.float32), 0.0)
+    values[[100, 30_000, 59_000]] = [9.0, 8.0, 7.0]
+    tails = _Tails(2)
+    for chunk in np.array_split(values, 30):
+        tails.add(chunk, chunk.min(), chunk.max())
+    assert tails.range() == (0.0, 8.0)
+    assert np.all(tails.low == 0.0)
+
+
 def test_a_range_always_holds_zero():
     tails = _Tails(1)
-    tails.add(np.array([2.0, 3.0, 5.0], np.float32))
+    tails.add(np.array([2.0, 3.0, 5.0], np.float32), 2.0, 5.0)
     assert tails.range() == (0.0, 5.0)
 
 

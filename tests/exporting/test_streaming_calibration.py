@@ -365,3 +365,45 @@ def test_the_ladder_keeps_a_measurement_for_each_way_its_graphs_name_their_activ
         given.append(calibration.given)
     assert given == [(), ("corrected",), ("plain", "corrected"), ("plain", "corrected"), ("plain", "corrected")]
     assert inputs.cache["onnx", "measurements"] == ["third", "plain"][:KEPT_MEASUREMENTS]
+
+
+def test_every_quantisation_of_one_graph_after_the_first_reuses_its_weights_and_makes_the_same_file(
+    tmp_path, monkeypatch
+):
+    """The ladder and the ranking quantise one graph again and again (other ranges, other layers in float, another
+    target): the weights' quantisation is computed once, and each file equals the one a calibration that never
+    quantised before makes (onnxruntime computing everything)."""
+    from onnx import numpy_helper
+    from onnxruntime.quantization import qdq_quantizer
+
+    from edgetl.exporting.onnx import OnnxCalibration
+
+    computed = []
+    compute = qdq_quantizer.compute_data_quant_params
+    monkeypatch.setattr(
+        qdq_quantizer, "compute_data_quant_params", lambda *a, **k: computed.append(1) or compute(*a, **k)
+    )
+    model, images = small_classifier(), pixels(12)
+    # Weights so small that onnxruntime widens their scales for the int32 bias, by each quantisation's own ranges.
+    weights = next(initializer for initializer in model.graph.initializer if initializer.name == "pw_w")
+    weights.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weights) * np.float32(1e-8), "pw_w"))
+    (tmp_path / "again").mkdir()
+    again = OnnxCalibration(model, images, tmp_path / "again")
+    quantisations = [
+        ("minmax", (), "vnni-arm64"),
+        ("percentile", ("dw;dw_w;dw_b",), "vnni-arm64"),
+        ("minmax", ("pw;pw_w;pw_b", "stem;stem_w;stem_b"), "vnni-arm64"),
+        ("percentile", (), "portable"),
+        ("minmax", ("fc;fc_w;fc_b",), "portable"),
+    ]
+    files = set()
+    for number, (method, float_layers, target) in enumerate(quantisations):
+        computed.clear()
+        made = again.quantize(method, float_layers, target).SerializeToString()
+        files.add(made)
+        first_of_target = target not in [earlier for _, _, earlier in quantisations[:number]]
+        assert bool(computed) == first_of_target, (method, float_layers, target)
+        (tmp_path / f"alone{number}").mkdir()
+        alone = OnnxCalibration(model, images, tmp_path / f"alone{number}")
+        assert made == alone.quantize(method, float_layers, target).SerializeToString(), (method, float_layers)
+    assert len(files) == len(quantisations)  # each a file of its own: the float layers are found

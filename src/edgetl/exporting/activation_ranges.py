@@ -30,6 +30,8 @@ K = TypeVar("K", bound=Hashable)
 # at least one and at most MAX_BATCH_IMAGES (fewer calls; larger batches gain nothing more).
 ACTIVATION_BATCH_BYTES = 64 * 2**20
 MAX_BATCH_IMAGES = 32
+# Values a pass over a batch's activation takes at a time where it needs a scratch copy (fits the CPU's L2 cache).
+SCRATCH_VALUES = 2**16
 # QuantizationParameters' min and max fields (vtable offsets in the TFLite schema).
 MIN_FIELD, MAX_FIELD = 4, 6
 
@@ -43,13 +45,19 @@ class _Tails:
         self.high = np.empty(0, np.float32)
         self.low = np.empty(0, np.float32)
 
-    def add(self, values: np.ndarray) -> None:
+    def add(self, values: np.ndarray, lowest: float, highest: float) -> None:
+        """Fold in `values`, whose extremes are `lowest` and `highest`."""
         # Once `keep` values are held, only a value beyond the current cut can move it: one comparison pass leaves
-        # the few candidates, and only they are sorted in.
-        high = values[values > self.high.min()] if self.high.size == self.keep else values
-        low = values[values < self.low.max()] if self.low.size == self.keep else values
-        self.high = self._extreme(np.concatenate([self.high, high]), largest=True)
-        self.low = self._extreme(np.concatenate([self.low, low]), largest=False)
+        # the few candidates, and only they are sorted in. Where the values' extreme does not pass the cut (a ReLU's
+        # zeros against its low tail, most batches against a settled high tail), none can: no pass at all.
+        if self.high.size < self.keep:
+            self.high = self._extreme(np.concatenate([self.high, values]), largest=True)
+        elif highest > (cut := self.high.min()):
+            self.high = self._extreme(np.concatenate([self.high, values[values > cut]]), largest=True)
+        if self.low.size < self.keep:
+            self.low = self._extreme(np.concatenate([self.low, values]), largest=False)
+        elif lowest < (cut := self.low.max()):
+            self.low = self._extreme(np.concatenate([self.low, values[values < cut]]), largest=False)
 
     def _extreme(self, values: np.ndarray, largest: bool) -> np.ndarray:
         if values.size <= self.keep:
@@ -75,6 +83,18 @@ def images_per_batch(bytes_per_image: int, budget: int | None = None) -> int:
     read when called, unless `budget` is given)."""
     budget = ACTIVATION_BATCH_BYTES if budget is None else budget
     return int(max(1, min(MAX_BATCH_IMAGES, budget // max(1, bytes_per_image))))
+
+
+def smallest_magnitude(values: np.ndarray) -> float:
+    """The smallest absolute value of `values`, a slice at a time: np.abs of a whole batch's activation would make
+    a new array as large, and the first writes to freshly mapped memory cost fifteen times the pass itself."""
+    values = np.asarray(values, np.float32).ravel()
+    scratch = np.empty(min(values.size, SCRATCH_VALUES), np.float32)
+    smallest = np.inf
+    for start in range(0, values.size, SCRATCH_VALUES):
+        part = values[start : start + SCRATCH_VALUES]
+        smallest = min(smallest, float(np.abs(part, out=scratch[: part.size]).min()))
+    return smallest
 
 
 class ActivationStats:
@@ -103,7 +123,7 @@ class ActivationStats:
                 self.extremes[key] = (low, high)
             lowest, highest = self.extremes[key]
             self.extremes[key] = (min(lowest, low), max(highest, high))
-            self.tails[key].add(values)
+            self.tails[key].add(values, low, high)
         self.seen += batch_images
 
     def ranges(self, method: str) -> dict:

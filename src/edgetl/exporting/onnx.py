@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.errors import MissingExtraError
-from edgetl.exporting.activation_ranges import ActivationStats, Measurement
+from edgetl.exporting.activation_ranges import ActivationStats, Measurement, smallest_magnitude
 from edgetl.exporting.formats import ExportOptions
 from edgetl.exporting.int8 import CALIBRATION_PERCENTILE, ONNX_INT8_TARGETS
 from edgetl.exporting.tflite import OpReport
@@ -235,6 +235,8 @@ class OnnxCalibration:
         if measurement is None and measurements:
             log.info("ONNX graph names its activations otherwise than the measured ones: measured again")
         self.measurement = measurement or onnx_measurement(prepared, max(most_images, len(self.sample)), tensors)
+        # Per target, the weights' quantisation every quantize() of this graph repeats (_weights_quantised_once).
+        self._weight_quantisations: dict[str, dict] = {}
 
     @functools.cached_property
     def pair_limited_overrides(self) -> dict[str, list[dict]]:
@@ -260,22 +262,84 @@ class OnnxCalibration:
         if ONNX_INT8_TARGETS[target].pair_limited_weights:
             options["TensorQuantOverrides"] = self.pair_limited_overrides
         output = self.work / "int8.onnx"
-        quantize_static(
-            str(self.prepared),
-            str(output),
-            None,
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=getattr(QuantType, ACTIVATION_TYPE),
-            weight_type=getattr(QuantType, WEIGHT_TYPE),
-            calibrate_method=CalibrationMethod.MinMax,
-            nodes_to_exclude=[node_of(layer) for layer in float_layers],
-            extra_options=options,
-            calibration_cache_path=str(cache),
-        )
+        with _weights_quantised_once(self._weight_quantisations.setdefault(target, {})):
+            quantize_static(
+                str(self.prepared),
+                str(output),
+                None,
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=getattr(QuantType, ACTIVATION_TYPE),
+                weight_type=getattr(QuantType, WEIGHT_TYPE),
+                calibrate_method=CalibrationMethod.MinMax,
+                nodes_to_exclude=[node_of(layer) for layer in float_layers],
+                extra_options=options,
+                calibration_cache_path=str(cache),
+            )
         model_proto = onnx.load(str(output))
         keep_islands_float(model_proto, {node_of(layer) for layer in float_layers})
         return model_proto
+
+
+@contextlib.contextmanager
+def _weights_quantised_once(memory: dict):
+    """onnxruntime's QDQ quantiser, with each weight's quantisation parameters and quantised values computed once
+    and remembered in `memory` for the quantisations after it of the same graph, target and types. It computes
+    them channel by channel in Python: of a MobileNetV2's 0.55 s quantisation, 0.5 s, the same at every rung and
+    at every layer the ranking keeps in float. A weight's parameters depend on its values, type, channel axis and
+    the target's overrides (fixed for one graph and target), and are handed out as copies: onnxruntime then
+    widens some weight scales for the biases, by the activations' ranges of that quantisation. A quantised weight
+    is keyed by everything it is made from. Where onnxruntime's quantiser is not laid out as this expects, it runs
+    as it is."""
+    import copy
+
+    from onnxruntime.quantization import qdq_quantizer
+
+    quantizer = qdq_quantizer.QDQQuantizer
+    calculate = getattr(quantizer, "_calc_initializer_quant_params", None)
+    quantize_weight = getattr(qdq_quantizer, "quantize_onnx_initializer", None)
+    if calculate is None or quantize_weight is None:
+        yield
+        return
+    parameters, weights = memory.setdefault("parameters", {}), memory.setdefault("weights", {})
+
+    def remembered_parameters(self) -> dict:
+        every = self.tensors_to_quantize
+
+        def key(name: str) -> tuple:
+            return name, every[name].tensor_type, every[name].axis, self.weight_qType, self.activation_qType
+
+        unknown = {name: info for name, info in every.items() if key(name) not in parameters}
+        self.tensors_to_quantize = unknown
+        try:
+            for name, found in calculate(self).items():
+                parameters[key(name)] = found
+        finally:
+            self.tensors_to_quantize = every
+        return {name: copy.deepcopy(parameters[key(name)]) for name in every if key(name) in parameters}
+
+    def remembered_weight(weight, quant_type, zero_point, scale, axis=None, **options):
+        key = (
+            weight.name,
+            quant_type,
+            axis,
+            tuple(sorted(options.items())),
+            np.asarray(zero_point).tobytes(),
+            np.asarray(scale).tobytes(),
+        )
+        if key not in weights:
+            weights[key] = quantize_weight(weight, quant_type, zero_point, scale, axis, **options)
+        made = type(weights[key])()
+        made.CopyFrom(weights[key])
+        return made
+
+    quantizer._calc_initializer_quant_params = remembered_parameters
+    qdq_quantizer.quantize_onnx_initializer = remembered_weight
+    try:
+        yield
+    finally:
+        quantizer._calc_initializer_quant_params = calculate
+        qdq_quantizer.quantize_onnx_initializer = quantize_weight
 
 
 def _pre_processed(float_model, work: Path):
@@ -334,7 +398,8 @@ class _OnnxStatistics(ActivationStats):
                 # Until now of one sign (or new), the activation's smallest magnitude was its extreme nearest 0.
                 earlier = before.get(name, (np.inf, np.inf))
                 known = self.smallest_magnitudes.get(name, min(abs(earlier[0]), abs(earlier[1])))
-                self.smallest_magnitudes[name] = min(known, float(np.abs(values).min()))
+                if known > 0.0:  # nothing is smaller than an exact zero: no need to look again
+                    self.smallest_magnitudes[name] = min(known, smallest_magnitude(values))
 
     def ranges(self, method: str) -> dict:
         """ "minmax" as ActivationStats has it; "percentile" as onnxruntime's percentile calibrator cuts all the
