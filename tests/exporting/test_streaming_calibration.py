@@ -229,6 +229,7 @@ def test_tf2onnx_converts_without_copying_its_graph_and_falls_back_when_an_optim
     """tf2onnx deep-copies its graph before every optimiser by default (4.4 GB and 31 s for an Xception at
     299 px); edgetl converts without those copies, to the same graph, and converts again the default way when an
     optimiser fails, which tf2onnx then skips."""
+    import contextlib
     import copy
 
     import keras
@@ -260,6 +261,9 @@ def test_tf2onnx_converts_without_copying_its_graph_and_falls_back_when_an_optim
         default = onnx_module.convert_onnx(model)
     assert len(copied) >= len(tf2onnx.optimizer._optimizers)
     assert fast.SerializeToString() == default.SerializeToString()
+    with monkeypatch.context() as patch:  # nor does giving each node a fresh NodeProto change the graph
+        patch.setattr(onnx_module, "_tf2onnx_nodes_released", contextlib.nullcontext)
+        assert onnx_module.convert_onnx(model).SerializeToString() == default.SerializeToString()
 
     class Failing:
         graph_been_opt = False
@@ -272,6 +276,35 @@ def test_tf2onnx_converts_without_copying_its_graph_and_falls_back_when_an_optim
     assert onnx_module.convert_onnx(model).SerializeToString() == default.SerializeToString()
     assert copied  # the second, default conversion
     assert "TF2ONNX_CATCH_ERRORS" not in onnx_module.os.environ
+
+
+@pytest.mark.slow
+def test_tf2onnx_no_longer_piles_up_a_copy_of_each_constant_at_every_optimiser():
+    """tf2onnx writes each node's attributes into its NodeProto after every optimiser; the message keeps what it
+    held until it goes, so without a fresh NodeProto each constant's tensor piles up once per optimiser."""
+    from onnx import helper, numpy_helper
+    from tf2onnx.graph import Graph
+
+    from edgetl.exporting.onnx import _tf2onnx_nodes_released
+
+    def resident() -> int:
+        status = Path("/proc/self/status").read_text()
+        return int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1]) * 1024
+
+    size = 40_000_000
+    value = numpy_helper.from_array(np.ones(size // 4, np.float32), "w")
+    graph = Graph([helper.make_node("Constant", [], ["w"], "w", value=value)], output_shapes={}, dtypes={}, opset=17)
+    constant = graph.get_node_by_name("w")
+    before = resident()
+    for _ in range(8):
+        constant.update_proto()
+    assert resident() - before > 6 * size  # tf2onnx as it is: a copy an update
+    before = resident()
+    with _tf2onnx_nodes_released():
+        for _ in range(8):
+            constant.update_proto()
+    assert resident() - before < 3 * size
+    assert list(constant.op.attribute[0].t.dims) == [size // 4]
 
 
 def test_onnx_percentile_from_batches_is_onnxruntimes_cut_of_all_the_values_at_once():
