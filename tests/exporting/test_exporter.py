@@ -85,3 +85,29 @@ def test_runtime_batches_give_the_same_answer_as_single_images(exported_run, sam
         one_by_one = np.concatenate([engine.predict(pixels[i : i + 1]) for i in range(len(pixels))])
         np.testing.assert_allclose(together, one_by_one, atol=1e-5)
         np.testing.assert_allclose(together.sum(axis=1), 1.0, atol=0.05)
+
+
+def test_each_files_engine_is_let_go_once_it_is_verified(trained_run, tmp_path, monkeypatch):
+    """A verified file's record is kept to the end, its engine (model and activation arena, hundreds of MB for
+    an Xception) is not: when the next file is opened, no engine opened before is still alive."""
+    import gc
+    import shutil
+    import weakref
+
+    import edgetl
+    from edgetl.exporting import written
+
+    opened, alive_at_open = [], []
+    open_engine = written.open_engine
+
+    def tracked(path):
+        gc.collect()
+        alive_at_open.append(sum(engine() is not None for engine in opened))
+        engine = open_engine(path)
+        opened.append(weakref.ref(engine))
+        return engine
+
+    monkeypatch.setattr(written, "open_engine", tracked)
+    run = shutil.copytree(trained_run, tmp_path / "run")  # the session's run keeps its own exports
+    edgetl.export(run, formats=["tflite-float32", "onnx"], min_agreement=0.0)
+    assert len(opened) == 2 and alive_at_open == [0, 0]

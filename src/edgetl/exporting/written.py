@@ -22,7 +22,7 @@ from edgetl.runtime.metadata import ModelMetadata
 
 @dataclass
 class Loaded:
-    predict: Callable[[np.ndarray], np.ndarray]
+    predict: Callable[[np.ndarray], np.ndarray] | None  # None once verified: the engine is let go
     input_dtype: str
     output_dtype: str
     ops: OpReport | None
