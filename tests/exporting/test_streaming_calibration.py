@@ -50,7 +50,13 @@ def test_one_pass_gives_the_exact_statistics_of_every_first_n_images_asked():
         runs.append(len(batch))
         return {"x": batch, "relu": np.maximum(batch, 0) * 2}
 
-    measurement = Measurement(activations, images[0].nbytes * 2, 90, lambda count: ActivationStats(count, 99.0))
+    opened = []
+
+    def open_activations():
+        opened.append(len(runs))
+        return activations
+
+    measurement = Measurement(open_activations, images[0].nbytes * 2, 90, lambda count: ActivationStats(count, 99.0))
     for count in (30, 30, 90, 30):
         asked = measurement.over(ImageSample.of(images[:count]))
         alone = ActivationStats(count, 99.0)
@@ -58,6 +64,7 @@ def test_one_pass_gives_the_exact_statistics_of_every_first_n_images_asked():
         for method in ("minmax", "percentile"):
             assert asked.ranges(method) == alone.ranges(method), (count, method)
     assert sum(runs) == 90 + (30 + 30 + 90 + 30)  # the pass runs each of the 90 images once; the rest: "alone"
+    assert len(opened) == 2  # the graph is opened for each pass that runs images (30, then 60 more), only then
 
 
 def test_ranges_hold_zero_and_the_percentile_is_never_wider_than_min_max():

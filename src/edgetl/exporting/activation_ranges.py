@@ -159,13 +159,16 @@ class Measurement:
 
     def __init__(
         self,
-        activations: Callable[[np.ndarray], dict],
+        open_activations: Callable[[], Callable[[np.ndarray], dict]],
         bytes_per_image: int,
         most_images: int,
         statistics: Callable[[int], ActivationStats],
         names: frozenset[str] = frozenset(),
     ) -> None:
-        self.activations = activations  # the float graph run on a batch of images -> each activation's values
+        # Opens the float graph for one pass: a function from a batch of images to each activation's values. What
+        # it opened goes when the pass ends: an engine that keeps every tensor of a batch holds hundreds of MB on
+        # an Xception at 299 px, and the ladder converts between its passes.
+        self.open_activations = open_activations
         self.names = names  # the activations it measures, where the caller must check another graph against them
         self.batch = images_per_batch(bytes_per_image)
         self.most_images, self.statistics = most_images, statistics
@@ -179,9 +182,12 @@ class Measurement:
         if count not in self.snapshots:
             if count < self.seen:  # asked for fewer than measured: measure again from the first image
                 self.stats, self.seen = self.statistics(max(self.most_images, count)), 0
-            for batch in sample.batches(self.batch, start=self.seen):
-                self.stats.add(self.activations(batch), len(batch))
-                self.seen += len(batch)
+            if self.seen < count:
+                activations = self.open_activations()
+                for batch in sample.batches(self.batch, start=self.seen):
+                    self.stats.add(activations(batch), len(batch))
+                    self.seen += len(batch)
+                del activations
             self.snapshots[count] = self.stats.copy()
         return self.snapshots[count]
 
@@ -218,27 +224,36 @@ def tflite_measurement(calibrated: bytes, most_images: int, percentile: float) -
     if not ranged:
         raise EdgetlError("the calibrated TFLite model has no activation ranges to measure; please report this")
     names = {index: subgraph.Tensors(index).Name().decode() for index in ranged}
-    interpreter = Interpreter(
-        model_content=bytes(calibrated),
-        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-        experimental_preserve_all_tensors=True,
-    )
-    input_index = interpreter.get_input_details()[0]["index"]
+    calibrated = bytes(calibrated)
+
+    def opened() -> Interpreter:
+        return Interpreter(
+            model_content=calibrated,
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+            experimental_preserve_all_tensors=True,
+        )
+
     # Every tensor is kept for a whole batch (preserve_all_tensors): the batch is sized by all of them.
     per_image = sum(
         int(np.prod(detail["shape"][1:], dtype=np.int64)) * np.dtype(detail["dtype"]).itemsize
-        for detail in interpreter.get_tensor_details()
+        for detail in opened().get_tensor_details()
         if len(detail["shape"]) > 0
     )
 
-    def activations(batch: np.ndarray) -> dict[str, np.ndarray]:
-        interpreter.resize_tensor_input(input_index, list(batch.shape))
-        interpreter.allocate_tensors()
-        interpreter.set_tensor(input_index, batch)
-        interpreter.invoke()
-        return {names[index]: interpreter.get_tensor(index) for index in ranged}
+    def open_activations() -> Callable[[np.ndarray], dict]:
+        interpreter = opened()
+        input_index = interpreter.get_input_details()[0]["index"]
 
-    return Measurement(activations, per_image, most_images, lambda images: ActivationStats(images, percentile))
+        def activations(batch: np.ndarray) -> dict[str, np.ndarray]:
+            interpreter.resize_tensor_input(input_index, list(batch.shape))
+            interpreter.allocate_tensors()
+            interpreter.set_tensor(input_index, batch)
+            interpreter.invoke()
+            return {names[index]: interpreter.get_tensor(index) for index in ranged}
+
+        return activations
+
+    return Measurement(open_activations, per_image, most_images, lambda images: ActivationStats(images, percentile))
 
 
 def with_ranges(calibrated: bytes, ranges: dict[str, tuple[float, float]]) -> bytes:

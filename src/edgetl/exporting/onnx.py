@@ -467,21 +467,27 @@ def onnx_measurement(prepared, most_images: int, tensors: list[str] | None = Non
     outputs = {output.name for output in measured.graph.output}
     infos = {info.name: info for info in measured.graph.value_info}
     measured.graph.output.extend(infos[name] for name in tensors if name not in outputs | graph_inputs)
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
-    session = onnxruntime.InferenceSession(measured.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    serialized = measured.SerializeToString()
+    names = [output.name for output in measured.graph.output]
     del measured
-    names = [output.name for output in session.get_outputs()]
     wanted = set(tensors)
 
-    def activations(batch: np.ndarray) -> dict[str, np.ndarray]:
-        values = dict(zip(names, session.run(names, {INPUT_NAME: batch}), strict=True))
-        values.update({name: batch for name in graph_inputs if name in wanted})
-        return {name: value for name, value in values.items() if name in wanted}
+    def open_activations():
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+        options.log_severity_level = 3
+        session = onnxruntime.InferenceSession(serialized, options, providers=["CPUExecutionProvider"])
+
+        def activations(batch: np.ndarray) -> dict[str, np.ndarray]:
+            values = dict(zip(names, session.run(names, {INPUT_NAME: batch}), strict=True))
+            values.update({name: batch for name in graph_inputs if name in wanted})
+            return {name: value for name, value in values.items() if name in wanted}
+
+        return activations
 
     statistics = functools.partial(_OnnxStatistics, percentile=CALIBRATION_PERCENTILE)
-    return Measurement(activations, activation_bytes_per_image(prepared), most_images, statistics, frozenset(tensors))
+    per_image = activation_bytes_per_image(prepared)
+    return Measurement(open_activations, per_image, most_images, statistics, frozenset(tensors))
 
 
 def _int_attribute(node, name: str, default: int) -> int:
