@@ -114,9 +114,9 @@ class _FrozenGraph:
 def _tf2onnx_frozen_graph_only():
     """tf2onnx freezes the model into a ConcreteFunction, takes its GraphDef, and keeps the function until its
     TensorFlow graph optimisation (Grappler) is done. The function holds a graph of its own with every weight in
-    it: on the benchmark's Xception at 299 px (83 MB of weights), 0.5 GB through Grappler, which took the
-    conversion from 1.67 GB to 2.51 GB in a process of its own. The function goes as soon as its GraphDef is
-    taken (the same GraphDef: the same ONNX graph)."""
+    it: on the benchmark's Xception at 299 px (83 MB of weights), converted in a process of its own, the
+    conversion peaked at 2.51 GB with it held through Grappler, and at 1.94 GB without. The function goes as soon
+    as its GraphDef is taken (the same GraphDef: the same ONNX graph)."""
     from tf2onnx import tf_loader
 
     freeze = tf_loader.convert_variables_to_constants_v2
@@ -387,17 +387,17 @@ def _weights_quantised_once(memory: dict):
             self.tensors_to_quantize = every
         return {name: copy.deepcopy(parameters[key(name)]) for name in every if key(name) in parameters}
 
-    def remembered_weight(weight, quant_type, zero_point, scale, axis=None, **options):
+    def remembered_weight(weight, quant_type, zero_point, scale, *more, **options):  # more: axis, name, block
         key = (
             weight.name,
             quant_type,
-            axis,
+            more,
             tuple(sorted(options.items())),
             np.asarray(zero_point).tobytes(),
             np.asarray(scale).tobytes(),
         )
         if key not in weights:
-            weights[key] = quantize_weight(weight, quant_type, zero_point, scale, axis, **options)
+            weights[key] = quantize_weight(weight, quant_type, zero_point, scale, *more, **options)
         made = type(weights[key])()
         made.CopyFrom(weights[key])
         return made
