@@ -87,7 +87,7 @@ def images_per_batch(bytes_per_image: int, budget: int | None = None) -> int:
 
 def smallest_magnitude(values: np.ndarray) -> float:
     """The smallest absolute value of `values`, a slice at a time: np.abs of a whole batch's activation would make
-    a new array as large, and the first writes to freshly mapped memory cost fifteen times the pass itself."""
+    a new array as large, and the first writes to freshly mapped memory cost many times the pass itself."""
     values = np.asarray(values, np.float32).ravel()
     scratch = np.empty(min(values.size, SCRATCH_VALUES), np.float32)
     smallest = np.inf
@@ -166,8 +166,8 @@ class Measurement:
         names: frozenset[str] = frozenset(),
     ) -> None:
         # Opens the float graph for one pass: a function from a batch of images to each activation's values. What
-        # it opened goes when the pass ends: an engine that keeps every tensor of a batch holds hundreds of MB on
-        # an Xception at 299 px, and the ladder converts between its passes.
+        # it opened goes when the pass ends: an engine that keeps every tensor of a batch is as large as the
+        # model's activations, and the ladder converts between its passes.
         self.open_activations = open_activations
         self.names = names  # the activations it measures, where the caller must check another graph against them
         self.batch = images_per_batch(bytes_per_image)

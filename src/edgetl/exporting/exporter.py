@@ -126,8 +126,8 @@ class _Exporter:
                 size, sha256 = write_converted(export_format, converted, self.source.metadata, destination)
                 loaded = load_written(export_format, destination)
             probabilities = predict_in_batches(loaded.predict, verification.pixels)
-        # The engine goes now (its model and activation arena: hundreds of MB for an Xception): what the record
-        # needs of it is kept, and every format's and the ladder's best attempt's records are held to the end.
+        # The engine goes now (its model and its activation arena): what the record needs of it is kept, and every
+        # format's and the ladder's best attempt's records are held to the end.
         loaded = replace(loaded, predict=None)
         fidelity = compare(probabilities, self.keras_probabilities, verification.labels, self.source.metadata.labels)
         problems = _integer_only_problems(export_format, loaded.ops, self.options)

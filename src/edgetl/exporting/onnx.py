@@ -77,9 +77,9 @@ def _tf2onnx_catching_errors(catch: bool):
 def _tf2onnx_nodes_released():
     """tf2onnx writes each node's attributes into its NodeProto again after every graph optimiser (Node.update_proto:
     the old ones deleted, the current ones copied in). A protobuf message frees what it held only when the whole
-    message goes (upb keeps it in the message's arena), so each constant's tensor piles up there once per optimiser:
-    converting an Xception at 299 px (83 MB of weights), 24 optimiser runs took the conversion from 1.75 GB to
-    3.66 GB. Each node gets a fresh NodeProto after each update instead, and the old one goes with what it held."""
+    message goes (upb keeps it in the message's arena), so each constant's tensor piles up there once per optimiser
+    run (figures: docs/benchmarks.md, export cost's fourth round). Each node gets a fresh NodeProto after each
+    update instead, and the old one goes with what it held."""
     from tf2onnx.graph import Node
 
     update = Node.update_proto
@@ -114,9 +114,8 @@ class _FrozenGraph:
 def _tf2onnx_frozen_graph_only():
     """tf2onnx freezes the model into a ConcreteFunction, takes its GraphDef, and keeps the function until its
     TensorFlow graph optimisation (Grappler) is done. The function holds a graph of its own with every weight in
-    it: on the benchmark's Xception at 299 px (83 MB of weights), converted in a process of its own, the
-    conversion peaked at 2.51 GB with it held through Grappler, and at 1.94 GB without. The function goes as soon
-    as its GraphDef is taken (the same GraphDef: the same ONNX graph)."""
+    it, on top of what Grappler copies (figures: docs/benchmarks.md, export cost's fourth round). The function goes
+    as soon as its GraphDef is taken (the same GraphDef: the same ONNX graph)."""
     from tf2onnx import tf_loader
 
     freeze = tf_loader.convert_variables_to_constants_v2
@@ -354,8 +353,8 @@ class OnnxCalibration:
 def _weights_quantised_once(memory: dict):
     """onnxruntime's QDQ quantiser, with each weight's quantisation parameters and quantised values computed once
     and remembered in `memory` for the quantisations after it of the same graph, target and types. It computes
-    them channel by channel in Python: of a MobileNetV2's 0.55 s quantisation, 0.5 s, the same at every rung and
-    at every layer the ranking keeps in float. A weight's parameters depend on its values, type, channel axis and
+    them channel by channel in Python, nearly all of a quantisation's time, and the same at every rung and at
+    every layer the ranking keeps in float. A weight's parameters depend on its values, type, channel axis and
     the target's overrides (fixed for one graph and target), and are handed out as copies: onnxruntime then
     widens some weight scales for the biases, by the activations' ranges of that quantisation. A quantised weight
     is keyed by everything it is made from. Where onnxruntime's quantiser is not laid out as this expects, it runs
