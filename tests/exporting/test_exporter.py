@@ -87,15 +87,17 @@ def test_runtime_batches_give_the_same_answer_as_single_images(exported_run, sam
         np.testing.assert_allclose(together.sum(axis=1), 1.0, atol=0.05)
 
 
-def test_each_files_engine_is_let_go_once_it_is_verified(trained_run, tmp_path, monkeypatch):
-    """A verified file's record is kept to the end, its engine (model and activation arena, hundreds of MB for
-    an Xception) is not: when the next file is opened, no engine opened before is still alive."""
+def test_each_files_engine_and_each_finished_kinds_cache_are_let_go(trained_run, tmp_path, monkeypatch):
+    """A verified file's record is kept to the end, its engine (model and activation arena) is not: when the next
+    file is opened, no engine opened before is still alive (a ladder opens one an attempt). What the TFLite
+    converters cached (calibrated graphs, measurements) goes once no TFLite format is left."""
     import gc
     import shutil
     import weakref
 
     import edgetl
     from edgetl.exporting import written
+    from edgetl.exporting.formats import ConversionInputs
 
     opened, alive_at_open = [], []
     open_engine = written.open_engine
@@ -107,7 +109,17 @@ def test_each_files_engine_is_let_go_once_it_is_verified(trained_run, tmp_path, 
         opened.append(weakref.ref(engine))
         return engine
 
+    cached = []
+    keep_only = ConversionInputs.keep_only
+
+    def recorded(inputs, kinds):
+        gone = keep_only(inputs, kinds)
+        cached.append(sorted({key[0] if isinstance(key, tuple) else key for key in inputs.cache}))
+        return gone
+
     monkeypatch.setattr(written, "open_engine", tracked)
+    monkeypatch.setattr(ConversionInputs, "keep_only", recorded)
     run = shutil.copytree(trained_run, tmp_path / "run")  # the session's run keeps its own exports
-    edgetl.export(run, formats=["tflite-float32", "onnx"], min_agreement=0.0)
-    assert len(opened) == 2 and alive_at_open == [0, 0]
+    edgetl.export(run, formats=["tflite-int8", "onnx"], calibration_samples=20, min_agreement=0.0)
+    assert len(opened) >= 2 and set(alive_at_open) == {0}
+    assert "tflite" not in cached[0] and "bias-correction-input-sums" in cached[0]

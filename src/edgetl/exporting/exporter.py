@@ -274,13 +274,15 @@ def _export_checked(source: ExportSource, formats: list[str], options: ExportOpt
     exporter = _Exporter(source, formats, options)
     results = []
     with step(f"exporting {len(formats)} format(s)", total=len(formats)) as exporting:
-        for name in formats:
+        for position, name in enumerate(formats):
             exporting.describe(f"exporting {name}")
             # Each file and its record are committed together as soon as it is verified, so an interrupted export
             # keeps what was done; the update is merged under a lock, so a second export of the same run at the
             # same time keeps its records too.
             record = exporter.export(name)
             results.append(record)
+            if exporter.inputs.keep_only({FORMATS[later].kind for later in formats[position + 1 :]}):
+                _collect_converters_garbage()  # what went may be held in cycles
             exporting.advance()
         exporting.describe("exported")
     return results

@@ -106,6 +106,16 @@ class ConversionInputs:
             self.cache[latest] = (key, calibration)
         return self.cache[latest][1]
 
+    def keep_only(self, kinds: set[str]) -> bool:
+        """Let go of what converters of any other kind ("tflite", "onnx") cached: their graphs, calibrations and
+        measurements, as large as the model's weights and activation tails each, are needed by no format left.
+        Whether anything went."""
+        others = {export_format.kind for export_format in FORMATS.values()} - kinds
+        gone = [key for key in self.cache if (key[0] if isinstance(key, tuple) else key) in others]
+        for key in gone:
+            del self.cache[key]
+        return bool(gone)
+
 
 @dataclass(frozen=True)
 class ExportFormat:
