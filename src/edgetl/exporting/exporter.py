@@ -52,14 +52,13 @@ def _integer_only_problems(export_format: ExportFormat, ops: OpReport | None, op
 
 
 def _collect_converters_garbage() -> None:
-    """The TensorFlow Lite converter and tf2onnx leave their graphs in reference cycles: hundreds of MB (430 MB
-    after tf2onnx converts a MobileNetV2 at 224 px) until Python's cycle collector happens to run. Collected as soon
-    as a conversion is done, they are not there when the next one needs memory.
+    """The TensorFlow Lite converter and tf2onnx leave their graphs in reference cycles, hundreds of MB, until
+    Python's cycle collector happens to run (docs/int8.md). Collected as soon as a conversion is done, they are not
+    there when the next one needs memory.
 
     What a conversion freed in small blocks stays in glibc's heap, below the size from which blocks are mapped on
     their own (`_hand_back_large_blocks`), while the large arrays every later step allocates are mapped anew: that
-    memory would count in every later peak (2.5 GB after tf2onnx converts an Xception at 299 px). It is handed
-    back to the system too."""
+    memory would count in every later peak. It is handed back to the system too."""
     import gc
 
     gc.collect()

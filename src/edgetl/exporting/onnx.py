@@ -40,13 +40,16 @@ def convert_onnx(model, opset: int = ExportOptions.opset):
         raise MissingExtraError("tf2onnx", "train", "ONNX export") from None
     height, width = model.input_shape[1:3]
     signature = (tf.TensorSpec((None, height, width, 3), tf.float32, name=INPUT_NAME),)
+
+    def converted(catch: bool):
+        with _tf2onnx_catching_errors(catch), _tf2onnx_nodes_released(), _tf2onnx_frozen_graph_only():
+            return tf2onnx.convert.from_keras(model, input_signature=signature, opset=opset)[0]
+
     try:
-        with _tf2onnx_catching_errors(False), _tf2onnx_nodes_released(), _tf2onnx_frozen_graph_only():
-            model_proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=opset)
+        model_proto = converted(catch=False)
     except Exception as error:  # an optimiser failed: again the way tf2onnx does by default, which skips it
         log.info("tf2onnx without its undo copies failed (%s: %s); converting with them", type(error).__name__, error)
-        with _tf2onnx_catching_errors(True), _tf2onnx_nodes_released(), _tf2onnx_frozen_graph_only():
-            model_proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=opset)
+        model_proto = converted(catch=True)
     _name_output(model_proto)
     _number_made_nodes(model_proto)
     return model_proto
@@ -56,9 +59,9 @@ def convert_onnx(model, opset: int = ExportOptions.opset):
 def _tf2onnx_catching_errors(catch: bool):
     """tf2onnx deep-copies its whole graph, weights included, before each of its graph optimisers runs, so that
     one that fails can be skipped (TF2ONNX_CATCH_ERRORS, on by default), round after round until none changes the
-    graph. Each copy is left to Python's cycle collector: converting an Xception at 299 px in a process of its
-    own, the optimisers took 31 s instead of 3 s and the conversion peaked at 6.3 GB instead of 3.4 GB. The
-    setting is read from the environment, so it is set there while one conversion runs. tf2onnx 1.17 reads only
+    graph. Each copy is left to Python's cycle collector, so a large model's optimisers take many times longer and
+    much more memory (figures: docs/benchmarks.md, export cost's third round). The setting is read from the
+    environment, so it is set there while one conversion runs. tf2onnx 1.17 reads only
     whether it is set (it compares the variable's name, not its value, to "TRUE"): set, it does not copy; unset,
     it does."""
     name = "TF2ONNX_CATCH_ERRORS"

