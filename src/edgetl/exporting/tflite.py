@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
 from collections import Counter
@@ -30,8 +31,40 @@ def _converter(model):
     return tf.lite.TFLiteConverter.from_keras_model(model)
 
 
+@contextlib.contextmanager
+def _saved_model_not_loaded_back():
+    """The converter saves a Keras model as a SavedModel in a temporary folder, converts that, and loads it back
+    into Python as well (tf.saved_model.load: every weight restored, every function registered with TensorFlow's
+    runtime), only to read its GraphDebugInfo for the source locations of its error messages. Much of what that
+    load makes outlives the conversion, so each conversion of a large model leaves the process bigger (figures:
+    docs/benchmarks.md, export cost's fifth round; tensorflow#122598). While this is active the GraphDebugInfo is
+    read from the SavedModel's folder instead, as TensorFlow's own fix does (tensorflow#123818): the same file."""
+    from tensorflow.lite.python import lite
+    from tensorflow.python.saved_model.loader_impl import parse_saved_model_with_debug_info
+
+    load = getattr(lite, "_load", None)
+    if load is None:  # a TensorFlow that no longer loads the SavedModel back
+        yield
+        return
+
+    class DebugInfoOnly:
+        def __init__(self, saved_model_dir: str) -> None:
+            self.graph_debug_info = parse_saved_model_with_debug_info(saved_model_dir)[1]
+
+    lite._load = lambda saved_model_dir, *args, **kwargs: DebugInfoOnly(saved_model_dir)
+    try:
+        yield
+    finally:
+        lite._load = load
+
+
+def _convert(converter) -> bytes:
+    with _saved_model_not_loaded_back():
+        return converter.convert()
+
+
 def convert_float32(model) -> bytes:
-    return _converter(model).convert()
+    return _convert(_converter(model))
 
 
 def convert_float16(model) -> bytes:
@@ -41,7 +74,7 @@ def convert_float16(model) -> bytes:
     converter = _converter(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.target_spec.supported_types = [tf.float16]
-    return converter.convert()
+    return _convert(converter)
 
 
 def convert_dynamic(model) -> bytes:
@@ -50,7 +83,7 @@ def convert_dynamic(model) -> bytes:
 
     converter = _converter(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    return converter.convert()
+    return _convert(converter)
 
 
 def _calibrating_converter(model, calibration_pixels):
@@ -82,7 +115,7 @@ class TfliteCalibration:
         self.corrections = corrections or {}  # the bias corrections `model` carries (bias_correction.Correction)
         converter = _calibrating_converter(model, self.sample[:1])
         converter._experimental_calibrate_only = True  # the converter's own two steps, so a denylist can be given
-        self.float_model = _pin_input_range(converter.convert(), RAW_PIXEL_RANGE)
+        self.float_model = _pin_input_range(_convert(converter), RAW_PIXEL_RANGE)
         self.measurement = measurement or tflite_measurement(
             self.float_model, max(most_images, len(self.sample)), CALIBRATION_PERCENTILE
         )
