@@ -183,13 +183,18 @@ MEASURE = textwrap.dedent(
 )
 
 
-def measure_in_a_fresh_process(count: int, budget: int) -> dict:
+def in_a_fresh_process(script: str, *args) -> dict:
+    """What `script` prints last (JSON), run with `args` in a Python of its own."""
     result = subprocess.run(
-        [sys.executable, "-c", MEASURE, str(count), str(budget)],
+        [sys.executable, "-c", script, *map(str, args)],
         capture_output=True, text=True, cwd=ROOT, env={"PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", "PATH": "/usr/bin:/bin"},
         check=True, timeout=300,
     )  # fmt: skip
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def measure_in_a_fresh_process(count: int, budget: int) -> dict:
+    return in_a_fresh_process(MEASURE, count, budget)
 
 
 def test_more_calibration_images_than_the_memory_budget_holds_still_calibrate_in_bounded_memory():
@@ -248,15 +253,7 @@ def test_the_tflite_converter_no_longer_loads_its_savedmodel_back(tmp_path):
     info; much of that outlives the conversion. edgetl's conversion reads the debug info alone and makes the same
     file, and the process keeps less (each way in a fresh process: the first conversion sets up a lot)."""
 
-    def converted(how: str) -> dict:
-        result = subprocess.run(
-            [sys.executable, "-c", CONVERT_TFLITE, how, str(tmp_path / f"{how}.tflite")],
-            capture_output=True, text=True, cwd=ROOT, env={"PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", "PATH": "/usr/bin:/bin"},
-            check=True, timeout=300,
-        )  # fmt: skip
-        return json.loads(result.stdout.strip().splitlines()[-1])
-
-    plain, ours = converted("plain"), converted("edgetl")
+    plain, ours = (in_a_fresh_process(CONVERT_TFLITE, how, tmp_path / f"{how}.tflite") for how in ("plain", "edgetl"))
     assert (plain["loads"], ours["loads"]) == (1, 0)
     assert not ours["patched"]  # put back after the conversion
     assert (tmp_path / "plain.tflite").read_bytes() == (tmp_path / "edgetl.tflite").read_bytes()
