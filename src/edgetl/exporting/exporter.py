@@ -51,10 +51,11 @@ def _integer_only_problems(export_format: ExportFormat, ops: OpReport | None, op
     return [f"not integer-only: {names} left in float (no int8 kernel)"]
 
 
-def _collect_converters_garbage() -> None:
+def _collect_garbage() -> None:
     """The TensorFlow Lite converter and tf2onnx leave their graphs in reference cycles, hundreds of MB, until
     Python's cycle collector happens to run (docs/int8.md). Collected as soon as a conversion is done, they are not
-    there when the next one needs memory.
+    there when the next one needs memory. The same goes for an engine's model and activations once a file is
+    verified.
 
     What a conversion freed in small blocks stays in glibc's heap, below the size from which blocks are mapped on
     their own (`_hand_back_large_blocks`), while the large arrays every later step allocates are mapped anew: that
@@ -84,7 +85,7 @@ class _Exporter:
         try:
             with step(f"{export_format.name}: converting{recipe}"), output_to(self.source.log_path):
                 converted = export_format.convert(self.source.model, inputs)
-            _collect_converters_garbage()
+            _collect_garbage()
             return converted
         except EdgetlError:
             raise
@@ -128,6 +129,7 @@ class _Exporter:
         # The engine goes now (its model and its activation arena): what the record needs of it is kept, and every
         # format's and the ladder's best attempt's records are held to the end.
         loaded = replace(loaded, predict=None)
+        _collect_garbage()
         fidelity = compare(probabilities, self.keras_probabilities, verification.labels, self.source.metadata.labels)
         problems = _integer_only_problems(export_format, loaded.ops, self.options)
         passed = fidelity.agreement >= gate and not problems
@@ -161,7 +163,7 @@ class _Exporter:
                     self.bias_corrected(export_format, recipe, inputs) as corrections,
                 ):
                     ranked = export_format.rank_layers(self.source.model, replace(inputs, corrections=corrections))
-                _collect_converters_garbage()
+                _collect_garbage()
                 return ranked
 
             target = CONFIDENT_AGREEMENT_TARGET if float_allowed else None
@@ -281,7 +283,7 @@ def _export_checked(source: ExportSource, formats: list[str], options: ExportOpt
             record = exporter.export(name)
             results.append(record)
             if exporter.inputs.keep_only({FORMATS[later].kind for later in formats[position + 1 :]}):
-                _collect_converters_garbage()  # what went may be held in cycles
+                _collect_garbage()  # what went may be held in cycles
             exporting.advance()
         exporting.describe("exported")
     return results
