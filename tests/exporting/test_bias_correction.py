@@ -159,6 +159,56 @@ def test_an_onnx_graph_rebiased_is_tf2onnxs_graph_of_the_corrected_model():
         assert bias_placements(plain, convert_onnx(model), corrections) is None
 
 
+def test_an_onnx_graphs_folded_biases_are_found_by_their_values_without_converting_the_corrected_model():
+    """Each corrected convolution's folded bias is found in the plain graph by the value the model's layers fold
+    to: the places a conversion of the corrected model shows, so every rung's corrected graph is the plain one
+    with its corrections written in, and no rung converts. Where values do not tell, none are given."""
+    import keras
+    from onnx import numpy_helper
+
+    from edgetl.exporting.bias_correction import folded_biases
+    from edgetl.exporting.onnx import bias_placements, bias_placements_by_value, convert_onnx, rebiased
+
+    def initializers(model_proto) -> dict:
+        return {init.name: numpy_helper.to_array(init) for init in model_proto.graph.initializer}
+
+    model = conv_bn_model()
+    pixels = np.random.default_rng(1).uniform(100, 140, (32, 12, 12, 3)).astype(np.float32)
+    plain = convert_onnx(model)
+    with bias_corrected(model, pixels) as corrections:
+        corrected, folded = convert_onnx(model), folded_biases(model, corrections)
+    with bias_corrected(model, pixels[:8], keep_float=lambda name: name == "depthwise") as partial:
+        partly_corrected, partly_folded = convert_onnx(model), folded_biases(model, partial)
+    placements = bias_placements_by_value(plain, corrections, folded)
+    assert placements == bias_placements(plain, corrected, corrections) and sorted(placements) == ["conv", "depthwise"]
+    assert bias_placements_by_value(plain, partial, partly_folded) == {"conv": placements["conv"]}
+    for wanted, values, converted in ((corrections, folded, corrected), (partial, partly_folded, partly_corrected)):
+        written = rebiased(plain, bias_placements_by_value(plain, wanted, values), wanted)
+        ours, theirs = initializers(written), initializers(converted)
+        for name in ours:
+            np.testing.assert_allclose(ours[name], theirs[name], rtol=1e-6, atol=1e-6)
+    # Values other than the model's find nothing: a bias moved by more than rounding, a bias of zeros (tf2onnx
+    # leaves a zero-bias convolution without one until a correction gives it one).
+    moved = {name: [value + 0.01 for value in values] for name, values in folded.items()}
+    assert bias_placements_by_value(plain, corrections, moved) is None
+    no_bias = conv_bn_model(depthwise_bias=False)
+    with bias_corrected(no_bias, pixels) as corrections:
+        assert bias_placements_by_value(convert_onnx(no_bias), corrections, folded_biases(no_bias, corrections)) is None
+    # A convolution with a bias of its own before its BatchNormalization: both folded in.
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(5, 3, name="biased")(inputs)
+    outputs = keras.layers.GlobalAveragePooling2D()(keras.layers.BatchNormalization(name="biased_bn")(x))
+    biased = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(3)
+    biased.get_layer("biased").set_weights([rng.normal(0, 1, (3, 3, 3, 5)), rng.normal(0, 1, 5)])
+    biased.get_layer("biased_bn").set_weights([rng.uniform(0.5, 2, 5) for _ in range(4)])
+    plain = convert_onnx(biased)
+    with bias_corrected(biased, pixels) as corrections:
+        corrected, folded = convert_onnx(biased), folded_biases(biased, corrections)
+    placements = bias_placements_by_value(plain, corrections, folded)
+    assert placements is not None and placements == bias_placements(plain, corrected, corrections) != {}
+
+
 def recorded_refinement(monkeypatch) -> dict:
     """Patches the ranking's refinement to record, per layer it scores, the outputs its island file gives and the
     reference they are measured against."""

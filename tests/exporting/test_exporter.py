@@ -123,3 +123,26 @@ def test_each_files_engine_and_each_finished_kinds_cache_are_let_go(trained_run,
     edgetl.export(run, formats=["tflite-int8", "onnx"], calibration_samples=20, min_agreement=0.0)
     assert len(opened) >= 2 and set(alive_at_open) == {0}
     assert "tflite" not in cached[0] and "bias-correction-input-sums" in cached[0]
+
+
+def test_the_onnx_ladder_converts_the_model_once_and_writes_its_corrections_in(trained_run, tmp_path, monkeypatch):
+    """The float ONNX file's graph is the only tf2onnx conversion: each bias-corrected rung's graph is that graph
+    with the rung's corrections written into the folded biases, found by their values."""
+    import shutil
+
+    import edgetl
+    from edgetl.exporting import onnx
+
+    converted = []
+    convert_onnx = onnx.convert_onnx
+
+    def counted(model, *args, **kwargs):
+        converted.append(model)
+        return convert_onnx(model, *args, **kwargs)
+
+    monkeypatch.setattr(onnx, "convert_onnx", counted)
+    run = shutil.copytree(trained_run, tmp_path / "run")
+    result = edgetl.export(run, formats=["onnx", "onnx-int8"], calibration_samples=20, min_agreement=0.0)
+    attempts = {record.format: record for record in result.records}["onnx-int8"].attempts
+    assert attempts[0]["bias_correction"] and attempts[0]["passed"]
+    assert len(converted) == 1

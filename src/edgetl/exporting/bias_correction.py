@@ -220,3 +220,25 @@ def bias_corrected(
     finally:
         for holder, weights in saved:
             holder.set_weights(weights)
+
+
+def folded_biases(model, corrections: dict[str, Correction]) -> dict[str, list[np.ndarray]]:
+    """Per corrected convolution (`corrections`' keys), the values in float64 a converter may fold its bias into
+    from `model`'s weights as they are now: its BatchNormalization (the correction's holder) folded in with the
+    convolution's own bias, gamma (bias - mean) / sqrt(variance + epsilon) + beta, or without it (tf2onnx leaves a
+    convolution's own bias in the convolution and adds the BatchNormalization's after it); else its own bias.
+    Either moves by exactly the correction's shift."""
+    layers = {layer.name: layer for layer in walk_layers(model)}
+    folded = {}
+    for name, correction in corrections.items():
+        conv, holder = layers.get(name), layers.get(correction.holder)
+        if conv is None or holder is None:
+            continue
+        bias = np.asarray(conv.bias, np.float64) if conv.use_bias else 0.0
+        if holder is conv:
+            folded[name] = [bias]
+            continue
+        gamma, beta, mean, variance = (np.asarray(weight, np.float64) for weight in holder.get_weights())
+        scale = gamma / np.sqrt(variance + holder.epsilon)
+        folded[name] = [scale * (bias - mean) + beta, beta - scale * mean] if conv.use_bias else [beta - scale * mean]
+    return folded

@@ -270,11 +270,20 @@ def _float_onnx(model, inputs: ConversionInputs):
 
 
 def _corrected_onnx(model, inputs: ConversionInputs):
-    """The float ONNX graph of the model as bias-corrected now (inputs.corrections): once the plain graph and a
-    first corrected one are known, the plain graph with the corrections written into its folded biases
-    (onnx.bias_placements), else tf2onnx's conversion of the model as it is now."""
-    from edgetl.exporting.onnx import bias_placements, convert_onnx, rebiased
+    """The float ONNX graph of the model as bias-corrected now (inputs.corrections): once the plain graph is known,
+    the plain graph with the corrections written into its folded biases, found by their values
+    (onnx.bias_placements_by_value) or, where values do not tell, from a first corrected conversion
+    (onnx.bias_placements); else tf2onnx's conversion of the model as it is now."""
+    from edgetl.exporting.bias_correction import folded_biases
+    from edgetl.exporting.onnx import bias_placements, bias_placements_by_value, convert_onnx, rebiased
 
+    if "onnx" in inputs.cache:
+        folded = folded_biases(model, inputs.corrections)
+        placements = bias_placements_by_value(inputs.cache["onnx"], inputs.corrections, folded)
+        found = placements is not None
+        model_proto = rebiased(inputs.cache["onnx"], placements, inputs.corrections) if found else None
+        if model_proto is not None:
+            return model_proto
     placements = inputs.cache.get(("onnx", "bias placements"))
     if placements is None and "onnx" in inputs.cache and ("onnx", "first corrected") in inputs.cache:
         corrected, corrections = inputs.cache.pop(("onnx", "first corrected"))

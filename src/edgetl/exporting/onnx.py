@@ -238,6 +238,46 @@ def bias_placements(plain, corrected, corrections: dict) -> dict[str, str] | Non
     return None if waiting else placements
 
 
+def bias_placements_by_value(plain, corrections: dict, folded: dict[str, list]) -> dict[str, str] | None:
+    """Which initializer of `plain` (the float graph of the model uncorrected) holds each convolution's folded
+    bias, found by its value: `folded` holds the values each corrected convolution's bias may be folded to, its
+    correction taken off (bias_correction.folded_biases of the model as corrected), so `plain` holds one of them
+    plus the correction's shift. It must be the one initializer a Conv takes as its bias or an Add adds that
+    holds such a value. None where a convolution the corrections move is not found so (a bias of zeros, which
+    tf2onnx leaves out, or two biases alike): then a conversion of the corrected model shows the places
+    (`bias_placements`)."""
+    import onnx
+    from onnx import numpy_helper
+
+    nodes = plain.graph.node
+    bias_inputs = {node.input[2] for node in nodes if node.op_type == "Conv" and len(node.input) > 2}
+    bias_inputs |= {name for node in nodes if node.op_type == "Add" for name in node.input}
+    candidates = {
+        initializer.name: numpy_helper.to_array(initializer).astype(np.float64).ravel()
+        for initializer in plain.graph.initializer
+        if initializer.name in bias_inputs and initializer.data_type == onnx.TensorProto.FLOAT
+    }
+    placements: dict[str, str] = {}
+    for name, correction in corrections.items():
+        needed = bool(np.any(correction.shift))
+        matches = set()
+        for value in folded.get(name, []):
+            expected = (value + correction.shift.astype(np.float64)).ravel()
+            if np.any(expected):
+                tolerance = 1e-5 * max(1.0, float(np.abs(expected).max()))
+                matches |= {
+                    initializer
+                    for initializer, held in candidates.items()
+                    if held.size == expected.size and np.allclose(held, expected, rtol=1e-4, atol=tolerance)
+                }
+        matches = sorted(matches)
+        if len(matches) == 1 and matches[0] not in placements.values():
+            placements[name] = matches[0]
+        elif needed:
+            return None
+    return placements
+
+
 def rebiased(plain, placements: dict[str, str], corrections: dict):
     """A copy of `plain` with `corrections` taken off the folded biases `placements` locates (bias_placements):
     the graph tf2onnx makes of the model so corrected. None where a correction has no known place."""
