@@ -183,12 +183,15 @@ MEASURE = textwrap.dedent(
 )
 
 
-def in_a_fresh_process(script: str, *args) -> dict:
-    """What `script` prints last (JSON), run with `args` in a Python of its own."""
+def in_a_fresh_process(script: str, *args, hash_seed: int | None = None) -> dict:
+    """What `script` prints last (JSON), run with `args` in a Python of its own (with `hash_seed` for its string
+    hashes, else a random one)."""
+    env = {"PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", "PATH": "/usr/bin:/bin"}
+    if hash_seed is not None:
+        env["PYTHONHASHSEED"] = str(hash_seed)
     result = subprocess.run(
         [sys.executable, "-c", script, *map(str, args)],
-        capture_output=True, text=True, cwd=ROOT, env={"PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", "PATH": "/usr/bin:/bin"},
-        check=True, timeout=300,
+        capture_output=True, text=True, cwd=ROOT, env=env, check=True, timeout=300,
     )  # fmt: skip
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -259,6 +262,31 @@ def test_the_tflite_converter_no_longer_loads_its_savedmodel_back(tmp_path):
     assert (tmp_path / "plain.tflite").read_bytes() == (tmp_path / "edgetl.tflite").read_bytes()
     assert ours["weights"] > 30e6
     assert ours["grown"] < plain["grown"] - ours["weights"]
+
+
+CONVERT_ONNX = textwrap.dedent(
+    """
+    import hashlib, json
+    import keras
+    from edgetl.exporting.onnx import convert_onnx
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 3))
+    x = inputs
+    for _ in range(8):  # eight ReLU6 read one 0 and one 6, which tf2onnx names after one of them
+        x = keras.layers.ReLU(6.0)(keras.layers.Conv2D(4, 3, padding="same")(x))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x)))
+    print(json.dumps({"sha256": hashlib.sha256(convert_onnx(model).SerializeToString()).hexdigest()}))
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_model_converts_to_the_same_onnx_bytes_in_any_process():
+    """Which of the nodes sharing a constant tf2onnx names it after changes with the process's string hashes;
+    edgetl names it after the first node that reads it."""
+    digests = {in_a_fresh_process(CONVERT_ONNX, hash_seed=seed)["sha256"] for seed in range(4)}
+    assert len(digests) == 1
 
 
 @pytest.mark.slow

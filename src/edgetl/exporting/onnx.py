@@ -138,8 +138,8 @@ def _tf2onnx_frozen_graph_only():
 def _number_made_nodes(model_proto) -> None:
     """tf2onnx names what it makes (nodes Conv__N, their outputs Conv__N:0, constants Relu6_min__N) from a
     process-wide counter, so one model converted twice gets two sets of names. Renumbered in the order the graph
-    first names them, the same model always has the same names (and bytes): the layers ranked on one conversion
-    are found again in another (the bias-corrected model's), and so are the activations measured on it."""
+    first names them, the same model always has the same names (and bytes, in any process): the layers ranked on
+    one conversion are found again in another, and so are the activations measured on it."""
     made = re.compile(r"__(\d+)(?=(:\d+)?$)")
     graph = model_proto.graph
     numbers: dict[str, str] = {}
@@ -158,6 +158,22 @@ def _number_made_nodes(model_proto) -> None:
         node.output[:] = [renamed(name) for name in node.output]
     for item in [*graph.initializer, *graph.value_info, *graph.input, *graph.output]:
         item.name = renamed(item.name)
+    # A constant several nodes read (Relu6's 0 and 6) is named after one of them, picked in an order that changes
+    # from process to process: it is named after the first node that reads it, and where.
+    readers: dict[str, tuple[str, int]] = {}
+    for node in graph.node:
+        for position, name in enumerate(node.input):
+            readers.setdefault(name, (node.name, position))
+    read_by = Counter(name for node in graph.node for name in node.input)
+    shared = {
+        initializer.name: "{}/input{}".format(*readers[initializer.name])
+        for initializer in graph.initializer
+        if made.search(initializer.name) and read_by[initializer.name] > 1
+    }
+    for node in graph.node:
+        node.input[:] = [shared.get(name, name) for name in node.input]
+    for initializer in graph.initializer:
+        initializer.name = shared.get(initializer.name, initializer.name)
     # Unknown dimensions (the batch) are named unk__N from a counter of their own.
     dimensions: dict[str, str] = {}
     for value in [*graph.input, *graph.value_info, *graph.output]:
