@@ -89,8 +89,9 @@ def test_runtime_batches_give_the_same_answer_as_single_images(exported_run, sam
 
 def test_each_files_engine_and_each_finished_kinds_cache_are_let_go(trained_run, tmp_path, monkeypatch):
     """A verified file's record is kept to the end, its engine (model and activation arena) is not: when the next
-    file is opened, no engine opened before is still alive (a ladder opens one an attempt). What the TFLite
-    converters cached (calibrated graphs, measurements) goes once no TFLite format is left."""
+    file is opened, no engine opened before is still alive (a ladder opens one an attempt). ONNX files are made
+    first (tf2onnx needs the most memory), and what their converters cached (graphs, calibrations,
+    measurements) goes once no ONNX format is left; the records keep the order asked for."""
     import gc
     import shutil
     import weakref
@@ -99,12 +100,13 @@ def test_each_files_engine_and_each_finished_kinds_cache_are_let_go(trained_run,
     from edgetl.exporting import written
     from edgetl.exporting.formats import ConversionInputs
 
-    opened, alive_at_open = [], []
+    opened, alive_at_open, suffixes = [], [], []
     open_engine = written.open_engine
 
     def tracked(path):
         gc.collect()
         alive_at_open.append(sum(engine() is not None for engine in opened))
+        suffixes.append(path.suffix)
         engine = open_engine(path)
         opened.append(weakref.ref(engine))
         return engine
@@ -120,9 +122,11 @@ def test_each_files_engine_and_each_finished_kinds_cache_are_let_go(trained_run,
     monkeypatch.setattr(written, "open_engine", tracked)
     monkeypatch.setattr(ConversionInputs, "keep_only", recorded)
     run = shutil.copytree(trained_run, tmp_path / "run")  # the session's run keeps its own exports
-    edgetl.export(run, formats=["tflite-int8", "onnx"], calibration_samples=20, min_agreement=0.0)
+    result = edgetl.export(run, formats=["tflite-int8", "onnx-int8"], calibration_samples=20, min_agreement=0.0)
     assert len(opened) >= 2 and set(alive_at_open) == {0}
-    assert "tflite" not in cached[0] and "bias-correction-input-sums" in cached[0]
+    assert suffixes[0] == ".onnx" and suffixes[-1] == ".tflite"
+    assert [record.format for record in result.records] == ["tflite-int8", "onnx-int8"]
+    assert "onnx" not in cached[0] and "bias-correction-input-sums" in cached[0]
 
 
 def test_the_onnx_ladder_converts_the_model_once_and_writes_its_corrections_in(trained_run, tmp_path, monkeypatch):

@@ -21,6 +21,7 @@ from edgetl.errors import EdgetlError
 from edgetl.exporting.calibration import CalibrationImages
 from edgetl.exporting.formats import (
     FORMATS,
+    MAKING_ORDER,
     ConversionInputs,
     ExportFormat,
     ExportOptions,
@@ -274,19 +275,20 @@ def _export_checked(source: ExportSource, formats: list[str], options: ExportOpt
     _hand_back_large_blocks()
     exporter = _Exporter(source, formats, options)
     results = []
+    making = sorted(formats, key=lambda name: MAKING_ORDER.index(FORMATS[name].kind))  # stable: in order per kind
     with step(f"exporting {len(formats)} format(s)", total=len(formats)) as exporting:
-        for position, name in enumerate(formats):
+        for position, name in enumerate(making):
             exporting.describe(f"exporting {name}")
             # Each file and its record are committed together as soon as it is verified, so an interrupted export
             # keeps what was done; the update is merged under a lock, so a second export of the same run at the
             # same time keeps its records too.
             record = exporter.export(name)
             results.append(record)
-            if exporter.inputs.keep_only({FORMATS[later].kind for later in formats[position + 1 :]}):
+            if exporter.inputs.keep_only({FORMATS[later].kind for later in making[position + 1 :]}):
                 _collect_garbage()  # what went may be held in cycles
             exporting.advance()
         exporting.describe("exported")
-    return results
+    return sorted(results, key=lambda record: formats.index(record.format))
 
 
 def _checked(formats: list[str], options: ExportOptions) -> None:
