@@ -7,7 +7,6 @@ source.py, how a file is written and opened in written.py, and what is recorded 
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import shutil
@@ -32,6 +31,7 @@ from edgetl.exporting.formats import (
 from edgetl.exporting.int8 import CONFIDENT_AGREEMENT_TARGET, Int8Recipe, LadderResult, Trial, climb, integer_rungs
 from edgetl.exporting.keras_passes import keras_probabilities
 from edgetl.exporting.logs import append_trace, first_line, output_to
+from edgetl.exporting.memory import collect_garbage, hand_back_large_blocks
 from edgetl.exporting.record import ExportRecord, Verified, make_record
 from edgetl.exporting.source import ExportSource, from_run, resolve_source
 from edgetl.exporting.tflite import OpReport, names_layer
@@ -52,23 +52,6 @@ def _integer_only_problems(export_format: ExportFormat, ops: OpReport | None, op
     return [f"not integer-only: {names} left in float (no int8 kernel)"]
 
 
-def _collect_garbage() -> None:
-    """The TensorFlow Lite converter and tf2onnx leave their graphs in reference cycles, hundreds of MB, until
-    Python's cycle collector happens to run (docs/int8.md). Collected as soon as a conversion is done, they are not
-    there when the next one needs memory. The same goes for an engine's model and activations once a file is
-    verified.
-
-    What a conversion freed in small blocks stays in glibc's heap, below the size from which blocks are mapped on
-    their own (`_hand_back_large_blocks`), while the large arrays every later step allocates are mapped anew: that
-    memory would count in every later peak. It is handed back to the system too."""
-    import gc
-
-    gc.collect()
-    libc = _glibc()
-    if libc is not None:
-        libc.malloc_trim(0)
-
-
 class _Exporter:
     """One export call: the model's Keras predictions and the calibration images, shared by every format."""
 
@@ -86,7 +69,7 @@ class _Exporter:
         try:
             with step(f"{export_format.name}: converting{recipe}"), output_to(self.source.log_path):
                 converted = export_format.convert(self.source.model, inputs)
-            _collect_garbage()
+            collect_garbage()
             return converted
         except EdgetlError:
             raise
@@ -130,7 +113,7 @@ class _Exporter:
         # The engine goes now (its model and its activation arena): what the record needs of it is kept, and every
         # format's and the ladder's best attempt's records are held to the end.
         loaded = replace(loaded, predict=None)
-        _collect_garbage()
+        collect_garbage()
         fidelity = compare(probabilities, self.keras_probabilities, verification.labels, self.source.metadata.labels)
         problems = _integer_only_problems(export_format, loaded.ops, self.options)
         passed = fidelity.agreement >= gate and not problems
@@ -164,7 +147,7 @@ class _Exporter:
                     self.bias_corrected(export_format, recipe, inputs) as corrections,
                 ):
                     ranked = export_format.rank_layers(self.source.model, replace(inputs, corrections=corrections))
-                _collect_garbage()
+                collect_garbage()
                 return ranked
 
             target = CONFIDENT_AGREEMENT_TARGET if float_allowed else None
@@ -245,34 +228,11 @@ class ExportResult:
         return "\n".join([format_export_table(self.records, self.root, wide, width, color), *notes])
 
 
-# glibc's mallopt parameter for the size from which a block is mapped on its own (and unmapped when freed).
-M_MMAP_THRESHOLD = -3
-LARGE_BLOCK_BYTES = 4 * 2**20
-
-
-def _hand_back_large_blocks() -> None:
-    """glibc raises its mmap threshold each time a mapped block is freed, and keeps freed blocks below it for
-    reuse: the large buffers every conversion, calibration batch and session allocates and frees would keep an
-    export's resident memory growing from rung to rung. A fixed threshold gives each large block back to the
-    system when it is freed. Elsewhere than glibc, nothing changes."""
-    libc = _glibc()
-    if libc is not None:
-        libc.mallopt(M_MMAP_THRESHOLD, LARGE_BLOCK_BYTES)
-
-
-def _glibc():
-    """glibc, whose allocator the two functions above tune; None elsewhere."""
-    try:
-        return ctypes.CDLL("libc.so.6")
-    except OSError:
-        return None
-
-
 def _export_checked(source: ExportSource, formats: list[str], options: ExportOptions) -> list[ExportRecord]:
     """Convert, write and verify each format in turn (formats and options already checked); exports.json is
     rewritten after each file."""
     source.read_exports()  # a damaged index is reported before any work
-    _hand_back_large_blocks()
+    hand_back_large_blocks()
     exporter = _Exporter(source, formats, options)
     results = []
     making = sorted(formats, key=lambda name: MAKING_ORDER.index(FORMATS[name].kind))  # stable: in order per kind
@@ -285,7 +245,7 @@ def _export_checked(source: ExportSource, formats: list[str], options: ExportOpt
             record = exporter.export(name)
             results.append(record)
             if exporter.inputs.keep_only({FORMATS[later].kind for later in making[position + 1 :]}):
-                _collect_garbage()  # what went may be held in cycles
+                collect_garbage()  # what went may be held in cycles
             exporting.advance()
         exporting.describe("exported")
     return sorted(results, key=lambda record: formats.index(record.format))

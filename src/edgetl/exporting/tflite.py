@@ -15,6 +15,7 @@ from edgetl.errors import EdgetlError
 from edgetl.exporting.activation_ranges import Measurement, tflite_measurement, with_ranges, write_range
 from edgetl.exporting.formats import QUANTIZERS
 from edgetl.exporting.int8 import CALIBRATION_PERCENTILE, IO_TYPES
+from edgetl.exporting.memory import collect_garbage
 
 # Every exported model takes raw pixels: the int8 file's input range is pinned to them, so its input quantisation
 # is exact (uint8: scale 1, zero point 0; int8: scale 1, zero point -128) whatever the calibration images held.
@@ -59,8 +60,14 @@ def _saved_model_not_loaded_back():
 
 
 def _convert(converter) -> bytes:
+    """What `converter` makes. A converter leaves its graphs in reference cycles, hundreds of MB for a large model:
+    they are collected as soon as it is done, wherever the conversion is (the ladder's ranking converts inside one
+    step), and a converter passed as the only reference to it goes with them."""
     with _saved_model_not_loaded_back():
-        return converter.convert()
+        converted = converter.convert()
+    del converter
+    collect_garbage()
+    return converted
 
 
 def convert_float32(model) -> bytes:
@@ -87,6 +94,8 @@ def convert_dynamic(model) -> bytes:
 
 
 def _calibrating_converter(model, calibration_pixels):
+    """The converter's first step alone: its float graph with a min/max slot per activation, calibrated on
+    `calibration_pixels` (its own two steps, so that a denylist can be given to the second)."""
     import tensorflow as tf
 
     def representative_dataset() -> Iterator[list[np.ndarray]]:
@@ -96,6 +105,7 @@ def _calibrating_converter(model, calibration_pixels):
     converter = _converter(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset
+    converter._experimental_calibrate_only = True
     return converter
 
 
@@ -113,9 +123,8 @@ class TfliteCalibration:
 
         self.sample = as_sample(sample)
         self.corrections = corrections or {}  # the bias corrections `model` carries (bias_correction.Correction)
-        converter = _calibrating_converter(model, self.sample[:1])
-        converter._experimental_calibrate_only = True  # the converter's own two steps, so a denylist can be given
-        self.float_model = _pin_input_range(_convert(converter), RAW_PIXEL_RANGE)
+        converted = _convert(_calibrating_converter(model, self.sample[:1]))
+        self.float_model = _pin_input_range(converted, RAW_PIXEL_RANGE)
         self.measurement = measurement or tflite_measurement(
             self.float_model, max(most_images, len(self.sample)), CALIBRATION_PERCENTILE
         )

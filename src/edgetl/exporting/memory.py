@@ -1,0 +1,43 @@
+"""What an export does to keep its memory down between steps: garbage collected and handed back to the system."""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+
+# glibc's mallopt parameter for the size from which a block is mapped on its own (and unmapped when freed).
+M_MMAP_THRESHOLD = -3
+LARGE_BLOCK_BYTES = 4 * 2**20
+
+
+def hand_back_large_blocks() -> None:
+    """glibc raises its mmap threshold each time a mapped block is freed, and keeps freed blocks below it for
+    reuse: the large buffers every conversion, calibration batch and session allocates and frees would keep an
+    export's resident memory growing from rung to rung. A fixed threshold gives each large block back to the
+    system when it is freed. Elsewhere than glibc, nothing changes."""
+    libc = _glibc()
+    if libc is not None:
+        libc.mallopt(M_MMAP_THRESHOLD, LARGE_BLOCK_BYTES)
+
+
+def _glibc():
+    """glibc, whose allocator this module tunes; None elsewhere."""
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
+def collect_garbage() -> None:
+    """The TensorFlow Lite converter and tf2onnx leave their graphs in reference cycles, hundreds of MB, until
+    Python's cycle collector happens to run (docs/int8.md). Collected as soon as a conversion is done, they are not
+    there when the next one needs memory. The same goes for an engine's model and activations once a file is
+    verified.
+
+    What a conversion freed in small blocks stays in glibc's heap, below the size from which blocks are mapped on
+    their own (`hand_back_large_blocks`), while the large arrays every later step allocates are mapped anew: that
+    memory would count in every later peak. It is handed back to the system too."""
+    gc.collect()
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
