@@ -99,3 +99,48 @@ def test_both_rankings_put_the_hostile_layer_first_and_name_every_layer_as_the_q
     (island,) = [node for node in quantized.graph.node if node.name == node_of(ranked[0])]
     float_weights = {i.name for i in quantized.graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
     assert island.input[1] in float_weights
+
+
+def test_the_tflite_ranking_keeps_only_the_tensors_it_reads_and_scores_as_with_every_tensor_kept(monkeypatch):
+    """The debug model's int8 outputs and float twins are made outputs of the graph, which the interpreter keeps
+    to the end of a run, instead of keeping every tensor: each layer gets the same score."""
+    import ai_edge_litert.interpreter as litert
+
+    import edgetl.exporting.sensitivity as sensitivity
+    from edgetl.exporting.tflite import WEIGHTED_OPS, _calibrated
+
+    model = hostile_classifier()
+    pixels = np.random.default_rng(0).uniform(0, 255, (16, 24, 24, 3)).astype(np.float32)
+    calibrated = _calibrated(model, pixels)
+
+    def scores() -> dict:
+        scored: dict = {}
+        add = _LayerErrors.add
+
+        def recorded(errors, layer, int8_output, float_output, grid):
+            scored.setdefault(layer, []).append((int8_output.copy(), float_output.copy()))
+            add(errors, layer, int8_output, float_output, grid)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(_LayerErrors, "add", recorded)
+            sensitivity.rank_tflite_layers(calibrated, pixels, "uint8", WEIGHTED_OPS)
+        return scored
+
+    outputs = []
+    with_outputs = sensitivity._with_outputs
+    monkeypatch.setattr(
+        sensitivity, "_with_outputs", lambda model, tensors: outputs.append(tensors) or with_outputs(model, tensors)
+    )
+    kept_as_outputs = scores()
+    assert len(outputs) == 1 and len(outputs[0]) == 2 * len(kept_as_outputs) == 2 * WEIGHTED_LAYERS
+    interpreter = litert.Interpreter
+    monkeypatch.setattr(sensitivity, "_with_outputs", lambda model, tensors: model)
+    monkeypatch.setattr(
+        litert, "Interpreter", lambda **kwargs: interpreter(experimental_preserve_all_tensors=True, **kwargs)
+    )
+    every_tensor_kept = scores()
+    assert kept_as_outputs.keys() == every_tensor_kept.keys()
+    for layer, batches in kept_as_outputs.items():
+        for (int8_output, float_output), (int8_kept, float_kept) in zip(batches, every_tensor_kept[layer], strict=True):
+            np.testing.assert_array_equal(int8_output, int8_kept)
+            np.testing.assert_array_equal(float_output, float_kept)

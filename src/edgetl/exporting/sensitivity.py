@@ -109,13 +109,11 @@ def rank_tflite_layers(calibrated: bytes, images: np.ndarray, io_type: str, weig
         output_data_type=getattr(tf, io_type),
         enable_numeric_verify=True,  # layer by layer: each float twin reads the int8 op's dequantised input
     )
-    interpreter = Interpreter(
-        model_content=debug_model,
-        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-        experimental_preserve_all_tensors=True,
-    )
-    details = {detail["index"]: detail for detail in interpreter.get_tensor_details()}
-    ops = interpreter._get_ops_details()
+    resolver = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    reader = Interpreter(model_content=debug_model, experimental_op_resolver_type=resolver)  # nothing allocated
+    details = {detail["index"]: detail for detail in reader.get_tensor_details()}
+    ops = reader._get_ops_details()
+    del reader
     produced_by = {output: op["op_name"] for op in ops for output in op["outputs"]}
     # NumericVerify(int8 tensor, float tensor) for every int8 op; the weighted ones are the layers.
     pairs = [
@@ -123,13 +121,17 @@ def rank_tflite_layers(calibrated: bytes, images: np.ndarray, io_type: str, weig
         for op in ops
         if op["op_name"] == "NumericVerify" and produced_by.get(op["inputs"][1]) in weighted_ops
     ]
+    # The pairs are made outputs, which an interpreter keeps to the end of a run, while it reuses the memory of
+    # every other tensor: a third of what keeping every tensor takes (the dequantised inputs of the float twins,
+    # the ops' other tensors). The batch is sized by the pairs.
+    kept = sorted({index for pair in pairs for index in pair})
+    interpreter = Interpreter(model_content=_with_outputs(debug_model, kept), experimental_op_resolver_type=resolver)
+    del debug_model
     errors = _LayerErrors([details[float_index]["name"] for _, float_index in pairs])
     input_detail = interpreter.get_input_details()[0]
-    # Every tensor of a batch is kept (preserve_all_tensors): the batch is sized by all of them.
     per_image = sum(
-        int(np.prod(detail["shape"][1:], dtype=np.int64)) * np.dtype(detail["dtype"]).itemsize
-        for detail in details.values()
-        if len(detail["shape"]) > 0
+        int(np.prod(details[index]["shape"][1:], dtype=np.int64)) * np.dtype(details[index]["dtype"]).itemsize
+        for index in kept
     )
     batch_images = images_per_batch(per_image)
     for start in range(0, len(images), batch_images):
@@ -146,6 +148,17 @@ def rank_tflite_layers(calibrated: bytes, images: np.ndarray, io_type: str, weig
             grid = (scale, zero_point, details[int8_index]["dtype"])
             errors.add(details[float_index]["name"], int8_output, float_output, grid)
     return errors.ranked()
+
+
+def _with_outputs(flatbuffer: bytes, tensors: list[int]) -> bytes:
+    """`flatbuffer` with `tensors` (indices in its main graph) among its outputs, after its own."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(flatbuffer)
+    subgraph = model.subgraphs[0]
+    own = [int(index) for index in subgraph.outputs]
+    subgraph.outputs = np.array(own + [index for index in tensors if index not in own], np.int32)
+    return flatbuffer_utils.convert_object_to_bytearray(model)
 
 
 def rank_onnx_layers(quantized, prepared, images: np.ndarray) -> list[str]:
