@@ -224,6 +224,7 @@ def rank_onnx_layers(quantized, prepared, images: np.ndarray) -> list[str]:
     # kernels: the int8 node's output is what the int8 kernel computes before requantising, to float precision.
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = onnxruntime.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    del graph, clones, float_weights, initializers  # the session holds its own copy of the weights
     names = [name for _, output, reference, _ in layers for name in (output, reference)]
     errors = _LayerErrors([layer for layer, *_ in layers])
     batch_images = images_per_batch(2 * activation_bytes_per_image(prepared))  # each layer's output and its clone's
@@ -235,6 +236,7 @@ def rank_onnx_layers(quantized, prepared, images: np.ndarray) -> list[str]:
             if grid is not None:
                 int8_output = _on_grid(int8_output, *grid)
             errors.add(layer, int8_output, values[reference], grid)
+        del values  # before the next run returns as much again
     return errors.ranked()
 
 
