@@ -372,6 +372,7 @@ FORMATS: dict[str, ExportFormat] = {
 # what TensorFlow's converters leave behind grows with each (figures: docs/benchmarks.md, export cost's fifth
 # round). So ONNX comes first.
 MAKING_ORDER = ("onnx", "tflite", "savedmodel")
+
 # The tools that load each kind of file as it is, as a record lists them for its users (edgetl's own engines are
 # in runtime/runtimes.py). MediaPipe Tasks (and the TFLite Task Library, Android's ML Model Binding) read the
 # standard metadata every .tflite carries and take float32 or uint8 input, never int8.
