@@ -170,16 +170,22 @@ def record_export(index: Path, record: dict) -> None:
         _write_record(index, record)
 
 
-def _write_record(index: Path, record: dict) -> None:
+def _write_record(index: Path, record: dict, order: list[str] | None = None) -> None:
+    """`record` added to exports.json or put in place of its format's; the records listed in `order` (format names),
+    where given, any others after them as they were."""
     records = {entry["format"]: entry for entry in read_exports_index(index)}
     records[record["format"]] = record
-    atomic_write(index, json.dumps(list(records.values()), indent=1))
+    listed = list(records.values())
+    if order is not None:
+        listed.sort(key=lambda entry: order.index(entry["format"]) if entry["format"] in order else len(order))
+    atomic_write(index, json.dumps(listed, indent=1))
 
 
-def commit_export(index: Path, written: Path, destination: Path, record: dict) -> None:
+def commit_export(index: Path, written: Path, destination: Path, record: dict, order: list[str] | None = None) -> None:
     """Move the verified file (or folder) `written` to `destination` and its record into exports.json as one
     change, under the run's lock: if either step fails or is interrupted, the old file and the old record are
-    put back, so a record never describes a file other than the one beside it."""
+    put back, so a record never describes a file other than the one beside it. `order`: the order exports.json
+    lists formats in (whatever order they are made in)."""
     with locked(index):
         previous = destination.with_name(f".{destination.name}.previous")
         remove_if_there(previous)
@@ -188,7 +194,7 @@ def commit_export(index: Path, written: Path, destination: Path, record: dict) -
             os.replace(destination, previous)
         try:
             os.replace(written, destination)
-            _write_record(index, record)
+            _write_record(index, record, order)
         except BaseException:
             if had_previous:
                 remove_if_there(destination)

@@ -200,7 +200,7 @@ class _Exporter:
             record = make_record(
                 name, export_format, replace(verified, path=destination), ladder, source, gate, self.options, figures
             )
-            commit_export(source.exports_index, written, destination, asdict(record))
+            commit_export(source.exports_index, written, destination, asdict(record), order=list(FORMATS))
             return record
         finally:
             remove_if_there(written)
