@@ -97,6 +97,13 @@ def test_a_tflite_graph_rebiased_is_the_converters_graph_of_the_corrected_model(
     assert plain.rebiased(stranger, pixels) is None
 
 
+def initializers(model_proto) -> dict:
+    """An ONNX graph's initializers as arrays, by name."""
+    from onnx import numpy_helper
+
+    return {init.name: numpy_helper.to_array(init) for init in model_proto.graph.initializer}
+
+
 def test_input_sums_are_each_convolutions_inputs_summed_and_a_larger_sample_continues_the_smaller():
     """The sums come from one compiled graph a batch at a time: they equal the inputs Keras computes, summed over
     every image, whatever the batch size, and a larger sample adds only its further images to a smaller one's."""
@@ -124,12 +131,7 @@ def test_input_sums_are_each_convolutions_inputs_summed_and_a_larger_sample_cont
 def test_an_onnx_graph_rebiased_is_tf2onnxs_graph_of_the_corrected_model():
     """One tf2onnx conversion of the corrected model shows where each folded bias lies; from then on the plain
     graph with any rung's corrections written in is the graph tf2onnx makes of the model so corrected."""
-    from onnx import numpy_helper
-
     from edgetl.exporting.onnx import bias_placements, convert_onnx, rebiased
-
-    def initializers(model_proto) -> dict:
-        return {init.name: numpy_helper.to_array(init) for init in model_proto.graph.initializer}
 
     model = conv_bn_model()
     pixels = np.random.default_rng(1).uniform(100, 140, (32, 12, 12, 3)).astype(np.float32)
@@ -164,13 +166,9 @@ def test_an_onnx_graphs_folded_biases_are_found_by_their_values_without_converti
     to: the places a conversion of the corrected model shows, so every rung's corrected graph is the plain one
     with its corrections written in, and no rung converts. Where values do not tell, none are given."""
     import keras
-    from onnx import numpy_helper
 
     from edgetl.exporting.bias_correction import folded_biases
     from edgetl.exporting.onnx import bias_placements, bias_placements_by_value, convert_onnx, rebiased
-
-    def initializers(model_proto) -> dict:
-        return {init.name: numpy_helper.to_array(init) for init in model_proto.graph.initializer}
 
     model = conv_bn_model()
     pixels = np.random.default_rng(1).uniform(100, 140, (32, 12, 12, 3)).astype(np.float32)
