@@ -119,7 +119,7 @@ def test_commit_interrupted_puts_the_old_folder_back(tmp_path, monkeypatch):
     new.mkdir()
     (new / "saved_model.pb").write_bytes(b"new")
 
-    def interrupted(index, record):
+    def interrupted(index, record, order=None):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(run_module, "_write_record", interrupted)
