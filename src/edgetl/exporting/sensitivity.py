@@ -122,8 +122,8 @@ def rank_tflite_layers(calibrated: bytes, images: np.ndarray, io_type: str, weig
         if op["op_name"] == "NumericVerify" and produced_by.get(op["inputs"][1]) in weighted_ops
     ]
     # The pairs are made outputs, which an interpreter keeps to the end of a run, while it reuses the memory of
-    # every other tensor: a third of what keeping every tensor takes (the dequantised inputs of the float twins,
-    # the ops' other tensors). The batch is sized by the pairs.
+    # every other tensor (the dequantised inputs of the float twins, the ops' other tensors) instead of keeping
+    # them all. The batch is sized by the pairs.
     kept = sorted({index for pair in pairs for index in pair})
     interpreter = Interpreter(model_content=_with_outputs(debug_model, kept), experimental_op_resolver_type=resolver)
     del debug_model

@@ -107,7 +107,7 @@ def _outputs_probabilities(model, pixels: np.ndarray) -> bool:
     from edgetl.exporting.keras_passes import keras_probabilities
 
     # A few images at a time, as every Keras pass of an export: TensorFlow's memory pool keeps what the largest
-    # call needed (Keras' predict on 8 images left 240 MB behind on an Xception at 299 px).
+    # call needed to the end of the export (figures: docs/benchmarks.md, export cost's fifth round).
     outputs = keras_probabilities(model, pixels[:8])
     return bool(np.all(outputs >= -1e-6) and np.allclose(outputs.sum(axis=1), 1.0, atol=1e-3))
 
