@@ -233,7 +233,7 @@ CONVERT_TFLITE = textwrap.dedent(
     keras.utils.set_random_seed(0)
     inputs = keras.Input((32, 32, 3))
     features = keras.layers.Flatten()(keras.layers.Conv2D(8, 3)(inputs))
-    model = keras.Model(inputs, keras.layers.Dense(1200, activation="softmax")(features))  # 40 MB of weights
+    model = keras.Model(inputs, keras.layers.Dense(1200, activation="softmax")(features))  # 35 MB of weights
     weights = sum(weight.nbytes for weight in model.get_weights())
     loads = []
     load = lite._load

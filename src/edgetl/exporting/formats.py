@@ -280,10 +280,8 @@ def _corrected_onnx(model, inputs: ConversionInputs):
     if "onnx" in inputs.cache:
         folded = folded_biases(model, inputs.corrections)
         placements = bias_placements_by_value(inputs.cache["onnx"], inputs.corrections, folded)
-        found = placements is not None
-        model_proto = rebiased(inputs.cache["onnx"], placements, inputs.corrections) if found else None
-        if model_proto is not None:
-            return model_proto
+        if placements is not None:  # every correction that moves a bias has its place
+            return rebiased(inputs.cache["onnx"], placements, inputs.corrections)
     placements = inputs.cache.get(("onnx", "bias placements"))
     if placements is None and "onnx" in inputs.cache and ("onnx", "first corrected") in inputs.cache:
         corrected, corrections = inputs.cache.pop(("onnx", "first corrected"))

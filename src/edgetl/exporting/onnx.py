@@ -160,15 +160,14 @@ def _number_made_nodes(model_proto) -> None:
         item.name = renamed(item.name)
     # A constant several nodes read (Relu6's 0 and 6) is named after one of them, picked in an order that changes
     # from process to process: it is named after the first node that reads it, and where.
-    readers: dict[str, tuple[str, int]] = {}
+    readers: dict[str, list[str]] = {}
     for node in graph.node:
         for position, name in enumerate(node.input):
-            readers.setdefault(name, (node.name, position))
-    read_by = Counter(name for node in graph.node for name in node.input)
+            readers.setdefault(name, []).append(f"{node.name}/input{position}")
     shared = {
-        initializer.name: "{}/input{}".format(*readers[initializer.name])
+        initializer.name: readers[initializer.name][0]
         for initializer in graph.initializer
-        if made.search(initializer.name) and read_by[initializer.name] > 1
+        if made.search(initializer.name) and len(readers.get(initializer.name, ())) > 1
     }
     for node in graph.node:
         node.input[:] = [shared.get(name, name) for name in node.input]
