@@ -319,6 +319,7 @@ def _predict(flatbuffer: bytes, images: np.ndarray) -> np.ndarray:
 
     interpreter = _interpreter(flatbuffer)
     index = interpreter.get_input_details()[0]["index"]
+    interpreter.allocate_tensors()
 
     def predict(batch: np.ndarray) -> np.ndarray:
         if tuple(interpreter.get_input_details()[0]["shape"]) != batch.shape:

@@ -15,10 +15,11 @@ UNLABELLED = -1
 CONFIDENT_PROBABILITY = 0.5
 # Classes recorded per flipped image, for Keras and the file: what a reader needs to judge the flip.
 FLIPPED_TOP_K = 3
-# Images a runtime (LiteRT, onnxruntime) runs at once while an export verifies or ranks: a session's memory arena
-# grows to what its largest batch needed and keeps it while the session lives (hundreds of MB for 32 images at
-# 224 px); on a CPU a few images a call are as fast.
-RUNTIME_BATCH = 8
+# Images a runtime (LiteRT, onnxruntime) runs at once while an export verifies or ranks: one. A session's memory
+# arena grows to what its largest batch needed and keeps it while the session lives, which grows with every image
+# a call holds (on an Xception at 299 px, 8 images a call took 550 MB more than one), and on a CPU one image a call
+# is as fast (figures: docs/benchmarks.md, export cost's sixth round).
+RUNTIME_BATCH = 1
 
 
 @dataclass(frozen=True)
