@@ -97,6 +97,46 @@ def test_a_tflite_graph_rebiased_is_the_converters_graph_of_the_corrected_model(
     assert plain.rebiased(stranger, pixels) is None
 
 
+def twin_conv_model():
+    """Two convolutions, each before a BatchNormalization, named as Keras names the second layer of a kind (conv,
+    conv_1); random BatchNorm statistics, so each folded bias differs."""
+    import keras
+
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(4, 3, use_bias=False, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.Conv2D(4, 3, use_bias=False, name="conv_1")(x)
+    x = keras.layers.BatchNormalization(name="bn_1")(x)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    rng = np.random.default_rng(4)
+    for name in ("bn", "bn_1"):
+        model.get_layer(name).set_weights([rng.uniform(0.5, 2, 4).astype(np.float32) for _ in range(4)])
+    return model
+
+
+def test_a_tflite_graph_rebiased_tells_convolutions_apart_by_their_biases_where_names_repeat():
+    """Traced, layer conv's ops are named conv_1 too (each layer's scope gets a suffix), so names alone cannot tell
+    which op is layer conv_1's: the bias each op holds does, and the graph equals the converter's of the corrected
+    model, and back."""
+    from edgetl.exporting.tflite import TfliteCalibration, _predict, _rebias
+
+    model = twin_conv_model()
+    pixels = np.random.default_rng(1).uniform(100, 140, (32, 12, 12, 3)).astype(np.float32)
+    plain = TfliteCalibration(model, pixels)
+    with bias_corrected(model, pixels) as corrections:
+        converted = TfliteCalibration(model, pixels, corrections=corrections)
+    assert sorted(corrections) == ["conv", "conv_1"]
+    assert _rebias(plain.float_model, {}, corrections) is None  # by names alone
+    rebiased = plain.rebiased(corrections, pixels)
+    assert rebiased is not None
+    same = {"rtol": 1e-6, "atol": 1e-5}
+    np.testing.assert_allclose(_predict(rebiased.float_model, pixels), _predict(converted.float_model, pixels), **same)
+    assert not np.allclose(_predict(plain.float_model, pixels), _predict(converted.float_model, pixels), **same)
+    back = rebiased.rebiased({}, pixels)  # found by the values the first rebiasing moved them to
+    assert back is not None
+    np.testing.assert_allclose(_predict(back.float_model, pixels), _predict(plain.float_model, pixels), **same)
+
+
 def initializers(model_proto) -> dict:
     """An ONNX graph's initializers as arrays, by name."""
     from onnx import numpy_helper
@@ -167,16 +207,16 @@ def test_an_onnx_graphs_folded_biases_are_found_by_their_values_without_converti
     with its corrections written in, and no rung converts. Where values do not tell, none are given."""
     import keras
 
-    from edgetl.exporting.bias_correction import folded_biases
+    from edgetl.exporting.bias_correction import folded_biases, holders_of
     from edgetl.exporting.onnx import bias_placements, bias_placements_by_value, convert_onnx, rebiased
 
     model = conv_bn_model()
     pixels = np.random.default_rng(1).uniform(100, 140, (32, 12, 12, 3)).astype(np.float32)
     plain = convert_onnx(model)
     with bias_corrected(model, pixels) as corrections:
-        corrected, folded = convert_onnx(model), folded_biases(model, corrections)
+        corrected, folded = convert_onnx(model), folded_biases(model, holders_of(corrections))
     with bias_corrected(model, pixels[:8], keep_float=lambda name: name == "depthwise") as partial:
-        partly_corrected, partly_folded = convert_onnx(model), folded_biases(model, partial)
+        partly_corrected, partly_folded = convert_onnx(model), folded_biases(model, holders_of(partial))
     placements = bias_placements_by_value(plain, corrections, folded)
     assert placements == bias_placements(plain, corrected, corrections) and sorted(placements) == ["conv", "depthwise"]
     assert bias_placements_by_value(plain, partial, partly_folded) == {"conv": placements["conv"]}
@@ -191,7 +231,8 @@ def test_an_onnx_graphs_folded_biases_are_found_by_their_values_without_converti
     assert bias_placements_by_value(plain, corrections, moved) is None
     no_bias = conv_bn_model(depthwise_bias=False)
     with bias_corrected(no_bias, pixels) as corrections:
-        assert bias_placements_by_value(convert_onnx(no_bias), corrections, folded_biases(no_bias, corrections)) is None
+        no_bias_folded = folded_biases(no_bias, holders_of(corrections))
+        assert bias_placements_by_value(convert_onnx(no_bias), corrections, no_bias_folded) is None
     # A convolution with a bias of its own before its BatchNormalization: both folded in.
     inputs = keras.Input((12, 12, 3))
     x = keras.layers.Conv2D(5, 3, name="biased")(inputs)
@@ -202,7 +243,7 @@ def test_an_onnx_graphs_folded_biases_are_found_by_their_values_without_converti
     biased.get_layer("biased_bn").set_weights([rng.uniform(0.5, 2, 5) for _ in range(4)])
     plain = convert_onnx(biased)
     with bias_corrected(biased, pixels) as corrections:
-        corrected, folded = convert_onnx(biased), folded_biases(biased, corrections)
+        corrected, folded = convert_onnx(biased), folded_biases(biased, holders_of(corrections))
     placements = bias_placements_by_value(plain, corrections, folded)
     assert placements is not None and placements == bias_placements(plain, corrected, corrections) != {}
 

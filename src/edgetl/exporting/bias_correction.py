@@ -70,7 +70,9 @@ def _rounding_error(kernel: np.ndarray, channel_scale: np.ndarray, depthwise: bo
     return (quantized * scale - folded).astype(np.float32)
 
 
-def _correctable_layers(model, keep_float: Callable[[str], bool], pair_limited: bool) -> list[_Correctable]:
+def _convolutions_with_bias_holders(model) -> Iterator[tuple[object, object, bool]]:
+    """Each convolution bias correction can correct, the layer holding its bias (the BatchNormalization after it,
+    whose beta the converters fold into its bias, or the convolution itself), and whether it is depthwise."""
     import keras
 
     layers = list(walk_layers(model))
@@ -78,24 +80,36 @@ def _correctable_layers(model, keep_float: Callable[[str], bool], pair_limited: 
     for layer in layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             following[id(_producer(layer))] = layer
-    found = []
     for layer in layers:
         depthwise = isinstance(layer, keras.layers.DepthwiseConv2D)
         if not (depthwise or type(layer) is keras.layers.Conv2D) or layer.data_format != "channels_last":
             continue
-        if (not depthwise and layer.groups != 1) or keep_float(layer.name):
+        if not depthwise and layer.groups != 1:
             continue
-        kernel = np.asarray(layer.kernel)
         batch_norm = following.get(id(layer))
         if batch_norm is not None and batch_norm.axis in (-1, 3) and batch_norm.scale and batch_norm.center:
-            gamma, variance = np.asarray(batch_norm.gamma), np.asarray(batch_norm.moving_variance)
-            channel_scale = gamma / np.sqrt(variance + batch_norm.epsilon)
-            error = _rounding_error(kernel, channel_scale, depthwise, pair_limited)
-            found.append(_Correctable(layer, batch_norm, error, depthwise))
+            yield layer, batch_norm, depthwise
         elif batch_norm is None and layer.use_bias:
-            channels = kernel.shape[2] * kernel.shape[3] if depthwise else kernel.shape[3]
-            error = _rounding_error(kernel, np.ones(channels), depthwise, pair_limited)
-            found.append(_Correctable(layer, layer, error, depthwise))
+            yield layer, layer, depthwise
+
+
+def bias_holders(model) -> dict[str, str]:
+    """Per convolution bias correction can correct, the name of the layer holding its bias."""
+    return {layer.name: holder.name for layer, holder, _ in _convolutions_with_bias_holders(model)}
+
+
+def _correctable_layers(model, keep_float: Callable[[str], bool], pair_limited: bool) -> list[_Correctable]:
+    found = []
+    for layer, holder, depthwise in _convolutions_with_bias_holders(model):
+        if keep_float(layer.name):
+            continue
+        kernel = np.asarray(layer.kernel)
+        if holder is layer:
+            channel_scale = np.ones(kernel.shape[2] * kernel.shape[3] if depthwise else kernel.shape[3])
+        else:
+            channel_scale = np.asarray(holder.gamma) / np.sqrt(np.asarray(holder.moving_variance) + holder.epsilon)
+        error = _rounding_error(kernel, channel_scale, depthwise, pair_limited)
+        found.append(_Correctable(layer, holder, error, depthwise))
     return found
 
 
@@ -222,16 +236,16 @@ def bias_corrected(
             holder.set_weights(weights)
 
 
-def folded_biases(model, corrections: dict[str, Correction]) -> dict[str, list[np.ndarray]]:
-    """Per corrected convolution (`corrections`' keys), the values in float64 a converter may fold its bias into
-    from `model`'s weights as they are now: its BatchNormalization (the correction's holder) folded in with the
-    convolution's own bias, gamma (bias - mean) / sqrt(variance + epsilon) + beta, or without it (tf2onnx leaves a
-    convolution's own bias in the convolution and adds the BatchNormalization's after it); else its own bias.
-    Either moves by exactly the correction's shift."""
+def folded_biases(model, holders: dict[str, str]) -> dict[str, list[np.ndarray]]:
+    """Per convolution of `holders` (convolution -> the layer holding its bias: a correction's holder, or
+    `bias_holders`), the values in float64 a converter may fold its bias into from `model`'s weights as they are
+    now: its BatchNormalization folded in with the convolution's own bias, gamma (bias - mean) /
+    sqrt(variance + epsilon) + beta, or without it (tf2onnx leaves a convolution's own bias in the convolution and
+    adds the BatchNormalization's after it); else its own bias. Either moves by exactly a correction's shift."""
     layers = {layer.name: layer for layer in walk_layers(model)}
     folded = {}
-    for name, correction in corrections.items():
-        conv, holder = layers.get(name), layers.get(correction.holder)
+    for name, holder_name in holders.items():
+        conv, holder = layers.get(name), layers.get(holder_name)
         if conv is None or holder is None:
             continue
         bias = np.asarray(conv.bias, np.float64) if conv.use_bias else 0.0
@@ -242,3 +256,15 @@ def folded_biases(model, corrections: dict[str, Correction]) -> dict[str, list[n
         scale = gamma / np.sqrt(variance + holder.epsilon)
         folded[name] = [scale * (bias - mean) + beta, beta - scale * mean] if conv.use_bias else [beta - scale * mean]
     return folded
+
+
+def holders_of(corrections: dict[str, Correction]) -> dict[str, str]:
+    """Per corrected convolution, the layer its correction was taken from."""
+    return {name: correction.holder for name, correction in corrections.items()}
+
+
+def holds_bias(held: np.ndarray, expected: np.ndarray) -> bool:
+    """Whether a graph's bias `held` (float32, as a converter folded it) is the value `expected` (float64)."""
+    held, expected = np.asarray(held, np.float64).ravel(), np.asarray(expected, np.float64).ravel()
+    tolerance = 1e-5 * max(1.0, float(np.abs(expected).max(initial=0.0)))
+    return held.size == expected.size and bool(np.allclose(held, expected, rtol=1e-4, atol=tolerance))

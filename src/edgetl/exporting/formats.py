@@ -274,11 +274,11 @@ def _corrected_onnx(model, inputs: ConversionInputs):
     the plain graph with the corrections written into its folded biases, found by their values
     (onnx.bias_placements_by_value) or, where values do not tell, from a first corrected conversion
     (onnx.bias_placements); else tf2onnx's conversion of the model as it is now."""
-    from edgetl.exporting.bias_correction import folded_biases
+    from edgetl.exporting.bias_correction import folded_biases, holders_of
     from edgetl.exporting.onnx import bias_placements, bias_placements_by_value, convert_onnx, rebiased
 
     if "onnx" in inputs.cache:
-        folded = folded_biases(model, inputs.corrections)
+        folded = folded_biases(model, holders_of(inputs.corrections))
         placements = bias_placements_by_value(inputs.cache["onnx"], inputs.corrections, folded)
         if placements is not None:  # every correction that moves a bias has its place
             return rebiased(inputs.cache["onnx"], placements, inputs.corrections)

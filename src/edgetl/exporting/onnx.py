@@ -264,6 +264,8 @@ def bias_placements_by_value(plain, corrections: dict, folded: dict[str, list]) 
     import onnx
     from onnx import numpy_helper
 
+    from edgetl.exporting.bias_correction import holds_bias
+
     nodes = plain.graph.node
     bias_inputs = {node.input[2] for node in nodes if node.op_type == "Conv" and len(node.input) > 2}
     bias_inputs |= {name for node in nodes if node.op_type == "Add" for name in node.input}
@@ -279,12 +281,7 @@ def bias_placements_by_value(plain, corrections: dict, folded: dict[str, list]) 
         for value in folded.get(name, []):
             expected = (value + correction.shift.astype(np.float64)).ravel()
             if np.any(expected):
-                tolerance = 1e-5 * max(1.0, float(np.abs(expected).max()))
-                matches |= {
-                    initializer
-                    for initializer, held in candidates.items()
-                    if held.size == expected.size and np.allclose(held, expected, rtol=1e-4, atol=tolerance)
-                }
+                matches |= {initializer for initializer, held in candidates.items() if holds_bias(held, expected)}
         matches = sorted(matches)
         if len(matches) == 1 and matches[0] not in placements.values():
             placements[name] = matches[0]

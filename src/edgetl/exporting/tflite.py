@@ -119,10 +119,14 @@ class TfliteCalibration:
     def __init__(
         self, model, sample, measurement: Measurement | None = None, most_images: int = 0, corrections=None
     ) -> None:
+        from edgetl.exporting.bias_correction import bias_holders, folded_biases
         from edgetl.exporting.calibration import as_sample
 
         self.sample = as_sample(sample)
         self.corrections = corrections or {}  # the bias corrections `model` carries (bias_correction.Correction)
+        # What each convolution's folded bias holds in the float graph (bias_correction.folded_biases), by which
+        # `rebiased` tells apart the convolutions whose names alone do not tell.
+        self.biases = folded_biases(model, bias_holders(model))
         converted = _convert(_calibrating_converter(model, self.sample[:1]))
         self.float_model = _pin_input_range(converted, RAW_PIXEL_RANGE)
         self.measurement = measurement or tflite_measurement(
@@ -142,11 +146,15 @@ class TfliteCalibration:
         folded bias cannot be found for certain (then the model is converted again)."""
         from edgetl.exporting.calibration import as_sample
 
-        float_model = _rebias(self.float_model, self.corrections, corrections)
+        float_model = _rebias(self.float_model, self.corrections, corrections, self.biases)
         if float_model is None:
             return None
         rebiased = copy.copy(self)
         rebiased.float_model, rebiased.corrections, rebiased.sample = float_model, corrections, as_sample(sample)
+        rebiased.biases = {
+            layer: [value + _moved(self.corrections.get(layer), corrections.get(layer)) for value in values]
+            for layer, values in self.biases.items()
+        }
         return rebiased
 
     def quantize(self, method: str, io_type: str = IO_TYPES[0], float_layers: tuple[str, ...] = ()) -> bytes:
@@ -161,12 +169,23 @@ CONVOLUTION_OPS = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 4}
 FLOAT32_TENSOR = 0  # TensorType.FLOAT32
 
 
-def _rebias(float_model: bytes, carried: dict, wanted: dict) -> bytes | None:
+def _moved(carried, wanted) -> np.ndarray | float:
+    """What a convolution's folded bias moves by when its correction `carried` (a bias_correction.Correction, or
+    None) is given back and `wanted` taken instead."""
+    return (carried.shift if carried is not None else 0.0) - (wanted.shift if wanted is not None else 0.0)
+
+
+def _rebias(float_model: bytes, carried: dict, wanted: dict, biases: dict[str, list] | None = None) -> bytes | None:
     """`float_model` (carrying the bias corrections `carried`) with `wanted` instead: each corrected
     convolution's bias, found as the one convolution op whose output names both the convolution and the layer
     the correction was taken from (the BatchNormalization folded into it), gets back what `carried` took off and
-    loses what `wanted` takes. None where that op or its float bias is not there."""
+    loses what `wanted` takes. Where names match several ops, the one whose bias holds one of the values `biases`
+    gives the convolution (bias_correction.folded_biases of the model as `float_model` was made of it): Keras'
+    automatic names repeat among traced ones (layer conv2d traces as conv2d_1, which is layer conv2d_1's name).
+    None where that op or its float bias is not found so."""
     from tensorflow.lite.python import schema_py_generated as schema
+
+    from edgetl.exporting.bias_correction import holds_bias
 
     buffer = bytearray(float_model)
     model = schema.Model.GetRootAs(buffer, 0)
@@ -177,21 +196,34 @@ def _rebias(float_model: bytes, carried: dict, wanted: dict) -> bytes | None:
         code = model.OperatorCodes(op.OpcodeIndex())
         if max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) in CONVOLUTION_OPS.values():
             convolutions.append((subgraph.Tensors(op.Outputs(0)).Name().decode(), op))
+
+    def float_bias(op) -> np.ndarray | None:
+        """The op's float32 bias, a view into `buffer`; None where it has none."""
+        if op.InputsLength() < 3 or op.Inputs(2) < 0:
+            return None
+        bias = subgraph.Tensors(op.Inputs(2))
+        data = model.Buffers(bias.Buffer())
+        if bias.Type() != FLOAT32_TENSOR or data.DataLength() == 0 or data.DataLength() % 4:
+            return None
+        offset = data._tab.Vector(data._tab.Offset(4))
+        return np.frombuffer(buffer, np.float32, count=data.DataLength() // 4, offset=offset)
+
+    def holds_one_of(op, values: list) -> bool:
+        bias = float_bias(op)
+        return bias is not None and any(holds_bias(bias, value) for value in values)
+
     for layer in sorted(set(carried) | set(wanted)):
         before, after = carried.get(layer), wanted.get(layer)
         if before is not None and after is not None and np.array_equal(before.shift, after.shift):
             continue
         holder = (after or before).holder
         found = [op for name, op in convolutions if names_layer(name, layer) and names_layer(name, holder)]
-        if len(found) != 1 or found[0].InputsLength() < 3 or found[0].Inputs(2) < 0:
+        if len(found) > 1:
+            found = [op for op in found if holds_one_of(op, (biases or {}).get(layer, []))]
+        delta = _moved(before, after)
+        values = float_bias(found[0]) if len(found) == 1 else None
+        if values is None or values.size != np.size(delta):
             return None
-        delta = (before.shift if before is not None else 0.0) - (after.shift if after is not None else 0.0)
-        bias = subgraph.Tensors(found[0].Inputs(2))
-        data = model.Buffers(bias.Buffer())
-        channels = np.size(delta)
-        if bias.Type() != FLOAT32_TENSOR or data.DataLength() != channels * 4:
-            return None
-        values = np.frombuffer(buffer, np.float32, count=channels, offset=data._tab.Vector(data._tab.Offset(4)))
         values += np.asarray(delta, np.float32)
     return bytes(buffer)
 
