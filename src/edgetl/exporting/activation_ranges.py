@@ -24,6 +24,7 @@ from typing import TypeVar
 import numpy as np
 
 from edgetl.errors import EdgetlError
+from edgetl.exporting.memory import collect_garbage
 
 K = TypeVar("K", bound=Hashable)
 # The activations of one batch are held at once while they are measured: a batch holds as many images as fit this,
@@ -188,6 +189,7 @@ class Measurement:
                     self.stats.add(activations(batch), len(batch))
                     self.seen += len(batch)
                 del activations
+                collect_garbage()  # an engine lives in reference cycles: it would stay until the collector runs
             self.snapshots[count] = self.stats.copy()
         return self.snapshots[count]
 
@@ -249,7 +251,9 @@ def tflite_measurement(calibrated: bytes, most_images: int, percentile: float) -
             interpreter.allocate_tensors()
             interpreter.set_tensor(input_index, batch)
             interpreter.invoke()
-            return {names[index]: interpreter.get_tensor(index) for index in ranged}
+            # Views of the interpreter's own tensors, not copies (get_tensor) of all of them at once; LiteRT refuses
+            # to run again while any is still referenced.
+            return {names[index]: interpreter.tensor(index)() for index in ranged}
 
         return activations
 
