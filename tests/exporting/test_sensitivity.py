@@ -129,12 +129,14 @@ def test_the_tflite_ranking_keeps_only_the_tensors_it_reads_and_scores_as_with_e
     outputs = []
     with_outputs = sensitivity._with_outputs
     monkeypatch.setattr(
-        sensitivity, "_with_outputs", lambda model, tensors: outputs.append(tensors) or with_outputs(model, tensors)
+        sensitivity,
+        "_with_outputs",
+        lambda model, tensors, **kwargs: outputs.append(tensors) or with_outputs(model, tensors, **kwargs),
     )
     kept_as_outputs = scores()
     assert len(outputs) == 1 and len(outputs[0]) == 2 * len(kept_as_outputs) == 2 * WEIGHTED_LAYERS
     interpreter = litert.Interpreter
-    monkeypatch.setattr(sensitivity, "_with_outputs", lambda model, tensors: model)
+    monkeypatch.setattr(sensitivity, "_with_outputs", lambda model, tensors, **kwargs: model)
     monkeypatch.setattr(
         litert, "Interpreter", lambda **kwargs: interpreter(experimental_preserve_all_tensors=True, **kwargs)
     )

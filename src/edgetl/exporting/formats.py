@@ -254,7 +254,7 @@ def _onnx_rank(model, inputs: ConversionInputs) -> list[str]:
     from edgetl.exporting.onnx import rank_calibrated
 
     calibration = _onnx_calibration(model, inputs)
-    plain = _float_onnx(model, inputs) if inputs.corrections and "onnx" in inputs.cache else None
+    plain = inputs.cache["onnx"] if inputs.corrections and "onnx" in inputs.cache else None  # read, not changed
     return rank_calibrated(calibration, inputs.recipe.method, inputs.options.target, plain)
 
 

@@ -20,6 +20,7 @@ from edgetl.errors import MissingExtraError
 from edgetl.exporting.activation_ranges import ActivationStats, Measurement, smallest_magnitude
 from edgetl.exporting.formats import ExportOptions
 from edgetl.exporting.int8 import CALIBRATION_PERCENTILE, ONNX_INT8_TARGETS
+from edgetl.exporting.memory import collect_garbage
 from edgetl.exporting.tflite import OpReport
 from edgetl.models.classifier import INPUT_NAME, OUTPUT_NAME
 
@@ -799,6 +800,7 @@ def rank_calibrated(
     reference = predict(plain)
     plain_biases = _differing_biases(prepared, plain)
     del plain
+    collect_garbage()  # the float graph's session, before the int8 graph's clones are made
 
     def distance(layer: str) -> float:
         island = _with_bias(calibration.quantize(method, (layer,), target), node_of(layer), plain_biases)

@@ -43,6 +43,7 @@ import numpy as np
 
 from edgetl.exporting.activation_ranges import images_per_batch
 from edgetl.exporting.int8 import FLOAT_LAYER_STEPS
+from edgetl.exporting.memory import collect_garbage
 
 # How many of the layers the one-pass scores rank first are ordered again by their effect on the whole file: as
 # many as the float-island rungs keep at most, since a local error can rank a layer the
@@ -109,6 +110,7 @@ def rank_tflite_layers(calibrated: bytes, images: np.ndarray, io_type: str, weig
         output_data_type=getattr(tf, io_type),
         enable_numeric_verify=True,  # layer by layer: each float twin reads the int8 op's dequantised input
     )
+    collect_garbage()  # what the quantiser leaves, a few times the model's size, before the model is rewritten
     resolver = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     reader = Interpreter(model_content=debug_model, experimental_op_resolver_type=resolver)  # nothing allocated
     details = {detail["index"]: detail for detail in reader.get_tensor_details()}
@@ -123,10 +125,14 @@ def rank_tflite_layers(calibrated: bytes, images: np.ndarray, io_type: str, weig
     ]
     # The pairs are made outputs, which an interpreter keeps to the end of a run, while it reuses the memory of
     # every other tensor (the dequantised inputs of the float twins, the ops' other tensors) instead of keeping
-    # them all. The batch is sized by the pairs.
+    # them all. The NumericVerify ops go: each writes the difference of its pair into a float tensor of its own, as
+    # large as the pair's float output (on an Xception at 299 px, 330 MB an image), which nothing here reads.
     kept = sorted({index for pair in pairs for index in pair})
-    interpreter = Interpreter(model_content=_with_outputs(debug_model, kept), experimental_op_resolver_type=resolver)
+    with_outputs = _with_outputs(debug_model, kept, without_op="NumericVerify")
     del debug_model
+    collect_garbage()  # the rewrite's objects, one per weight
+    interpreter = Interpreter(model_content=with_outputs, experimental_op_resolver_type=resolver)
+    del with_outputs  # the interpreter holds it
     errors = _LayerErrors([details[float_index]["name"] for _, float_index in pairs])
     input_detail = interpreter.get_input_details()[0]
     per_image = sum(
@@ -147,15 +153,26 @@ def rank_tflite_layers(calibrated: bytes, images: np.ndarray, io_type: str, weig
             float_output = interpreter.get_tensor(float_index).astype(np.float64)
             grid = (scale, zero_point, details[int8_index]["dtype"])
             errors.add(details[float_index]["name"], int8_output, float_output, grid)
+    # What the quantiser and the run left (hundreds of MB on a large model, freed but still the process's) would
+    # count in every quantisation and run the refinement makes next.
+    del interpreter
+    collect_garbage()
     return errors.ranked()
 
 
-def _with_outputs(flatbuffer: bytes, tensors: list[int]) -> bytes:
-    """`flatbuffer` with `tensors` (indices in its main graph) among its outputs, after its own."""
+def _with_outputs(flatbuffer: bytes, tensors: list[int], without_op: str = "") -> bytes:
+    """`flatbuffer` with `tensors` (indices in its main graph) among its outputs, after its own, and without the
+    ops of the custom op `without_op`, if any is named."""
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.convert_bytearray_to_object(flatbuffer)
     subgraph = model.subgraphs[0]
+    dropped = {
+        index
+        for index, code in enumerate(model.operatorCodes)
+        if without_op and code.customCode in (without_op, without_op.encode())
+    }
+    subgraph.operators = [op for op in subgraph.operators if op.opcodeIndex not in dropped]
     own = [int(index) for index in subgraph.outputs]
     subgraph.outputs = np.array(own + [index for index in tensors if index not in own], np.int32)
     return flatbuffer_utils.convert_object_to_bytearray(model)
@@ -164,7 +181,8 @@ def _with_outputs(flatbuffer: bytes, tensors: list[int]) -> bytes:
 def rank_onnx_layers(quantized, prepared, images: np.ndarray) -> list[str]:
     """The weighted nodes of `prepared` (the float graph onnxruntime quantised), named as onnx.py names float
     layers, most sensitive to int8 first, from one run of the QDQ graph `quantized` on `images` (raw pixels) with a
-    float clone of each weighted node beside it."""
+    float clone of each weighted node beside it. The clones are added to `quantized` itself (as large as the
+    model's weights, a copy would count in the run's peak): it is the caller's no longer."""
     import onnx
     import onnxruntime
     from onnx import helper, numpy_helper
@@ -172,8 +190,7 @@ def rank_onnx_layers(quantized, prepared, images: np.ndarray) -> list[str]:
     from edgetl.exporting.onnx import WEIGHTED_NODES, _float_layer_name, activation_bytes_per_image
     from edgetl.models.classifier import INPUT_NAME
 
-    graph = onnx.ModelProto()
-    graph.CopyFrom(quantized)
+    graph = quantized
     float_weights = {initializer.name: initializer for initializer in prepared.graph.initializer}
     quantized_nodes = {node.name: node for node in graph.graph.node}
     initializers = {initializer.name: initializer for initializer in graph.graph.initializer}
@@ -224,7 +241,10 @@ def rank_onnx_layers(quantized, prepared, images: np.ndarray) -> list[str]:
     # kernels: the int8 node's output is what the int8 kernel computes before requantising, to float precision.
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = onnxruntime.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    del graph, clones, float_weights, initializers  # the session holds its own copy of the weights
+    # The session holds its own copy of the weights. The caller's reference to `quantized` outlives this call, so
+    # the graph is emptied, not just dropped.
+    del clones, float_weights, initializers, consumers, quantized_nodes
+    graph.Clear()
     names = [name for _, output, reference, _ in layers for name in (output, reference)]
     errors = _LayerErrors([layer for layer, *_ in layers])
     batch_images = images_per_batch(2 * activation_bytes_per_image(prepared))  # each layer's output and its clone's
