@@ -37,6 +37,8 @@ float islands are compared on a pretrained network in benchmarks/sensitivity_ran
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable
 
 import numpy as np
@@ -240,11 +242,16 @@ def rank_onnx_layers(quantized, prepared, images: np.ndarray) -> list[str]:
     # Unoptimised, the QDQ groups run as written (float ops on dequantised values) instead of fused into integer
     # kernels: the int8 node's output is what the int8 kernel computes before requantising, to float precision.
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = onnxruntime.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    # The session holds its own copy of the weights. The caller's reference to `quantized` outlives this call, so
-    # the graph is emptied, not just dropped.
+    # The graph goes to a file and is emptied before the session opens it: the session makes its own copies of
+    # the weights, and the graph and its serialised bytes held beside them would count twice more in the peak
+    # (the float clones make it as large as the model's weights). The caller's reference to `quantized` outlives
+    # this call, so the graph is emptied, not just dropped.
     del clones, float_weights, initializers, consumers, quantized_nodes
-    graph.Clear()
+    with tempfile.TemporaryDirectory(prefix="edgetl-ranking-") as work:
+        path = os.path.join(work, "ranking.onnx")
+        onnx.save(graph, path)
+        graph.Clear()
+        session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     names = [name for _, output, reference, _ in layers for name in (output, reference)]
     errors = _LayerErrors([layer for layer, *_ in layers])
     batch_images = images_per_batch(2 * activation_bytes_per_image(prepared))  # each layer's output and its clone's
