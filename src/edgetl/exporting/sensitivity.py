@@ -242,6 +242,11 @@ def rank_onnx_layers(quantized, prepared, images: np.ndarray) -> list[str]:
     # Unoptimised, the QDQ groups run as written (float ops on dequantised values) instead of fused into integer
     # kernels: the int8 node's output is what the int8 kernel computes before requantising, to float precision.
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    # One run of a graph as large as two of the model, whose outputs are every weighted layer's twice: its memory
+    # is given back after the run, not kept in an arena or a pattern planned for the next (Xception at 299 px: 840
+    # -> 700 MB above the ranking's start).
+    options.enable_mem_pattern = False
+    options.enable_cpu_mem_arena = False
     # The graph goes to a file and is emptied before the session opens it: the session makes its own copies of
     # the weights, and the graph and its serialised bytes held beside them would count twice more in the peak
     # (the float clones make it as large as the model's weights). The caller's reference to `quantized` outlives
