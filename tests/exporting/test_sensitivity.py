@@ -146,3 +146,30 @@ def test_the_tflite_ranking_keeps_only_the_tensors_it_reads_and_scores_as_with_e
         for (int8_output, float_output), (int8_kept, float_kept) in zip(batches, every_tensor_kept[layer], strict=True):
             np.testing.assert_array_equal(int8_output, int8_kept)
             np.testing.assert_array_equal(float_output, float_kept)
+
+
+def test_the_tflite_debug_model_is_run_without_its_numeric_verify_ops():
+    """Each NumericVerify op writes its pair's difference into a float tensor of its own, as large as the pair's
+    output, which the ranking never reads: the model it runs has every other op and none of those."""
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from tensorflow.lite.python.convert import mlir_quantize
+
+    from edgetl.exporting.sensitivity import _with_outputs
+    from edgetl.exporting.tflite import _calibrated
+
+    pixels = np.random.default_rng(0).uniform(0, 255, (4, 24, 24, 3)).astype(np.float32)
+    calibrated = _calibrated(hostile_classifier(), pixels)
+    debug_model = mlir_quantize(
+        calibrated, input_data_type=tf.uint8, output_data_type=tf.uint8, enable_numeric_verify=True
+    )
+
+    def ops(flatbuffer: bytes) -> list[str]:
+        resolver = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        interpreter = Interpreter(model_content=flatbuffer, experimental_op_resolver_type=resolver)
+        return [op["op_name"] for op in interpreter._get_ops_details()]
+
+    before = ops(debug_model)
+    after = ops(_with_outputs(debug_model, [], without_op="NumericVerify"))
+    assert before.count("NumericVerify") >= WEIGHTED_LAYERS
+    assert after == [name for name in before if name != "NumericVerify"]
