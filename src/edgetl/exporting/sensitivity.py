@@ -45,7 +45,7 @@ import numpy as np
 
 from edgetl.exporting.activation_ranges import images_per_batch
 from edgetl.exporting.int8 import FLOAT_LAYER_STEPS
-from edgetl.exporting.memory import collect_garbage
+from edgetl.exporting.memory import collect_garbage, hand_back_freed
 
 # How many of the layers the one-pass scores rank first are ordered again by their effect on the whole file: as
 # many as the float-island rungs keep at most, since a local error can rank a layer the
@@ -112,7 +112,7 @@ def rank_tflite_layers(calibrated: bytes, images: np.ndarray, io_type: str, weig
         output_data_type=getattr(tf, io_type),
         enable_numeric_verify=True,  # layer by layer: each float twin reads the int8 op's dequantised input
     )
-    collect_garbage()  # what the quantiser leaves, a few times the model's size, before the model is rewritten
+    hand_back_freed()  # what the quantiser leaves, a few times the model's size, before the model is rewritten
     resolver = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     reader = Interpreter(model_content=debug_model, experimental_op_resolver_type=resolver)  # nothing allocated
     details = {detail["index"]: detail for detail in reader.get_tensor_details()}
@@ -132,7 +132,7 @@ def rank_tflite_layers(calibrated: bytes, images: np.ndarray, io_type: str, weig
     kept = sorted({index for pair in pairs for index in pair})
     with_outputs = _with_outputs(debug_model, kept, without_op="NumericVerify")
     del debug_model
-    collect_garbage()  # the rewrite's objects, one per weight
+    hand_back_freed()  # what the rewrite freed, as large as the model
     interpreter = Interpreter(model_content=with_outputs, experimental_op_resolver_type=resolver)
     del with_outputs  # the interpreter holds it
     errors = _LayerErrors([details[float_index]["name"] for _, float_index in pairs])
