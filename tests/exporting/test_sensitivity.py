@@ -131,10 +131,13 @@ def test_the_tflite_ranking_keeps_only_the_tensors_it_reads_and_scores_as_with_e
     monkeypatch.setattr(
         sensitivity,
         "_with_outputs",
-        lambda model, tensors, **kwargs: outputs.append(tensors) or with_outputs(model, tensors, **kwargs),
+        lambda model, tensors, **kwargs: outputs.append((tensors, kwargs)) or with_outputs(model, tensors, **kwargs),
     )
     kept_as_outputs = scores()
-    assert len(outputs) == 1 and len(outputs[0]) == 2 * len(kept_as_outputs) == 2 * WEIGHTED_LAYERS
+    assert len(outputs) == 1 and len(outputs[0][0]) == 2 * len(kept_as_outputs) == 2 * WEIGHTED_LAYERS
+    # The run drops the NumericVerify ops (what that leaves: the test below); the scores below come from the debug
+    # model with them, every tensor kept.
+    assert outputs[0][1] == {"without_op": "NumericVerify"}
     interpreter = litert.Interpreter
     monkeypatch.setattr(sensitivity, "_with_outputs", lambda model, tensors, **kwargs: model)
     monkeypatch.setattr(
