@@ -61,8 +61,8 @@ def measure(folder: Path, source, emulated_images: int) -> None:
     from edgetl.exporting.consumers import place_of
     from edgetl.runtime.cpu import cpu_class
 
-    keras = source.model.predict(source.verification.pixels.astype(np.float32), batch_size=32, verbose=0)
-    labels, pixels = source.verification.labels, source.verification.pixels
+    keras = source.model.predict(np.asarray(source.verification.pixels, np.float32), batch_size=32, verbose=0)
+    labels, pixels = source.verification.labels, np.asarray(source.verification.pixels)
     here = cpu_class()
     emulator = shutil.which(EMULATOR[0])
     for record in json.loads((folder / "exports.json").read_text()):

@@ -58,7 +58,7 @@ def load(work: Path):
         write_natural_crops(crops, CROPS, network.image_size, seed=0)
     options = KerasFileOptions(labels=network.labels, calibration=crops, normalization=network.normalization)
     source = from_keras_file(network.h5, options)
-    return source.model, source.verification.pixels.astype(np.float32)
+    return source.model, np.asarray(source.verification.pixels, np.float32)
 
 
 def total_variation(probabilities: np.ndarray, reference: np.ndarray) -> float:

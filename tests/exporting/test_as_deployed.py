@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 def keras_reference(source):
     """Keras' probabilities on the verification images, as export computed them."""
-    return source.model.predict(source.verification.pixels.astype(np.float32), batch_size=32, verbose=0)
+    return source.model.predict(np.asarray(source.verification.pixels, np.float32), batch_size=32, verbose=0)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_a_plain_session_in_a_fresh_process_gives_the_recorded_figures(request, 
     here = record["verified_on"][0]
     assert here["options"] == "default" and here["cpu"]
     assert here["runtime"].split()[0] == ("onnxruntime" if name == "onnx-int8" else "ai-edge-litert")
-    probabilities = plain_probabilities(root / record["path"], source.verification.pixels, tmp_path)
+    probabilities = plain_probabilities(root / record["path"], np.asarray(source.verification.pixels), tmp_path)
     assert_figures_match(record, probabilities, keras, source, f"plain {name}")
 
 

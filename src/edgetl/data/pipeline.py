@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +32,66 @@ log = logging.getLogger(__name__)
 MEMORY_CACHE_BYTES = 2**30
 
 
+class SpilledPixels:
+    """Images of one shape kept in an unnamed temporary file instead of memory, written and read by positioned
+    reads as an array is sliced: `pixels[start:stop]` (or an array of indices) gives an array, `pixels[start:stop]
+    = images` writes. What reads a batch at a time (an export's verification and calibration passes) holds a
+    batch, not every image: an Xception export's 600 verification images at 299 px are 160 MB it no longer
+    holds from start to end. Never a memory map, for the reason RecordFile gives."""
+
+    def __init__(self, image_shape: tuple[int, ...], dtype=np.uint8) -> None:
+        self.image_shape, self.dtype = tuple(image_shape), np.dtype(dtype)
+        self.image_bytes = int(np.prod(self.image_shape)) * self.dtype.itemsize
+        # Removed when closed or collected, with the object that holds it: no `with`.
+        self._file = tempfile.TemporaryFile(prefix="edgetl-pixels-")  # noqa: SIM115
+        self.count = 0
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.count, *self.image_shape)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """Every image, read into memory (for what needs them all at once)."""
+        return self[:] if dtype is None else self[:].astype(dtype)
+
+    def __setitem__(self, index: slice, images: np.ndarray) -> None:
+        start, stop = self._range(index, len(images))
+        if stop - start != len(images):
+            raise ValueError(f"{len(images)} images written to {stop - start} places")
+        os.pwrite(self._file.fileno(), np.ascontiguousarray(images, self.dtype).tobytes(), start * self.image_bytes)
+        self.count = max(self.count, stop)
+
+    def __getitem__(self, index) -> np.ndarray:
+        if isinstance(index, slice):
+            start, stop = self._range(index, self.count)
+            return self._read(start, max(start, min(stop, self.count)))
+        indices = np.asarray(index, np.int64)
+        out = np.empty((len(indices), *self.image_shape), self.dtype)
+        for row, position in enumerate(indices):
+            out[row] = self._read(int(position), int(position) + 1)[0]
+        return out
+
+    def _range(self, index: slice, length: int) -> tuple[int, int]:
+        if not isinstance(index, slice) or index.step not in (None, 1):
+            raise TypeError("spilled pixels are read and written by contiguous slices")
+        start = index.start or 0
+        return start, start + length if index.stop is None else index.stop
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        if start < 0 or stop > self.count:
+            raise IndexError(f"images {start}..{stop} of {self.count}")
+        out = np.empty((stop - start, *self.image_shape), self.dtype)
+        if os.preadv(self._file.fileno(), [out.reshape(-1).view(np.uint8)], start * self.image_bytes) != out.nbytes:
+            raise OSError(f"images {start}..{stop}: the temporary file holding them is short")
+        return out
+
+
 @dataclass
 class DecodedSubset:
-    pixels: np.ndarray  # (n, height, width, 3) uint8
+    pixels: np.ndarray | SpilledPixels  # (n, height, width, 3) uint8
     labels: np.ndarray  # (n,) int32
     examples: list[Example]  # the examples that decoded, in the order of `pixels`
     skipped: list[DataError]
@@ -99,11 +157,13 @@ DECODE_CHUNK = 256
 
 
 def decode_subset(
-    examples: list[Example], image_size: int, resize: str = "bilinear", what: str = "images"
+    examples: list[Example], image_size: int, resize: str = "bilinear", what: str = "images", spill: bool = False
 ) -> DecodedSubset:
-    """Decode a subset, skipping (and logging) files that cannot be read; `what` names them in the progress."""
+    """Decode a subset, skipping (and logging) files that cannot be read; `what` names them in the progress.
+    With `spill`, the pixels are kept in a temporary file (SpilledPixels), not in memory."""
     # Filled chunk by chunk, so the decoded pixels are held once, not once per chunk and again stacked.
-    pixels = np.empty((len(examples), image_size, image_size, 3), np.uint8)
+    shape = (image_size, image_size, 3)
+    pixels = SpilledPixels(shape) if spill else np.empty((len(examples), *shape), np.uint8)
     kept: list[int] = []
 
     def keep(chunk: np.ndarray, chunk_kept: list[int], start: int) -> None:
@@ -113,7 +173,7 @@ def decode_subset(
     errors = _decode_in_chunks(examples, image_size, resize, f"decoding {what}", keep)
     kept_examples = [examples[i] for i in kept]
     labels = np.asarray([e.label for e in kept_examples], dtype=np.int32)
-    return DecodedSubset(pixels[: len(kept)], labels, kept_examples, errors)
+    return DecodedSubset(pixels if spill else pixels[: len(kept)], labels, kept_examples, errors)
 
 
 def _decode_in_chunks(examples: list[Example], image_size: int, resize: str, description: str, keep) -> list[DataError]:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgetl.data.folder import Example
-from edgetl.data.pipeline import DecodedSubset, decode_subset
+from edgetl.data.pipeline import DecodedSubset, SpilledPixels, decode_subset
 from edgetl.data.split import stratified_order
 from edgetl.errors import DataError, EdgetlError
 from edgetl.exporting.verify import UNLABELLED
@@ -99,6 +98,10 @@ class ImageSample:
     def __len__(self) -> int:
         return self.count
 
+    def first(self, count: int) -> ImageSample:
+        """The first `count` of these images, still read only when asked."""
+        return ImageSample(self._read, min(count, self.count))
+
     def __getitem__(self, index: slice) -> np.ndarray:
         if not isinstance(index, slice) or index.step not in (None, 1):
             raise TypeError("an image sample is read by contiguous slices")
@@ -130,10 +133,7 @@ class CalibrationImages:
                 f"use {len(classes)} or more, so every class is seen"
             )
         self.order = stratified_sample(pool, len(pool), seed=source.seed)
-        self.shape = (*source.metadata.input_size, 3)
-        # Lives as long as this object (removed when closed or collected), so no `with`.
-        self.spill = tempfile.TemporaryFile(prefix="edgetl-calibration-")  # noqa: SIM115
-        self.kept = 0  # images written to the spill file
+        self.spilled = SpilledPixels((*source.metadata.input_size, 3))
         self.decoded = 0  # how many of `order` were tried (some may not decode)
         first = self._decode(samples)
         check_calibration(
@@ -146,27 +146,24 @@ class CalibrationImages:
         log.info("calibrating on %d images", self.kept)
 
     @property
-    def available(self) -> int:
-        return len(self.source.calibration_pool)
+    def kept(self) -> int:
+        """Images decoded and kept so far."""
+        return len(self.spilled)
 
     @property
-    def image_bytes(self) -> int:
-        return int(np.prod(self.shape))
+    def available(self) -> int:
+        return len(self.source.calibration_pool)
 
     def _decode(self, count: int):
         chosen = self.order[self.decoded : self.decoded + count]
         metadata = self.source.metadata
         subset = decode_subset(chosen, metadata.input_size[0], metadata.resize, "calibration images")
         self.decoded += len(chosen)
-        self.spill.seek(self.kept * self.image_bytes)
-        self.spill.write(np.ascontiguousarray(subset.pixels, np.uint8).tobytes())
-        self.kept += len(subset.pixels)
+        self.spilled[self.kept : self.kept + len(subset.pixels)] = subset.pixels
         return subset
 
     def _read(self, start: int, stop: int) -> np.ndarray:
-        self.spill.seek(start * self.image_bytes)
-        data = self.spill.read((stop - start) * self.image_bytes)
-        return np.frombuffer(data, np.uint8).reshape(-1, *self.shape).astype(np.float32)
+        return self.spilled[start:stop].astype(np.float32)
 
     def take(self, count: int) -> ImageSample:
         """The first `count` images (fewer where the pool has no more that decode), decoding more if needed."""

@@ -53,7 +53,8 @@ class ExportSource:
 
 
 def _decoded_or_fail(examples: list[Example], image_size: int, resize: str, what: str, where: Path) -> DecodedSubset:
-    subset = decode_subset(examples, image_size, resize, f"{what} images")
+    # Kept in a file, not in memory: every pass over them (Keras', each file's verification) reads a batch at a time.
+    subset = decode_subset(examples, image_size, resize, f"{what} images", spill=True)
     if len(subset.labels) == 0:
         raise DataError(f"{where}: no {what} image could be decoded; cannot verify the exports")
     return subset
