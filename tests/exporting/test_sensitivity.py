@@ -26,6 +26,30 @@ def test_a_layer_scores_its_error_in_steps_of_its_output_beyond_the_rounding_to_
     assert errors.ranked() == ["a_step_off", "a_tenth_of_a_step_off", "rounded"]
 
 
+def test_a_layer_error_summed_a_part_at_a_time_is_the_error_of_the_whole_output(monkeypatch):
+    """The error is summed in float64 a part of the output at a time (a whole float64 copy of an Xception's layer
+    is 100 MB at once); it is the error of the whole output, raw int8 values dequantised part by part."""
+    import edgetl.exporting.sensitivity as sensitivity
+
+    rng = np.random.default_rng(4)
+    float_output = rng.normal(0, 2, (2, 40, 30, 3)).astype(np.float32)  # 7,200 values
+    scale, zero_point = 0.05, 100
+    grid = (scale, zero_point, np.dtype(np.uint8))
+    raw = np.clip(np.round(float_output / scale) + zero_point + rng.integers(-2, 3, float_output.shape), 0, 255)
+    raw = raw.astype(np.uint8)
+    on_grid = _on_grid(float_output.astype(np.float64), *grid)
+    expected = np.sqrt(np.mean(((raw.astype(np.float64) - zero_point) * scale - on_grid) ** 2)) / scale
+    spanned = np.sqrt(np.mean((on_grid - float_output.astype(np.float64)) ** 2)) / (np.ptp(float_output) / 255)
+
+    monkeypatch.setattr(sensitivity, "ERROR_VALUES", 1000)  # 8 parts, the last one short
+    errors = _LayerErrors(["int8", "float"])
+    errors.add("int8", raw, float_output, grid, lambda part: (part.astype(np.float64) - zero_point) * scale)
+    errors.add("float", on_grid, float_output, None)  # no grid: a step is a 255th of the output's span
+    assert expected > 1 and errors.values["int8"] == float_output.size
+    assert errors.steps("int8") == pytest.approx(expected, rel=1e-12)
+    assert errors.steps("float") == pytest.approx(spanned, rel=1e-6)
+
+
 def hostile_classifier():
     """inverted_residual_classifier with one int8-hostile layer: `HOSTILE_LAYER` has, in every output channel, a
     weight a thousand times the others on an input channel that is always zero. The float model never sees it,
@@ -74,7 +98,7 @@ def test_both_rankings_put_the_hostile_layer_first_and_name_every_layer_as_the_q
 
     # TFLite: named as the float graph's op outputs, which `denylisted_nodes` takes
     calibrated = _calibrated(model, pixels)
-    ranked = rank_tflite_layers(calibrated, pixels, "uint8", WEIGHTED_OPS)
+    ranked = rank_tflite_layers(lambda: calibrated, pixels, "uint8", WEIGHTED_OPS)
     assert sorted(ranked) == sorted(_weighted_op_outputs(calibrated)) and len(set(ranked)) == WEIGHTED_LAYERS
     assert names_layer(ranked[0], HOSTILE_LAYER), ranked
     flatbuffer = _quantize(calibrated, "uint8", (ranked[0],))
@@ -117,13 +141,13 @@ def test_the_tflite_ranking_keeps_only_the_tensors_it_reads_and_scores_as_with_e
         scored: dict = {}
         add = _LayerErrors.add
 
-        def recorded(errors, layer, int8_output, float_output, grid):
+        def recorded(errors, layer, int8_output, float_output, grid, dequantized=None):
             scored.setdefault(layer, []).append((int8_output.copy(), float_output.copy()))
-            add(errors, layer, int8_output, float_output, grid)
+            add(errors, layer, int8_output, float_output, grid, dequantized)
 
         with monkeypatch.context() as patch:
             patch.setattr(_LayerErrors, "add", recorded)
-            sensitivity.rank_tflite_layers(calibrated, pixels, "uint8", WEIGHTED_OPS)
+            sensitivity.rank_tflite_layers(lambda: calibrated, pixels, "uint8", WEIGHTED_OPS)
         return scored
 
     outputs = []

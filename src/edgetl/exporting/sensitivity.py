@@ -53,6 +53,8 @@ from edgetl.exporting.memory import collect_garbage, hand_back_freed
 REFINED_LAYERS = FLOAT_LAYER_STEPS[-1]
 # How many calibration images measure each layer's sensitivity.
 SENSITIVITY_IMAGES = 48
+# Values of a layer's output whose error is summed at a time, in float64.
+ERROR_VALUES = 2**18
 
 
 class _LayerErrors:
@@ -65,19 +67,34 @@ class _LayerErrors:
         self.step = dict.fromkeys(layers, 0.0)
         self.span = {layer: (np.inf, -np.inf) for layer in layers}
 
-    def add(self, layer: str, int8_output: np.ndarray, float_output: np.ndarray, grid: tuple | None) -> None:
-        """`int8_output` dequantised; `float_output` the float twin's; `grid` (scale, zero point, dtype) of the
-        int8 output, where it is quantised; where not, a step is a 255th of the float output's span."""
-        reference = float_output.astype(np.float64)
-        if grid is not None:
-            reference = _on_grid(reference, *grid)
-            self.step[layer] = grid[0]
-        else:
+    def add(
+        self,
+        layer: str,
+        int8_output: np.ndarray,
+        float_output: np.ndarray,
+        grid: tuple | None,
+        dequantized: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
+        """`int8_output` as `dequantized` makes a part of it float64 (without it, it is dequantised already);
+        `float_output` the float twin's; `grid` (scale, zero point, dtype) of the int8 output, where it is quantised;
+        where not, a step is a 255th of the float output's span. Both are read in float64 a part at a time
+        (ERROR_VALUES): a float64 copy of a whole output, and the temporaries of the arithmetic on it, are several
+        times the output (on an Xception at 299 px, 100 MB at once)."""
+        int8_values, float_values = np.ravel(int8_output), np.ravel(float_output)
+        if grid is None:
             low, high = self.span[layer]
-            self.span[layer] = (min(low, float(reference.min())), max(high, float(reference.max())))
+            self.span[layer] = (min(low, float(float_values.min())), max(high, float(float_values.max())))
             self.step[layer] = (self.span[layer][1] - self.span[layer][0]) / 255
-        self.error[layer] += float(np.square(int8_output - reference).sum())
-        self.values[layer] += reference.size
+        else:
+            self.step[layer] = grid[0]
+        for start in range(0, float_values.size, ERROR_VALUES):
+            reference = float_values[start : start + ERROR_VALUES].astype(np.float64)
+            if grid is not None:
+                reference = _on_grid(reference, *grid)
+            part = int8_values[start : start + ERROR_VALUES]
+            difference = (dequantized(part) if dequantized else part.astype(np.float64)) - reference
+            self.error[layer] += float(np.dot(difference, difference))
+        self.values[layer] += float_values.size
 
     def steps(self, layer: str) -> float:
         """The root mean square error in output steps; 0 for a layer with no step (a constant output)."""
@@ -97,9 +114,13 @@ def _on_grid(values: np.ndarray, scale: float, zero_point: int, dtype) -> np.nda
     return (steps - zero_point) * scale
 
 
-def rank_tflite_layers(calibrated: bytes, images: np.ndarray, io_type: str, weighted_ops: frozenset[str]) -> list[str]:
-    """The weighted ops of a calibrated (not yet quantised) flatbuffer, named by their float output tensors,
-    most sensitive to int8 first, from one NumericVerify debug model run on `images` (raw pixels)."""
+def rank_tflite_layers(
+    calibrated: Callable[[], bytes], images, io_type: str, weighted_ops: frozenset[str]
+) -> list[str]:
+    """The weighted ops of a calibrated (not yet quantised) flatbuffer, which `calibrated()` makes, named by their
+    float output tensors, most sensitive to int8 first, from one NumericVerify debug model run on `images` (raw
+    pixels, an array or anything sliced into one). Made here, the flatbuffer (as large as the model) is gone
+    before the debug model runs; passed in, the caller's reference would keep it to the end."""
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
     from tensorflow.lite.python.convert import mlir_quantize
@@ -107,7 +128,7 @@ def rank_tflite_layers(calibrated: bytes, images: np.ndarray, io_type: str, weig
     from edgetl.runtime.litert import quantize_input
 
     debug_model = mlir_quantize(
-        calibrated,
+        calibrated(),
         input_data_type=getattr(tf, io_type),
         output_data_type=getattr(tf, io_type),
         enable_numeric_verify=True,  # layer by layer: each float twin reads the int8 op's dequantised input
@@ -151,10 +172,15 @@ def rank_tflite_layers(calibrated: bytes, images: np.ndarray, io_type: str, weig
         for int8_index, float_index in pairs:
             quantization = details[int8_index]["quantization_parameters"]
             scale, zero_point = float(quantization["scales"][0]), int(quantization["zero_points"][0])
-            int8_output = (interpreter.get_tensor(int8_index).astype(np.float64) - zero_point) * scale
-            float_output = interpreter.get_tensor(float_index).astype(np.float64)
             grid = (scale, zero_point, details[int8_index]["dtype"])
-            errors.add(details[float_index]["name"], int8_output, float_output, grid)
+            # Views of the interpreter's own tensors (get_tensor would copy each), read before the next run.
+            errors.add(
+                details[float_index]["name"],
+                interpreter.tensor(int8_index)(),
+                interpreter.tensor(float_index)(),
+                grid,
+                lambda values, scale=scale, zero_point=zero_point: (values.astype(np.float64) - zero_point) * scale,
+            )
     # What the quantiser and the run left (hundreds of MB on a large model, freed but still the process's) would
     # count in every quantisation and run the refinement makes next.
     del interpreter
@@ -264,10 +290,9 @@ def rank_onnx_layers(quantized, prepared, images: np.ndarray) -> list[str]:
         batch = images[start : start + batch_images].astype(np.float32)
         values = dict(zip(names, session.run(names, {INPUT_NAME: batch}), strict=True))
         for layer, output, reference, grid in layers:
-            int8_output = values[output].astype(np.float64)
-            if grid is not None:
-                int8_output = _on_grid(int8_output, *grid)
-            errors.add(layer, int8_output, values[reference], grid)
+            # The int8 node's output before it is requantised: on the grid, as the int8 kernel writes it.
+            on_grid = (lambda part, grid=grid: _on_grid(part.astype(np.float64), *grid)) if grid else None
+            errors.add(layer, values[output], values[reference], grid, on_grid)
         del values  # before the next run returns as much again
     return errors.ranked()
 

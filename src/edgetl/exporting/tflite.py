@@ -322,7 +322,7 @@ def rank_calibrated(calibration: TfliteCalibration, io_type: str, method: str = 
         refine,
     )
 
-    images = calibration.sample[:SENSITIVITY_IMAGES]
+    images = calibration.sample.first(SENSITIVITY_IMAGES)  # read a batch at a time, as every pass reads them
 
     def as_corrected(corrections: dict) -> TfliteCalibration:
         """The calibration with `corrections` instead of its own; itself where that cannot be written exactly."""
@@ -337,7 +337,7 @@ def rank_calibrated(calibration: TfliteCalibration, io_type: str, method: str = 
         island = as_corrected(island_corrections(calibration.corrections, layer)).calibrated(method)
         return output_distance(_predict(_quantize(island, io_type, (layer,)), images), reference)
 
-    ranked = rank_tflite_layers(calibration.calibrated(method), images, io_type, WEIGHTED_OPS)
+    ranked = rank_tflite_layers(lambda: calibration.calibrated(method), images, io_type, WEIGHTED_OPS)
     return refine(ranked, distance)
 
 
