@@ -300,7 +300,7 @@ def onnx_outputs(model_proto, pixels: np.ndarray) -> np.ndarray:
 def test_the_onnx_ranking_scores_each_island_as_its_rung_makes_it_against_the_model_uncorrected(tmp_path, monkeypatch):
     import onnx
 
-    from edgetl.exporting.onnx import OnnxCalibration, convert_onnx, rank_calibrated
+    from edgetl.exporting.onnx import OnnxCalibration, convert_onnx, pre_processed, rank_calibrated
     from edgetl.exporting.tflite import names_layer
 
     def work(name: str):
@@ -314,7 +314,8 @@ def test_the_onnx_ranking_scores_each_island_as_its_rung_makes_it_against_the_mo
         corrected = OnnxCalibration(convert_onnx(model), pixels, work("corrected"))
     assert len(corrections) == 2
     scored = recorded_refinement(monkeypatch)
-    rank_calibrated(corrected, "minmax", float_model=plain)
+    plain_prepared, _ = pre_processed(plain, work("plain"))
+    rank_calibrated(corrected, "minmax", plain_prepared=plain_prepared)
     assert len(scored) == 2
     reference = onnx_outputs(plain, pixels)
     for number, (layer, (outputs, measured_against)) in enumerate(scored.items()):

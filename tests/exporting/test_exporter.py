@@ -152,3 +152,51 @@ def test_the_onnx_ladder_converts_the_model_once_and_writes_its_corrections_in(t
     attempts = {record.format: record for record in result.records}["onnx-int8"].attempts
     assert attempts[0]["bias_correction"] and attempts[0]["passed"]
     assert len(converted) == 1
+
+
+def test_the_onnx_ranking_takes_its_reference_from_the_rung_without_bias_correction(trained_run, tmp_path, monkeypatch):
+    """onnxruntime's pre-processing runs once for each graph the ladder calibrates and never again for the ranking:
+    its reference (the model's float graph uncorrected) is the file the rung without bias correction pre-processed
+    (pre-processing an Xception again peaked 540 MB above the ranking's start)."""
+    import shutil
+
+    import onnx as onnx_lib
+
+    import edgetl
+    from edgetl.exporting import int8, onnx
+
+    made, calibrations, rankings = [], [], []
+    calibration_init, pre_processed, rank_calibrated = (
+        onnx.OnnxCalibration.__init__,
+        onnx.pre_processed,
+        onnx.rank_calibrated,
+    )
+
+    def counted_calibration(self, *args, **kwargs):
+        calibrations.append(self)
+        calibration_init(self, *args, **kwargs)
+
+    def counted_pre_processing(float_model, work):
+        path, graph = pre_processed(float_model, work)
+        made.append(graph.SerializeToString())
+        return path, graph
+
+    def recorded_ranking(calibration, method, target, plain_prepared=None):
+        ranked = onnx_lib.load(str(calibration.prepared)).SerializeToString()
+        rankings.append((ranked, onnx_lib.load(str(plain_prepared)).SerializeToString() if plain_prepared else None))
+        return rank_calibrated(calibration, method, target, plain_prepared)
+
+    monkeypatch.setattr(onnx.OnnxCalibration, "__init__", counted_calibration)
+    monkeypatch.setattr(onnx, "pre_processed", counted_pre_processing)
+    monkeypatch.setattr(onnx, "rank_calibrated", recorded_ranking)
+    monkeypatch.setattr(int8, "_settled", lambda trial, target: False)  # every rung is climbed, the ranking too
+    monkeypatch.setattr(int8, "_better", lambda candidate, best, target: best is None)  # on the first: corrected
+    run = shutil.copytree(trained_run, tmp_path / "run", ignore=shutil.ignore_patterns("exports", "exports.json"))
+    result = edgetl.export(run, formats=["onnx-int8"], calibration_samples=20, min_agreement=0.0)
+    attempts = result.records[0].attempts
+    assert attempts[0]["bias_correction"] and not attempts[1]["bias_correction"]
+    assert any(attempt["float_layers"] for attempt in attempts)
+    assert len(made) == len(calibrations) >= 2  # once a calibrated graph, never for the ranking
+    ((ranked, reference),) = rankings
+    assert reference is not None and reference != ranked  # the plain graph, not the corrected one ranked
+    assert made.count(reference) == 1  # the plain graph, pre-processed by the rung without bias correction alone

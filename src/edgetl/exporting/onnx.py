@@ -350,7 +350,7 @@ class OnnxCalibration:
         from edgetl.exporting.calibration import as_sample
 
         self.work, self.keep, self.sample = work, keep, as_sample(sample)
-        self.prepared, prepared = _pre_processed(float_model, work)
+        self.prepared, prepared = pre_processed(float_model, work)
         tensors = _calibrated_tensors(prepared)
         # tf2onnx may name some activation otherwise than in the measured graphs (it names a fused node after one
         # of its parts, not always the same; a bias a correction adds makes a node of its own): then this graph
@@ -466,7 +466,7 @@ def _weights_quantised_once(memory: dict):
         qdq_quantizer.quantize_onnx_initializer = quantize_weight
 
 
-def _pre_processed(float_model, work: Path):
+def pre_processed(float_model, work: Path):
     """onnxruntime's own pre-processing of `float_model`, which its quantiser expects: shape inference, BatchNorm
     folded into the convolutions, graph optimisation (on the raw tf2onnx graph each unfolded BatchNorm gets its own
     quantisation and the result collapses). Written in `work`: its path, and the graph."""
@@ -766,16 +766,17 @@ def rank_calibrated(
     calibration: OnnxCalibration,
     method: str = "minmax",
     target: str = next(iter(ONNX_INT8_TARGETS)),
-    float_model=None,
+    plain_prepared: Path | None = None,
 ) -> list[str]:
     """The weighted nodes, most sensitive to int8 first: by the error each adds itself in one run of the int8
     graph on a few calibration images, the first few then by what keeping each alone in float does to the
     graph's probabilities in a default session, the file made as its rung would make it (exporting/sensitivity.py).
     Named by `_float_layer_name`, so the names say which Keras layers they are.
 
-    `float_model`: where `calibration` is of a bias-corrected graph, the model's float graph uncorrected. The
-    distance is measured to it, and each layer kept in float gets its bias from it back (bias correction leaves
-    float islands out)."""
+    `plain_prepared`: where `calibration` is of a bias-corrected graph, the file of the model's float graph
+    uncorrected, pre-processed (`pre_processed`; the ladder's rung without bias correction made it). The distance
+    is measured to it, and each layer kept in float gets its bias from it back (bias correction leaves float
+    islands out)."""
     import onnx
     import onnxruntime
 
@@ -783,24 +784,24 @@ def rank_calibrated(
     from edgetl.exporting.verify import predict_in_batches
     from edgetl.runtime.onnxrt import session_options
 
-    images = calibration.sample[:SENSITIVITY_IMAGES]
+    images = calibration.sample.first(SENSITIVITY_IMAGES)  # read a batch at a time, as every pass reads them
 
-    def predict(model_proto) -> np.ndarray:
-        session = onnxruntime.InferenceSession(
-            model_proto.SerializeToString(), session_options(), providers=["CPUExecutionProvider"]
-        )
+    def predict(model) -> np.ndarray:
+        """`model`'s probabilities on the images in a default session; `model` a graph, or its file's path."""
+        source = str(model) if isinstance(model, Path) else model.SerializeToString()
+        session = onnxruntime.InferenceSession(source, session_options(), providers=["CPUExecutionProvider"])
         return predict_in_batches(lambda batch: session.run(None, {INPUT_NAME: batch})[0], images)
 
-    prepared = onnx.load(str(calibration.prepared))
-    if float_model is None:
-        plain = prepared
-    else:
-        with tempfile.TemporaryDirectory(prefix="edgetl-onnx-plain-") as work:
-            _, plain = _pre_processed(float_model, Path(work))
-    reference = predict(plain)
-    plain_biases = _differing_biases(prepared, plain)
-    del plain
+    plain_path, plain_biases = calibration.prepared, {}
+    if plain_prepared is not None:
+        plain_path = plain_prepared
+        plain_biases = _differing_biases(onnx.load(str(calibration.prepared)), onnx.load(str(plain_prepared)))
+    # The reference runs from the float graph's file: with the graph and its serialised bytes held beside the
+    # session's own copy of its weights, opening it was the ranking's peak (Xception at 299 px: 806 -> ... MB
+    # above the ranking's start).
+    reference = predict(plain_path)
     collect_garbage()  # the float graph's session, before the int8 graph's clones are made
+    prepared = onnx.load(str(calibration.prepared))
 
     def distance(layer: str) -> float:
         island = _with_bias(calibration.quantize(method, (layer,), target), node_of(layer), plain_biases)
