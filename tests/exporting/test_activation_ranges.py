@@ -24,6 +24,18 @@ def test_tails_find_the_exact_cut_however_the_values_arrive():
     assert tails.range()[1] == 10.0 and -45.0 < tails.range()[0] < 0.0
 
 
+def test_tails_hold_only_their_own_values_not_the_batch_they_came_from():
+    """A tail is an array of its own, `keep` values long: a view into the partitioned copy of a batch would keep
+    the whole batch alive (on an Xception, twice one image's activations, to the end of the measurement)."""
+    values = np.random.default_rng(2).standard_normal(1_000_000).astype(np.float32)
+    tails = _Tails(100)
+    tails.add(values, values.min(), values.max())
+    for tail in (tails.high, tails.low):
+        assert tail.size == 100 and tail.base is None and tail.nbytes == 400
+    ordered = np.sort(values)
+    assert tails.range() == (float(ordered[99]), float(ordered[-100]))
+
+
 def test_tails_of_a_relu_output_whose_batches_mostly_cannot_move_the_cut():
     # Most batches neither go below the low tail's zeros nor above the high tail's cut: they are skipped whole, and
     # the cut is still the exact one over all values.
