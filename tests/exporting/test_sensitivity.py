@@ -113,7 +113,7 @@ def test_both_rankings_put_the_hostile_layer_first_and_name_every_layer_as_the_q
     with tempfile.TemporaryDirectory() as work:
         quantizer = OnnxCalibration(convert_onnx(model), pixels, Path(work))
         prepared = onnx.load(str(quantizer.prepared))
-        ranked = rank_onnx_layers(quantizer.quantize("minmax"), prepared, pixels)
+        ranked = rank_onnx_layers(quantizer.quantize("minmax"), quantizer.prepared, pixels)
         quantized = quantizer.quantize("minmax", (ranked[0],))
     initializers = {initializer.name for initializer in prepared.graph.initializer}
     names = [_float_layer_name(n, initializers) for n in prepared.graph.node if n.op_type in WEIGHTED_NODES and n.name]

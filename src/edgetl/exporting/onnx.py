@@ -792,22 +792,22 @@ def rank_calibrated(
         session = onnxruntime.InferenceSession(source, session_options(), providers=["CPUExecutionProvider"])
         return predict_in_batches(lambda batch: session.run(None, {INPUT_NAME: batch})[0], images)
 
-    plain_path, plain_biases = calibration.prepared, {}
-    if plain_prepared is not None:
-        plain_path = plain_prepared
-        plain_biases = _differing_biases(onnx.load(str(calibration.prepared)), onnx.load(str(plain_prepared)))
-    # The reference runs from the float graph's file: with the graph and its serialised bytes held beside the
-    # session's own copy of its weights, opening it was the ranking's peak (Xception at 299 px: 806 -> ... MB
-    # above the ranking's start).
-    reference = predict(plain_path)
+    # Each step holds no graph it does not need: the reference session opens the float graph's file (with the
+    # graph and its serialised bytes beside the session's own copy of its weights, that was the ranking's peak),
+    # and the biases to give back to float islands are read after the ranking's run.
+    reference = predict(plain_prepared or calibration.prepared)
     collect_garbage()  # the float graph's session, before the int8 graph's clones are made
-    prepared = onnx.load(str(calibration.prepared))
+    ranked = rank_onnx_layers(calibration.quantize(method, (), target), calibration.prepared, images)
+    collect_garbage()
+    plain_biases = {}
+    if plain_prepared is not None:
+        plain_biases = _differing_biases(onnx.load(str(calibration.prepared)), onnx.load(str(plain_prepared)))
 
     def distance(layer: str) -> float:
         island = _with_bias(calibration.quantize(method, (layer,), target), node_of(layer), plain_biases)
         return output_distance(predict(island), reference)
 
-    return refine(rank_onnx_layers(calibration.quantize(method, (), target), prepared, images), distance)
+    return refine(ranked, distance)
 
 
 def _weights_and_bias(model) -> dict[str, tuple[np.ndarray, np.ndarray]]:

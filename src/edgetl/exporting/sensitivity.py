@@ -206,11 +206,12 @@ def _with_outputs(flatbuffer: bytes, tensors: list[int], without_op: str = "") -
     return flatbuffer_utils.convert_object_to_bytearray(model)
 
 
-def rank_onnx_layers(quantized, prepared, images: np.ndarray) -> list[str]:
-    """The weighted nodes of `prepared` (the float graph onnxruntime quantised), named as onnx.py names float
-    layers, most sensitive to int8 first, from one run of the QDQ graph `quantized` on `images` (raw pixels) with a
-    float clone of each weighted node beside it. The clones are added to `quantized` itself (as large as the
-    model's weights, a copy would count in the run's peak): it is the caller's no longer."""
+def rank_onnx_layers(quantized, prepared_path, images) -> list[str]:
+    """The weighted nodes of the float graph onnxruntime quantised (its file `prepared_path`), named as onnx.py
+    names float layers, most sensitive to int8 first, from one run of the QDQ graph `quantized` on `images` (raw
+    pixels) with a float clone of each weighted node beside it. The clones are added to `quantized` itself (as
+    large as the model's weights, a copy would count in the run's peak): it is the caller's no longer. The float
+    graph is read here and let go of before the run, for the same reason."""
     import onnx
     import onnxruntime
     from onnx import helper, numpy_helper
@@ -218,6 +219,7 @@ def rank_onnx_layers(quantized, prepared, images: np.ndarray) -> list[str]:
     from edgetl.exporting.onnx import WEIGHTED_NODES, _float_layer_name, activation_bytes_per_image
     from edgetl.models.classifier import INPUT_NAME
 
+    prepared = onnx.load(str(prepared_path))
     graph = quantized
     float_weights = {initializer.name: initializer for initializer in prepared.graph.initializer}
     quantized_nodes = {node.name: node for node in graph.graph.node}
@@ -277,7 +279,8 @@ def rank_onnx_layers(quantized, prepared, images: np.ndarray) -> list[str]:
     # the weights, and the graph and its serialised bytes held beside them would count twice more in the peak
     # (the float clones make it as large as the model's weights). The caller's reference to `quantized` outlives
     # this call, so the graph is emptied, not just dropped.
-    del clones, float_weights, initializers, consumers, quantized_nodes
+    batch_images = images_per_batch(2 * activation_bytes_per_image(prepared))  # each layer's output and its clone's
+    del clones, float_weights, initializers, consumers, quantized_nodes, prepared
     with tempfile.TemporaryDirectory(prefix="edgetl-ranking-") as work:
         path = os.path.join(work, "ranking.onnx")
         onnx.save(graph, path)
@@ -285,7 +288,6 @@ def rank_onnx_layers(quantized, prepared, images: np.ndarray) -> list[str]:
         session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     names = [name for _, output, reference, _ in layers for name in (output, reference)]
     errors = _LayerErrors([layer for layer, *_ in layers])
-    batch_images = images_per_batch(2 * activation_bytes_per_image(prepared))  # each layer's output and its clone's
     for start in range(0, len(images), batch_images):
         batch = images[start : start + batch_images].astype(np.float32)
         values = dict(zip(names, session.run(names, {INPUT_NAME: batch}), strict=True))
