@@ -283,7 +283,9 @@ def rank_onnx_layers(quantized, prepared_path, images) -> list[str]:
     del clones, float_weights, initializers, consumers, quantized_nodes, prepared
     with tempfile.TemporaryDirectory(prefix="edgetl-ranking-") as work:
         path = os.path.join(work, "ranking.onnx")
-        onnx.save(graph, path)
+        # Its weights go to a file beside it one tensor at a time, each let go of once written: serialised whole,
+        # the graph (twice the model's weights, with the clones) would be held twice at once.
+        onnx.save_model(graph, path, save_as_external_data=True, location="ranking.weights", size_threshold=1024)
         graph.Clear()
         session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     names = [name for _, output, reference, _ in layers for name in (output, reference)]
