@@ -157,7 +157,7 @@ def test_the_onnx_ladder_converts_the_model_once_and_writes_its_corrections_in(t
 def test_the_onnx_ranking_takes_its_reference_from_the_rung_without_bias_correction(trained_run, tmp_path, monkeypatch):
     """onnxruntime's pre-processing runs once for each graph the ladder calibrates and never again for the ranking:
     its reference (the model's float graph uncorrected) is the file the rung without bias correction pre-processed
-    (pre-processing an Xception again peaked 540 MB above the ranking's start)."""
+    (pre-processing an Xception again peaked 540 MB above its own start)."""
     import shutil
 
     import onnx as onnx_lib

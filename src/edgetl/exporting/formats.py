@@ -261,7 +261,7 @@ def _onnx_rank(model, inputs: ConversionInputs) -> list[str]:
 def _plain_prepared(inputs: ConversionInputs):
     """The file of the model's float ONNX graph uncorrected, pre-processed for onnxruntime's quantiser: kept from
     the ladder's rung without bias correction (pre-processing an Xception at 299 px again cost 2 s and peaked 540
-    MB above the ranking's start), else made from the plain conversion; None where there is neither."""
+    MB above its own start), else made from the plain conversion; None where there is neither."""
     import tempfile
     from pathlib import Path
 
