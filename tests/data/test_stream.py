@@ -12,7 +12,7 @@ from PIL import Image
 from edgetl.data.dataset import ArrayImages, Dataset, choose_cache, decode_dataset_subset, stream_dataset_subset
 from edgetl.data.folder import Example
 from edgetl.data.layouts import LayoutOptions, read_dataset
-from edgetl.data.pipeline import RecordFile, SpilledPixels, check_subset, decode_subset, to_dataset
+from edgetl.data.pipeline import RecordFile, check_subset, decode_subset, to_dataset
 from edgetl.runtime.image import load_image
 
 SIZE = 24
@@ -79,25 +79,21 @@ def test_record_file_reads_back_any_rows(tmp_path):
     records = RecordFile(tmp_path / "deep" / "rows.f32", (3, 2), np.float32)
     records.append(rows[:4])
     records.append(rows[4:])
-    records.finish()
     assert len(records) == 10 and (tmp_path / "deep" / "rows.f32").stat().st_size == rows.nbytes
     np.testing.assert_array_equal(records.read(np.asarray([9, 0, 4, 4])), rows[[9, 0, 4, 4]])
 
 
-def test_spilled_pixels_read_back_what_was_written_by_slices_and_indices():
+def test_a_record_file_in_a_temporary_file_reads_back_by_slices_and_indices_as_an_array_does():
     images = np.random.default_rng(3).integers(0, 256, (9, 5, 4, 3), dtype=np.uint8)
-    spilled = SpilledPixels((5, 4, 3))
-    spilled[0:4] = images[:4]
-    spilled[4:9] = images[4:]
-    assert len(spilled) == 9 and spilled.shape == (9, 5, 4, 3)
+    spilled = RecordFile(None, (5, 4, 3), np.uint8)
+    spilled.append(images[:4])
+    np.testing.assert_array_equal(spilled[0:4], images[:4])  # readable as soon as written
+    spilled.append(images[4:])
+    assert len(spilled) == 9 and spilled.shape == (9, 5, 4, 3) and spilled.path is None
     np.testing.assert_array_equal(spilled[2:7], images[2:7])
     np.testing.assert_array_equal(spilled[7:20], images[7:])  # a slice past the end stops there, as an array's
     np.testing.assert_array_equal(spilled[np.asarray([8, 0, 3, 3])], images[[8, 0, 3, 3]])
     np.testing.assert_array_equal(np.asarray(spilled, np.float32), images.astype(np.float32))
-    spilled[2:3] = images[:1]  # written again in place
-    np.testing.assert_array_equal(spilled[2:3], images[:1])
-    with pytest.raises(ValueError, match="2 images written to 3 places"):
-        spilled[0:3] = images[:2]
     with pytest.raises(IndexError):
         spilled[np.asarray([9])]
 
@@ -105,7 +101,7 @@ def test_spilled_pixels_read_back_what_was_written_by_slices_and_indices():
 def test_a_spilled_subset_holds_its_pixels_in_a_file_and_reads_what_memory_would(photos):
     in_memory = decode_subset(photos, SIZE)
     spilled = decode_subset(photos, SIZE, spill=True)
-    assert isinstance(spilled.pixels, SpilledPixels) and isinstance(in_memory.pixels, np.ndarray)
+    assert isinstance(spilled.pixels, RecordFile) and isinstance(in_memory.pixels, np.ndarray)
     assert len(spilled.pixels) == len(in_memory.pixels) == len(photos) - 1  # the broken file is skipped
     np.testing.assert_array_equal(spilled.pixels[0 : len(photos)], in_memory.pixels)
     np.testing.assert_array_equal(spilled.read(np.asarray([3, 1])), in_memory.read(np.asarray([3, 1])))

@@ -32,66 +32,9 @@ log = logging.getLogger(__name__)
 MEMORY_CACHE_BYTES = 2**30
 
 
-class SpilledPixels:
-    """Images of one shape kept in an unnamed temporary file instead of memory, written and read by positioned
-    reads as an array is sliced: `pixels[start:stop]` (or an array of indices) gives an array, `pixels[start:stop]
-    = images` writes. What reads a batch at a time (an export's verification and calibration passes) holds a
-    batch, not every image: an Xception export's 600 verification images at 299 px are 160 MB it no longer
-    holds from start to end. Never a memory map, for the reason RecordFile gives."""
-
-    def __init__(self, image_shape: tuple[int, ...], dtype=np.uint8) -> None:
-        self.image_shape, self.dtype = tuple(image_shape), np.dtype(dtype)
-        self.image_bytes = int(np.prod(self.image_shape)) * self.dtype.itemsize
-        # Removed when closed or collected, with the object that holds it: no `with`.
-        self._file = tempfile.TemporaryFile(prefix="edgetl-pixels-")  # noqa: SIM115
-        self.count = 0
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return (self.count, *self.image_shape)
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        """Every image, read into memory (for what needs them all at once)."""
-        return self[:] if dtype is None else self[:].astype(dtype)
-
-    def __setitem__(self, index: slice, images: np.ndarray) -> None:
-        start, stop = self._range(index, len(images))
-        if stop - start != len(images):
-            raise ValueError(f"{len(images)} images written to {stop - start} places")
-        os.pwrite(self._file.fileno(), np.ascontiguousarray(images, self.dtype).tobytes(), start * self.image_bytes)
-        self.count = max(self.count, stop)
-
-    def __getitem__(self, index) -> np.ndarray:
-        if isinstance(index, slice):
-            start, stop = self._range(index, self.count)
-            return self._read(start, max(start, min(stop, self.count)))
-        indices = np.asarray(index, np.int64)
-        out = np.empty((len(indices), *self.image_shape), self.dtype)
-        for row, position in enumerate(indices):
-            out[row] = self._read(int(position), int(position) + 1)[0]
-        return out
-
-    def _range(self, index: slice, length: int) -> tuple[int, int]:
-        if not isinstance(index, slice) or index.step not in (None, 1):
-            raise TypeError("spilled pixels are read and written by contiguous slices")
-        start = index.start or 0
-        return start, start + length if index.stop is None else index.stop
-
-    def _read(self, start: int, stop: int) -> np.ndarray:
-        if start < 0 or stop > self.count:
-            raise IndexError(f"images {start}..{stop} of {self.count}")
-        out = np.empty((stop - start, *self.image_shape), self.dtype)
-        if os.preadv(self._file.fileno(), [out.reshape(-1).view(np.uint8)], start * self.image_bytes) != out.nbytes:
-            raise OSError(f"images {start}..{stop}: the temporary file holding them is short")
-        return out
-
-
 @dataclass
 class DecodedSubset:
-    pixels: np.ndarray | SpilledPixels  # (n, height, width, 3) uint8
+    pixels: np.ndarray | RecordFile  # (n, height, width, 3) uint8
     labels: np.ndarray  # (n,) int32
     examples: list[Example]  # the examples that decoded, in the order of `pixels`
     skipped: list[DataError]
@@ -116,40 +59,69 @@ class StreamedSubset:
 
 
 class RecordFile:
-    """Equal-sized arrays written once, in order, to a file, and read back by index.
+    """Equal-sized arrays written once, in order, to a file (`path`, or an unnamed temporary file removed with this
+    object), and read back as an array is: by an array of indices (`read`, or indexing), or by a contiguous slice
+    in one read. What reads a batch at a time (training's spilled features, an export's verification and
+    calibration images) holds a batch, not every record: an Xception export's 600 verification images at 299 px
+    are 160 MB it no longer holds from start to end.
 
     Reads are positioned reads, never a memory map: mapped pages count in the process's resident memory as they
-    are touched, while read() leaves them to the page cache, which the kernel shrinks as it needs.
+    are touched, while read() leaves them to the page cache, which the kernel shrinks as it needs. Writes are
+    positioned too, so what is written can be read at once.
     """
 
-    def __init__(self, path: Path, shape: tuple[int, ...], dtype) -> None:
-        self.path = Path(path)
-        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
-        self.record_bytes = int(np.prod(self.shape)) * self.dtype.itemsize
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = self.path.open("wb")
-        self._reader: int | None = None
+    def __init__(self, path: Path | None, record_shape: tuple[int, ...], dtype) -> None:
+        self.path = None if path is None else Path(path)
+        self.record_shape, self.dtype = tuple(record_shape), np.dtype(dtype)
+        self.record_bytes = int(np.prod(self.record_shape)) * self.dtype.itemsize
+        if self.path is None:
+            # Removed when closed or collected, with this object: no `with`.
+            self._file = tempfile.TemporaryFile(prefix="edgetl-records-")  # noqa: SIM115
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("w+b")  # noqa: SIM115
         self.count = 0
 
-    def append(self, arrays: np.ndarray) -> None:
-        self._writer.write(np.ascontiguousarray(arrays, self.dtype).tobytes())
-        self.count += len(arrays)
-
-    def finish(self) -> RecordFile:
-        self._writer.close()
-        self._reader = os.open(self.path, os.O_RDONLY)
-        return self
-
-    def read(self, indices: np.ndarray) -> np.ndarray:
-        out = np.empty((len(indices), *self.shape), self.dtype)
-        buffer = out.reshape(len(indices), -1).view(np.uint8)
-        size = self.record_bytes
-        for row, index in enumerate(np.asarray(indices, np.int64)):
-            buffer[row] = np.frombuffer(os.pread(self._reader, size, int(index) * size), np.uint8)
-        return out
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.count, *self.record_shape)
 
     def __len__(self) -> int:
         return self.count
+
+    def append(self, arrays: np.ndarray) -> None:
+        data = np.ascontiguousarray(arrays, self.dtype).tobytes()
+        os.pwrite(self._file.fileno(), data, self.count * self.record_bytes)
+        self.count += len(arrays)
+
+    def read(self, indices: np.ndarray) -> np.ndarray:
+        indices = np.asarray(indices, np.int64)
+        out = np.empty((len(indices), *self.record_shape), self.dtype)
+        for row, index in enumerate(indices):
+            self._read_into(out[row : row + 1], int(index))
+        return out
+
+    def __getitem__(self, index) -> np.ndarray:
+        if not isinstance(index, slice):
+            return self.read(index)
+        if index.step not in (None, 1):
+            raise TypeError("records are read by contiguous slices or by indices")
+        start, stop, _ = index.indices(self.count)
+        out = np.empty((max(0, stop - start), *self.record_shape), self.dtype)
+        if len(out):
+            self._read_into(out, start)
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """Every record, read into memory (for what needs them all at once)."""
+        return self[:] if dtype is None else self[:].astype(dtype)
+
+    def _read_into(self, out: np.ndarray, first: int) -> None:
+        if first < 0 or first + len(out) > self.count:
+            raise IndexError(f"records {first}..{first + len(out)} of {self.count}")
+        offset = first * self.record_bytes
+        if os.preadv(self._file.fileno(), [out.reshape(-1).view(np.uint8)], offset) != out.nbytes:
+            raise OSError(f"records {first}..{first + len(out)}: the file holding them is short")
 
 
 # Images decoded between two reports of progress: enough to keep the decoding threads busy.
@@ -160,14 +132,17 @@ def decode_subset(
     examples: list[Example], image_size: int, resize: str = "bilinear", what: str = "images", spill: bool = False
 ) -> DecodedSubset:
     """Decode a subset, skipping (and logging) files that cannot be read; `what` names them in the progress.
-    With `spill`, the pixels are kept in a temporary file (SpilledPixels), not in memory."""
+    With `spill`, the pixels are kept in a temporary file (RecordFile), not in memory."""
     # Filled chunk by chunk, so the decoded pixels are held once, not once per chunk and again stacked.
     shape = (image_size, image_size, 3)
-    pixels = SpilledPixels(shape) if spill else np.empty((len(examples), *shape), np.uint8)
+    pixels = RecordFile(None, shape, np.uint8) if spill else np.empty((len(examples), *shape), np.uint8)
     kept: list[int] = []
 
     def keep(chunk: np.ndarray, chunk_kept: list[int], start: int) -> None:
-        pixels[len(kept) : len(kept) + len(chunk_kept)] = chunk
+        if spill:
+            pixels.append(chunk)
+        else:
+            pixels[len(kept) : len(kept) + len(chunk_kept)] = chunk
         kept.extend(start + index for index in chunk_kept)
 
     errors = _decode_in_chunks(examples, image_size, resize, f"decoding {what}", keep)
@@ -224,10 +199,7 @@ def check_subset(
     errors = _decode_in_chunks(examples, image_size, "bilinear", f"checking {what}", keep)
     kept_examples = [examples[i] for i in kept]
     labels = np.asarray([e.label for e in kept_examples], dtype=np.int32)
-    if records is not None:
-        read = records.finish().read
-    else:
-        read = file_reader([example.path for example in kept_examples], image_size)
+    read = records.read if records is not None else file_reader([e.path for e in kept_examples], image_size)
     return StreamedSubset(labels, kept_examples, errors, shape, read)
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgetl.data.folder import Example
-from edgetl.data.pipeline import DecodedSubset, SpilledPixels, decode_subset
+from edgetl.data.pipeline import DecodedSubset, RecordFile, decode_subset
 from edgetl.data.split import stratified_order
 from edgetl.errors import DataError, EdgetlError
 from edgetl.exporting.verify import UNLABELLED
@@ -133,7 +133,7 @@ class CalibrationImages:
                 f"use {len(classes)} or more, so every class is seen"
             )
         self.order = stratified_sample(pool, len(pool), seed=source.seed)
-        self.spilled = SpilledPixels((*source.metadata.input_size, 3))
+        self.spilled = RecordFile(None, (*source.metadata.input_size, 3), np.uint8)
         self.decoded = 0  # how many of `order` were tried (some may not decode)
         first = self._decode(samples)
         check_calibration(
@@ -159,7 +159,7 @@ class CalibrationImages:
         metadata = self.source.metadata
         subset = decode_subset(chosen, metadata.input_size[0], metadata.resize, "calibration images")
         self.decoded += len(chosen)
-        self.spilled[self.kept : self.kept + len(subset.pixels)] = subset.pixels
+        self.spilled.append(subset.pixels)
         return subset
 
     def _read(self, start: int, stop: int) -> np.ndarray:

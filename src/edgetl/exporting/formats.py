@@ -262,16 +262,21 @@ def _plain_prepared(inputs: ConversionInputs):
     """The file of the model's float ONNX graph uncorrected, pre-processed for onnxruntime's quantiser: kept from
     the ladder's rung without bias correction (pre-processing an Xception at 299 px again cost 2 s and peaked 540
     MB above its own start), else made from the plain conversion; None where there is neither."""
-    import tempfile
-    from pathlib import Path
-
     from edgetl.exporting.onnx import pre_processed
 
     if ("onnx", "plain prepared") not in inputs.cache and "onnx" in inputs.cache:
-        work = tempfile.TemporaryDirectory(prefix="edgetl-onnx-plain-")  # removed with the cache entry
-        path, _ = pre_processed(inputs.cache["onnx"], Path(work.name))
-        inputs.cache["onnx", "plain prepared"] = (path, work)
+        _keep_plain_prepared(inputs, lambda folder: pre_processed(inputs.cache["onnx"], folder)[0])
     return inputs.cache.get(("onnx", "plain prepared"), (None,))[0]
+
+
+def _keep_plain_prepared(inputs: ConversionInputs, make: Callable) -> None:
+    """Keep with the cache the pre-processed plain graph's file that `make(folder)` writes in a folder of its own
+    (removed with the cache entry) and returns the path of."""
+    import tempfile
+    from pathlib import Path
+
+    work = tempfile.TemporaryDirectory(prefix="edgetl-onnx-plain-")
+    inputs.cache["onnx", "plain prepared"] = (make(Path(work.name)), work)
 
 
 def _float_onnx(model, inputs: ConversionInputs):
@@ -328,10 +333,8 @@ def _onnx_calibration(model, inputs: ConversionInputs):
         work = tempfile.TemporaryDirectory(prefix="edgetl-onnx-int8-")  # removed with the calibration
         calibration = OnnxCalibration(float_model, inputs.calibration_images, Path(work.name), measurements, most, work)
         if not recipe.bias_correction and ("onnx", "plain prepared") not in inputs.cache:
-            kept = tempfile.TemporaryDirectory(prefix="edgetl-onnx-plain-")  # removed with the cache entry
-            path = Path(kept.name) / calibration.prepared.name
-            shutil.copyfile(calibration.prepared, path)  # the ranking's reference (_plain_prepared)
-            inputs.cache["onnx", "plain prepared"] = (path, kept)
+            # The ranking's reference (_plain_prepared).
+            _keep_plain_prepared(inputs, lambda folder: Path(shutil.copy(calibration.prepared, folder)))
         return calibration
 
     return inputs.calibrated("onnx", calibrate)

@@ -89,7 +89,7 @@ def backbone_features(
                 else:
                     kept[start : start + len(computed)] = computed
                 computing.advance(len(computed))
-            results.append(kept.finish() if spill else kept)
+            results.append(kept)
     return results
 
 
@@ -162,7 +162,7 @@ def features_dataset(features: Features, labels: np.ndarray, batch_size: int, sh
             return features.read(indices), label_array[indices]
 
         specs = (
-            tf.TensorSpec([None, *features.shape], tf.float32),
+            tf.TensorSpec([None, *features.record_shape], tf.float32),
             tf.TensorSpec([None], tf.as_dtype(label_array.dtype)),
         )
         return indexed_batches(count, batch_size, shuffle_seed, load, specs).prefetch(tf.data.AUTOTUNE)
