@@ -7,23 +7,37 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgetl.exporting.sensitivity import _LayerErrors, _on_grid
+from edgetl.exporting.sensitivity import _LayerErrors
 from tests.exporting.test_int8_ladder import WEIGHTED_LAYERS, inverted_residual_classifier
 
 HOSTILE_LAYER = "block1_expand"
 
 
+def _on_grid(values: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
+    """`values` quantised to the int8 (or uint8) grid of scale/zero point and dequantised again."""
+    info = np.iinfo(dtype)
+    steps = np.clip(np.round(values / scale) + zero_point, info.min, info.max)
+    return (steps - zero_point) * scale
+
+
 def test_a_layer_scores_its_error_in_steps_of_its_output_beyond_the_rounding_to_them():
     """Rounding to the output's grid stays when a layer is kept in float (the next int8 layer quantises its input
-    again), so an int8 output equal to the float output on that grid scores nothing; the rest counts in steps."""
+    again), so an int8 output equal to the float output on that grid scores nothing; the rest counts in steps of
+    the grid, whatever their size: one value in four a step off on a coarse grid ranks below every value a step
+    off on a fine one."""
     float_output = np.array([0.04, 0.51, 1.02, 2.0])
     fine, coarse = (0.1, 0, np.dtype(np.uint8)), (1.0, 0, np.dtype(np.uint8))
-    errors = _LayerErrors(["rounded", "a_step_off", "a_tenth_of_a_step_off"])
-    errors.add("rounded", _on_grid(float_output, *fine), float_output, fine)
-    errors.add("a_step_off", _on_grid(float_output, *fine) + 0.1, float_output, fine)
-    errors.add("a_tenth_of_a_step_off", _on_grid(float_output, *coarse) + 0.1, float_output, coarse)
+
+    def raw(grid, off=(0, 0, 0, 0)) -> np.ndarray:  # the integers an int8 op writes
+        return (np.round(_on_grid(float_output, *grid) / grid[0]) + np.array(off)).astype(np.uint8)
+
+    errors = _LayerErrors(["rounded", "a_step_off", "one_in_four_a_step_off"])
+    errors.add("rounded", raw(fine), float_output, fine)
+    errors.add("a_step_off", raw(fine, (1, 1, 1, 1)), float_output, fine)
+    errors.add("one_in_four_a_step_off", raw(coarse, (0, 0, 1, 0)), float_output, coarse)
     assert errors.steps("rounded") == 0 and errors.steps("a_step_off") == pytest.approx(1)
-    assert errors.ranked() == ["a_step_off", "a_tenth_of_a_step_off", "rounded"]
+    assert errors.steps("one_in_four_a_step_off") == pytest.approx(0.5)
+    assert errors.ranked() == ["a_step_off", "one_in_four_a_step_off", "rounded"]
 
 
 def test_a_layer_error_summed_a_part_at_a_time_is_the_error_of_the_whole_output(monkeypatch):
@@ -42,11 +56,15 @@ def test_a_layer_error_summed_a_part_at_a_time_is_the_error_of_the_whole_output(
     spanned = np.sqrt(np.mean((on_grid - float_output.astype(np.float64)) ** 2)) / (np.ptp(float_output) / 255)
 
     monkeypatch.setattr(sensitivity, "ERROR_VALUES", 1000)  # 8 parts, the last one short
-    errors = _LayerErrors(["int8", "float"])
-    errors.add("int8", raw, float_output, grid, lambda part: (part.astype(np.float64) - zero_point) * scale)
+    errors = _LayerErrors(["int8", "int8 before requantising", "float"])
+    errors.add("int8", raw, float_output, grid)  # raw integers, as TFLite's int8 ops write them
+    # ONNX's: the int8 node's float output before its QuantizeLinear, put on the grid here
+    before = (raw.astype(np.float64) - zero_point) * scale + rng.uniform(-0.4, 0.4, raw.shape) * scale
+    errors.add("int8 before requantising", before.astype(np.float32), float_output, grid)
     errors.add("float", on_grid, float_output, None)  # no grid: a step is a 255th of the output's span
     assert expected > 1 and errors.values["int8"] == float_output.size
     assert errors.steps("int8") == pytest.approx(expected, rel=1e-12)
+    assert errors.steps("int8 before requantising") == pytest.approx(expected, rel=1e-12)
     assert errors.steps("float") == pytest.approx(spanned, rel=1e-6)
 
 
@@ -141,9 +159,9 @@ def test_the_tflite_ranking_keeps_only_the_tensors_it_reads_and_scores_as_with_e
         scored: dict = {}
         add = _LayerErrors.add
 
-        def recorded(errors, layer, int8_output, float_output, grid, dequantized=None):
+        def recorded(errors, layer, int8_output, float_output, grid):
             scored.setdefault(layer, []).append((int8_output.copy(), float_output.copy()))
-            add(errors, layer, int8_output, float_output, grid, dequantized)
+            add(errors, layer, int8_output, float_output, grid)
 
         with monkeypatch.context() as patch:
             patch.setattr(_LayerErrors, "add", recorded)

@@ -66,20 +66,22 @@ class _LayerErrors:
         self.values = dict.fromkeys(layers, 0)
         self.step = dict.fromkeys(layers, 0.0)
         self.span = {layer: (np.inf, -np.inf) for layer in layers}
+        # float64 scratch for a part of an output (ERROR_VALUES), reused by every part of every layer: the
+        # temporaries of the arithmetic on a part, made anew each time, cost as much as the arithmetic.
+        self._scratch = (np.empty(0), np.empty(0))
 
-    def add(
-        self,
-        layer: str,
-        int8_output: np.ndarray,
-        float_output: np.ndarray,
-        grid: tuple | None,
-        dequantized: Callable[[np.ndarray], np.ndarray] | None = None,
-    ) -> None:
-        """`int8_output` as `dequantized` makes a part of it float64 (without it, it is dequantised already);
-        `float_output` the float twin's; `grid` (scale, zero point, dtype) of the int8 output, where it is quantised;
-        where not, a step is a 255th of the float output's span. Both are read in float64 a part at a time
-        (ERROR_VALUES): a float64 copy of a whole output, and the temporaries of the arithmetic on it, are several
-        times the output (on an Xception at 299 px, 100 MB at once)."""
+    def _buffers(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._scratch[0].size < size:
+            self._scratch = (np.empty(size), np.empty(size))
+        return self._scratch[0][:size], self._scratch[1][:size]
+
+    def add(self, layer: str, int8_output: np.ndarray, float_output: np.ndarray, grid: tuple | None) -> None:
+        """`int8_output` the int8 op's output: on `grid` (scale, zero point, dtype) where the output is quantised,
+        its raw integers, or the float values it holds before they are put on the grid (which is done here); where
+        it is not quantised, its float values, and a step is a 255th of the float output's span. `float_output` is
+        the float twin's. Both are read in float64 a part at a time (ERROR_VALUES): a float64 copy of a whole
+        output, and the temporaries of the arithmetic on it, are several times the output (on an Xception at 299
+        px, 100 MB at once). On a grid, the error is counted in its steps (integers), then scaled."""
         int8_values, float_values = np.ravel(int8_output), np.ravel(float_output)
         if grid is None:
             low, high = self.span[layer]
@@ -87,13 +89,20 @@ class _LayerErrors:
             self.step[layer] = (self.span[layer][1] - self.span[layer][0]) / 255
         else:
             self.step[layer] = grid[0]
+        raw = np.issubdtype(int8_values.dtype, np.integer)
         for start in range(0, float_values.size, ERROR_VALUES):
-            reference = float_values[start : start + ERROR_VALUES].astype(np.float64)
-            if grid is not None:
-                reference = _on_grid(reference, *grid)
-            part = int8_values[start : start + ERROR_VALUES]
-            difference = (dequantized(part) if dequantized else part.astype(np.float64)) - reference
-            self.error[layer] += float(np.dot(difference, difference))
+            part = float_values[start : start + ERROR_VALUES]
+            difference, int8_part = self._buffers(part.size)
+            if grid is None:
+                np.subtract(int8_values[start : start + ERROR_VALUES], part, out=difference, dtype=np.float64)
+                self.error[layer] += float(np.dot(difference, difference))
+                continue
+            _grid_steps(part, *grid, out=difference)
+            int8_steps = int8_values[start : start + ERROR_VALUES]
+            if not raw:
+                int8_steps = _grid_steps(int8_steps, *grid, out=int8_part)
+            np.subtract(int8_steps, difference, out=difference)
+            self.error[layer] += grid[0] * grid[0] * float(np.dot(difference, difference))
         self.values[layer] += float_values.size
 
     def steps(self, layer: str) -> float:
@@ -107,11 +116,13 @@ class _LayerErrors:
         return sorted(self.error, key=self.steps, reverse=True)
 
 
-def _on_grid(values: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
-    """`values` quantised to the int8 (or uint8) grid of scale/zero point and dequantised again."""
+def _grid_steps(values: np.ndarray, scale: float, zero_point: int, dtype, out: np.ndarray) -> np.ndarray:
+    """`values` quantised to the int8 (or uint8) grid of scale/zero point: its integers, in float64 `out`."""
     info = np.iinfo(dtype)
-    steps = np.clip(np.round(values / scale) + zero_point, info.min, info.max)
-    return (steps - zero_point) * scale
+    np.divide(values, scale, out=out, dtype=np.float64)
+    np.rint(out, out=out)
+    out += zero_point
+    return np.clip(out, info.min, info.max, out=out)
 
 
 def rank_tflite_layers(
@@ -175,11 +186,7 @@ def rank_tflite_layers(
             grid = (scale, zero_point, details[int8_index]["dtype"])
             # Views of the interpreter's own tensors (get_tensor would copy each), read before the next run.
             errors.add(
-                details[float_index]["name"],
-                interpreter.tensor(int8_index)(),
-                interpreter.tensor(float_index)(),
-                grid,
-                lambda values, scale=scale, zero_point=zero_point: (values.astype(np.float64) - zero_point) * scale,
+                details[float_index]["name"], interpreter.tensor(int8_index)(), interpreter.tensor(float_index)(), grid
             )
     # What the quantiser and the run left (hundreds of MB on a large model, freed but still the process's) would
     # count in every quantisation and run the refinement makes next.
@@ -294,9 +301,8 @@ def rank_onnx_layers(quantized, prepared_path, images) -> list[str]:
         batch = images[start : start + batch_images].astype(np.float32)
         values = dict(zip(names, session.run(names, {INPUT_NAME: batch}), strict=True))
         for layer, output, reference, grid in layers:
-            # The int8 node's output before it is requantised: on the grid, as the int8 kernel writes it.
-            on_grid = (lambda part, grid=grid: _on_grid(part.astype(np.float64), *grid)) if grid else None
-            errors.add(layer, values[output], values[reference], grid, on_grid)
+            # The int8 node's output before it is requantised, which add() puts on the grid as the int8 kernel does.
+            errors.add(layer, values[output], values[reference], grid)
         del values  # before the next run returns as much again
     return errors.ranked()
 
