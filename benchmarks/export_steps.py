@@ -7,7 +7,7 @@ sampling misses) at its end.
 
 With no --formats, the default formats and their int8 twins (`edgetl export --int8`). The table is printed when
 the export ends, steps in the order they ended (a step inside another ends first); docs/benchmarks.md has the
-figures of export cost's seventh round. Linux only (/proc/self/status).
+figures of export cost's seventh and eighth rounds. Linux only (/proc/self/status).
 """
 
 from __future__ import annotations

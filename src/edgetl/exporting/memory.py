@@ -7,10 +7,9 @@ import gc
 
 # glibc's mallopt parameter for the size from which a block is mapped on its own (and unmapped when freed).
 M_MMAP_THRESHOLD = -3
-# Below 4 MB: tf2onnx allocates a weight's temporaries in blocks of 2-4 MB (an Xception's pointwise kernels are 2.1
-# MB), and with those left in glibc's heap every TFLite conversion after it peaked 300-400 MB higher (the same
-# Xception conversion: +0.72 GB above its start alone, +1.07 GB after a tf2onnx conversion; at 2 MB, +0.71 after
-# it too). Smaller thresholds gain nothing more and map more blocks anew (benchmarks/export_cost.py, eighth round).
+# Below the 2-4 MB blocks tf2onnx allocates a weight's temporaries in (an Xception's pointwise kernels are 2.1 MB):
+# left in glibc's heap, they make every TFLite conversion after them peak several hundred MB higher. Smaller
+# thresholds gain nothing more and map more blocks anew (figures: docs/benchmarks.md, export cost's eighth round).
 LARGE_BLOCK_BYTES = 2 * 2**20
 
 
