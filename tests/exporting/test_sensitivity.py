@@ -28,8 +28,8 @@ def test_a_layer_scores_its_error_in_steps_of_its_output_beyond_the_rounding_to_
     float_output = np.array([0.04, 0.51, 1.02, 2.0])
     fine, coarse = (0.1, 0, np.dtype(np.uint8)), (1.0, 0, np.dtype(np.uint8))
 
-    def raw(grid, off=(0, 0, 0, 0)) -> np.ndarray:  # the integers an int8 op writes
-        return (np.round(_on_grid(float_output, *grid) / grid[0]) + np.array(off)).astype(np.uint8)
+    def raw(grid, off=(0, 0, 0, 0)) -> np.ndarray:  # the integers an int8 op writes (zero points are 0 here)
+        return (np.round(float_output / grid[0]) + np.array(off)).astype(np.uint8)
 
     errors = _LayerErrors(["rounded", "a_step_off", "one_in_four_a_step_off"])
     errors.add("rounded", raw(fine), float_output, fine)
