@@ -145,8 +145,9 @@ def initializers(model_proto) -> dict:
 
 
 def test_input_sums_are_each_convolutions_inputs_summed_and_a_larger_sample_continues_the_smaller():
-    """The sums come from one compiled graph a batch at a time: they equal the inputs Keras computes, summed over
-    every image, whatever the batch size, and a larger sample adds only its further images to a smaller one's."""
+    """The sums come from one compiled graph a batch at a time, traced once: they equal the inputs Keras computes,
+    summed over every image, whatever the batch size, and a larger sample adds only its further images to a
+    smaller one's."""
     import keras
 
     from edgetl.exporting.bias_correction import InputSums
@@ -166,6 +167,8 @@ def test_input_sums_are_each_convolutions_inputs_summed_and_a_larger_sample_cont
     for name, (summed, images) in grown.items():
         assert images == 13
         np.testing.assert_allclose(summed, expected[name], rtol=1e-5)
+    # Batches of 4 and 1, then of 4 again: one graph, traced once.
+    assert growing._summer[2].experimental_get_tracing_count() == 1
 
 
 def test_an_onnx_graph_rebiased_is_tf2onnxs_graph_of_the_corrected_model():

@@ -143,10 +143,13 @@ def _summing_inputs(layers: list[_Correctable], sums: dict) -> Iterator[None]:
 def _input_summer(model, layers: list[_Correctable]) -> Callable:
     """batch -> {layer name: (its inputs summed over the batch, how many inputs)}, one compiled graph for every
     batch: the model runs as fast as Keras' predict and holds only what one batch needs (an eager call keeps far
-    more in TensorFlow's memory pool)."""
+    more in TensorFlow's memory pool). Traced once for batches of any size (a trace of a large network costs as
+    much as running dozens of images)."""
     import tensorflow as tf
 
-    @tf.function(reduce_retracing=True)
+    signature = [tf.TensorSpec((None, *tuple(model.input_shape)[1:]), tf.float32)]
+
+    @tf.function(input_signature=signature)
     def summed(batch):
         sums: dict = {}
         with _summing_inputs(layers, sums):
@@ -164,15 +167,18 @@ class InputSums:
 
     def __init__(self) -> None:
         self.measured: dict[int, dict[str, tuple[np.ndarray | float, int]]] = {0: {}}
+        self._summer: tuple[object, list[_Correctable], Callable] | None = None  # (model, its layers, graph)
 
     def over(self, model, calibration, batch_size: int) -> dict[str, tuple[np.ndarray | float, int]]:
         """layer name -> (summed input, images) over the first len(calibration) images of `calibration`."""
         count = len(calibration)
         if count not in self.measured:
             start = max(measured for measured in self.measured if measured <= count)
-            layers = _correctable_layers(model, lambda name: False, pair_limited=False)
+            if self._summer is None or self._summer[0] is not model:
+                layers = _correctable_layers(model, lambda name: False, pair_limited=False)
+                self._summer = (model, layers, _input_summer(model, layers))
+            _, layers, summed = self._summer
             totals = {entry.conv.name: self.measured[start].get(entry.conv.name, (0.0, 0)) for entry in layers}
-            summed = _input_summer(model, layers)
             for first in range(start, count, batch_size):
                 batch = np.asarray(calibration[first : min(count, first + batch_size)], np.float32)
                 for name, (batch_sum, counted) in summed(batch).items():
