@@ -52,7 +52,7 @@ def test_one_pass_gives_the_exact_statistics_of_every_first_n_images_asked():
 
     opened = []
 
-    def open_activations(ahead: bool):
+    def open_activations():
         opened.append(len(runs))
         return activations
 
@@ -65,43 +65,6 @@ def test_one_pass_gives_the_exact_statistics_of_every_first_n_images_asked():
             assert asked.ranges(method) == alone.ranges(method), (count, method)
     assert sum(runs) == 90 + (30 + 30 + 90 + 30)  # the pass runs each of the 90 images once; the rest: "alone"
     assert len(opened) == 2  # the graph is opened for each pass that runs images (30, then 60 more), only then
-
-
-def test_activations_computed_a_batch_ahead_give_the_same_statistics_holding_two_batches_at_most():
-    """Where the activations are arrays of their own, the next batch's are computed in a thread while these are
-    folded in: the statistics are the same, and a batch is computed only once every batch but the last handed
-    over is folded in. A batch larger than AHEAD_BATCH_BYTES is not computed ahead."""
-    from edgetl.exporting.activation_ranges import AHEAD_BATCH_BYTES, Measurement
-
-    rng = np.random.default_rng(2)
-    images = rng.standard_normal((90, 4, 4, 3)).astype(np.float32) * rng.uniform(0.5, 3.0, (90, 1, 1, 1))
-    computed, folded, opened = [], [], []
-
-    def activations(batch: np.ndarray) -> dict[str, np.ndarray]:
-        assert len(computed) - len(folded) <= 1  # the batch before this one may still be being folded in
-        computed.append(len(batch))
-        return {"x": batch.copy(), "relu": np.maximum(batch, 0) * 2}
-
-    def open_activations(ahead: bool):
-        opened.append(ahead)
-        return activations
-
-    class Counted(ActivationStats):
-        def add(self, activations: dict, batch_images: int) -> None:
-            super().add(activations, batch_images)
-            folded.append(batch_images)
-
-    measurement = Measurement(open_activations, images[0].nbytes, 90, lambda count: Counted(count, 99.0), ahead=True)
-    assert measurement.ahead and measurement.batch > 1
-    for count in (30, 90):
-        asked = measurement.over(ImageSample.of(images[:count]))
-        alone = ActivationStats(count, 99.0)
-        alone.add({"x": images[:count], "relu": np.maximum(images[:count], 0) * 2}, count)
-        for method in ("minmax", "percentile"):
-            assert asked.ranges(method) == alone.ranges(method), (count, method)
-    assert opened == [True, True] and sum(computed) == sum(folded) == 90
-    large = Measurement(open_activations, AHEAD_BATCH_BYTES + 1, 90, lambda count: Counted(count, 99.0), ahead=True)
-    assert not large.ahead
 
 
 def test_ranges_hold_zero_and_the_percentile_is_never_wider_than_min_max():

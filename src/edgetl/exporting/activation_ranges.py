@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Callable, Hashable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Hashable
 from typing import TypeVar
 
 import numpy as np
@@ -32,10 +31,6 @@ K = TypeVar("K", bound=Hashable)
 # at least one and at most MAX_BATCH_IMAGES (fewer calls; larger batches gain nothing more).
 ACTIVATION_BATCH_BYTES = 64 * 2**20
 MAX_BATCH_IMAGES = 32
-# Where one batch's activations take at most this, the next batch is computed (single-threaded) while this one is
-# folded into the statistics, which numpy does on one core: two batches are held at once instead of one, so only
-# where the second costs little (a MobileNetV2 at 224 px, 76 MB an image; not an Xception at 299 px, 360 MB).
-AHEAD_BATCH_BYTES = 128 * 2**20
 # Values a pass over a batch's activation takes at a time where it needs a scratch copy (fits the CPU's L2 cache).
 SCRATCH_VALUES = 2**16
 # QuantizationParameters' min and max fields (vtable offsets in the TFLite schema).
@@ -164,26 +159,22 @@ class Measurement:
     ladder's rungs all take their ranges from it, whatever the method, sample size or bias correction of their
     own graph (bias correction moves an activation's mean by a few int8 steps at most, so its range hardly).
     `statistics(images)` starts the statistics for up to that many images (ActivationStats, or a converter's
-    own: anything with add, ranges and copy). `ahead`: the activations are arrays of their own (not views into an
-    engine), so the next batch's may be computed in a thread while this one's are folded in (AHEAD_BATCH_BYTES)."""
+    own: anything with add, ranges and copy)."""
 
     def __init__(
         self,
-        open_activations: Callable[[bool], Callable[[np.ndarray], dict]],
+        open_activations: Callable[[], Callable[[np.ndarray], dict]],
         bytes_per_image: int,
         most_images: int,
         statistics: Callable[[int], ActivationStats],
         names: frozenset[str] = frozenset(),
-        ahead: bool = False,
     ) -> None:
-        # Opens the float graph for one pass: a function from a batch of images to each activation's values (to be
-        # run in a thread of its own, a batch ahead, where its argument is true). What it opened goes when the pass
-        # ends: an engine that keeps every tensor of a batch is as large as the model's activations, and the ladder
-        # converts between its passes.
+        # Opens the float graph for one pass: a function from a batch of images to each activation's values. What
+        # it opened goes when the pass ends: an engine that keeps every tensor of a batch is as large as the
+        # model's activations, and the ladder converts between its passes.
         self.open_activations = open_activations
         self.names = names  # the activations it measures, where the caller must check another graph against them
         self.batch = images_per_batch(bytes_per_image)
-        self.ahead = ahead and self.batch * bytes_per_image <= AHEAD_BATCH_BYTES
         self.most_images, self.statistics = most_images, statistics
         self.stats = statistics(most_images)
         self.seen = 0
@@ -196,40 +187,14 @@ class Measurement:
             if count < self.seen:  # asked for fewer than measured: measure again from the first image
                 self.stats, self.seen = self.statistics(max(self.most_images, count)), 0
             if self.seen < count:
-                activations = self.open_activations(self.ahead)
-                batches = sample.batches(self.batch, start=self.seen)
-                for batch, values in (
-                    _computed_ahead(activations, batches) if self.ahead else _computed(activations, batches)
-                ):
-                    self.stats.add(values, len(batch))
+                activations = self.open_activations()
+                for batch in sample.batches(self.batch, start=self.seen):
+                    self.stats.add(activations(batch), len(batch))
                     self.seen += len(batch)
-                    del values
                 del activations
                 collect_garbage()  # an engine lives in reference cycles: it would stay until the collector runs
             self.snapshots[count] = self.stats.copy()
         return self.snapshots[count]
-
-
-def _computed(compute: Callable[[np.ndarray], dict], batches: Iterator[np.ndarray]) -> Iterator[tuple]:
-    """(batch, its activations), each computed when asked."""
-    for batch in batches:
-        yield batch, compute(batch)
-
-
-def _computed_ahead(compute: Callable[[np.ndarray], dict], batches: Iterator[np.ndarray]) -> Iterator[tuple]:
-    """(batch, its activations), the next batch's computed in a thread while the caller folds in these: at most
-    two batches' activations are held, the one handed over (the caller lets go of it before asking for more) and
-    the one being computed."""
-    with ThreadPoolExecutor(1) as worker:
-        batch = next(batches, None)
-        pending = worker.submit(compute, batch) if batch is not None else None
-        while pending is not None:
-            values = pending.result()
-            following = next(batches, None)
-            pending_batch, batch = batch, following
-            pending = worker.submit(compute, following) if following is not None else None
-            yield pending_batch, values
-            del values
 
 
 def _ranged_tensors(subgraph) -> dict[int, object]:
@@ -280,7 +245,7 @@ def tflite_measurement(calibrated: bytes, most_images: int, percentile: float) -
         if len(detail["shape"]) > 0
     )
 
-    def open_activations(ahead: bool) -> Callable[[np.ndarray], dict]:  # views into the interpreter: never ahead
+    def open_activations() -> Callable[[np.ndarray], dict]:
         interpreter = opened()
         input_index = interpreter.get_input_details()[0]["index"]
 

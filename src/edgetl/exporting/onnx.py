@@ -572,13 +572,10 @@ def onnx_measurement(prepared, most_images: int, tensors: list[str] | None = Non
     del measured
     wanted = set(tensors)
 
-    def open_activations(ahead: bool):
+    def open_activations():
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
         options.log_severity_level = 3
-        if ahead:  # beside the folding's core, on the other one, without spinning for work (both threads: slower)
-            options.intra_op_num_threads = 1
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = onnxruntime.InferenceSession(serialized, options, providers=["CPUExecutionProvider"])
 
         def activations(batch: np.ndarray) -> dict[str, np.ndarray]:
@@ -590,7 +587,7 @@ def onnx_measurement(prepared, most_images: int, tensors: list[str] | None = Non
 
     statistics = functools.partial(_OnnxStatistics, percentile=CALIBRATION_PERCENTILE)
     per_image = activation_bytes_per_image(prepared)
-    return Measurement(open_activations, per_image, most_images, statistics, frozenset(tensors), ahead=True)
+    return Measurement(open_activations, per_image, most_images, statistics, frozenset(tensors))
 
 
 def _int_attribute(node, name: str, default: int) -> int:
