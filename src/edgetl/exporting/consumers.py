@@ -27,6 +27,12 @@ log = logging.getLogger(__name__)
 
 # Two programs' figures for one file count as the same when they differ by at most one image in this many.
 CONSUMER_TOLERANCE = 1 / 200
+# A consumer runs single-threaded (MediaPipe: one core over 600 photos), so its photos are shared among child
+# processes, one a core and at most this many, where the file is at most CONSUMER_SPLIT_MAX_BYTES: each child holds
+# the model and the consumer's runtime (MediaPipe with an Xception's int8 file of 22 MB: 230 MB), all counted in
+# the export's peak while they run. A MobileNetV2's files (9 MB float32, 3 MB int8) are shared, an Xception's not.
+CONSUMER_CHILDREN = 2
+CONSUMER_SPLIT_MAX_BYTES = 16 * 2**20
 
 
 def measured_where(runtime: str, options: str, fidelity: Fidelity, cpu: str | None = None, host: str = "") -> dict:
@@ -81,29 +87,54 @@ def mediapipe_probabilities(model: Path, photos: list[Path], classes: int) -> np
     return in_child_process("mediapipe", model, photos, classes)
 
 
+def consumer_children(model: Path, photos: int) -> int:
+    """How many child processes share a consumer's photos: one a core (at most CONSUMER_CHILDREN), where the file
+    is at most CONSUMER_SPLIT_MAX_BYTES, else one."""
+    import os
+
+    try:
+        if model.stat().st_size > CONSUMER_SPLIT_MAX_BYTES:
+            return 1
+    except OSError:  # the consumer says what is wrong with the file, in its own words
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(CONSUMER_CHILDREN, cores, photos))
+
+
 def in_child_process(consumer: str, model: Path, photos: list[Path], classes: int) -> np.ndarray:
-    """A consumer's scores (`CHILD_RUNS[consumer]`) computed by a Python process of its own, as a program that
+    """A consumer's scores (`CHILD_RUNS[consumer]`) computed by Python processes of their own, as a program that
     embeds it runs it: its libraries, and what it allocated, go with the process instead of staying in the
-    exporter to its end (MediaPipe's: about 100 MB, counted in every later step's peak). A failure raises with
-    the child's last line of error."""
+    exporter to its end (MediaPipe's: about 100 MB, counted in every later step's peak). The photos are shared
+    among `consumer_children` children, in order. A failure raises with a failed child's last line of error."""
     import json
     import os
     import subprocess
     import sys
     import tempfile
 
+    children = consumer_children(model, len(photos))
     with tempfile.TemporaryDirectory(prefix="edgetl-consumer-") as work:
-        request, scores = Path(work) / "photos.json", Path(work) / "scores.npy"
-        request.write_text(json.dumps([str(photo) for photo in photos]))
         # The child imports this edgetl, wherever it was imported from.
         root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-        command = [sys.executable, "-m", __name__, consumer, str(model), str(classes), str(request), str(scores)]
-        done = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
-        if done.returncode != 0:
-            lines = done.stderr.strip().splitlines()
-            raise RuntimeError(lines[-1] if lines else f"{consumer} exited with status {done.returncode}")
-        return np.load(scores)
+        running = []
+        for child, share in enumerate(np.array_split(np.arange(len(photos)), children)):
+            request, scores = Path(work) / f"photos-{child}.json", Path(work) / f"scores-{child}.npy"
+            request.write_text(json.dumps([str(photos[index]) for index in share]))
+            command = [sys.executable, "-m", __name__, consumer, str(model), str(classes), str(request), str(scores)]
+            process = subprocess.Popen(
+                command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            )
+            running.append((process, scores))
+        failures = []
+        for process, _ in running:
+            _, errors = process.communicate()
+            if process.returncode != 0:
+                lines = errors.strip().splitlines()
+                failures.append(lines[-1] if lines else f"{consumer} exited with status {process.returncode}")
+        if failures:
+            raise RuntimeError(failures[0])
+        return np.concatenate([np.load(scores) for _, scores in running], axis=0)
 
 
 def mediapipe_scores(model: Path, photos: list[Path], classes: int) -> np.ndarray:
