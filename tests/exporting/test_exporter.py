@@ -154,30 +154,6 @@ def test_the_onnx_ladder_converts_the_model_once_and_writes_its_corrections_in(t
     assert len(converted) == 1
 
 
-def test_the_tflite_ladder_starts_from_the_float32_conversion_whichever_order_asked(trained_run, tmp_path, monkeypatch):
-    """Float formats of a kind are made before its int8 ones, and the TFLite ladder's first graph is the float32
-    file's conversion with its corrections written in: asked int8 first, the export converts the model once."""
-    import shutil
-
-    import edgetl
-    from edgetl.exporting import tflite
-
-    converted = []
-    convert = tflite._convert
-
-    def counted(converter):
-        converted.append(type(converter).__name__)
-        return convert(converter)
-
-    monkeypatch.setattr(tflite, "_convert", counted)
-    run = shutil.copytree(trained_run, tmp_path / "run", ignore=shutil.ignore_patterns("exports", "exports.json"))
-    result = edgetl.export(run, formats=["tflite-int8", "tflite-float32"], calibration_samples=20, min_agreement=0.0)
-    assert [record.format for record in result.records] == ["tflite-int8", "tflite-float32"]
-    attempts = result.records[0].attempts
-    assert attempts[0]["bias_correction"] and attempts[0]["passed"]
-    assert len(converted) == 1
-
-
 def test_the_onnx_ranking_takes_its_reference_from_the_rung_without_bias_correction(trained_run, tmp_path, monkeypatch):
     """onnxruntime's pre-processing runs once for each graph the ladder calibrates and never again for the ranking:
     its reference (the model's float graph uncorrected) is the file the rung without bias correction pre-processed
