@@ -97,57 +97,6 @@ def test_a_tflite_graph_rebiased_is_the_converters_graph_of_the_corrected_model(
     assert plain.rebiased(stranger, pixels) is None
 
 
-def test_the_calibrate_only_graph_made_of_a_float32_conversion_is_the_converters_own_byte_for_byte():
-    """After converting, the converter's calibrate-only mode adds intermediate tensors, calibrates and records a
-    full-integer quantisation in the conversion metadata: done on the float32 file instead, the same bytes, for
-    the model as it is and bias-corrected; and the metadata then names that quantisation as the converter's does."""
-    from tensorflow.lite.python import conversion_metadata_schema_py_generated as conversion_metadata
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    from edgetl.exporting.tflite import (
-        CONVERSION_METADATA,
-        _calibrated_only,
-        _calibrating_converter,
-        _convert,
-        convert_float32,
-    )
-
-    model = conv_bn_model()
-    pixels = np.random.default_rng(1).uniform(100, 140, (8, 12, 12, 3)).astype(np.float32)
-    plain = _calibrated_only(convert_float32(model), pixels[:1])
-    assert plain == _convert(_calibrating_converter(model, pixels[:1]))
-    with bias_corrected(model, pixels):
-        assert _calibrated_only(convert_float32(model), pixels[:1]) == _convert(
-            _calibrating_converter(model, pixels[:1])
-        )
-    written = flatbuffer_utils.convert_bytearray_to_object(bytearray(plain))
-    entry = next(entry for entry in written.metadata if entry.name == CONVERSION_METADATA)
-    record = conversion_metadata.ConversionMetadataT.InitFromPackedBuf(bytes(written.buffers[entry.buffer].data), 0)
-    full_integer = conversion_metadata.ModelOptimizationMode.PTQ_FULL_INTEGER
-    assert list(record.options.modelOptimizationModes) == [full_integer]
-
-
-def test_an_int8_graph_made_of_the_float32_conversion_carries_the_corrections_without_converting_again(monkeypatch):
-    """Given the float32 format's conversion of the uncorrected model, the first rung's graph of the corrected
-    model is made of it with the corrections written in: the converter is not called, and the graph computes what
-    the converter's own conversion of the corrected model computes."""
-    from edgetl.exporting import tflite
-    from edgetl.exporting.bias_correction import bias_holders, folded_biases
-    from edgetl.exporting.tflite import FloatConversion, TfliteCalibration, _predict, convert_float32
-
-    model = conv_bn_model()
-    pixels = np.random.default_rng(1).uniform(100, 140, (32, 12, 12, 3)).astype(np.float32)
-    float32 = FloatConversion(convert_float32(model), folded_biases(model, bias_holders(model)))
-    with bias_corrected(model, pixels) as corrections:
-        converted = TfliteCalibration(model, pixels, corrections=corrections)
-        with monkeypatch.context() as patched:
-            patched.setattr(tflite, "_convert", lambda converter: pytest.fail("converted again"))
-            made = TfliteCalibration(model, pixels, corrections=corrections, converted=float32)
-    same = {"rtol": 1e-6, "atol": 1e-5}
-    np.testing.assert_allclose(_predict(made.float_model, pixels), _predict(converted.float_model, pixels), **same)
-    assert not np.allclose(_predict(float32.flatbuffer, pixels), _predict(converted.float_model, pixels), **same)
-
-
 def twin_conv_model():
     """Two convolutions, each before a BatchNormalization, named as Keras names the second layer of a kind (conv,
     conv_1); random BatchNorm statistics, so each folded bias differs."""

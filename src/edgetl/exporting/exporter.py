@@ -235,9 +235,7 @@ def _export_checked(source: ExportSource, formats: list[str], options: ExportOpt
     hand_back_large_blocks()
     exporter = _Exporter(source, formats, options)
     results = []
-    # By kind, the float formats of a kind before its int8 ones (an int8 ladder starts from the float conversion),
-    # else in the order asked.
-    making = sorted(formats, key=lambda name: (MAKING_ORDER.index(FORMATS[name].kind), FORMATS[name].calibrated))
+    making = sorted(formats, key=lambda name: MAKING_ORDER.index(FORMATS[name].kind))  # stable: in order per kind
     with step(f"exporting {len(formats)} format(s)", total=len(formats)) as exporting:
         for position, name in enumerate(making):
             exporting.describe(f"exporting {name}")

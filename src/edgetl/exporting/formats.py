@@ -156,15 +156,9 @@ CALIBRATED_OPTIONS = frozenset({"calibration_samples", "int8_fallback"})
 
 
 def _tflite_float32(model, inputs: ConversionInputs):
-    """The float32 conversion, kept for an int8 ladder after it (`_tflite_calibration`) with the biases its
-    convolutions fold (bias_correction.folded_biases), by which corrections are written into it."""
-    from edgetl.exporting.bias_correction import bias_holders, folded_biases
-    from edgetl.exporting.tflite import FloatConversion, convert_float32
+    from edgetl.exporting.tflite import convert_float32
 
-    converted = convert_float32(model)
-    if inputs.calibration is not None:  # an int8 format follows (a calibrated format needs the images)
-        inputs.cache["tflite", "float32"] = FloatConversion(converted, folded_biases(model, bias_holders(model)))
-    return converted
+    return convert_float32(model)
 
 
 def _tflite_float16(model, inputs: ConversionInputs):
@@ -181,10 +175,8 @@ def _tflite_dynamic(model, inputs: ConversionInputs):
 
 def _tflite_calibration(model, inputs: ConversionInputs):
     """The recipe's calibrated TFLite graph: the first one converted with other bias corrections written into its
-    biases where that is exact (TfliteCalibration.rebiased), else made of the float32 format's conversion with
-    the recipe's corrections written in likewise, else of the converter's conversion of the model as it is now.
-    (Written in, a correction can differ from the converter's own folding in the last bit of a float32, so an
-    int8 file made after the float32 one can differ from one made alone by as little.)"""
+    biases where that is exact (TfliteCalibration.rebiased), else the converter's conversion of the model as it
+    is now."""
     from edgetl.exporting.tflite import TfliteCalibration
 
     def calibrate(measurements, most: int) -> TfliteCalibration:
@@ -193,8 +185,7 @@ def _tflite_calibration(model, inputs: ConversionInputs):
         if rebiased is not None:
             return rebiased
         measurement = measurements[0] if measurements else None
-        float32 = inputs.cache.pop(("tflite", "float32"), None)  # as large as the weights: not kept past here
-        converted = TfliteCalibration(model, inputs.calibration_images, measurement, most, inputs.corrections, float32)
+        converted = TfliteCalibration(model, inputs.calibration_images, measurement, most, inputs.corrections)
         inputs.cache.setdefault(("tflite", "first"), converted)
         return converted
 

@@ -22,8 +22,6 @@ from edgetl.exporting.memory import collect_garbage, hand_back_freed
 RAW_PIXEL_RANGE = (0.0, 255.0)
 # Ops that only convert (float or uint8 <-> int8 at the edges, float16 weights to float32): not fallbacks.
 BOUNDARY_OPS = frozenset({"QUANTIZE", "DEQUANTIZE"})
-# The metadata entry in which the converter records how a file was made (TensorFlow version, optimisations).
-CONVERSION_METADATA = b"CONVERSION_METADATA"
 # How the converter's int8 may be calibrated: percentile (exporting/activation_ranges.py) or its own min-max.
 CALIBRATION_METHODS = QUANTIZERS["converter"].calibration_methods
 
@@ -111,75 +109,15 @@ def _calibrating_converter(model, calibration_pixels):
     return converter
 
 
-@dataclass(frozen=True)
-class FloatConversion:
-    """A float32 conversion of a Keras model, the bias corrections the model carried then, and the biases its
-    convolutions folded (bias_correction.folded_biases), by which other corrections are written into it."""
-
-    flatbuffer: bytes
-    biases: dict[str, list]
-    corrections: dict = field(default_factory=dict)
-
-    def with_corrections(self, corrections: dict) -> bytes | None:
-        """The flatbuffer carrying `corrections` instead; None where a bias is not found for certain."""
-        return _rebias(self.flatbuffer, self.corrections, corrections, self.biases)
-
-
-def _calibrated_only(float_model: bytes, images: np.ndarray) -> bytes | None:
-    """The converter's calibrate-only output (`_calibrating_converter`) of the model whose float32 conversion is
-    `float_model`, made of that conversion instead of a second one, by the steps the converter takes after
-    converting: intermediate tensors added, TFLite's calibrator run on the representative images (`images`, as
-    one batch), read-only buffers deduplicated, and the conversion metadata recording a full-integer quantisation
-    and the calibrated graph's hash. The same steps give the same bytes. None where this TensorFlow's converter
-    is not laid out so, or the float32 conversion recorded no metadata (then the model is converted)."""
-    try:
-        from tensorflow.lite.python import conversion_metadata_schema_py_generated as conversion_metadata
-        from tensorflow.lite.python.convert import deduplicate_readonly_buffers
-        from tensorflow.lite.python.optimize import calibrator
-        from tensorflow.lite.python.util import get_model_hash, populate_conversion_metadata
-        from tensorflow.lite.tools import flatbuffer_utils
-    except ImportError:
-        return None
-
-    def representative_dataset() -> Iterator[list[np.ndarray]]:
-        yield [np.asarray(images, np.float32)]
-
-    calibrated = calibrator.Calibrator(calibrator.add_intermediate_tensors(float_model)).calibrate(
-        representative_dataset
-    )
-    model = flatbuffer_utils.convert_bytearray_to_object(deduplicate_readonly_buffers(calibrated))
-    del calibrated
-    entry = next((entry for entry in model.metadata or [] if entry.name == CONVERSION_METADATA), None)
-    if entry is None:
-        return None
-    record = conversion_metadata.ConversionMetadataT.InitFromPackedBuf(bytes(model.buffers[entry.buffer].data), 0)
-    if record.options is None or record.environment is None:
-        return None
-    modes = [] if record.options.modelOptimizationModes is None else list(record.options.modelOptimizationModes)
-    record.options.modelOptimizationModes = [conversion_metadata.ModelOptimizationMode.PTQ_FULL_INTEGER, *modes]
-    record.environment.modelHash = get_model_hash(model)
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(populate_conversion_metadata(model, record)))
-
-
 class TfliteCalibration:
     """A Keras model as the converter's int8 starts from it: the converter's calibrate-only output (its float graph
     with a min/max slot per activation; one image fills them, the input pinned to raw pixels), whose slots edgetl
     fills from a Measurement of the calibration images (exporting/activation_ranges.py). `measurement`, when
     given, is the one an earlier conversion of the same model made (tensor names repeat across conversions), so
-    the ladder's rungs measure once; else this graph is measured, sized for up to `most_images` images.
-    `converted`, when given, is a float32 conversion of the same model: with `corrections` written into its
-    biases where that is exact (`_rebias`), the converter's calibrate-only output is made of it
-    (`_calibrated_only`) instead of converting again. Written in, a correction can differ from the converter's
-    own folding in the last bit of a float32."""
+    the ladder's rungs measure once; else this graph is measured, sized for up to `most_images` images."""
 
     def __init__(
-        self,
-        model,
-        sample,
-        measurement: Measurement | None = None,
-        most_images: int = 0,
-        corrections=None,
-        converted: FloatConversion | None = None,
+        self, model, sample, measurement: Measurement | None = None, most_images: int = 0, corrections=None
     ) -> None:
         from edgetl.exporting.bias_correction import bias_holders, folded_biases
         from edgetl.exporting.calibration import as_sample
@@ -191,12 +129,7 @@ class TfliteCalibration:
         self.biases = folded_biases(model, bias_holders(model))
         # The conversion is not kept beside its pinned copy: held to the end of this call, it would count in the
         # measurement's peak (90 MB on an Xception at 299 px).
-        float_model = converted.with_corrections(self.corrections) if converted is not None else None
-        calibrated = _calibrated_only(float_model, self.sample[:1]) if float_model is not None else None
-        del float_model
-        if calibrated is None:
-            calibrated = _convert(_calibrating_converter(model, self.sample[:1]))
-        self.float_model = _pin_input_range(calibrated, RAW_PIXEL_RANGE)
+        self.float_model = _pin_input_range(_convert(_calibrating_converter(model, self.sample[:1])), RAW_PIXEL_RANGE)
         self.measurement = measurement or tflite_measurement(
             self.float_model, max(most_images, len(self.sample)), CALIBRATION_PERCENTILE
         )
