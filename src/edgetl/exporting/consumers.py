@@ -127,11 +127,17 @@ def in_child_process(consumer: str, model: Path, photos: list[Path], classes: in
             )
             running.append((process, scores))
         failures = []
-        for process, _ in running:
-            _, errors = process.communicate()
-            if process.returncode != 0:
-                lines = errors.strip().splitlines()
-                failures.append(lines[-1] if lines else f"{consumer} exited with status {process.returncode}")
+        try:
+            for process, _ in running:
+                _, errors = process.communicate()
+                if process.returncode != 0:
+                    lines = errors.strip().splitlines()
+                    failures.append(lines[-1] if lines else f"{consumer} exited with status {process.returncode}")
+        finally:  # interrupted, the exporter leaves no child behind
+            for process, _ in running:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
         if failures:
             raise RuntimeError(failures[0])
         return np.concatenate([np.load(scores) for _, scores in running], axis=0)
