@@ -90,15 +90,14 @@ def mediapipe_probabilities(model: Path, photos: list[Path], classes: int) -> np
 def consumer_children(model: Path, photos: int) -> int:
     """How many child processes share a consumer's photos: one a core (at most CONSUMER_CHILDREN), where the file
     is at most CONSUMER_SPLIT_MAX_BYTES, else one."""
-    import os
+    from edgetl.runtime.bounds import cores
 
     try:
         if model.stat().st_size > CONSUMER_SPLIT_MAX_BYTES:
             return 1
     except OSError:  # the consumer says what is wrong with the file, in its own words
         return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(CONSUMER_CHILDREN, cores, photos))
+    return max(1, min(CONSUMER_CHILDREN, cores(), photos))
 
 
 def in_child_process(consumer: str, model: Path, photos: list[Path], classes: int) -> np.ndarray:
@@ -126,20 +125,20 @@ def in_child_process(consumer: str, model: Path, photos: list[Path], classes: in
                 command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
             )
             running.append((process, scores))
-        failures = []
+        failure = None
         try:
             for process, _ in running:
                 _, errors = process.communicate()
-                if process.returncode != 0:
+                if process.returncode != 0 and failure is None:
                     lines = errors.strip().splitlines()
-                    failures.append(lines[-1] if lines else f"{consumer} exited with status {process.returncode}")
+                    failure = lines[-1] if lines else f"{consumer} exited with status {process.returncode}"
         finally:  # interrupted, the exporter leaves no child behind
             for process, _ in running:
                 if process.poll() is None:
                     process.kill()
                     process.wait()
-        if failures:
-            raise RuntimeError(failures[0])
+        if failure is not None:
+            raise RuntimeError(failure)
         return np.concatenate([np.load(scores) for _, scores in running], axis=0)
 
 
