@@ -31,7 +31,7 @@ from edgetl.exporting.formats import (
 from edgetl.exporting.int8 import CONFIDENT_AGREEMENT_TARGET, Int8Recipe, LadderResult, Trial, climb, integer_rungs
 from edgetl.exporting.keras_passes import keras_probabilities
 from edgetl.exporting.logs import append_trace, first_line, output_to
-from edgetl.exporting.memory import collect_garbage, hand_back_large_blocks
+from edgetl.exporting.memory import collect_garbage, hand_back_large_blocks, settled_objects_frozen
 from edgetl.exporting.record import ExportRecord, Verified, make_record
 from edgetl.exporting.source import ExportSource, from_run, resolve_source
 from edgetl.exporting.tflite import OpReport, names_layer
@@ -236,7 +236,7 @@ def _export_checked(source: ExportSource, formats: list[str], options: ExportOpt
     exporter = _Exporter(source, formats, options)
     results = []
     making = sorted(formats, key=lambda name: MAKING_ORDER.index(FORMATS[name].kind))  # stable: in order per kind
-    with step(f"exporting {len(formats)} format(s)", total=len(formats)) as exporting:
+    with step(f"exporting {len(formats)} format(s)", total=len(formats)) as exporting, settled_objects_frozen():
         for position, name in enumerate(making):
             exporting.describe(f"exporting {name}")
             # Each file and its record are committed together as soon as it is verified, so an interrupted export
