@@ -542,3 +542,51 @@ def test_every_quantisation_of_one_graph_after_the_first_reuses_its_weights_and_
         alone = OnnxCalibration(model, images, tmp_path / f"alone{number}")
         assert made == alone.quantize(method, float_layers, target).SerializeToString(), (method, float_layers)
     assert len(files) == len(quantisations)  # each a file of its own: the float layers are found
+
+
+def test_calibrations_of_graphs_with_the_same_weights_share_their_quantisation_and_make_the_same_files(
+    tmp_path, monkeypatch
+):
+    """The ladder's rungs are graphs of one model that differ in their biases (bias correction, float islands left
+    out of it): given one dict, a later calibration computes no weight quantisation of its own, and makes the file
+    a calibration that shares nothing makes. A weight whose values differ under the same name is computed anew."""
+    from onnx import numpy_helper
+    from onnxruntime.quantization import qdq_quantizer
+
+    from edgetl.exporting.onnx import OnnxCalibration
+
+    computed = []  # weights whose parameters or quantised values onnxruntime computed
+    compute, quantize = qdq_quantizer.compute_data_quant_params, qdq_quantizer.quantize_onnx_initializer
+    monkeypatch.setattr(
+        qdq_quantizer, "compute_data_quant_params", lambda *a, **k: computed.append(1) or compute(*a, **k)
+    )
+    monkeypatch.setattr(
+        qdq_quantizer, "quantize_onnx_initializer", lambda w, *a, **k: computed.append(w.name) or quantize(w, *a, **k)
+    )
+    images = pixels(12)
+
+    def graph(bias_shift: float = 0.0, weight_scale: float = 1.0):
+        model = small_classifier()
+        for initializer in model.graph.initializer:
+            change = {"pw_b": (bias_shift, 1.0), "pw_w": (0.0, weight_scale)}.get(initializer.name)
+            if change is not None:
+                values = numpy_helper.to_array(initializer) * np.float32(change[1]) + np.float32(change[0])
+                initializer.CopyFrom(numpy_helper.from_array(values, initializer.name))
+        return model
+
+    shared: dict = {}
+    for number, (shift, scale, computes) in enumerate([(0.0, 1.0, True), (0.3, 1.0, False), (0.0, 0.5, True)]):
+        for target in ("portable", "vnni-arm64"):
+            computed.clear()
+            (tmp_path / f"shared{number}{target}").mkdir()
+            calibration = OnnxCalibration(
+                graph(shift, scale), images, tmp_path / f"shared{number}{target}", weight_quantisations=shared
+            )
+            made = calibration.quantize("minmax", ("fc;fc_w;fc_b",) if number else (), target).SerializeToString()
+            assert bool(computed) == computes, (number, target)
+            if number == 2:  # only the weight that changed
+                assert {name for name in computed if isinstance(name, str)} == {"pw_w"}
+            (tmp_path / f"alone{number}{target}").mkdir()
+            alone = OnnxCalibration(graph(shift, scale), images, tmp_path / f"alone{number}{target}")
+            expected = alone.quantize("minmax", ("fc;fc_w;fc_b",) if number else (), target).SerializeToString()
+            assert made == expected, (number, target)

@@ -331,7 +331,11 @@ def _onnx_calibration(model, inputs: ConversionInputs):
     def calibrate(measurements, most: int) -> OnnxCalibration:
         float_model = _corrected_onnx(model, inputs) if recipe.bias_correction else _float_onnx(model, inputs)
         work = tempfile.TemporaryDirectory(prefix="edgetl-onnx-int8-")  # removed with the calibration
-        calibration = OnnxCalibration(float_model, inputs.calibration_images, Path(work.name), measurements, most, work)
+        # Every rung's graph has the model's weights: their quantisation is shared by all (its biases are its own).
+        shared = inputs.cache.setdefault(("onnx", "weight quantisations"), {})
+        calibration = OnnxCalibration(
+            float_model, inputs.calibration_images, Path(work.name), measurements, most, work, shared
+        )
         if not recipe.bias_correction and ("onnx", "plain prepared") not in inputs.cache:
             # The ranking's reference (_plain_prepared).
             _keep_plain_prepared(inputs, lambda folder: Path(shutil.copy(calibration.prepared, folder)))

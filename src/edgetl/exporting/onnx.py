@@ -336,7 +336,8 @@ class OnnxCalibration:
     conversions of the same model made (node and tensor names repeat across conversions): the first that measured
     every activation this graph calibrates is taken, so the ladder's rungs measure once; else this graph is
     measured, sized for up to `most_images` images. `keep` is held as long as the calibration (the working
-    folder's owner)."""
+    folder's owner). `weight_quantisations`, a dict kept by the caller, shares the weights' quantisation with
+    other calibrations given the same (a weight is known by its values, not only its name)."""
 
     def __init__(
         self,
@@ -346,6 +347,7 @@ class OnnxCalibration:
         measurements: Sequence[Measurement] = (),
         most_images: int = 0,
         keep=None,
+        weight_quantisations: dict | None = None,
     ) -> None:
         from edgetl.exporting.calibration import as_sample
 
@@ -359,8 +361,9 @@ class OnnxCalibration:
         if measurement is None and measurements:
             log.info("ONNX graph names its activations otherwise than the measured ones: measured again")
         self.measurement = measurement or onnx_measurement(prepared, max(most_images, len(self.sample)), tensors)
-        # Per target, the weights' quantisation every quantize() of this graph repeats (_weights_quantised_once).
-        self._weight_quantisations: dict[str, dict] = {}
+        # Per target, the weights' quantisation every quantize() repeats (_weights_quantised_once): of this graph,
+        # or, given, of every graph of one model the caller calibrates (the ladder's rungs differ in their biases).
+        self._weight_quantisations: dict[str, dict] = {} if weight_quantisations is None else weight_quantisations
 
     @functools.cached_property
     def pair_limited_overrides(self) -> dict[str, list[dict]]:
@@ -405,15 +408,24 @@ class OnnxCalibration:
         return model_proto
 
 
+def _values_digest(tensor) -> bytes:
+    """A digest of an initializer's values, type and shape: two graphs' weights of one name are one weight only
+    if their values are the same."""
+    import hashlib
+
+    return hashlib.sha256(tensor.SerializeToString()).digest()
+
+
 @contextlib.contextmanager
 def _weights_quantised_once(memory: dict):
     """onnxruntime's QDQ quantiser, with each weight's quantisation parameters and quantised values computed once
-    and remembered in `memory` for the quantisations after it of the same graph, target and types. It computes
-    them channel by channel in Python, nearly all of a quantisation's time, and the same at every rung and at
-    every layer the ranking keeps in float. A weight's parameters depend on its values, type, channel axis and
-    the target's overrides (fixed for one graph and target), and are handed out as copies: onnxruntime then
-    widens some weight scales for the biases, by the activations' ranges of that quantisation. A quantised weight
-    is keyed by everything it is made from. Where onnxruntime's quantiser is not laid out as this expects, it runs
+    and remembered in `memory` for the quantisations after it of the same target and types, of this graph or of
+    another graph with the same weights (the ladder's bias-corrected rungs and float islands). It computes them
+    channel by channel in Python, nearly all of a quantisation's time, and the same at every rung and at every
+    layer the ranking keeps in float. A weight's parameters depend on its values, type, channel axis and the
+    target's overrides (fixed for one model and target), and are handed out as copies: onnxruntime then widens
+    some weight scales for the biases, by the activations' ranges of that quantisation. A quantised weight is
+    keyed by everything it is made from. Where onnxruntime's quantiser is not laid out as this expects, it runs
     as it is."""
     import copy
 
@@ -426,12 +438,24 @@ def _weights_quantised_once(memory: dict):
         yield
         return
     parameters, weights = memory.setdefault("parameters", {}), memory.setdefault("weights", {})
+    digests: dict[str, bytes] = {}  # of this quantisation's graph, where one name is one initializer
+
+    def digest(tensor) -> bytes:
+        if tensor.name not in digests:
+            digests[tensor.name] = _values_digest(tensor)
+        return digests[tensor.name]
 
     def remembered_parameters(self) -> dict:
         every = self.tensors_to_quantize
+        values = {
+            initializer.name: digest(initializer)
+            for initializer in self.model.initializer()
+            if initializer.name in every
+        }
 
         def key(name: str) -> tuple:
-            return name, every[name].tensor_type, every[name].axis, self.weight_qType, self.activation_qType
+            info = every[name]
+            return name, values.get(name), info.tensor_type, info.axis, self.weight_qType, self.activation_qType
 
         unknown = {name: info for name, info in every.items() if key(name) not in parameters}
         self.tensors_to_quantize = unknown
@@ -445,6 +469,7 @@ def _weights_quantised_once(memory: dict):
     def remembered_weight(weight, quant_type, zero_point, scale, *more, **options):  # more: axis, name, block
         key = (
             weight.name,
+            digest(weight),
             quant_type,
             more,
             tuple(sorted(options.items())),
