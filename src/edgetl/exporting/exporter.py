@@ -18,6 +18,7 @@ from pathlib import Path
 
 from edgetl.errors import EdgetlError
 from edgetl.exporting.calibration import CalibrationImages
+from edgetl.exporting.converter_exports import converter_exports_kept
 from edgetl.exporting.formats import (
     FORMATS,
     MAKING_ORDER,
@@ -236,7 +237,11 @@ def _export_checked(source: ExportSource, formats: list[str], options: ExportOpt
     exporter = _Exporter(source, formats, options)
     results = []
     making = sorted(formats, key=lambda name: MAKING_ORDER.index(FORMATS[name].kind))  # stable: in order per kind
-    with step(f"exporting {len(formats)} format(s)", total=len(formats)) as exporting, settled_objects_frozen():
+    with (
+        step(f"exporting {len(formats)} format(s)", total=len(formats)) as exporting,
+        settled_objects_frozen(),
+        converter_exports_kept(),  # the TFLite converter's SavedModel of the model, made once
+    ):
         for position, name in enumerate(making):
             exporting.describe(f"exporting {name}")
             # Each file and its record are committed together as soon as it is verified, so an interrupted export

@@ -13,6 +13,7 @@ import numpy as np
 
 from edgetl.errors import EdgetlError
 from edgetl.exporting.activation_ranges import Measurement, tflite_measurement, with_ranges, write_range
+from edgetl.exporting.converter_exports import exported_once
 from edgetl.exporting.formats import QUANTIZERS
 from edgetl.exporting.int8 import CALIBRATION_PERCENTILE, IO_TYPES
 from edgetl.exporting.memory import collect_garbage, hand_back_freed
@@ -63,7 +64,7 @@ def _convert(converter) -> bytes:
     """What `converter` makes. A converter leaves its graphs in reference cycles, hundreds of MB for a large model:
     they are collected as soon as it is done, wherever the conversion is (the ladder's ranking converts inside one
     step), and a converter passed as the only reference to it goes with them."""
-    with _saved_model_not_loaded_back():
+    with _saved_model_not_loaded_back(), exported_once():
         converted = converter.convert()
     del converter
     collect_garbage()
