@@ -171,6 +171,29 @@ def test_input_sums_are_each_convolutions_inputs_summed_and_a_larger_sample_cont
     assert growing._summer[2].experimental_get_tracing_count() == 1
 
 
+def test_input_sums_measured_with_the_models_outputs_are_the_ones_measured_alone_to_the_bit():
+    """Where the calibration images are verification images, the pass that gives Keras' predictions measures the
+    ladder's first sample and its largest: batch for batch as the ladder's own measurement, one sample after the
+    other (5 images then 13, in batches of 4: the last batch of each is short), so the same sums to the bit, and
+    the outputs are Keras' predictions of those images."""
+    from edgetl.exporting.bias_correction import InputSums
+    from edgetl.exporting.keras_passes import keras_probabilities
+
+    model = conv_bn_model()
+    pixels = np.random.default_rng(3).uniform(0, 255, (13, 12, 12, 3)).astype(np.float32)
+    alone = InputSums()
+    measured = {count: alone.over(model, pixels[:count], 4) for count in (5, 13)}
+    together = InputSums()
+    outputs = together.with_outputs(model, pixels, [13, 5], 4)
+    for count in (5, 13):
+        assert together.over(model, pixels[:count], 4) is together.measured[count]  # nothing measured again
+        assert together.measured[count].keys() == measured[count].keys()
+        for name, (summed, images) in together.measured[count].items():
+            assert images == measured[count][name][1] == count
+            assert np.array_equal(summed, measured[count][name][0])
+    np.testing.assert_allclose(outputs, keras_probabilities(model, pixels), rtol=1e-6, atol=1e-6)
+
+
 def test_an_onnx_graph_rebiased_is_tf2onnxs_graph_of_the_corrected_model():
     """One tf2onnx conversion of the corrected model shows where each folded bias lies; from then on the plain
     graph with any rung's corrections written in is the graph tf2onnx makes of the model so corrected."""

@@ -162,3 +162,55 @@ def test_int8_file_with_float_ops_fails_and_names_them(outside_data, tmp_path):
     # Where float islands are allowed (the default), the same file passes and still names what is in float.
     (record,) = export_source(source, ["tflite-int8"], replace(options, int8_fallback="float"))
     assert record.passed is True and record.problems == [] and record.float_ops == {"SIN": 1}
+
+
+def test_an_outside_model_calibrated_on_its_verification_images_runs_keras_over_each_image_once(
+    outside_data, tmp_path, monkeypatch
+):
+    """Calibrated and verified on one folder, an outside model's Keras predictions and bias correction's input sums
+    come from one pass: no rung sums its sample again, and every file and figure is the one an export that runs
+    Keras for each apart makes (the ONNX int8 graph to the byte)."""
+    import onnx
+    from onnx import numpy_helper
+
+    import edgetl
+    from edgetl.exporting.bias_correction import InputSums
+    from edgetl.exporting.calibration import CalibrationImages
+
+    path = tmp_path / "plain.keras"
+    small_classifier(with_lambda=False, size=32).save(path)
+    passes = []
+    measure = InputSums._measure
+
+    def recorded(self, model, calibration, count, batch_size, outputs=None):
+        passes.append((count, outputs is not None))
+        return measure(self, model, calibration, count, batch_size, outputs)
+
+    monkeypatch.setattr(InputSums, "_measure", recorded)
+    options = {
+        "labels": outside_data / "labels.txt",
+        "calibration": outside_data / "images",
+        "normalization": "tf",
+        "calibration_samples": 10,
+        "min_agreement": 0.0,
+    }
+    formats = ["onnx-int8", "tflite-int8"]
+    together = edgetl.export(path, formats, out=tmp_path / "together", **options)
+    assert passes == [(10, True), (27, True)]  # the first sample and the largest (all 27), with the predictions
+    passes.clear()
+    monkeypatch.setattr(CalibrationImages, "positions_in", lambda self, subset, count: None)
+    apart = edgetl.export(path, formats, out=tmp_path / "apart", **options)
+    assert passes and not any(with_outputs for _, with_outputs in passes)
+    for ours, theirs in zip(together.records, apart.records, strict=True):
+        assert (ours.format, ours.recipe, ours.agreement, ours.mean_probability_diff) == (
+            theirs.format,
+            theirs.recipe,
+            theirs.agreement,
+            theirs.mean_probability_diff,
+        )
+        assert [attempt["agreement"] for attempt in ours.attempts] == [a["agreement"] for a in theirs.attempts]
+    graphs = [onnx.load(str(tmp_path / run / "exports" / "model_int8.onnx")).graph for run in ("together", "apart")]
+    # The same graph but for the names Keras gave the second model (functional_1_1 after functional_1).
+    assert [node.op_type for node in graphs[0].node] == [node.op_type for node in graphs[1].node]
+    ours, theirs = ([numpy_helper.to_array(init) for init in graph.initializer] for graph in graphs)
+    assert len(ours) == len(theirs) and all(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True))

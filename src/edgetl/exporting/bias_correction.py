@@ -141,10 +141,10 @@ def _summing_inputs(layers: list[_Correctable], sums: dict) -> Iterator[None]:
 
 
 def _input_summer(model, layers: list[_Correctable]) -> Callable:
-    """batch -> {layer name: (its inputs summed over the batch, how many inputs)}, one compiled graph for every
-    batch: the model runs as fast as Keras' predict and holds only what one batch needs (an eager call keeps far
-    more in TensorFlow's memory pool). Traced once for batches of any size (a trace of a large network costs as
-    much as running dozens of images)."""
+    """batch -> ({layer name: (its inputs summed over the batch, how many inputs)}, the model's outputs), one
+    compiled graph for every batch: the model runs as fast as Keras' predict and holds only what one batch needs
+    (an eager call keeps far more in TensorFlow's memory pool). Traced once for batches of any size (a trace of a
+    large network costs as much as running dozens of images)."""
     import tensorflow as tf
 
     signature = [tf.TensorSpec((None, *tuple(model.input_shape)[1:]), tf.float32)]
@@ -153,8 +153,8 @@ def _input_summer(model, layers: list[_Correctable]) -> Callable:
     def summed(batch):
         sums: dict = {}
         with _summing_inputs(layers, sums):
-            model(batch, training=False)
-        return sums
+            outputs = model(batch, training=False)
+        return sums, outputs
 
     return summed
 
@@ -173,19 +173,37 @@ class InputSums:
         """layer name -> (summed input, images) over the first len(calibration) images of `calibration`."""
         count = len(calibration)
         if count not in self.measured:
-            start = max(measured for measured in self.measured if measured <= count)
-            if self._summer is None or self._summer[0] is not model:
-                layers = _correctable_layers(model, lambda name: False, pair_limited=False)
-                self._summer = (model, layers, _input_summer(model, layers))
-            _, layers, summed = self._summer
-            totals = {entry.conv.name: self.measured[start].get(entry.conv.name, (0.0, 0)) for entry in layers}
-            for first in range(start, count, batch_size):
-                batch = np.asarray(calibration[first : min(count, first + batch_size)], np.float32)
-                for name, (batch_sum, counted) in summed(batch).items():
-                    total, images = totals[name]
-                    totals[name] = (total + batch_sum.numpy(), images + int(counted))
-            self.measured[count] = totals
+            self._measure(model, calibration, count, batch_size)
         return self.measured[count]
+
+    def with_outputs(self, model, calibration, counts: list[int], batch_size: int) -> np.ndarray:
+        """The model's outputs for the first max(counts) images of `calibration`, from the pass that measures the
+        sums over the first `count` of them for each of `counts`, batch for batch as `over` measures them one
+        count after another (the same sums to the bit): where the calibration images are also the images Keras'
+        predictions are needed for, the model runs over each once for both."""
+        outputs: list[np.ndarray] = []
+        for count in sorted(counts):
+            self._measure(model, calibration, count, batch_size, outputs)
+        return np.concatenate(outputs, axis=0)
+
+    def _measure(self, model, calibration, count: int, batch_size: int, outputs: list | None = None) -> None:
+        """Measure the sums over the first `count` images, going on from the largest sample measured below it;
+        the model's outputs for the images run are appended to `outputs`."""
+        start = max(measured for measured in self.measured if measured <= count)
+        if self._summer is None or self._summer[0] is not model:
+            layers = _correctable_layers(model, lambda name: False, pair_limited=False)
+            self._summer = (model, layers, _input_summer(model, layers))
+        _, layers, summed = self._summer
+        totals = {entry.conv.name: self.measured[start].get(entry.conv.name, (0.0, 0)) for entry in layers}
+        for first in range(start, count, batch_size):
+            batch = np.asarray(calibration[first : min(count, first + batch_size)], np.float32)
+            sums, batch_outputs = summed(batch)
+            for name, (batch_sum, counted) in sums.items():
+                total, images = totals[name]
+                totals[name] = (total + batch_sum.numpy(), images + int(counted))
+            if outputs is not None:
+                outputs.append(np.asarray(batch_outputs))
+        self.measured[count] = totals
 
 
 def _mean_output_shift(entry: _Correctable) -> np.ndarray:

@@ -134,6 +134,7 @@ class CalibrationImages:
             )
         self.order = stratified_sample(pool, len(pool), seed=source.seed)
         self.spilled = RecordFile(None, (*source.metadata.input_size, 3), np.uint8)
+        self.examples: list[Example] = []  # those kept, in the order of `spilled`
         self.decoded = 0  # how many of `order` were tried (some may not decode)
         first = self._decode(samples)
         check_calibration(
@@ -160,10 +161,25 @@ class CalibrationImages:
         subset = decode_subset(chosen, metadata.input_size[0], metadata.resize, "calibration images")
         self.decoded += len(chosen)
         self.spilled.append(subset.pixels)
+        self.examples += subset.examples
         return subset
 
     def _read(self, start: int, stop: int) -> np.ndarray:
         return self.spilled[start:stop].astype(np.float32)
+
+    def positions_in(self, subset: DecodedSubset, count: int) -> np.ndarray | None:
+        """Where each of the first `count` images kept is in `subset` (the export's verification images), if each
+        is there with the same pixels (decoded alike); else None."""
+        index = {example.path: position for position, example in enumerate(subset.examples)}
+        found = [index.get(example.path) for example in self.examples[:count]]
+        if None in found or len(set(found)) != len(found):
+            return None
+        positions = np.asarray(found, np.int64)
+        for start in range(0, len(positions), ITERATION_BATCH):
+            stop = start + ITERATION_BATCH
+            if not np.array_equal(self.spilled[start:stop], subset.read(positions[start:stop])):
+                return None
+        return positions
 
     def take(self, count: int) -> ImageSample:
         """The first `count` images (fewer where the pool has no more that decode), decoding more if needed."""
