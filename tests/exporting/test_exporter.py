@@ -189,7 +189,7 @@ def test_the_onnx_ranking_takes_its_reference_from_the_rung_without_bias_correct
     monkeypatch.setattr(onnx.OnnxCalibration, "__init__", counted_calibration)
     monkeypatch.setattr(onnx, "pre_processed", counted_pre_processing)
     monkeypatch.setattr(onnx, "rank_calibrated", recorded_ranking)
-    monkeypatch.setattr(int8, "_settled", lambda trial, target: False)  # every rung is climbed, the ranking too
+    monkeypatch.setattr(int8, "settled", lambda trial, target: False)  # every rung is climbed, the ranking too
     monkeypatch.setattr(int8, "_better", lambda candidate, best, target: best is None)  # on the first: corrected
     run = shutil.copytree(trained_run, tmp_path / "run", ignore=shutil.ignore_patterns("exports", "exports.json"))
     result = edgetl.export(run, formats=["onnx-int8"], calibration_samples=20, min_agreement=0.0)
@@ -200,3 +200,61 @@ def test_the_onnx_ranking_takes_its_reference_from_the_rung_without_bias_correct
     ((ranked, reference),) = rankings
     assert reference is not None and reference != ranked  # the plain graph, not the corrected one ranked
     assert made.count(reference) == 1  # the plain graph, pre-processed by the rung without bias correction alone
+
+
+def test_other_programs_run_a_file_while_edgetl_verifies_it_and_stop_when_the_ladder_climbs_on(
+    trained_run, tmp_path, monkeypatch
+):
+    """MediaPipe's children start as soon as a file is written and run while LiteRT (one core by default) verifies
+    it; an attempt the ladder climbs past has its children stopped at once, and the file kept in the end gets its
+    figures (run again where its children were stopped)."""
+    import shutil
+
+    import edgetl
+    from edgetl.exporting import consumers, exporter, int8
+
+    events = []
+
+    class Started:
+        def __init__(self, path, photos, classes):
+            self.path, self.scores = path, np.full((len(photos), classes), 1.0 / classes, np.float32)
+            events.append(("start", path.name))
+
+        def result(self):
+            events.append(("result", self.path.name))
+            return self.scores
+
+        def stop(self):
+            events.append(("stop", self.path.name))
+
+    fake = consumers.Consumer(
+        "fake", "default", frozenset({"tflite"}), frozenset({"float32", "uint8"}), "numpy", None, Started
+    )
+    monkeypatch.setattr(consumers, "consumers_for", lambda kind, dtype: [fake] if kind == "tflite" else [])
+    predict = exporter.predict_in_batches
+
+    def predicting(engine, pixels):
+        events.append(("verify", None))
+        return predict(engine, pixels)
+
+    monkeypatch.setattr(exporter, "predict_in_batches", predicting)
+    monkeypatch.setattr(int8, "settled", lambda trial, target: False)  # the ladder climbs every rung
+    monkeypatch.setattr(consumers, "consumer_label", lambda consumer: consumer.name, raising=False)
+    run = shutil.copytree(trained_run, tmp_path / "run", ignore=shutil.ignore_patterns("exports", "exports.json"))
+    result = edgetl.export(
+        run, formats=["tflite-float32", "tflite-int8"], calibration_samples=20, min_agreement=0.0, int8_fallback="none"
+    )
+    float32 = events[: events.index(("result", events[0][1])) + 1]
+    assert float32 == [("start", float32[0][1]), ("verify", None), ("result", float32[0][1])]
+    ladder = events[len(float32) :]
+    attempts = len(result.records[1].attempts)
+    assert attempts >= 2
+    # Each attempt: started, verified, stopped as the ladder climbs on; then the kept file's children again.
+    for number in range(attempts):
+        assert ladder[3 * number : 3 * number + 3] == [
+            ("start", f"{number}.tflite"),
+            ("verify", None),
+            ("stop", f"{number}.tflite"),
+        ]
+    assert [event for event, _ in ladder[3 * attempts :]] == ["start", "result"]
+    assert all(any(where["runtime"] == "fake" for where in record.verified_on) for record in result.records)

@@ -87,6 +87,11 @@ def mediapipe_probabilities(model: Path, photos: list[Path], classes: int) -> np
     return in_child_process("mediapipe", model, photos, classes)
 
 
+def mediapipe_started(model: Path, photos: list[Path], classes: int) -> Running:
+    """`mediapipe_probabilities` started, not waited for (`Running.result`)."""
+    return Running("mediapipe", model, photos, classes)
+
+
 def consumer_children(model: Path, photos: int) -> int:
     """How many child processes share a consumer's photos: one a core (at most CONSUMER_CHILDREN), where the file
     is at most CONSUMER_SPLIT_MAX_BYTES, else one."""
@@ -105,41 +110,72 @@ def in_child_process(consumer: str, model: Path, photos: list[Path], classes: in
     embeds it runs it: its libraries, and what it allocated, go with the process instead of staying in the
     exporter to its end (MediaPipe's: about 100 MB, counted in every later step's peak). The photos are shared
     among `consumer_children` children, in order. A failure raises with a failed child's last line of error."""
-    import json
-    import os
-    import subprocess
-    import sys
-    import tempfile
+    return Running(consumer, model, photos, classes).result()
 
-    children = consumer_children(model, len(photos))
-    with tempfile.TemporaryDirectory(prefix="edgetl-consumer-") as work:
+
+class Running:
+    """A consumer's child processes (`in_child_process`), started and not yet waited for: the exporter starts them
+    as soon as a file is written, and they run while its own runtime verifies the file (LiteRT's default
+    interpreter runs on one core). `result` waits for their scores; `stop` kills them (the file was not kept, or
+    the export was interrupted). The file must stay where it is until one of the two is done."""
+
+    def __init__(self, consumer: str, model: Path, photos: list[Path], classes: int) -> None:
+        import json
+        import os
+        import subprocess
+        import sys
+        import tempfile
+
+        self.consumer, self.model = consumer, Path(model)
+        self._work = tempfile.TemporaryDirectory(prefix="edgetl-consumer-")
+        work = Path(self._work.name)
         # The child imports this edgetl, wherever it was imported from.
         root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-        running = []
-        for child, share in enumerate(np.array_split(np.arange(len(photos)), children)):
-            request, scores = Path(work) / f"photos-{child}.json", Path(work) / f"scores-{child}.npy"
-            request.write_text(json.dumps([str(photos[index]) for index in share]))
-            command = [sys.executable, "-m", __name__, consumer, str(model), str(classes), str(request), str(scores)]
-            process = subprocess.Popen(
-                command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-            )
-            running.append((process, scores))
+        # Each child's errors go to a file, not a pipe: nothing reads a pipe while the child runs beside the
+        # exporter's own verification, and a full one would stop the child.
+        self.running: list[tuple[object, Path, Path]] = []
+        shares = np.array_split(np.arange(len(photos)), consumer_children(self.model, len(photos)))
+        try:
+            for child, share in enumerate(shares):
+                request, scores = work / f"photos-{child}.json", work / f"scores-{child}.npy"
+                errors = work / f"errors-{child}.txt"
+                request.write_text(json.dumps([str(photos[index]) for index in share]))
+                command = [sys.executable, "-m", __name__, consumer, str(model), str(classes)]
+                with errors.open("w") as error_file:
+                    process = subprocess.Popen(
+                        [*command, str(request), str(scores)],
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL,
+                        stderr=error_file,
+                    )
+                self.running.append((process, scores, errors))
+        except BaseException:
+            self.stop()
+            raise
+
+    def result(self) -> np.ndarray:
+        """The scores, in the order of the photos; a failure raises with a failed child's last line of error."""
         failure = None
         try:
-            for process, _ in running:
-                _, errors = process.communicate()
-                if process.returncode != 0 and failure is None:
-                    lines = errors.strip().splitlines()
-                    failure = lines[-1] if lines else f"{consumer} exited with status {process.returncode}"
+            for process, _, errors in self.running:
+                if process.wait() != 0 and failure is None:
+                    lines = errors.read_text(errors="replace").strip().splitlines()
+                    failure = lines[-1] if lines else f"{self.consumer} exited with status {process.returncode}"
+            if failure is not None:
+                raise RuntimeError(failure)
+            return np.concatenate([np.load(scores) for _, scores, _ in self.running], axis=0)
         finally:  # interrupted, the exporter leaves no child behind
-            for process, _ in running:
-                if process.poll() is None:
-                    process.kill()
-                    process.wait()
-        if failure is not None:
-            raise RuntimeError(failure)
-        return np.concatenate([np.load(scores) for _, scores in running], axis=0)
+            self.stop()
+
+    def stop(self) -> None:
+        """Kill the children still running, and remove their folder."""
+        for process, _, _ in self.running:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+        self._work.cleanup()
 
 
 def mediapipe_scores(model: Path, photos: list[Path], classes: int) -> np.ndarray:
@@ -164,6 +200,7 @@ class Consumer:
     input_dtypes: frozenset[str]
     module: str  # importable where the consumer is installed
     probabilities: Callable[[Path, list[Path], int], np.ndarray]
+    started: Callable[[Path, list[Path], int], Running]  # `probabilities` started, to be waited for later
 
 
 CONSUMERS = (
@@ -174,6 +211,7 @@ CONSUMERS = (
         frozenset({"float32", "uint8"}),
         "mediapipe",
         mediapipe_probabilities,
+        mediapipe_started,
     ),
 )
 

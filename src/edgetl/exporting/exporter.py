@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.errors import EdgetlError
+from edgetl.exporting import int8
 from edgetl.exporting.calibration import CalibrationImages, ImageSample
 from edgetl.exporting.converter_exports import converter_exports_kept
 from edgetl.exporting.formats import (
@@ -76,6 +77,8 @@ class _Exporter:
         calibration = CalibrationImages(source, options.calibration_samples) if needs_calibration else None
         self.inputs = ConversionInputs(options, calibration)
         self._keras_probabilities: np.ndarray | None = None
+        # Per file written, the other programs that run it (consumers.CONSUMERS), started as it was written.
+        self._consumers: dict[Path, list[tuple[object, object]]] = {}
 
     @property
     def keras_probabilities(self) -> np.ndarray:
@@ -164,6 +167,7 @@ class _Exporter:
             with output_to(self.source.log_path):
                 size, sha256 = write_converted(export_format, converted, self.source.metadata, destination)
                 loaded = load_written(export_format, destination)
+            self._consumers[destination] = self._start_consumers(export_format, destination, loaded.input_dtype)
             probabilities = predict_in_batches(loaded.predict, verification.pixels)
         # The engine goes now (its model and its activation arena): what the record needs of it is kept, and every
         # format's and the ladder's best attempt's records are held to the end.
@@ -190,7 +194,10 @@ class _Exporter:
                     converted = self.convert(export_format, replace(inputs, corrections=corrections))
                 path = attempts_dir / f"{len(os.listdir(attempts_dir))}{destination.suffix}"
                 verified = self.verify(export_format, converted, path, gate)
-                return Trial(verified.fidelity, verified.passed, verified.size, verified)
+                trial = Trial(verified.fidelity, verified.passed, verified.size, verified)
+                if not int8.settled(trial, target):  # climbing on: its consumers' figures are not needed
+                    self._stop_consumers(path)
+                return trial
 
             def rank(recipe: Int8Recipe) -> list[str]:
                 # On the recipe's own graph, bias corrections included (when its graph is no longer kept, it is
@@ -208,23 +215,52 @@ class _Exporter:
             target = CONFIDENT_AGREEMENT_TARGET if float_allowed else None
             result = climb(rungs, attempt, rank if float_allowed else None, target)
             chosen: Verified = result.chosen.kept
+            # The chosen file's consumers read it where it is: done before it moves, the others stopped.
+            pending = self._consumers.pop(chosen.path, None)
+            if pending is not None:
+                self._consumers[destination] = [(consumer, _Done.of(running)) for consumer, running in pending]
+            for path in [path for path in self._consumers if path.parent == attempts_dir]:
+                self._stop_consumers(path)
             os.replace(chosen.path, destination)
             return replace(chosen, path=destination), result
         finally:
             shutil.rmtree(attempts_dir, ignore_errors=True)
 
+    def _start_consumers(self, export_format: ExportFormat, path: Path, input_dtype: str) -> list[tuple]:
+        """Start each other program that runs this file (consumers.CONSUMERS) on the verification photos, as soon
+        as it is written: they run while edgetl's own runtime verifies it (LiteRT's default interpreter takes one
+        core; MediaPipe's children share the photos). (consumer, what `result()` gives its scores) each."""
+        from edgetl.exporting.consumers import consumers_for
+
+        photos = [example.path for example in self.source.verification.examples]
+        started = []
+        for consumer in consumers_for(export_format.kind, input_dtype):
+            try:
+                started.append((consumer, consumer.started(path, photos, len(self.source.metadata.labels))))
+            except Exception as error:  # reported where its figures are asked for (consumer_figures)
+                started.append((consumer, _Done(error=error)))
+        return started
+
+    def _stop_consumers(self, path: Path | None = None) -> None:
+        """Stop the consumers started on `path` (every file's, without it)."""
+        for where in [path] if path is not None else list(self._consumers):
+            for _, running in self._consumers.pop(where, []):
+                running.stop()
+
     def consumer_figures(self, export_format: ExportFormat, verified: Verified) -> list[dict]:
         """Where the file's figures were measured: the runtime edgetl opened it with (default options), then each
         other program that runs it as its users do (consumers.CONSUMERS) on the same images."""
-        from edgetl.exporting.consumers import consumer_label, consumers_for, measured_where
+        from edgetl.exporting.consumers import consumer_label, measured_where
 
         figures = [measured_where(verified.loaded.runtime, "default", verified.fidelity)]
         verification, labels = self.source.verification, self.source.metadata.labels
-        photos = [example.path for example in verification.examples]
-        for consumer in consumers_for(export_format.kind, verified.loaded.input_dtype):
+        started = self._consumers.pop(verified.path, None)
+        if started is None:  # stopped while the ladder climbed on, and chosen in the end
+            started = self._start_consumers(export_format, verified.path, verified.loaded.input_dtype)
+        for consumer, running in started:
             try:
                 with step(f"{export_format.name}: verifying in {consumer.name}"), output_to(self.source.log_path):
-                    probabilities = consumer.probabilities(verified.path, photos, len(labels))
+                    probabilities = running.result()
             except Exception as error:  # another program's failure is a finding about it, not an export failure
                 append_trace(self.source.log_path, f"{export_format.name} in {consumer.name}", error)
                 log.warning("%s: %s could not run it (%s)", verified.path, consumer.name, first_line(error))
@@ -258,7 +294,31 @@ class _Exporter:
             commit_export(source.exports_index, written, destination, asdict(record), order=list(FORMATS))
             return record
         finally:
+            self._stop_consumers()  # none is left running on a file an interrupted or failed export removes
             remove_if_there(written)
+
+
+@dataclass(frozen=True)
+class _Done:
+    """A consumer's scores, or its failure, waited for already (consumers.Running's result and stop)."""
+
+    scores: np.ndarray | None = None
+    error: BaseException | None = None
+
+    @classmethod
+    def of(cls, running) -> _Done:
+        try:
+            return cls(scores=running.result())
+        except Exception as error:  # raised again where its figures are asked for
+            return cls(error=error)
+
+    def result(self) -> np.ndarray:
+        if self.error is not None:
+            raise self.error
+        return self.scores
+
+    def stop(self) -> None:
+        pass
 
 
 @dataclass(frozen=True)

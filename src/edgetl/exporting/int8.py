@@ -132,7 +132,7 @@ def integer_rungs(samples: int, pool_size: int, methods: Sequence[str]) -> list[
     return rungs
 
 
-def _settled(trial: Trial, confident_target: float | None) -> bool:
+def settled(trial: Trial, confident_target: float | None) -> bool:
     """Passed, and (when a confident target is set and there are confident images) reached it."""
     confident = trial.fidelity.confident_agreement
     return trial.passed and (confident_target is None or confident is None or confident >= confident_target)
@@ -144,7 +144,7 @@ def _better(candidate: Trial, best: Trial | None, confident_target: float | None
         return True
 
     def key(trial: Trial) -> tuple:
-        return _settled(trial, confident_target), trial.passed, trial.fidelity.agreement
+        return settled(trial, confident_target), trial.passed, trial.fidelity.agreement
 
     return key(candidate) > key(best)
 
@@ -191,11 +191,11 @@ def climb(
         return trial
 
     for recipe in rungs:
-        if _settled(run(recipe), confident_target):
+        if settled(run(recipe), confident_target):
             return LadderResult(best[0], best[1], attempts)
     base = best[1]
     ranked = rank_layers(base) if rank_layers is not None else []
     for count in sorted({min(count, len(ranked)) for count in FLOAT_LAYER_STEPS if ranked}):
-        if _settled(run(replace(base, float_layers=tuple(ranked[:count]))), confident_target):
+        if settled(run(replace(base, float_layers=tuple(ranked[:count]))), confident_target):
             break
     return LadderResult(best[0], best[1], attempts)
