@@ -67,6 +67,45 @@ def test_one_pass_gives_the_exact_statistics_of_every_first_n_images_asked():
     assert len(opened) == 2  # the graph is opened for each pass that runs images (30, then 60 more), only then
 
 
+def test_engines_that_run_on_one_core_measure_batches_side_by_side_to_the_same_statistics():
+    """An engine that runs on one core (LiteRT's interpreter) is opened once a core: each runs its own batch, of
+    the size one engine's would have, in a thread of its own, and every first n images give the statistics one
+    engine gives. Engines whose batches would hold more than PARALLEL_BATCH_BYTES together run one at a time."""
+    import threading
+
+    from edgetl.exporting.activation_ranges import PARALLEL_BATCH_BYTES, Measurement
+
+    rng = np.random.default_rng(5)
+    images = rng.standard_normal((50, 4, 4, 3)).astype(np.float32) * rng.uniform(0.5, 3.0, (50, 1, 1, 1))
+    threads, batches = set(), []
+
+    def open_activations():
+        def activations(batch: np.ndarray) -> dict[str, np.ndarray]:
+            threads.add(threading.get_ident())
+            batches.append(len(batch))
+            return {"x": batch, "relu": np.maximum(batch, 0) * 2}
+
+        return activations
+
+    def measured(engines: int, bytes_per_image: int):
+        measurement = Measurement(
+            open_activations, bytes_per_image, 50, lambda count: ActivationStats(count, 99.0), engines=engines
+        )
+        return measurement, [
+            measurement.over(ImageSample.of(images[:count])).ranges("percentile") for count in (17, 50)
+        ]
+
+    per_image = 8 * 2**20  # 8 images a batch (64 MB)
+    alone, alone_ranges = measured(1, per_image)
+    threads.clear(), batches.clear()
+    side_by_side, ranges = measured(2, per_image)
+    assert (side_by_side.engines, side_by_side.batch) == (2, alone.batch)
+    assert ranges == alone_ranges
+    assert len(threads) == 2 and sorted(batches) == sorted([8, 8, 1, 8, 8, 8, 8, 1])  # 17 = 8+8+1, then 33 more
+    large, _ = measured(2, PARALLEL_BATCH_BYTES // 2 + 1)  # one image a batch, more than half the budget
+    assert large.engines == 1
+
+
 def test_ranges_hold_zero_and_the_percentile_is_never_wider_than_min_max():
     stats = ActivationStats(10, 90.0)
     stats.add({"positive": np.linspace(2.0, 5.0, 100, dtype=np.float32)}, 10)

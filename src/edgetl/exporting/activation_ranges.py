@@ -16,6 +16,8 @@ onnxruntime reads them from its calibration cache (exporting/onnx.py).
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 import struct
 from collections.abc import Callable, Hashable
@@ -25,11 +27,16 @@ import numpy as np
 
 from edgetl.errors import EdgetlError
 from edgetl.exporting.memory import collect_garbage
+from edgetl.runtime.bounds import cores
 
 K = TypeVar("K", bound=Hashable)
 # The activations of one batch are held at once while they are measured: a batch holds as many images as fit this,
 # at least one and at most MAX_BATCH_IMAGES (fewer calls; larger batches gain nothing more).
 ACTIVATION_BATCH_BYTES = 64 * 2**20
+# Engines that run on one core each (LiteRT's interpreter) measure batches side by side while their batches hold
+# this much together: a MobileNetV2's at 224 px (two images, 60 MB a batch) go two at a time, an Xception's at 299
+# px (one image, more than this alone) one.
+PARALLEL_BATCH_BYTES = 2 * ACTIVATION_BATCH_BYTES
 MAX_BATCH_IMAGES = 32
 # Values a pass over a batch's activation takes at a time where it needs a scratch copy (fits the CPU's L2 cache).
 SCRATCH_VALUES = 2**16
@@ -168,6 +175,7 @@ class Measurement:
         most_images: int,
         statistics: Callable[[int], ActivationStats],
         names: frozenset[str] = frozenset(),
+        engines: int = 1,
     ) -> None:
         # Opens the float graph for one pass: a function from a batch of images to each activation's values. What
         # it opened goes when the pass ends: an engine that keeps every tensor of a batch is as large as the
@@ -175,6 +183,11 @@ class Measurement:
         self.open_activations = open_activations
         self.names = names  # the activations it measures, where the caller must check another graph against them
         self.batch = images_per_batch(bytes_per_image)
+        # An engine that runs on one core is opened up to `engines` times, each running the next batch in a thread
+        # of its own, where their batches fit PARALLEL_BATCH_BYTES together. Each batch is as large as one engine's:
+        # LiteRT's results move in their last bit with the batch size, and the ranges with them.
+        held = max(1, self.batch * bytes_per_image)
+        self.engines = max(1, min(engines, PARALLEL_BATCH_BYTES // held))
         self.most_images, self.statistics = most_images, statistics
         self.stats = statistics(most_images)
         self.seen = 0
@@ -187,14 +200,26 @@ class Measurement:
             if count < self.seen:  # asked for fewer than measured: measure again from the first image
                 self.stats, self.seen = self.statistics(max(self.most_images, count)), 0
             if self.seen < count:
-                activations = self.open_activations()
-                for batch in sample.batches(self.batch, start=self.seen):
-                    self.stats.add(activations(batch), len(batch))
-                    self.seen += len(batch)
-                del activations
+                self._measure(sample)
                 collect_garbage()  # an engine lives in reference cycles: it would stay until the collector runs
             self.snapshots[count] = self.stats.copy()
         return self.snapshots[count]
+
+    def _measure(self, sample) -> None:
+        """Fold in the images of `sample` from the first not yet seen: `engines` consecutive batches at a time,
+        each run by an engine of its own in a thread of its own (LiteRT lets go of the interpreter while it runs),
+        then folded in their order."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        engines = [self.open_activations() for _ in range(self.engines)]
+        batches = sample.batches(self.batch, start=self.seen)
+        with ThreadPoolExecutor(len(engines)) as pool:
+            while group := list(itertools.islice(batches, len(engines))):
+                # A view of an engine's tensors stops it from running again until it is let go of (LiteRT).
+                runs = list(pool.map(lambda engine, batch: engine(batch), engines, group))
+                for batch in group:
+                    self.stats.add(runs.pop(0), len(batch))
+                    self.seen += len(batch)
 
 
 def _ranged_tensors(subgraph) -> dict[int, object]:
@@ -260,7 +285,9 @@ def tflite_measurement(calibrated: bytes, most_images: int, percentile: float) -
 
         return activations
 
-    return Measurement(open_activations, per_image, most_images, lambda images: ActivationStats(images, percentile))
+    # LiteRT's interpreter runs on one core: one an engine, each running its own batch.
+    statistics = functools.partial(ActivationStats, percentile=percentile)
+    return Measurement(open_activations, per_image, most_images, statistics, engines=cores())
 
 
 def with_ranges(calibrated: bytes, ranges: dict[str, tuple[float, float]]) -> bytes:
