@@ -59,7 +59,11 @@ def exported_once() -> Iterator[None]:
         yield
         return
     kept = _kept
-    keras.export.ExportArchive = lambda: _ReusingArchive(archive, kept)
+
+    def reusing(*args, **kwargs):  # the converter asks for the default archive; anything else is made as asked
+        return archive(*args, **kwargs) if args or kwargs else _ReusingArchive(archive, kept)
+
+    keras.export.ExportArchive = reusing
     try:
         yield
     finally:
