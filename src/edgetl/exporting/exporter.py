@@ -82,9 +82,10 @@ class _Exporter:
 
     @property
     def keras_probabilities(self) -> np.ndarray:
-        """Keras' predictions on the verification images, made when the first file is verified: after its
-        conversion, which then runs beside nothing TensorFlow's memory pool keeps of the Keras pass (the ONNX file
-        is made first, and tf2onnx needs the most memory)."""
+        """Keras' predictions on the verification images, made when first needed: when the first file is verified
+        (after its conversion, which then runs beside nothing TensorFlow's memory pool keeps of the Keras pass: the
+        ONNX file is made first, and tf2onnx needs the most memory), or when a ladder's first rung corrects its
+        biases, whichever comes first (`_predicted` may measure the sums the rung needs)."""
         if self._keras_probabilities is None:
             with step(f"Keras predictions on {len(self.source.verification.labels)} images"):
                 self._keras_probabilities = self._predicted()
