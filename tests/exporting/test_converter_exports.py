@@ -92,3 +92,19 @@ def test_each_model_gets_its_own_savedmodel_and_none_is_kept_after(real_exports)
     assert made[0] == made[2] != made[1]
     assert tflite.convert_float32(second) == made[1]
     assert len(real_exports) == 3
+
+
+def test_a_kept_savedmodel_that_cannot_be_written_is_exported_anew(real_exports, monkeypatch):
+    """Writing the variables into the kept copy fails (a full disk, say): the conversion exports as the converter
+    does, to the same bytes, instead of the converter taking the error for a model it cannot save and converting
+    it another way."""
+    from edgetl.exporting import converter_exports, tflite
+    from edgetl.exporting.converter_exports import converter_exports_kept
+
+    model = _model(3)
+    expected = tflite.convert_float32(model)
+    with converter_exports_kept():
+        tflite.convert_float32(model)
+        monkeypatch.setattr(converter_exports, "_write_variables", lambda prefix, variables: 1 / 0)
+        assert tflite.convert_float32(model) == expected
+    assert len(real_exports) == 3  # the kept copy was not used

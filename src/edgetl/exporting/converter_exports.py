@@ -16,6 +16,7 @@ it as its own (to the same bytes: a test holds it). A checkpoint entry is the mo
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import tempfile
 import weakref
@@ -23,6 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 # The checkpoint entry of TensorFlow's object graph, and the attribute that holds a variable's value.
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
@@ -123,23 +126,42 @@ class _KeptExports:
         model, *rest = key
         return next((entry for entry in self.kept if entry[0]() is model and entry[1] == tuple(rest)), None)
 
+    # Neither raises: the converter takes any error of its export for a model it cannot save, and converts it
+    # another way (its frozen-graph pipeline, other bytes). A copy that cannot be kept or written is exported anew.
+
     def keep(self, key: tuple, saved_model: Path) -> None:
         model, *rest = key
-        variables = _checkpoint_variables(saved_model, model)
-        if variables is None or self._find(key) is not None:
-            return
         copy = self.folder / str(len(self.kept))
-        shutil.copytree(saved_model, copy)
+        try:
+            variables = _checkpoint_variables(saved_model, model)
+            if variables is None or self._find(key) is not None:
+                return
+            shutil.copytree(saved_model, copy)
+        except Exception:  # noqa: BLE001 - not kept; every conversion exports as the converter does
+            log.debug(
+                "the converter's SavedModel of %s is not kept", getattr(model, "name", "the model"), exc_info=True
+            )
+            shutil.rmtree(copy, ignore_errors=True)
+            return
         self.kept.append((weakref.ref(model), tuple(rest), copy, variables))
 
     def write(self, key: tuple, saved_model: Path) -> bool:
-        """Write the model's kept SavedModel, with its variables' values now, to `saved_model`; False where none
-        is kept."""
+        """Write the model's kept SavedModel, with its variables' values now, to `saved_model` (an empty folder);
+        False where none is kept or it cannot be written (the folder emptied again)."""
         entry = self._find(key)
         if entry is None:
             return False
-        shutil.copytree(entry[2], saved_model, dirs_exist_ok=True)
-        _write_variables(_variables_prefix(saved_model), entry[3])
+        try:
+            shutil.copytree(entry[2], saved_model, dirs_exist_ok=True)
+            _write_variables(_variables_prefix(saved_model), entry[3])
+        except Exception:  # noqa: BLE001 - exported anew instead
+            log.debug("the kept SavedModel could not be written to %s", saved_model, exc_info=True)
+            for path in saved_model.iterdir():
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+            return False
         return True
 
 
