@@ -227,9 +227,8 @@ def test_other_programs_run_a_file_while_edgetl_verifies_it_and_stop_when_the_la
         def stop(self):
             events.append(("stop", self.path.name))
 
-    fake = consumers.Consumer(
-        "fake", "default", frozenset({"tflite"}), frozenset({"float32", "uint8"}), "numpy", None, Started
-    )
+    dtypes = frozenset({"float32", "uint8"})
+    fake = consumers.Consumer("fake", "default", frozenset({"tflite"}), dtypes, "numpy", Started)
     monkeypatch.setattr(consumers, "consumers_for", lambda kind, dtype: [fake] if kind == "tflite" else [])
     predict = exporter.predict_in_batches
 
@@ -239,7 +238,6 @@ def test_other_programs_run_a_file_while_edgetl_verifies_it_and_stop_when_the_la
 
     monkeypatch.setattr(exporter, "predict_in_batches", predicting)
     monkeypatch.setattr(int8, "settled", lambda trial, target: False)  # the ladder climbs every rung
-    monkeypatch.setattr(consumers, "consumer_label", lambda consumer: consumer.name, raising=False)
     run = shutil.copytree(trained_run, tmp_path / "run", ignore=shutil.ignore_patterns("exports", "exports.json"))
     result = edgetl.export(
         run, formats=["tflite-float32", "tflite-int8"], calibration_samples=20, min_agreement=0.0, int8_fallback="none"

@@ -126,7 +126,7 @@ class Running:
         import sys
         import tempfile
 
-        self.consumer, self.model = consumer, Path(model)
+        self.consumer = consumer
         self._work = tempfile.TemporaryDirectory(prefix="edgetl-consumer-")
         work = Path(self._work.name)
         # The child imports this edgetl, wherever it was imported from.
@@ -135,7 +135,7 @@ class Running:
         # Each child's errors go to a file, not a pipe: nothing reads a pipe while the child runs beside the
         # exporter's own verification, and a full one would stop the child.
         self.running: list[tuple[object, Path, Path]] = []
-        shares = np.array_split(np.arange(len(photos)), consumer_children(self.model, len(photos)))
+        shares = np.array_split(np.arange(len(photos)), consumer_children(Path(model), len(photos)))
         try:
             for child, share in enumerate(shares):
                 request, scores = work / f"photos-{child}.json", work / f"scores-{child}.npy"
@@ -199,8 +199,7 @@ class Consumer:
     kinds: frozenset[str]  # the kinds of file it runs (ExportFormat.kind)
     input_dtypes: frozenset[str]
     module: str  # importable where the consumer is installed
-    probabilities: Callable[[Path, list[Path], int], np.ndarray]
-    started: Callable[[Path, list[Path], int], Running]  # `probabilities` started, to be waited for later
+    started: Callable[[Path, list[Path], int], Running]  # its scores on the photos, started (`Running.result`)
 
 
 CONSUMERS = (
@@ -210,7 +209,6 @@ CONSUMERS = (
         frozenset({"tflite"}),
         frozenset({"float32", "uint8"}),
         "mediapipe",
-        mediapipe_probabilities,
         mediapipe_started,
     ),
 )
