@@ -275,3 +275,23 @@ def test_the_export_summary_says_what_float_layers_cost_against_the_best_integer
         " (1 layer(s) in float: agreement 0.9067 -> 0.9050, on confident images 0.9822 -> 1.0000, size +5%)"
     )
     assert fallback_cost(dataclasses.replace(record, float_layers=[])) == ""
+
+
+def test_the_export_summary_says_where_an_attempt_stopped_once_it_could_not_settle():
+    from edgetl.exporting.record import ExportRecord
+    from edgetl.exporting.report import record_notes
+
+    attempts = [
+        {"recipe": "percentile-600+bias", "agreement": 0.8967, "passed": False, "images": 600},
+        {"recipe": "percentile-600+bias+float1", "agreement": 0.8889, "passed": None, "images": 9},
+        {"recipe": "percentile-600+bias+float2", "agreement": 0.9067, "passed": True, "images": 600},
+    ]
+    record = ExportRecord(
+        format="onnx-int8", path="model_int8.onnx", size_bytes=1, sha256="", input_dtype="float32",
+        output_dtype="float32", images=600, agreement=0.9067, top1=None, keras_top1=None, max_probability_diff=0.2,
+        flipped_files=[], min_agreement=0.9, passed=True, recipe="percentile-600+bias+float2", attempts=attempts,
+    )  # fmt: skip
+    assert record_notes(record)[0] == (
+        "onnx-int8: tried percentile-600+bias 0.8967, percentile-600+bias+float1 (stopped after 9 images: cannot "
+        "settle), percentile-600+bias+float2 0.9067; kept percentile-600+bias+float2"
+    )

@@ -230,13 +230,13 @@ def test_other_programs_run_a_file_while_edgetl_verifies_it_and_stop_when_the_la
     dtypes = frozenset({"float32", "uint8"})
     fake = consumers.Consumer("fake", "default", frozenset({"tflite"}), dtypes, "numpy", Started)
     monkeypatch.setattr(consumers, "consumers_for", lambda kind, dtype: [fake] if kind == "tflite" else [])
-    predict = exporter.predict_in_batches
+    go_on = exporter.OrderedRun.go_on
 
-    def predicting(engine, pixels):
+    def predicting(run, *args, **kwargs):
         events.append(("verify", None))
-        return predict(engine, pixels)
+        return go_on(run, *args, **kwargs)
 
-    monkeypatch.setattr(exporter, "predict_in_batches", predicting)
+    monkeypatch.setattr(exporter.OrderedRun, "go_on", predicting)
     monkeypatch.setattr(int8, "settled", lambda trial, target: False)  # the ladder climbs every rung
     run = shutil.copytree(trained_run, tmp_path / "run", ignore=shutil.ignore_patterns("exports", "exports.json"))
     result = edgetl.export(
@@ -256,3 +256,50 @@ def test_other_programs_run_a_file_while_edgetl_verifies_it_and_stop_when_the_la
         ]
     assert [event for event, _ in ladder[3 * attempts :]] == ["start", "result"]
     assert all(any(where["runtime"] == "fake" for where in record.verified_on) for record in result.records)
+
+
+def _tflite_buffers(path) -> list[bytes]:
+    """A TFLite file's buffers other than its metadata's: the converter writes a few bytes of conversion metadata
+    that differ from one conversion to the next."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(path.read_bytes(), 0)
+    metadata = {model.Metadata(i).Buffer() for i in range(model.MetadataLength())}
+    buffers = (model.Buffers(i) for i in range(model.BuffersLength()) if i not in metadata)
+    return [buffer.DataAsNumpy().tobytes() if buffer.DataLength() else b"" for buffer in buffers]
+
+
+def test_attempts_stopped_early_then_run_to_the_end_give_the_records_of_attempts_run_whole(
+    trained_run, tmp_path, monkeypatch
+):
+    """Every attempt stops after its first image (as if it could not settle) and, no attempt settling, each is run
+    to the end in a session of its own: the records are those of a climb that runs every attempt whole, and the
+    files the same."""
+    import shutil
+    from dataclasses import asdict
+
+    import edgetl
+    from edgetl.exporting import int8
+
+    monkeypatch.setattr(int8, "settled", lambda trial, target: False)  # the ladder climbs every rung
+    records, files = {}, {}
+    for name, stops in (("whole", False), ("stopped", True)):
+        monkeypatch.setattr(int8, "cannot_settle", lambda *counts, stops=stops: stops)
+        # At one path both times, as the records name the run's files.
+        run = shutil.copytree(trained_run, tmp_path / "run", ignore=shutil.ignore_patterns("exports", "exports.json"))
+        result = edgetl.export(
+            run, formats=["tflite-int8", "onnx-int8"], calibration_samples=20, min_agreement=0.0, int8_fallback="none"
+        )
+        records[name] = [asdict(record) for record in result.records]
+        files[name] = shutil.move(run / "exports", tmp_path / name)
+        shutil.rmtree(run)
+    for whole, stopped in zip(records["whole"], records["stopped"], strict=True):
+        assert len(stopped["attempts"]) >= 2
+        for attempt in whole["attempts"] + stopped["attempts"]:
+            assert attempt.pop("seconds") >= 0 and attempt["images"] == whole["images"]
+        if whole["format"].startswith("tflite"):
+            assert _tflite_buffers(files["whole"] / whole["path"].split("/")[-1]) == _tflite_buffers(
+                files["stopped"] / stopped["path"].split("/")[-1]
+            )
+            whole.pop("sha256"), stopped.pop("sha256")
+        assert stopped == whole

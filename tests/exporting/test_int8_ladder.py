@@ -3,6 +3,7 @@
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgetl.exporting.int8 import (
@@ -12,6 +13,7 @@ from edgetl.exporting.int8 import (
     Trial,
     climb,
     integer_rungs,
+    settled,
 )
 from edgetl.exporting.verify import Fidelity
 
@@ -27,7 +29,7 @@ def ladder(agreements: dict[str, float], gate: float, rank=True):
     """Climb with recipes whose agreement is looked up by name (0.5 when not listed)."""
     tried = []
 
-    def attempt(recipe: Int8Recipe) -> Trial:
+    def attempt(recipe: Int8Recipe, may_stop: bool) -> Trial:
         tried.append(recipe.name)
         agreement = agreements.get(recipe.name, 0.5)
         return Trial(fidelity(agreement), agreement >= gate, 1000 + len(recipe.float_layers), recipe.name)
@@ -81,7 +83,7 @@ def confident_ladder(results: dict[str, tuple[float, float]], float_islands: boo
     with float islands and the confident target, or integer-only."""
     tried = []
 
-    def attempt(recipe: Int8Recipe) -> Trial:
+    def attempt(recipe: Int8Recipe, may_stop: bool) -> Trial:
         tried.append(recipe.name)
         agreement, confident = results.get(recipe.name, (0.5, 0.5))
         measured = Fidelity(100, agreement, None, None, 0.5, [], confident_agreement=confident)
@@ -118,7 +120,7 @@ def test_when_no_float_island_reaches_the_confident_target_the_best_passing_file
 def test_few_rankable_layers_are_tried_once_each(layers):
     tried = []
 
-    def attempt(recipe):
+    def attempt(recipe, may_stop):
         tried.append(recipe.name)
         return Trial(fidelity(0.5), False, 1, None)
 
@@ -214,3 +216,105 @@ def test_the_most_sensitive_layers_are_ranked_and_kept_in_float_by_both_quantise
     quantized = quantize_onnx_int8(float_model, pixels, "minmax", tuple(ranked[:3]))
     assert {node.name for node in quantized.graph.node} >= {node_of(name) for name in ranked[:3]}
     assert sum(onnx_op_report(quantized).float_ops.values()) >= 3
+
+
+def test_an_attempt_cannot_settle_exactly_when_the_whole_verification_would_say_so():
+    """`cannot_settle` on the flips so far is the verdict of the whole verification with no flip among the images
+    left (the best they can give): for every count of flips on 40 images, 13 of them confident."""
+    from edgetl.exporting.int8 import cannot_settle
+
+    images, confident_images = 40, 13
+    for gate in (0.9, 0.85, 0.0):
+        for target in (CONFIDENT_AGREEMENT_TARGET, None):
+            for flips in range(images + 1):
+                for confident_flips in range(min(flips, confident_images) + 1):
+                    agreement = float(np.mean(np.arange(images) >= flips))  # as verify.compare takes the share
+                    confident = float(np.mean(np.arange(confident_images) >= confident_flips))
+                    whole = Fidelity(images, agreement, None, None, 0.5, [], confident_agreement=confident)
+                    verdict = settled(Trial(whole, agreement >= gate, 1), target)
+                    stopped = cannot_settle(flips, images, confident_flips, confident_images, gate, target)
+                    assert stopped == (not verdict), (gate, target, flips, confident_flips)
+
+
+def stopping_ladder(whole: dict[str, tuple[float, float]], float_islands: bool):
+    """A gate-0.9 climb whose attempts, where allowed to stop, stop after 10 of 100 images whenever their whole
+    figures (agreement, confident agreement; (0.5, 0.5) unlisted) do not settle; their partial figures are 0.1."""
+    asked, finished = [], []
+
+    def attempt(recipe: Int8Recipe, may_stop: bool) -> Trial:
+        asked.append((recipe.name, may_stop))
+        agreement, confident = whole.get(recipe.name, (0.5, 0.5))
+        full = Fidelity(100, agreement, None, None, 0.5, [], confident_agreement=confident)
+        trial = Trial(full, agreement >= 0.9, 1000, recipe.name)
+        target = CONFIDENT_AGREEMENT_TARGET if float_islands else None
+        if not may_stop or settled(trial, target):
+            return trial
+        partial = Fidelity(10, 0.1, None, None, 0.5, [], confident_agreement=0.1)
+
+        def finish() -> Trial:
+            finished.append(recipe.name)
+            return trial
+
+        return Trial(partial, False, 1000, recipe.name, finish)
+
+    rungs = integer_rungs(200, 1000, ("percentile", "minmax"))
+    rank = (lambda recipe: LAYERS) if float_islands else None
+    target = CONFIDENT_AGREEMENT_TARGET if float_islands else None
+    return climb(rungs, attempt, rank, target), asked, finished
+
+
+def test_integer_rungs_run_whole_where_float_islands_start_from_their_best_and_islands_may_stop():
+    whole = {"percentile-600+bias": (0.89, 1.0), "percentile-600+bias+float4": (0.93, 1.0)}
+    result, asked, finished = stopping_ladder(whole, float_islands=True)
+    # The islands' start is the integer rung closest to Keras over every image: those are never stopped.
+    assert [may_stop for name, may_stop in asked if "float" not in name] == [False] * 4
+    assert [may_stop for name, may_stop in asked if "float" in name] == [True] * 3
+    assert result.recipe.name == "percentile-600+bias+float4" and finished == []
+    # The islands climbed past stay as far as they were run, neither passed nor failed.
+    stopped = [a for a in result.attempts if a.recipe.endswith(("float1", "float2"))]
+    assert [(a.images, a.passed, a.agreement) for a in stopped] == [(10, None, 0.1)] * 2
+    assert result.attempts[-1].images == 100 and result.attempts[-1].passed is True
+
+
+def test_when_no_attempt_settles_every_stopped_attempt_is_run_to_the_end_before_the_closest_is_kept():
+    whole = {"percentile-200": (0.88, 0.9), "minmax-600+bias": (0.85, 0.8)}
+    result, asked, finished = stopping_ladder(whole, float_islands=False)
+    assert all(may_stop for _, may_stop in asked)  # integer-only: nothing is chosen by agreement before the end
+    assert finished == [name for name, _ in asked]
+    assert [a.images for a in result.attempts] == [100] * len(asked)
+    assert result.recipe.name == "percentile-200" and result.chosen.fidelity.agreement == 0.88
+    assert [a.passed for a in result.attempts] == [False] * len(asked)
+
+
+def test_a_run_stopped_and_gone_on_with_gives_what_one_run_in_the_images_order_gives():
+    """Confident images first, each group least sure first; stopped once two confident images flipped, then gone
+    on with in another 'session': the predictions, the flips and the figures are the whole run's."""
+    from edgetl.exporting.verify import OrderedRun, compare, compare_run, verification_order
+
+    rng = np.random.default_rng(0)
+    keras = rng.dirichlet(np.full(5, 0.3), size=60).astype(np.float32)
+    exported = (keras + rng.normal(0, 0.3, keras.shape)).clip(0, None).astype(np.float32)
+    labels = rng.integers(0, 5, 60)
+    pixels = np.arange(60)[:, None]  # an image is its position: the "file" looks its probabilities up
+
+    def predict(batch):
+        return exported[batch[:, 0]]
+
+    order = verification_order(keras)
+    confident = keras.max(axis=1) >= 0.5
+    assert sorted(order) == list(range(60)) and confident[order].tolist() == sorted(confident, reverse=True)
+    margins = np.sort(keras, axis=1)[:, -1] - np.sort(keras, axis=1)[:, -2]
+    for group in (order[: confident.sum()], order[confident.sum() :]):
+        assert np.all(np.diff(margins[group]) >= 0)
+
+    run = OrderedRun(order, keras)
+    run.go_on(predict, pixels, lambda so_far: so_far.confident_flips >= 2)
+    assert run.confident_flips == 2 and not run.complete
+    partial = compare_run(run, keras, labels)
+    assert partial.images == run.done and set(partial.flipped) <= set(order[: run.done].tolist())
+    run.go_on(predict, pixels)
+    assert run.complete
+    whole = compare(exported, keras, labels)
+    assert compare_run(run, keras, labels) == whole
+    assert run.flips == len(whole.flipped)
+    assert run.confident_flips == int(round((1 - whole.confident_agreement) * whole.confident_images))

@@ -11,7 +11,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -47,7 +47,13 @@ from edgetl.exporting.memory import collect_garbage, hand_back_large_blocks, set
 from edgetl.exporting.record import ExportRecord, Verified, make_record
 from edgetl.exporting.source import ExportSource, from_run, resolve_source
 from edgetl.exporting.tflite import OpReport, names_layer
-from edgetl.exporting.verify import compare, predict_in_batches
+from edgetl.exporting.verify import (
+    Fidelity,
+    OrderedRun,
+    compare,
+    compare_run,
+    verification_order,
+)
 from edgetl.exporting.written import load_written, write_converted
 from edgetl.files import refuse_links, remove_if_there, temporary_name
 from edgetl.progress import step
@@ -161,23 +167,53 @@ class _Exporter:
         with output_to(self.source.log_path), corrected as corrections:
             yield corrections
 
-    def verify(self, export_format: ExportFormat, converted, destination: Path, gate: float) -> Verified:
+    def verify(
+        self, export_format: ExportFormat, converted, destination: Path, gate: float, stop: Callable | None = None
+    ) -> tuple[Verified, OrderedRun]:
+        """Write the file, open it as its users will and compare its predictions with Keras'. With `stop` (an int8
+        attempt's `cannot_settle`, given the run so far), the images are run in `verification_order` and no further
+        than `stop` needs: the figures are then of the images run, and the run (OrderedRun) goes on in `finish`."""
         verification = self.source.verification
+        run = OrderedRun.in_order(len(verification.labels))
+        if stop is not None:
+            keras = self.keras_probabilities  # before the file's engine is opened: the pass may run the model
+            run = OrderedRun(verification_order(keras), keras)
         with step(f"{export_format.name}: verifying on {len(verification.labels)} images"):
             # SavedModel export prints its endpoints, LiteRT announces its delegate: both belong in the log.
             with output_to(self.source.log_path):
                 size, sha256 = write_converted(export_format, converted, self.source.metadata, destination)
                 loaded = load_written(export_format, destination)
             self._consumers[destination] = self._start_consumers(export_format, destination, loaded.input_dtype)
-            probabilities = predict_in_batches(loaded.predict, verification.pixels)
+            run.go_on(loaded.predict, verification.pixels, stop)
         # The engine goes now (its model and its activation arena): what the record needs of it is kept, and every
         # format's and the ladder's best attempt's records are held to the end.
         loaded = replace(loaded, predict=None)
         collect_garbage()
-        fidelity = compare(probabilities, self.keras_probabilities, verification.labels, self.source.metadata.labels)
         problems = _integer_only_problems(export_format, loaded.ops, self.options)
-        passed = fidelity.agreement >= gate and not problems
-        return Verified(destination, size, sha256, loaded, fidelity, problems, passed)
+        verified = Verified(destination, size, sha256, loaded, None, problems, False)
+        return self._compared(verified, compare_run(run, self.keras_probabilities, *self._labels), gate), run
+
+    @property
+    def _labels(self) -> tuple:
+        """The verification images' labels and the class names, as `compare` takes them."""
+        return self.source.verification.labels, self.source.metadata.labels
+
+    @staticmethod
+    def _compared(verified: Verified, fidelity: Fidelity, gate: float) -> Verified:
+        """`verified` with its figures, passed when they reach `gate` and its format has no problem with it."""
+        return replace(verified, fidelity=fidelity, passed=fidelity.agreement >= gate and not verified.problems)
+
+    def finish(self, export_format: ExportFormat, verified: Verified, run: OrderedRun, gate: float) -> Verified:
+        """Run the images a verification stopped before (`verify` with `stop`), in a session of its own of the
+        same file, and compare over all of them."""
+        verification = self.source.verification
+        with step(f"{export_format.name}: verifying on the last {len(run.order) - run.done} images"):
+            with output_to(self.source.log_path):
+                loaded = load_written(export_format, verified.path)
+            run.go_on(loaded.predict, verification.pixels)
+        del loaded
+        collect_garbage()
+        return self._compared(verified, compare_run(run, self.keras_probabilities, *self._labels), gate)
 
     def export_int8(self, export_format: ExportFormat, destination: Path, gate: float) -> tuple[Verified, LadderResult]:
         """Climb the recipe ladder; every attempt is written beside the destination, the chosen one moved there."""
@@ -189,13 +225,24 @@ class _Exporter:
         )
         try:
 
-            def attempt(recipe: Int8Recipe) -> Trial:
+            def cannot_settle(run: OrderedRun) -> bool:
+                images, confident_images = len(run.order), int(run.confident.sum())
+                return int8.cannot_settle(run.flips, images, run.confident_flips, confident_images, gate, target)
+
+            def attempt(recipe: Int8Recipe, may_stop: bool) -> Trial:
                 inputs = replace(self.inputs, recipe=recipe)
                 with self.bias_corrected(export_format, recipe, inputs) as corrections:
                     converted = self.convert(export_format, replace(inputs, corrections=corrections))
                 path = attempts_dir / f"{len(os.listdir(attempts_dir))}{destination.suffix}"
-                verified = self.verify(export_format, converted, path, gate)
+                verified, run = self.verify(export_format, converted, path, gate, cannot_settle if may_stop else None)
                 trial = Trial(verified.fidelity, verified.passed, verified.size, verified)
+                if not run.complete:
+
+                    def finish() -> Trial:
+                        whole = self.finish(export_format, verified, run, gate)
+                        return Trial(whole.fidelity, whole.passed, whole.size, whole)
+
+                    trial.finish = finish
                 if not int8.settled(trial, target):  # climbing on: its consumers' figures are not needed
                     self._stop_consumers(path)
                 return trial
@@ -287,7 +334,7 @@ class _Exporter:
             if export_format.calibrated:
                 verified, ladder = self.export_int8(export_format, written, gate)
             else:
-                verified = self.verify(export_format, self.convert(export_format, self.inputs), written, gate)
+                verified, _ = self.verify(export_format, self.convert(export_format, self.inputs), written, gate)
             figures = self.consumer_figures(export_format, verified)
             record = make_record(
                 name, export_format, replace(verified, path=destination), ladder, source, gate, self.options, figures

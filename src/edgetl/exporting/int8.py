@@ -7,6 +7,12 @@ methods where the quantiser has them (all integer-only), and finally, when float
 are allowed, a file that passes its gate but flips too many of the images Keras is confident about does not end
 the climb either. Every attempt is recorded; the first that passes (and, with float islands, reaches the confident
 target) is kept, or, when none does, the one closest to Keras among those that pass, else among all.
+
+An attempt whose outcome is decided before every verification image is run stops there (`cannot_settle`): it flips
+more images than its gate allows, or more of the images Keras is confident about than the confident target allows,
+whatever the images left give. Its figures are then those of the images run, and `Attempt.images` says how many.
+The rungs the float islands start from are run whole, since the best of them is chosen by its agreement; and when
+no attempt settles, every attempt stopped early is run to the end before the closest is chosen.
 """
 
 from __future__ import annotations
@@ -93,19 +99,22 @@ class Attempt:
     confident_agreement: float | None
     mean_probability_diff: float
     size_bytes: int
-    passed: bool
+    passed: bool | None  # None: stopped before the end, once it could no longer settle
     seconds: float
+    images: int = 0  # verification images run: fewer than the export's when the outcome was decided before the end
 
 
 @dataclass
 class Trial:
     """What trying a recipe gave: the fidelity, whether the file passed, and whatever the caller needs to keep
-    it (the converted model)."""
+    it (the converted model). `finish`, where the attempt stopped once it could no longer settle, runs the rest of
+    the images and gives the whole trial."""
 
     fidelity: Fidelity
     passed: bool
     size_bytes: int
     kept: object = None
+    finish: Callable[[], Trial] | None = None
 
 
 @dataclass
@@ -138,6 +147,21 @@ def settled(trial: Trial, confident_target: float | None) -> bool:
     return trial.passed and (confident_target is None or confident is None or confident >= confident_target)
 
 
+def cannot_settle(
+    flips: int, images: int, confident_flips: int, confident_images: int, gate: float, confident_target: float | None
+) -> bool:
+    """Whether an attempt that flipped `flips` of `images` verification images so far, `confident_flips` of the
+    `confident_images` Keras is confident about, can no longer settle whatever the images left give: counting all
+    of them as agreeing, its agreement is below `gate`, or its confident agreement below `confident_target`. The
+    shares are computed as `verify.compare` computes them (count over images), so this is the verdict the whole
+    verification would give."""
+    if (images - flips) / images < gate:
+        return True
+    if confident_target is None or confident_images == 0:
+        return False
+    return (confident_images - confident_flips) / confident_images < confident_target
+
+
 def _better(candidate: Trial, best: Trial | None, confident_target: float | None) -> bool:
     """A settled file beats one that only passes, which beats a failing one; then the one agreeing more."""
     if best is None:
@@ -151,7 +175,7 @@ def _better(candidate: Trial, best: Trial | None, confident_target: float | None
 
 def climb(
     rungs: list[Int8Recipe],
-    attempt: Callable[[Int8Recipe], Trial],
+    attempt: Callable[[Int8Recipe, bool], Trial],
     rank_layers: Callable[[Int8Recipe], list[str]] | None,
     confident_target: float | None = None,
 ) -> LadderResult:
@@ -159,43 +183,67 @@ def climb(
     the best integer recipe with more and more layers in float; stop at the first file that passes and, with
     `confident_target`, agrees with Keras on at least that share of its confident images.
 
+    `attempt(recipe, may_stop)` makes and verifies a file; with `may_stop` it may stop verifying once the file
+    cannot settle (`cannot_settle`), and gives a Trial with `finish`. The integer rungs may not when float islands
+    follow: their best is the islands' start, chosen by agreement over every image.
+
     Float islands start from the best recipe as it is, bias correction included: the exporter leaves the layers
     kept in float out of the correction (a correction for int8 rounding is an error on a float layer)."""
     attempts: list[Attempt] = []
-    best: tuple[Trial, Int8Recipe] | None = None
+    tried: list[tuple[Trial, Int8Recipe]] = []
 
-    def run(recipe: Int8Recipe) -> Trial:
-        nonlocal best
-        started = time.perf_counter()
-        trial = attempt(recipe)
+    def record(trial: Trial, recipe: Int8Recipe, seconds: float) -> Attempt:
         fidelity = trial.fidelity
-        attempts.append(
-            Attempt(
-                recipe=recipe.name,
-                method=recipe.method,
-                calibration_images=recipe.calibration_images,
-                bias_correction=recipe.bias_correction,
-                float_layers=list(recipe.float_layers),
-                agreement=fidelity.agreement,
-                confident_agreement=fidelity.confident_agreement,
-                mean_probability_diff=round(fidelity.mean_probability_diff, 6),
-                size_bytes=trial.size_bytes,
-                passed=trial.passed,
-                seconds=round(time.perf_counter() - started, 2),
-            )
+        return Attempt(
+            recipe=recipe.name,
+            method=recipe.method,
+            calibration_images=recipe.calibration_images,
+            bias_correction=recipe.bias_correction,
+            float_layers=list(recipe.float_layers),
+            agreement=fidelity.agreement,
+            confident_agreement=fidelity.confident_agreement,
+            mean_probability_diff=round(fidelity.mean_probability_diff, 6),
+            size_bytes=trial.size_bytes,
+            passed=None if trial.finish is not None else trial.passed,
+            seconds=round(seconds, 2),
+            images=fidelity.images,
         )
+
+    def run(recipe: Int8Recipe, may_stop: bool) -> Trial:
+        started = time.perf_counter()
+        trial = attempt(recipe, may_stop)
+        attempts.append(record(trial, recipe, time.perf_counter() - started))
+        tried.append((trial, recipe))
+        fidelity = trial.fidelity
         verdict = "passed" if trial.passed else "failed"
+        if trial.finish is not None:
+            verdict = f"cannot settle after {fidelity.images} image(s)"
         log.info("int8 recipe %s: agreement %.4f, %s", recipe.name, fidelity.agreement, verdict)
-        if _better(trial, best[0] if best else None, confident_target):
-            best = (trial, recipe)
         return trial
 
+    def best() -> tuple[Trial, Int8Recipe]:
+        chosen: tuple[Trial, Int8Recipe] | None = None
+        for trial, recipe in tried:
+            if _better(trial, chosen[0] if chosen else None, confident_target):
+                chosen = (trial, recipe)
+        return chosen
+
+    def result() -> LadderResult:
+        for position, (trial, recipe) in enumerate(tried):
+            if trial.finish is not None:  # none settled: the closest is chosen over every image
+                started = time.perf_counter()
+                whole = trial.finish()
+                seconds = attempts[position].seconds + time.perf_counter() - started
+                tried[position] = (whole, recipe)
+                attempts[position] = record(whole, recipe, seconds)
+        return LadderResult(*best(), attempts)
+
     for recipe in rungs:
-        if settled(run(recipe), confident_target):
-            return LadderResult(best[0], best[1], attempts)
-    base = best[1]
+        if settled(run(recipe, rank_layers is None), confident_target):
+            return LadderResult(*best(), attempts)
+    base = best()[1]
     ranked = rank_layers(base) if rank_layers is not None else []
     for count in sorted({min(count, len(ranked)) for count in FLOAT_LAYER_STEPS if ranked}):
-        if settled(run(replace(base, float_layers=tuple(ranked[:count]))), confident_target):
-            break
-    return LadderResult(best[0], best[1], attempts)
+        if settled(run(replace(base, float_layers=tuple(ranked[:count])), True), confident_target):
+            return LadderResult(*best(), attempts)
+    return result()

@@ -101,11 +101,18 @@ def fallback_cost(record: ExportRecord) -> str:
     )
 
 
+def _tried(attempt: dict) -> str:
+    """A recipe tried and its agreement, or where it stopped (int8.cannot_settle)."""
+    if attempt.get("passed") is None:
+        return f"{attempt['recipe']} (stopped after {attempt.get('images')} images: cannot settle)"
+    return f"{attempt['recipe']} {attempt['agreement']:.4f}"
+
+
 def record_notes(record: ExportRecord) -> list[str]:
     """The lines under the table about one file: the recipes tried, the ops left in float, the flipped images."""
     lines = []
     if len(record.attempts) > 1 or record.float_layers:
-        tried = ", ".join(f"{a['recipe']} {a['agreement']:.4f}" for a in record.attempts)
+        tried = ", ".join(_tried(attempt) for attempt in record.attempts)
         lines.append(f"{record.format}: tried {tried}; kept {record.recipe}{fallback_cost(record)}")
     if record.format.endswith("int8") and record.float_ops:
         lines.append(

@@ -3,7 +3,7 @@ device-side bench uses it on boards)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -50,11 +50,78 @@ def predict_in_batches(predict, pixels: np.ndarray, batch_size: int = RUNTIME_BA
     return np.concatenate(outputs, axis=0)
 
 
+def verification_order(keras_probabilities: np.ndarray) -> np.ndarray:
+    """The order an int8 attempt's images are run in when it may stop as soon as its outcome is decided: the images
+    Keras is confident about first, then the rest, each group by the margin between Keras' two most probable
+    classes, smallest first. The confident images are the fewest and decide most climbs (one flip among them can
+    end an attempt), and the images Keras is least sure of are the ones a file flips first."""
+    ranked = np.sort(keras_probabilities, axis=1)
+    margin = ranked[:, -1] - ranked[:, -2] if ranked.shape[1] > 1 else np.zeros(len(ranked), ranked.dtype)
+    confident = keras_probabilities.max(axis=1) >= CONFIDENT_PROBABILITY
+    return np.lexsort((margin, ~confident))  # stable: equal margins keep the images' own order
+
+
+class OrderedRun:
+    """A file's predictions on the verification images, made one call an image (RUNTIME_BATCH) in `order`, which
+    may stop before the last (`go_on`) and go on later where it stopped, in another session of the same file:
+    each image's prediction is its own, whatever was run before it. Given Keras' predictions, `flips` counts the
+    images whose top-1 differs from Keras', and `confident_flips` those among the images Keras is confident about,
+    as far as they were run."""
+
+    def __init__(self, order: np.ndarray, keras_probabilities: np.ndarray | None = None) -> None:
+        self.order = np.asarray(order)
+        self.done = 0
+        self.flips = self.confident_flips = 0
+        self.probabilities: np.ndarray | None = None
+        self.keras_top = self.confident = None
+        if keras_probabilities is not None:
+            self.keras_top = keras_probabilities.argmax(axis=1)
+            self.confident = keras_probabilities.max(axis=1) >= CONFIDENT_PROBABILITY
+
+    @classmethod
+    def in_order(cls, images: int) -> OrderedRun:
+        return cls(np.arange(images))
+
+    @property
+    def complete(self) -> bool:
+        return self.done == len(self.order)
+
+    @property
+    def positions(self) -> np.ndarray:
+        """The positions of the images run so far, in the images' own order."""
+        return np.sort(self.order[: self.done])
+
+    def go_on(self, predict, pixels, stop=None) -> None:
+        """Run the images not yet run, in order, until all are, or `stop(self)` says after one that the rest are
+        not needed."""
+        for position in self.order[self.done :]:
+            output = predict(pixels[int(position) : int(position) + 1])
+            if self.probabilities is None:
+                self.probabilities = np.zeros((len(self.order), *output.shape[1:]), output.dtype)
+            self.probabilities[position] = output[0]
+            self.done += 1
+            if self.keras_top is not None and output[0].argmax() != self.keras_top[position]:
+                self.flips += 1
+                self.confident_flips += int(self.confident[position])
+            if stop is not None and stop(self):
+                return
+
+
 def fidelity(probabilities: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
     """Top-1 agreement with the reference probabilities and the largest absolute probability difference: the two
     figures a bench row carries (`compare` gives the export's full account)."""
     agreement = float(np.mean(probabilities.argmax(axis=1) == reference.argmax(axis=1)))
     return agreement, float(np.max(np.abs(probabilities - reference)))
+
+
+def compare_run(
+    run: OrderedRun, keras_probabilities: np.ndarray, labels: np.ndarray, class_names: list[str] | None = None
+) -> Fidelity:
+    """`compare` over the images `run` ran (every image, once it is complete); flipped images are named by their
+    positions among all."""
+    positions = run.positions
+    fidelity = compare(run.probabilities[positions], keras_probabilities[positions], labels[positions], class_names)
+    return replace(fidelity, flipped=[int(positions[i]) for i in fidelity.flipped])
 
 
 def _share(hits: np.ndarray) -> float | None:

@@ -274,6 +274,14 @@ def evaluation_section(view: RunView, thumbs: Thumbnails) -> Section | None:
 # -- exports ------------------------------------------------------------------------------------------------
 
 
+def _passed(attempt: dict) -> str:
+    """An int8 attempt's verdict; one stopped once it could not settle (exporting/int8.py) says after how many
+    images, since its figures are of those."""
+    if attempt.get("passed") is None:
+        return f"stopped after {attempt.get('images')} images"
+    return "yes" if attempt.get("passed") else "no"
+
+
 def _size(size_bytes: object) -> str:
     return f"{size_bytes / 2**20:.2f} MB" if is_number(size_bytes) else "-"
 
@@ -357,7 +365,7 @@ def _export_card(record: dict) -> str:
                 percent(a.get("confident_agreement"), 2),
                 Cell(escape(_size(a.get("size_bytes"))), a.get("size_bytes")),
                 number(a.get("seconds"), ".1f"),
-                text("yes" if a.get("passed") else "no"),
+                text(_passed(a)),
                 _float_layers(_list(a.get("float_layers"))),
             ]
             for a in attempts
