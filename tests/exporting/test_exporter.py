@@ -284,7 +284,7 @@ def test_attempts_stopped_early_then_run_to_the_end_give_the_records_of_attempts
     monkeypatch.setattr(int8, "settled", lambda trial, target: False)  # the ladder climbs every rung
     records, files = {}, {}
     for name, stops in (("whole", False), ("stopped", True)):
-        monkeypatch.setattr(int8, "cannot_settle", lambda *counts, stops=stops: stops)
+        monkeypatch.setattr(int8, "cannot_matter", lambda *counts, stops=stops: stops)
         # At one path both times, as the records name the run's files.
         run = shutil.copytree(trained_run, tmp_path / "run", ignore=shutil.ignore_patterns("exports", "exports.json"))
         result = edgetl.export(

@@ -29,7 +29,7 @@ def ladder(agreements: dict[str, float], gate: float, rank=True):
     """Climb with recipes whose agreement is looked up by name (0.5 when not listed)."""
     tried = []
 
-    def attempt(recipe: Int8Recipe, may_stop: bool) -> Trial:
+    def attempt(recipe: Int8Recipe, rival: float | None) -> Trial:
         tried.append(recipe.name)
         agreement = agreements.get(recipe.name, 0.5)
         return Trial(fidelity(agreement), agreement >= gate, 1000 + len(recipe.float_layers), recipe.name)
@@ -83,7 +83,7 @@ def confident_ladder(results: dict[str, tuple[float, float]], float_islands: boo
     with float islands and the confident target, or integer-only."""
     tried = []
 
-    def attempt(recipe: Int8Recipe, may_stop: bool) -> Trial:
+    def attempt(recipe: Int8Recipe, rival: float | None) -> Trial:
         tried.append(recipe.name)
         agreement, confident = results.get(recipe.name, (0.5, 0.5))
         measured = Fidelity(100, agreement, None, None, 0.5, [], confident_agreement=confident)
@@ -120,7 +120,7 @@ def test_when_no_float_island_reaches_the_confident_target_the_best_passing_file
 def test_few_rankable_layers_are_tried_once_each(layers):
     tried = []
 
-    def attempt(recipe, may_stop):
+    def attempt(recipe, rival):
         tried.append(recipe.name)
         return Trial(fidelity(0.5), False, 1, None)
 
@@ -237,17 +237,18 @@ def test_an_attempt_cannot_settle_exactly_when_the_whole_verification_would_say_
 
 
 def stopping_ladder(whole: dict[str, tuple[float, float]], float_islands: bool):
-    """A gate-0.9 climb whose attempts, where allowed to stop, stop after 10 of 100 images whenever their whole
-    figures (agreement, confident agreement; (0.5, 0.5) unlisted) do not settle; their partial figures are 0.1."""
+    """A gate-0.9 climb whose attempts stop after 10 of 100 images whenever their whole figures (agreement,
+    confident agreement; (0.5, 0.5) unlisted) can neither settle nor beat their rival; their partial figures
+    are then 0.1."""
     asked, finished = [], []
+    target = CONFIDENT_AGREEMENT_TARGET if float_islands else None
 
-    def attempt(recipe: Int8Recipe, may_stop: bool) -> Trial:
-        asked.append((recipe.name, may_stop))
+    def attempt(recipe: Int8Recipe, rival: float | None) -> Trial:
+        asked.append((recipe.name, rival))
         agreement, confident = whole.get(recipe.name, (0.5, 0.5))
         full = Fidelity(100, agreement, None, None, 0.5, [], confident_agreement=confident)
         trial = Trial(full, agreement >= 0.9, 1000, recipe.name)
-        target = CONFIDENT_AGREEMENT_TARGET if float_islands else None
-        if not may_stop or settled(trial, target):
+        if settled(trial, target) or (rival is not None and agreement > rival):
             return trial
         partial = Fidelity(10, 0.1, None, None, 0.5, [], confident_agreement=0.1)
 
@@ -259,27 +260,55 @@ def stopping_ladder(whole: dict[str, tuple[float, float]], float_islands: bool):
 
     rungs = integer_rungs(200, 1000, ("percentile", "minmax"))
     rank = (lambda recipe: LAYERS) if float_islands else None
-    target = CONFIDENT_AGREEMENT_TARGET if float_islands else None
     return climb(rungs, attempt, rank, target), asked, finished
 
 
-def test_integer_rungs_run_whole_where_float_islands_start_from_their_best_and_islands_may_stop():
-    whole = {"percentile-600+bias": (0.89, 1.0), "percentile-600+bias+float4": (0.93, 1.0)}
+def test_where_float_islands_follow_an_integer_rung_is_run_whole_while_it_may_still_be_their_start():
+    whole = {
+        "percentile-200+bias": (0.85, 0.95),
+        "percentile-200": (0.8, 0.9),
+        "percentile-600+bias": (0.89, 1.0),
+        "minmax-600+bias": (0.87, 1.0),
+        "percentile-600+bias+float4": (0.93, 1.0),
+    }
     result, asked, finished = stopping_ladder(whole, float_islands=True)
-    # The islands' start is the integer rung closest to Keras over every image: those are never stopped.
-    assert [may_stop for name, may_stop in asked if "float" not in name] == [False] * 4
-    assert [may_stop for name, may_stop in asked if "float" in name] == [True] * 3
+    # Each integer rung's rival is the best agreement so far (none for the first: it runs whole); the islands
+    # have none: they stop as soon as they cannot settle.
+    assert asked[:4] == [
+        ("percentile-200+bias", -np.inf),
+        ("percentile-200", 0.85),
+        ("percentile-600+bias", 0.85),
+        ("minmax-600+bias", 0.89),
+    ]
+    assert [rival for name, rival in asked if "float" in name] == [None] * 3
+    # The islands start from the best integer rung (percentile-600+bias); those stopped are neither passed nor
+    # failed.
     assert result.recipe.name == "percentile-600+bias+float4" and finished == []
-    # The islands climbed past stay as far as they were run, neither passed nor failed.
-    stopped = [a for a in result.attempts if a.recipe.endswith(("float1", "float2"))]
-    assert [(a.images, a.passed, a.agreement) for a in stopped] == [(10, None, 0.1)] * 2
+    assert [(a.recipe, a.images, a.passed) for a in result.attempts if a.passed is None] == [
+        ("percentile-200", 10, None),
+        ("minmax-600+bias", 10, None),
+        ("percentile-600+bias+float1", 10, None),
+        ("percentile-600+bias+float2", 10, None),
+    ]
     assert result.attempts[-1].images == 100 and result.attempts[-1].passed is True
+
+
+def test_an_attempt_can_be_left_unrun_only_where_it_can_neither_settle_nor_beat_its_rival():
+    from edgetl.exporting.int8 import cannot_matter, cannot_settle
+
+    for flips in range(41):
+        for rival in (None, -np.inf, 0.8, 0.875, 0.95):
+            stops = cannot_matter(flips, 40, 0, 13, 0.9, None, rival)
+            beaten = rival is None or (40 - flips) / 40 <= rival
+            assert stops == (cannot_settle(flips, 40, 0, 13, 0.9, None) and beaten), (flips, rival)
+    assert not cannot_matter(40, 40, 13, 13, 0.9, CONFIDENT_AGREEMENT_TARGET, -np.inf)  # the first runs whole
+    assert cannot_matter(5, 40, 0, 13, 0.9, None, 0.875) and not cannot_matter(5, 40, 0, 13, 0.9, None, 0.87)
 
 
 def test_when_no_attempt_settles_every_stopped_attempt_is_run_to_the_end_before_the_closest_is_kept():
     whole = {"percentile-200": (0.88, 0.9), "minmax-600+bias": (0.85, 0.8)}
     result, asked, finished = stopping_ladder(whole, float_islands=False)
-    assert all(may_stop for _, may_stop in asked)  # integer-only: nothing is chosen by agreement before the end
+    assert all(rival is None for _, rival in asked)  # integer-only: every attempt may stop once it cannot settle
     assert finished == [name for name, _ in asked]
     assert [a.images for a in result.attempts] == [100] * len(asked)
     assert result.recipe.name == "percentile-200" and result.chosen.fidelity.agreement == 0.88

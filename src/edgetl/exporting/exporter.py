@@ -171,7 +171,7 @@ class _Exporter:
         self, export_format: ExportFormat, converted, destination: Path, gate: float, stop: Callable | None = None
     ) -> tuple[Verified, OrderedRun]:
         """Write the file, open it as its users will and compare its predictions with Keras'. With `stop` (an int8
-        attempt's `cannot_settle`, given the run so far), the images are run in `verification_order` and no further
+        attempt's `cannot_matter`, given the run so far), the images are run in `verification_order` and no further
         than `stop` needs: the figures are then of the images run, and the run (OrderedRun) goes on in `finish`."""
         verification = self.source.verification
         run = OrderedRun.in_order(len(verification.labels))
@@ -225,16 +225,17 @@ class _Exporter:
         )
         try:
 
-            def cannot_settle(run: OrderedRun) -> bool:
-                images, confident_images = len(run.order), int(run.confident.sum())
-                return int8.cannot_settle(run.flips, images, run.confident_flips, confident_images, gate, target)
-
-            def attempt(recipe: Int8Recipe, may_stop: bool) -> Trial:
+            def attempt(recipe: Int8Recipe, rival: float | None) -> Trial:
                 inputs = replace(self.inputs, recipe=recipe)
                 with self.bias_corrected(export_format, recipe, inputs) as corrections:
                     converted = self.convert(export_format, replace(inputs, corrections=corrections))
                 path = attempts_dir / f"{len(os.listdir(attempts_dir))}{destination.suffix}"
-                verified, run = self.verify(export_format, converted, path, gate, cannot_settle if may_stop else None)
+
+                def cannot_matter(run: OrderedRun) -> bool:
+                    counts = run.flips, len(run.order), run.confident_flips, int(run.confident.sum())
+                    return int8.cannot_matter(*counts, gate, target, rival)
+
+                verified, run = self.verify(export_format, converted, path, gate, cannot_matter)
                 trial = Trial(verified.fidelity, verified.passed, verified.size, verified)
                 if not run.complete:
 

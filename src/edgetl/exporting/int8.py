@@ -8,16 +8,18 @@ are allowed, a file that passes its gate but flips too many of the images Keras 
 the climb either. Every attempt is recorded; the first that passes (and, with float islands, reaches the confident
 target) is kept, or, when none does, the one closest to Keras among those that pass, else among all.
 
-An attempt whose outcome is decided before every verification image is run stops there (`cannot_settle`): it flips
-more images than its gate allows, or more of the images Keras is confident about than the confident target allows,
-whatever the images left give. Its figures are then those of the images run, and `Attempt.images` says how many.
-The rungs the float islands start from are run whole, since the best of them is chosen by its agreement; and when
-no attempt settles, every attempt stopped early is run to the end before the closest is chosen.
+An attempt whose outcome is decided before every verification image is run stops there (`cannot_matter`): it
+flips more images than its gate allows, or more of the images Keras is confident about than the confident target
+allows, whatever the images left give, and (for the integer-only rungs float islands start from, the best of them)
+it can no longer agree with Keras more than the best of them so far. Its figures are then those of the images run,
+and `Attempt.images` says how many. When no attempt settles, every attempt stopped early is run to the end before
+the closest is chosen.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -162,6 +164,24 @@ def cannot_settle(
     return (confident_images - confident_flips) / confident_images < confident_target
 
 
+def cannot_matter(
+    flips: int,
+    images: int,
+    confident_flips: int,
+    confident_images: int,
+    gate: float,
+    confident_target: float | None,
+    rival: float | None,
+) -> bool:
+    """Whether the rest of an attempt's images can be left unrun: it cannot settle (`cannot_settle`), and, with a
+    `rival` (the agreement of the best attempt so far, where the best is still to be chosen), it cannot agree with
+    Keras more than that even if every image left agrees, so it cannot be the best either (`_better`: passing
+    follows agreement, and a tie keeps the earlier)."""
+    if not cannot_settle(flips, images, confident_flips, confident_images, gate, confident_target):
+        return False
+    return rival is None or (images - flips) / images <= rival
+
+
 def _better(candidate: Trial, best: Trial | None, confident_target: float | None) -> bool:
     """A settled file beats one that only passes, which beats a failing one; then the one agreeing more."""
     if best is None:
@@ -175,7 +195,7 @@ def _better(candidate: Trial, best: Trial | None, confident_target: float | None
 
 def climb(
     rungs: list[Int8Recipe],
-    attempt: Callable[[Int8Recipe, bool], Trial],
+    attempt: Callable[[Int8Recipe, float | None], Trial],
     rank_layers: Callable[[Int8Recipe], list[str]] | None,
     confident_target: float | None = None,
 ) -> LadderResult:
@@ -183,9 +203,10 @@ def climb(
     the best integer recipe with more and more layers in float; stop at the first file that passes and, with
     `confident_target`, agrees with Keras on at least that share of its confident images.
 
-    `attempt(recipe, may_stop)` makes and verifies a file; with `may_stop` it may stop verifying once the file
-    cannot settle (`cannot_settle`), and gives a Trial with `finish`. The integer rungs may not when float islands
-    follow: their best is the islands' start, chosen by agreement over every image.
+    `attempt(recipe, rival)` makes and verifies a file; it may stop verifying once the rest cannot matter
+    (`cannot_matter` with `rival`), and then gives a Trial with `finish`. Where float islands follow, the best
+    integer rung is their start: an integer rung gets the agreement of the best so far as its rival (-inf for the
+    first, which runs whole), so the best is always run whole; float islands and integer-only ladders get None.
 
     Float islands start from the best recipe as it is, bias correction included: the exporter leaves the layers
     kept in float out of the correction (a correction for int8 rounding is an error on a float layer)."""
@@ -209,9 +230,9 @@ def climb(
             images=fidelity.images,
         )
 
-    def run(recipe: Int8Recipe, may_stop: bool) -> Trial:
+    def run(recipe: Int8Recipe, rival: float | None) -> Trial:
         started = time.perf_counter()
-        trial = attempt(recipe, may_stop)
+        trial = attempt(recipe, rival)
         attempts.append(record(trial, recipe, time.perf_counter() - started))
         tried.append((trial, recipe))
         fidelity = trial.fidelity
@@ -238,12 +259,17 @@ def climb(
                 attempts[position] = record(whole, recipe, seconds)
         return LadderResult(*best(), attempts)
 
+    def rival() -> float | None:
+        if rank_layers is None:
+            return None
+        return best()[0].fidelity.agreement if tried else -math.inf
+
     for recipe in rungs:
-        if settled(run(recipe, rank_layers is None), confident_target):
+        if settled(run(recipe, rival()), confident_target):
             return LadderResult(*best(), attempts)
     base = best()[1]
     ranked = rank_layers(base) if rank_layers is not None else []
     for count in sorted({min(count, len(ranked)) for count in FLOAT_LAYER_STEPS if ranked}):
-        if settled(run(replace(base, float_layers=tuple(ranked[:count])), True), confident_target):
+        if settled(run(replace(base, float_layers=tuple(ranked[:count])), None), confident_target):
             return LadderResult(*best(), attempts)
     return result()
