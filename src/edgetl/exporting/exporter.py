@@ -20,6 +20,7 @@ import numpy as np
 
 from edgetl.errors import EdgetlError
 from edgetl.exporting import int8
+from edgetl.exporting.activation_ranges import images_per_batch
 from edgetl.exporting.calibration import CalibrationImages, ImageSample
 from edgetl.exporting.converter_exports import converter_exports_kept
 from edgetl.exporting.formats import (
@@ -41,20 +42,22 @@ from edgetl.exporting.int8 import (
     integer_rungs,
     most_calibration_images,
 )
-from edgetl.exporting.keras_passes import keras_batch_size, keras_probabilities
+from edgetl.exporting.keras_passes import activation_bytes, keras_batch_size, keras_probabilities
 from edgetl.exporting.logs import append_trace, first_line, output_to
 from edgetl.exporting.memory import collect_garbage, hand_back_large_blocks, settled_objects_frozen
 from edgetl.exporting.record import ExportRecord, Verified, make_record
 from edgetl.exporting.source import ExportSource, from_run, resolve_source
 from edgetl.exporting.tflite import OpReport, names_layer
 from edgetl.exporting.verify import (
+    RUNTIME_BATCH,
+    RUNTIME_BATCH_BYTES,
     Fidelity,
     OrderedRun,
     compare,
     compare_run,
     verification_order,
 )
-from edgetl.exporting.written import load_written, write_converted
+from edgetl.exporting.written import FILE_KINDS, load_written, write_converted
 from edgetl.files import refuse_links, remove_if_there, temporary_name
 from edgetl.progress import step
 from edgetl.run import commit_export
@@ -83,6 +86,7 @@ class _Exporter:
         calibration = CalibrationImages(source, options.calibration_samples) if needs_calibration else None
         self.inputs = ConversionInputs(options, calibration)
         self._keras_probabilities: np.ndarray | None = None
+        self._activation_bytes: int | None = None  # the model's layer outputs for one image, when first needed
         # Per file written, the other programs that run it (consumers.CONSUMERS), started as it was written.
         self._consumers: dict[Path, list[tuple[object, object]]] = {}
 
@@ -174,10 +178,11 @@ class _Exporter:
         attempt's `cannot_matter`, given the run so far), the images are run in `verification_order` and no further
         than `stop` needs: the figures are then of the images run, and the run (OrderedRun) goes on in `finish`."""
         verification = self.source.verification
-        run = OrderedRun.in_order(len(verification.labels))
+        batch = self._runtime_batch(export_format)
+        run = OrderedRun.in_order(len(verification.labels), batch)
         if stop is not None:
             keras = self.keras_probabilities  # before the file's engine is opened: the pass may run the model
-            run = OrderedRun(verification_order(keras), keras)
+            run = OrderedRun(verification_order(keras), keras, batch)
         with step(f"{export_format.name}: verifying on {len(verification.labels)} images"):
             # SavedModel export prints its endpoints, LiteRT announces its delegate: both belong in the log.
             with output_to(self.source.log_path):
@@ -192,6 +197,16 @@ class _Exporter:
         problems = _integer_only_problems(export_format, loaded.ops, self.options)
         verified = Verified(destination, size, sha256, loaded, None, problems, False)
         return self._compared(verified, compare_run(run, self.keras_probabilities, *self._labels), gate), run
+
+    def _runtime_batch(self, export_format: ExportFormat) -> int:
+        """Images the file's runtime verifies a call: as many as its kind allows (FileKind.batch) where the model's
+        layer outputs for them fit RUNTIME_BATCH_BYTES."""
+        allowed = FILE_KINDS[export_format.kind].batch
+        if allowed <= RUNTIME_BATCH:
+            return RUNTIME_BATCH
+        if self._activation_bytes is None:
+            self._activation_bytes = activation_bytes(self.source.model)
+        return min(allowed, images_per_batch(self._activation_bytes, RUNTIME_BATCH_BYTES))
 
     @property
     def _labels(self) -> tuple:

@@ -29,7 +29,7 @@ def walk_layers(model) -> Iterator:
             yield from walk_layers(layer)
 
 
-def _activation_bytes(model) -> int:
+def activation_bytes(model) -> int:
     """The bytes of every layer's output for one image."""
     total = 0
     for layer in walk_layers(model):
@@ -44,7 +44,7 @@ def _activation_bytes(model) -> int:
 
 def keras_batch_size(model) -> int:
     """How many images one graph call of the Keras model takes (KERAS_BATCH_BYTES of layer outputs)."""
-    return images_per_batch(_activation_bytes(model), KERAS_BATCH_BYTES)
+    return images_per_batch(activation_bytes(model), KERAS_BATCH_BYTES)
 
 
 def keras_probabilities(model, pixels: np.ndarray) -> np.ndarray:

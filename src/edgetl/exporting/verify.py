@@ -15,11 +15,15 @@ UNLABELLED = -1
 CONFIDENT_PROBABILITY = 0.5
 # Classes recorded per flipped image, for Keras and the file: what a reader needs to judge the flip.
 FLIPPED_TOP_K = 3
-# Images a runtime (LiteRT, onnxruntime) runs at once while an export verifies or ranks: one. A session's memory
-# arena grows to what its largest batch needed and keeps it while the session lives, which grows with every image
-# a call holds (on an Xception at 299 px, 8 images a call took 550 MB more than one), and on a CPU one image a call
-# is as fast (figures: docs/benchmarks.md, export cost's sixth round).
+# Images a runtime (LiteRT, onnxruntime) runs at once while an export verifies or ranks: one, unless its file kind
+# allows more (written.FileKind.batch). A session's memory arena grows to what its largest batch needed and keeps
+# it while the session lives, which grows with every image a call holds (on an Xception at 299 px, 8 images a call
+# took 550 MB more than one), and LiteRT's results move in their last bit with the batch.
 RUNTIME_BATCH = 1
+# Where a file kind allows larger batches, a batch holds at most this much of the Keras model's layer outputs for
+# its images (keras_passes.activation_bytes, far more than a runtime's arena keeps of them): a MobileNetV2's four
+# images at 224 px (84 MB each), an Xception's one at 299 px (242 MB).
+RUNTIME_BATCH_BYTES = 384 * 2**20
 
 
 @dataclass(frozen=True)
@@ -62,14 +66,17 @@ def verification_order(keras_probabilities: np.ndarray) -> np.ndarray:
 
 
 class OrderedRun:
-    """A file's predictions on the verification images, made one call an image (RUNTIME_BATCH) in `order`, which
-    may stop before the last (`go_on`) and go on later where it stopped, in another session of the same file:
-    each image's prediction is its own, whatever was run before it. Given Keras' predictions, `flips` counts the
-    images whose top-1 differs from Keras', and `confident_flips` those among the images Keras is confident about,
-    as far as they were run."""
+    """A file's predictions on the verification images, made in `order`, `batch` images a call, which may stop
+    before the last (`go_on`) and go on later where it stopped, in another session of the same file: each image's
+    prediction is its own, whatever was run before it. Given Keras' predictions, `flips` counts the images whose
+    top-1 differs from Keras', and `confident_flips` those among the images Keras is confident about, as far as they
+    were run."""
 
-    def __init__(self, order: np.ndarray, keras_probabilities: np.ndarray | None = None) -> None:
+    def __init__(
+        self, order: np.ndarray, keras_probabilities: np.ndarray | None = None, batch: int = RUNTIME_BATCH
+    ) -> None:
         self.order = np.asarray(order)
+        self.batch = batch
         self.done = 0
         self.flips = self.confident_flips = 0
         self.probabilities: np.ndarray | None = None
@@ -79,8 +86,8 @@ class OrderedRun:
             self.confident = keras_probabilities.max(axis=1) >= CONFIDENT_PROBABILITY
 
     @classmethod
-    def in_order(cls, images: int) -> OrderedRun:
-        return cls(np.arange(images))
+    def in_order(cls, images: int, batch: int = RUNTIME_BATCH) -> OrderedRun:
+        return cls(np.arange(images), batch=batch)
 
     @property
     def complete(self) -> bool:
@@ -92,17 +99,21 @@ class OrderedRun:
         return np.sort(self.order[: self.done])
 
     def go_on(self, predict, pixels, stop=None) -> None:
-        """Run the images not yet run, in order, until all are, or `stop(self)` says after one that the rest are
-        not needed."""
-        for position in self.order[self.done :]:
-            output = predict(pixels[int(position) : int(position) + 1])
+        """Run the images not yet run, in order, a batch a call, until all are, or `stop(self)` says after a batch
+        that the rest are not needed."""
+        while not self.complete:
+            positions = self.order[self.done : self.done + self.batch]
+            first = int(positions[0])
+            contiguous = bool(np.all(np.diff(positions) == 1))  # read as a slice: one read, no copy of an index
+            outputs = predict(pixels[first : first + len(positions)] if contiguous else pixels[positions])
             if self.probabilities is None:
-                self.probabilities = np.zeros((len(self.order), *output.shape[1:]), output.dtype)
-            self.probabilities[position] = output[0]
-            self.done += 1
-            if self.keras_top is not None and output[0].argmax() != self.keras_top[position]:
-                self.flips += 1
-                self.confident_flips += int(self.confident[position])
+                self.probabilities = np.zeros((len(self.order), *outputs.shape[1:]), outputs.dtype)
+            self.probabilities[positions] = outputs
+            self.done += len(positions)
+            if self.keras_top is not None:
+                flipped = outputs.argmax(axis=1) != self.keras_top[positions]
+                self.flips += int(flipped.sum())
+                self.confident_flips += int((flipped & self.confident[positions]).sum())
             if stop is not None and stop(self):
                 return
 

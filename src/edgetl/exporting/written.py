@@ -15,6 +15,7 @@ import numpy as np
 from edgetl.exporting.formats import ExportFormat
 from edgetl.exporting.metadata import attach_to_onnx, attach_to_tflite
 from edgetl.exporting.tflite import OpReport, tflite_op_report
+from edgetl.exporting.verify import RUNTIME_BATCH
 from edgetl.files import atomic_write
 from edgetl.runtime.engine import open_engine
 from edgetl.runtime.metadata import ModelMetadata
@@ -76,11 +77,16 @@ def _load_savedmodel(destination: Path) -> Loaded:
 class FileKind:
     write: Callable[[object, ModelMetadata, Path], tuple[int, str]]  # -> size and sha256 of what was written
     load: Callable[[Path], Loaded]
+    # Images its verification runs a call at most (within verify.RUNTIME_BATCH_BYTES). onnxruntime gives an image
+    # the same outputs whatever the batch (a test holds it on a float and an int8 file): four images a call verify
+    # a MobileNetV2's int8 file at 224 px 17% faster (3.73 -> 3.10 ms an image), its float file 7% (3.02 -> 2.80).
+    # LiteRT's outputs move in their last bit with the batch: one.
+    batch: int = RUNTIME_BATCH
 
 
 FILE_KINDS: dict[str, FileKind] = {
     "tflite": FileKind(_write_tflite, lambda destination: _on_engine(destination, tflite_op_report(destination))),
-    "onnx": FileKind(_write_onnx, _load_onnx),
+    "onnx": FileKind(_write_onnx, _load_onnx, batch=4),
     "savedmodel": FileKind(_write_savedmodel, _load_savedmodel),
 }
 
