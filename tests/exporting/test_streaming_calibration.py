@@ -629,3 +629,87 @@ def test_calibrations_of_graphs_with_the_same_weights_share_their_quantisation_a
             alone = OnnxCalibration(graph(shift, scale), images, tmp_path / f"alone{number}{target}")
             expected = alone.quantize("minmax", ("fc;fc_w;fc_b",) if number else (), target).SerializeToString()
             assert made == expected, (number, target)
+
+
+def test_the_quantisers_shortcuts_make_the_files_it_makes_without_them_and_leave_it_as_it_was(tmp_path, monkeypatch):
+    """onnxruntime's quantiser with edgetl's shortcuts (initializers checked once, readers found by membership,
+    first match by name, bias scale checks remembered): the same files, for both targets, with and without a float
+    island, a second time from what was remembered; and onnxruntime's own functions back afterwards."""
+    import contextlib
+
+    from onnxruntime.quantization import base_quantizer, qdq_quantizer, quant_utils
+    from onnxruntime.quantization.onnx_model import ONNXModel
+
+    from edgetl.exporting import onnx as edgetl_onnx
+
+    before = (
+        ONNXModel.initializer_extend,
+        ONNXModel.replace_input_of_all_nodes,
+        quant_utils.find_by_name,
+        base_quantizer.find_by_name,
+        qdq_quantizer.QDQQuantizer._adjust_weight_scale_for_int32_bias,
+    )
+    images = pixels(12)
+    made = {}
+    for shortcuts in (True, False):
+        if not shortcuts:
+            monkeypatch.setattr(edgetl_onnx, "_quantiser_shortcuts", lambda memory: contextlib.nullcontext())
+        work = tmp_path / str(shortcuts)
+        work.mkdir()
+        calibration = edgetl_onnx.OnnxCalibration(small_classifier(), images, work)
+        made[shortcuts] = [
+            calibration.quantize("minmax", layers, target).SerializeToString()
+            for target in ("portable", "vnni-arm64")
+            for layers in ((), ("pw;pw_w;pw_b",), ("fc;fc_w;fc_b",), ())
+        ]
+    assert made[True] == made[False]
+    assert len(set(made[True])) == 6  # two targets, three graphs each (the last is the first again)
+    after = (
+        ONNXModel.initializer_extend,
+        ONNXModel.replace_input_of_all_nodes,
+        quant_utils.find_by_name,
+        base_quantizer.find_by_name,
+        qdq_quantizer.QDQQuantizer._adjust_weight_scale_for_int32_bias,
+    )
+    assert after == before
+
+
+def test_a_quantised_graph_is_sorted_by_depth_keeping_its_order_within_a_depth():
+    """Every node after the nodes it reads from, and among nodes of one depth the graph's own order: what a sort
+    in rounds (all nodes whose inputs are there, in order, then again) gives; a cycle or a missing input is an
+    error."""
+    import random
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgetl.exporting.onnx import _set_nodes, _sort_topologically
+
+    def rounds(graph) -> list[str]:
+        available = {i.name for i in graph.input} | {init.name for init in graph.initializer} | {""}
+        pending, ordered = list(graph.node), []
+        while pending:
+            ready = [node for node in pending if all(name in available for name in node.input)]
+            ordered += [node.name for node in ready]
+            available.update(output for node in ready for output in node.output)
+            pending = [node for node in pending if node.name not in ordered]
+        return ordered
+
+    model = small_classifier()
+    nodes = list(model.graph.node)
+    for seed in range(5):
+        random.Random(seed).shuffle(nodes)
+        _set_nodes(model.graph, nodes)
+        expected = rounds(model.graph)
+        _sort_topologically(model.graph)
+        assert [node.name for node in model.graph.node] == expected
+    looped = onnx.ModelProto()
+    looped.graph.input.append(helper.make_tensor_value_info("x", TensorProto.FLOAT, [1]))
+    looped.graph.node.extend(
+        [helper.make_node("Add", ["x", "b"], ["a"], "first"), helper.make_node("Relu", ["a"], ["b"], "second")]
+    )
+    with pytest.raises(ValueError, match="cycle"):
+        _sort_topologically(looped.graph)
+    looped.graph.node[1].input[0] = "nowhere"
+    with pytest.raises(ValueError, match="nothing produces"):
+        _sort_topologically(looped.graph)
