@@ -101,7 +101,7 @@ class Attempt:
     confident_agreement: float | None
     mean_probability_diff: float
     size_bytes: int
-    passed: bool | None  # None: stopped before the end, once it could no longer settle
+    passed: bool | None  # None: stopped before the end, once the rest could not matter (cannot_matter)
     seconds: float
     images: int = 0  # verification images run: fewer than the export's when the outcome was decided before the end
 
@@ -109,8 +109,8 @@ class Attempt:
 @dataclass
 class Trial:
     """What trying a recipe gave: the fidelity, whether the file passed, and whatever the caller needs to keep
-    it (the converted model). `finish`, where the attempt stopped once it could no longer settle, runs the rest of
-    the images and gives the whole trial."""
+    it (the converted model). `finish`, where the attempt stopped before the end (`cannot_matter`), runs the rest
+    of the images and gives the whole trial."""
 
     fidelity: Fidelity
     passed: bool
