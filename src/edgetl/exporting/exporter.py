@@ -183,7 +183,8 @@ class _Exporter:
         if stop is not None:
             keras = self.keras_probabilities  # before the file's engine is opened: the pass may run the model
             run = OrderedRun(verification_order(keras), keras, batch)
-        with step(f"{export_format.name}: verifying on {len(verification.labels)} images"):
+        until = "" if stop is None else "up to "  # a ladder attempt stops once the rest cannot matter
+        with step(f"{export_format.name}: verifying on {until}{len(verification.labels)} images"):
             # SavedModel export prints its endpoints, LiteRT announces its delegate: both belong in the log.
             with output_to(self.source.log_path):
                 size, sha256 = write_converted(export_format, converted, self.source.metadata, destination)
