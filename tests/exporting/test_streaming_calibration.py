@@ -633,11 +633,11 @@ def test_calibrations_of_graphs_with_the_same_weights_share_their_quantisation_a
 
 def test_the_quantisers_shortcuts_make_the_files_it_makes_without_them_and_leave_it_as_it_was(tmp_path, monkeypatch):
     """onnxruntime's quantiser with edgetl's shortcuts (initializers checked once, readers found by membership,
-    first match by name, bias scale checks remembered): the same files, for both targets, with and without a float
-    island, a second time from what was remembered; and onnxruntime's own functions back afterwards."""
+    first match by name): the same files, for both targets, with and without a float island, the first graph
+    again; and onnxruntime's own functions back afterwards."""
     import contextlib
 
-    from onnxruntime.quantization import base_quantizer, qdq_quantizer, quant_utils
+    from onnxruntime.quantization import base_quantizer, quant_utils
     from onnxruntime.quantization.onnx_model import ONNXModel
 
     from edgetl.exporting import onnx as edgetl_onnx
@@ -647,13 +647,12 @@ def test_the_quantisers_shortcuts_make_the_files_it_makes_without_them_and_leave
         ONNXModel.replace_input_of_all_nodes,
         quant_utils.find_by_name,
         base_quantizer.find_by_name,
-        qdq_quantizer.QDQQuantizer._adjust_weight_scale_for_int32_bias,
     )
     images = pixels(12)
     made = {}
     for shortcuts in (True, False):
         if not shortcuts:
-            monkeypatch.setattr(edgetl_onnx, "_quantiser_shortcuts", lambda memory: contextlib.nullcontext())
+            monkeypatch.setattr(edgetl_onnx, "_quantiser_shortcuts", contextlib.nullcontext)
         work = tmp_path / str(shortcuts)
         work.mkdir()
         calibration = edgetl_onnx.OnnxCalibration(small_classifier(), images, work)
@@ -669,7 +668,6 @@ def test_the_quantisers_shortcuts_make_the_files_it_makes_without_them_and_leave
         ONNXModel.replace_input_of_all_nodes,
         quant_utils.find_by_name,
         base_quantizer.find_by_name,
-        qdq_quantizer.QDQQuantizer._adjust_weight_scale_for_int32_bias,
     )
     assert after == before
 

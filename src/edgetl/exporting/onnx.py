@@ -389,8 +389,7 @@ class OnnxCalibration:
         if ONNX_INT8_TARGETS[target].pair_limited_weights:
             options["TensorQuantOverrides"] = self.pair_limited_overrides
         output = self.work / "int8.onnx"
-        memory = self._weight_quantisations.setdefault(target, {})
-        with _weights_quantised_once(memory), _quantiser_shortcuts(memory):
+        with _weights_quantised_once(self._weight_quantisations.setdefault(target, {})), _quantiser_shortcuts():
             quantize_static(
                 str(self.prepared),
                 str(output),
@@ -493,36 +492,30 @@ def _weights_quantised_once(memory: dict):
 
 
 @contextlib.contextmanager
-def _quantiser_shortcuts(memory: dict):
+def _quantiser_shortcuts():
     """onnxruntime's quantiser with the same graphs in less time (a test holds them equal). It repeats work made for
     hand-written graphs, not a MobileNetV2's hundreds of nodes and initializers:
     - adding initializers checks every initializer already in the graph each time (`initializer_extend`; the check
       looks at float8 values only, which edgetl's int8 types never are): each is checked once, when added;
     - renaming a tensor's readers walks every node's inputs in Python (`replace_input_of_all_nodes`): only the
       nodes that read it are walked;
-    - looking an initializer up by name lists every match to take the first (`find_by_name`): it stops at the first;
-    - a weight's scale is checked against its bias channel by channel in Python
-      (`_adjust_weight_scale_for_int32_bias`): once per weight scale, input scale and bias values, remembered in
-      `memory` (the ladder's rungs and the ranking's islands repeat them), handed out as copies.
-    Together about half of a MobileNetV2 quantisation's time (185 -> ~90 ms an island file). Where onnxruntime's
-    quantiser is not laid out as this expects, it runs as it is."""
-    import copy
+    - looking an initializer up by name lists every match to take the first (`find_by_name`): it stops at the first.
+    With the sort below, a MobileNetV2 island file 185 -> about 130 ms. (Remembering each bias's scale check across
+    graphs as well made the files differ from one export to the next: onnxruntime changes the scales it checks in
+    place.) Where onnxruntime's quantiser is not laid out as this expects, it runs as it is."""
     import sys
 
-    from onnxruntime.quantization import qdq_quantizer, quant_utils
+    from onnxruntime.quantization import quant_utils
     from onnxruntime.quantization.onnx_model import ONNXModel
 
-    quantizer = qdq_quantizer.QDQQuantizer
     originals = {
         "extend": getattr(ONNXModel, "initializer_extend", None),
         "replace": getattr(ONNXModel, "replace_input_of_all_nodes", None),
         "find": getattr(quant_utils, "find_by_name", None),
-        "adjust": getattr(quantizer, "_adjust_weight_scale_for_int32_bias", None),
     }
     if None in originals.values() or getattr(ONNXModel, "replace_node_input", None) is None:
         yield
         return
-    adjusted = memory.setdefault("bias scales", {})
 
     def initializer_extend(self, inits):
         if len(inits) == 0:
@@ -543,14 +536,6 @@ def _quantiser_shortcuts(memory: dict):
     def find_by_name(item_name, item_list):
         return next((item for item in item_list if item.name == item_name), None)
 
-    def adjust_weight_scale(self, input_scale, weight_scale, weight_name, bias_tp, is_per_channel):
-        key = tuple(
-            (array.dtype.str, array.shape, array.tobytes()) for array in (np.asarray(input_scale), weight_scale)
-        ) + (_values_digest(bias_tp), is_per_channel)
-        if key not in adjusted:
-            adjusted[key] = originals["adjust"](self, input_scale, weight_scale, weight_name, bias_tp, is_per_channel)
-        return copy.deepcopy(adjusted[key])
-
     # find_by_name as each quantiser module imported it.
     finders = [
         module
@@ -559,7 +544,6 @@ def _quantiser_shortcuts(memory: dict):
     ]
     ONNXModel.initializer_extend = initializer_extend
     ONNXModel.replace_input_of_all_nodes = replace_input_of_all_nodes
-    quantizer._adjust_weight_scale_for_int32_bias = adjust_weight_scale
     for module in finders:
         module.find_by_name = find_by_name
     try:
@@ -567,7 +551,6 @@ def _quantiser_shortcuts(memory: dict):
     finally:
         ONNXModel.initializer_extend = originals["extend"]
         ONNXModel.replace_input_of_all_nodes = originals["replace"]
-        quantizer._adjust_weight_scale_for_int32_bias = originals["adjust"]
         for module in finders:
             module.find_by_name = originals["find"]
 
