@@ -297,6 +297,10 @@ def test_attempts_stopped_early_then_run_to_the_end_give_the_records_of_attempts
         assert len(stopped["attempts"]) >= 2
         for attempt in whole["attempts"] + stopped["attempts"]:
             assert attempt.pop("seconds") >= 0 and attempt["images"] == whole["images"]
+            # Known, not from stopping: an ONNX rung climbed past can come out a kilobyte larger or smaller from one
+            # export to the next in one process (689,225 or 690,592 bytes here), with the same predictions. The
+            # file kept is compared whole below.
+            attempt.pop("size_bytes")
         if whole["format"].startswith("tflite"):
             assert _tflite_buffers(files["whole"] / whole["path"].split("/")[-1]) == _tflite_buffers(
                 files["stopped"] / stopped["path"].split("/")[-1]
