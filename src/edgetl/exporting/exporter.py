@@ -248,7 +248,7 @@ class _Exporter:
                 path = attempts_dir / f"{len(os.listdir(attempts_dir))}{destination.suffix}"
 
                 def cannot_matter(run: OrderedRun) -> bool:
-                    counts = run.flips, len(run.order), run.confident_flips, int(run.confident.sum())
+                    counts = run.flips, len(run.order), run.confident_flips, run.confident_images
                     return int8.cannot_matter(*counts, gate, target, rival)
 
                 verified, run = self.verify(export_format, converted, path, gate, cannot_matter)

@@ -500,9 +500,9 @@ def _quantiser_shortcuts():
     - renaming a tensor's readers walks every node's inputs in Python (`replace_input_of_all_nodes`): only the
       nodes that read it are walked;
     - looking an initializer up by name lists every match to take the first (`find_by_name`): it stops at the first.
-    With the sort below, a MobileNetV2 island file 185 -> about 130 ms. (Remembering each bias's scale check across
-    graphs as well made the files differ from one export to the next: onnxruntime changes the scales it checks in
-    place.) Where onnxruntime's quantiser is not laid out as this expects, it runs as it is."""
+    Nothing onnxruntime computes is remembered from one call to the next here: it changes some of its results in
+    place afterwards (the weight scales it checks against the biases). Figures: docs/benchmarks.md, export cost's
+    eleventh round. Where onnxruntime's quantiser is not laid out as this expects, it runs as it is."""
     import sys
 
     from onnxruntime.quantization import quant_utils

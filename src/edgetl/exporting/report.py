@@ -102,7 +102,7 @@ def fallback_cost(record: ExportRecord) -> str:
 
 
 def _tried(attempt: dict) -> str:
-    """A recipe tried and its agreement, or where it stopped (int8.cannot_settle)."""
+    """A recipe tried and its agreement, or where it stopped (int8.cannot_matter)."""
     if attempt.get("passed") is None:
         return f"{attempt['recipe']} (stopped after {attempt.get('images')} images: cannot settle)"
     return f"{attempt['recipe']} {attempt['agreement']:.4f}"

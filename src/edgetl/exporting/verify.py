@@ -69,8 +69,8 @@ class OrderedRun:
     """A file's predictions on the verification images, made in `order`, `batch` images a call, which may stop
     before the last (`go_on`) and go on later where it stopped, in another session of the same file: each image's
     prediction is its own, whatever was run before it. Given Keras' predictions, `flips` counts the images whose
-    top-1 differs from Keras', and `confident_flips` those among the images Keras is confident about, as far as they
-    were run."""
+    top-1 differs from Keras', and `confident_flips` those among the `confident_images` Keras is confident about, as
+    far as they were run."""
 
     def __init__(
         self, order: np.ndarray, keras_probabilities: np.ndarray | None = None, batch: int = RUNTIME_BATCH
@@ -81,9 +81,11 @@ class OrderedRun:
         self.flips = self.confident_flips = 0
         self.probabilities: np.ndarray | None = None
         self.keras_top = self.confident = None
+        self.confident_images = 0
         if keras_probabilities is not None:
             self.keras_top = keras_probabilities.argmax(axis=1)
             self.confident = keras_probabilities.max(axis=1) >= CONFIDENT_PROBABILITY
+            self.confident_images = int(self.confident.sum())
 
     @classmethod
     def in_order(cls, images: int, batch: int = RUNTIME_BATCH) -> OrderedRun:

@@ -77,10 +77,10 @@ def _load_savedmodel(destination: Path) -> Loaded:
 class FileKind:
     write: Callable[[object, ModelMetadata, Path], tuple[int, str]]  # -> size and sha256 of what was written
     load: Callable[[Path], Loaded]
-    # Images its verification runs a call at most (within verify.RUNTIME_BATCH_BYTES). onnxruntime gives an image
-    # the same outputs whatever the batch (a test holds it on a float and an int8 file): four images a call verify
-    # a MobileNetV2's int8 file at 224 px 17% faster (3.73 -> 3.10 ms an image), its float file 7% (3.02 -> 2.80).
-    # LiteRT's outputs move in their last bit with the batch: one.
+    # Images its verification runs a call at most (within verify.RUNTIME_BATCH_BYTES): more than one only where
+    # the runtime gives an image the same outputs whatever the batch, so the figures are those of one image a call.
+    # onnxruntime does (a test holds it on a float and an int8 file), and a few images a call run faster (figures:
+    # docs/benchmarks.md, export cost's eleventh round); LiteRT's outputs move in their last bit with the batch.
     batch: int = RUNTIME_BATCH
 
 
